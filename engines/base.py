@@ -1,0 +1,115 @@
+"""The engine protocol every backend implements, its parameters and its errors.
+
+Nothing here imports a heavy library: the TUI and the session layer import this
+module freely, and an engine module is imported only when that engine is chosen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatMessage(TypedDict, total=False):
+    """One prompt message: role is system, user or assistant; name is the speaker."""
+
+    role: str
+    content: str
+    name: str
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings for one reply. Unknown fields are rejected, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float = Field(0.8, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    typical_p: float = Field(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.1, gt=0.0, le=5.0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    max_new_tokens: int = Field(512, ge=1, le=131072)
+    seed: int | None = Field(None, ge=0, lt=2**32)
+    stop: list[str] = Field(default_factory=list)
+    do_sample: bool = True
+    num_beams: int = Field(1, ge=1, le=16)
+
+
+class GenerationStats(BaseModel):
+    """What one reply cost: stored with the reply so it can be reproduced and compared."""
+
+    prompt_tokens: int = 0
+    prompt_eval_tokens: int = 0  # prompt tokens actually evaluated (the rest came from the KV cache)
+    completion_tokens: int = 0
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    finish_reason: Literal["stop", "length", "cancelled", "error"] = "stop"
+    seed: int | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode_s = self.total_s - self.ttft_s
+        if self.completion_tokens <= 1 or decode_s <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / decode_s
+
+
+class CosplayError(Exception):
+    """A problem the user can fix; its message is one sentence naming the thing and the fix."""
+
+
+class ModelLoadError(CosplayError):
+    """The model file or directory is missing, corrupt, or cannot be loaded."""
+
+
+class AdapterError(CosplayError):
+    """A LoRA adapter is missing, unsafe, or does not fit the base model."""
+
+
+class TemplateError(CosplayError):
+    """A chat template is unknown or fails to render."""
+
+
+class ContextOverflowError(CosplayError):
+    """The prompt does not fit in the model's context window."""
+
+
+class GenerationError(CosplayError):
+    """Generation failed inside the engine."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model that turns chat messages into a stream of text pieces."""
+
+    model_name: str  # what the user loaded: a file name, a directory or a repo id
+    template_name: str  # the chat template in use
+    context_length: int  # tokens the context window holds
+    last_stats: GenerationStats | None  # set when a stream_chat generator finishes
+
+    def stream_chat(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[str]:
+        """Yield the reply piece by piece; stop at the next token once `cancel` is set."""
+        ...
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        """Tokens of the prompt these messages render to, generation prompt included."""
+        ...
+
+    def set_adapter(self, name: str | None) -> None:
+        """Activate a loaded LoRA adapter by name, or none for the base model."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Short facts for the status line: engine, device, dtype, adapter…"""
+        ...
+
+    def close(self) -> None:
+        """Free the model."""
+        ...

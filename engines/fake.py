@@ -1,0 +1,94 @@
+"""A scripted engine for tests and `cosplay chat --demo`; never the default.
+
+It replies with canned text (or the scripted replies it was given), one word
+or CJK character per piece, and records every prompt it received so tests can
+check what the real engine would have seen.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+from engines.base import ChatMessage, GenerationParams, GenerationStats
+from engines.templates import get_template
+
+DEMO_REPLY = (
+    "亮夜观天象，见东南风起，此天助也。*The demo engine is speaking:* load a real model "
+    "with `cosplay chat --model path/to/model.gguf` for real replies. "
+    "Markup such as [bold] stays literal."
+)
+_PIECE = re.compile(r"[\u3000-\u9fff\uff00-\uffef]|\s*[^\s\u3000-\u9fff\uff00-\uffef]+|\s+")
+
+
+def split_pieces(text: str) -> list[str]:
+    """Word-sized pieces (each CJK character on its own) that join back to `text`."""
+    return _PIECE.findall(text)
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        replies: list[str] | None = None,
+        *,
+        delay: float = 0.0,
+        context_length: int = 4096,
+        template: str = "chatml",
+    ):
+        self.model_name = "demo"
+        self.template_name = template
+        self.context_length = context_length
+        self.last_stats: GenerationStats | None = None
+        self.prompts: list[list[ChatMessage]] = []  # every prompt received, for tests
+        self.params: list[GenerationParams] = []
+        self.adapter: str | None = None
+        self._replies = list(replies or [])
+        self._delay = delay
+        self._template = get_template(template)
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        # Roughly one token per CJK character or per short word, like a real BPE tokenizer.
+        return len(split_pieces(self._template.render(messages)))
+
+    def stream_chat(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[str]:
+        self.prompts.append([dict(m) for m in messages])  # type: ignore[misc]
+        self.params.append(params)
+        started = time.perf_counter()
+        reply = self._replies.pop(0) if self._replies else DEMO_REPLY
+        stats = GenerationStats(prompt_tokens=self.count_tokens(messages), seed=params.seed)
+        stats.prompt_eval_tokens = stats.prompt_tokens
+        self.last_stats = None
+        pieces = split_pieces(reply)[: params.max_new_tokens]
+        try:
+            for index, piece in enumerate(pieces):
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+                if self._delay:
+                    time.sleep(self._delay)
+                if index == 0:
+                    stats.ttft_s = time.perf_counter() - started
+                stats.completion_tokens += 1
+                yield piece
+            else:
+                if len(split_pieces(reply)) > params.max_new_tokens:
+                    stats.finish_reason = "length"
+        finally:
+            stats.total_s = time.perf_counter() - started
+            self.last_stats = stats
+
+    def set_adapter(self, name: str | None) -> None:
+        self.adapter = name
+
+    def describe(self) -> dict[str, str]:
+        facts = {"engine": "demo", "device": "none"}
+        if self.adapter:
+            facts["adapter"] = self.adapter
+        return facts
+
+    def close(self) -> None:
+        pass

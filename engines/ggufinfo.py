@@ -1,0 +1,52 @@
+"""Read what we need from a GGUF header (with the `gguf` package), validating the file on the way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.base import ModelLoadError
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    architecture: str
+    context_length: int
+    chat_template: str | None
+    file_type: str  # "model" or "adapter"
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    if not path.exists():
+        raise ModelLoadError(f"The model file {path} does not exist; check the path.")
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is a directory, not a .gguf file; pass the file itself.")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(
+            f"{path} is not a GGUF file; the CPU engine needs a .gguf model "
+            "(use --engine gpu for a Hugging Face model directory)."
+        )
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path, "r")
+    except Exception as exc:  # the reader raises ValueError, IndexError… on a damaged file
+        raise ModelLoadError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again."
+        ) from exc
+
+    def value(key: str):
+        field = reader.get_field(key)
+        return field.contents() if field is not None else None
+
+    architecture = value("general.architecture") or ""
+    return GGUFInfo(
+        architecture=architecture,
+        context_length=int(value(f"{architecture}.context_length") or 0),
+        chat_template=value("tokenizer.chat_template"),
+        file_type=value("general.type") or "model",
+    )

@@ -1,0 +1,256 @@
+"""Chat templates: one registry for chat (both engines) and training.
+
+A model's own Jinja template comes first; the named templates below cover the
+seed-era models that ship none. Every template renders in a sandboxed Jinja
+environment and carries its stop strings.
+
+Renders are *prefix-stable*: rendering a conversation and then the same
+conversation plus one more turn gives a string that starts with the first
+(without the generation prompt). The CPU engine relies on that to keep
+llama.cpp's KV cache hitting across turns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engines.base import ChatMessage, TemplateError
+
+# Speaker prefixes that mean the model started writing the next line of dialogue.
+CJK_SPEAKER_STOPS = ["曰：", "道：", "说："]
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    name: str
+    source: str  # Jinja source
+    stop: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def render(
+        self,
+        messages: list[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        bos_token: str = "",
+        eos_token: str = "",
+        char_name: str = "",
+        user_name: str = "",
+    ) -> str:
+        try:
+            return _compile(self.source).render(
+                messages=[dict(m) for m in messages],
+                add_generation_prompt=add_generation_prompt,
+                bos_token=bos_token,
+                eos_token=eos_token,
+                char_name=char_name or _last_name(messages, "assistant") or "Assistant",
+                user_name=user_name or _last_name(messages, "user") or "User",
+                tools=None,
+            )
+        except JinjaTemplateError as exc:
+            raise TemplateError(
+                f"The chat template {self.name!r} failed to render ({exc}); "
+                "choose another with --template."
+            ) from exc
+
+
+def _last_name(messages: list[ChatMessage], role: str) -> str:
+    for message in reversed(messages):
+        if message.get("role") == role and message.get("name"):
+            return message["name"]
+    return ""
+
+
+def _raise_exception(message: str) -> None:
+    raise JinjaTemplateError(message)
+
+
+@lru_cache(maxsize=32)
+def _compile(source: str):
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = lambda value, indent=None: json.dumps(
+        value, ensure_ascii=False, indent=indent
+    )
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(source)
+    except JinjaTemplateError as exc:
+        raise TemplateError(
+            f"The chat template does not parse ({exc}); choose a named one with --template."
+        ) from exc
+
+
+_CHATML = """\
+{% for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+_LLAMA2 = """\
+{% set ns = namespace(system='') %}\
+{% for m in messages %}\
+{% if m.role == 'system' %}{% set ns.system = ns.system + m.content %}\
+{% elif m.role == 'user' %}{{ bos_token }}[INST] \
+{% if ns.system %}<<SYS>>
+{{ ns.system }}
+<</SYS>>
+
+{% set ns.system = '' %}{% endif %}{{ m.content }} [/INST]\
+{% else %} {{ m.content }} </s>{% endif %}\
+{% endfor %}"""
+
+_ALPACA = """\
+{% set ns = namespace(system='Below is an instruction that describes a task. \
+Write a response that appropriately completes the request.') %}\
+{% for m in messages if m.role == 'system' %}\
+{% if loop.first %}{% set ns.system = '' %}{% endif %}\
+{% set ns.system = ns.system + m.content %}{% endfor %}\
+{{ ns.system }}
+
+{% for m in messages if m.role != 'system' %}\
+{% if m.role == 'user' %}### Instruction:
+{{ m.content }}
+
+### Response:
+{% else %}{{ m.content }}
+
+{% endif %}{% endfor %}"""
+
+_VICUNA = """\
+{% set ns = namespace(system='The following is a conversation between an AI assistant called \
+Assistant and a human user called User. The assistant is intelligent, knowledgeable and polite \
+to answer questions of user.') %}\
+{% for m in messages if m.role == 'system' %}\
+{% if loop.first %}{% set ns.system = '' %}{% endif %}\
+{% set ns.system = ns.system + m.content %}{% endfor %}\
+{{ ns.system }}
+
+{% for m in messages if m.role != 'system' %}\
+{% if m.role == 'user' %}User:{{ m.content }}
+
+{% else %}Assistant:{{ m.content }}
+
+{% endif %}{% endfor %}\
+{% if add_generation_prompt %}Assistant:{% endif %}"""
+
+_CHATGLM = """\
+{% set ns = namespace(round=0) %}\
+{% for m in messages %}\
+{% if m.role == 'system' %}{{ m.content }}
+{% elif m.role == 'user' %}[Round {{ ns.round }}]
+问：{{ m.content }}
+答：{% set ns.round = ns.round + 1 %}\
+{% else %}{{ m.content }}
+{% endif %}{% endfor %}"""
+
+_BAICHUAN = """\
+{% for m in messages %}\
+{% if m.role == 'system' %}{{ m.content }}\
+{% elif m.role == 'user' %}<reserved_106>{{ m.content }}<reserved_107>\
+{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"""
+
+# The classics dialogue format: narration, then `某某曰：“……”` lines. The reply is
+# the quoted speech that follows the speaker prefix.
+_COSPLAY = """\
+{% for m in messages %}\
+{% if m.role == 'system' %}{{ m.content }}
+{% else %}\
+{% set speaker = m.name or (user_name if m.role == 'user' else char_name) %}\
+{% set text = m.content if m.content.startswith('“') else '“' + m.content + '”' %}\
+{{ speaker }}曰：{{ text }}
+{% endif %}{% endfor %}\
+{% if add_generation_prompt %}{{ char_name }}曰：{% endif %}"""
+
+
+NAMED_TEMPLATES: dict[str, ChatTemplate] = {
+    t.name: t
+    for t in [
+        ChatTemplate("chatml", _CHATML, ["<|im_end|>", "<|im_start|>"], "ChatML (Qwen, Yi, many fine-tunes)"),
+        ChatTemplate("llama2", _LLAMA2, ["</s>", "[INST]"], "Llama 2 chat [INST] blocks"),
+        ChatTemplate(
+            "alpaca", _ALPACA, ["### Instruction:", "### Response:"], "Alpaca instruction format (CaMA, CLAM)"
+        ),
+        ChatTemplate(
+            "vicuna",
+            _VICUNA,
+            ["User:", "User：", "\nUser"],
+            "Chinese-Vicuna User:/Assistant: chat",
+        ),
+        ChatTemplate("chatglm", _CHATGLM, ["[Round", "问：", "\n问"], "ChatGLM-6B [Round n] 问/答"),
+        ChatTemplate("baichuan", _BAICHUAN, ["<reserved_106>", "</s>"], "Baichuan 2 chat"),
+        ChatTemplate(
+            "cosplay",
+            _COSPLAY,
+            ["\n", *CJK_SPEAKER_STOPS],
+            "Four Classics dialogue: narration, then 某某曰：“……”",
+        ),
+    ]
+}
+
+# End-of-turn markers found in model-provided templates; used as stop strings.
+_KNOWN_END_MARKERS = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+]
+
+# File-name patterns for models whose files carry no template.
+_NAME_GUESSES = [
+    (re.compile(r"chatglm", re.I), "chatglm"),
+    (re.compile(r"baichuan", re.I), "baichuan"),
+    (re.compile(r"vicuna", re.I), "vicuna"),
+    (re.compile(r"alpaca|cama|clam", re.I), "alpaca"),
+    (re.compile(r"cosplay", re.I), "cosplay"),
+    (re.compile(r"llama-?2", re.I), "llama2"),
+    (re.compile(r"qwen|yi-|chatml", re.I), "chatml"),
+]
+
+
+def get_template(name: str) -> ChatTemplate:
+    try:
+        return NAMED_TEMPLATES[name]
+    except KeyError:
+        known = ", ".join(NAMED_TEMPLATES)
+        raise TemplateError(f"Unknown template {name!r}; choose one of: {known}.") from None
+
+
+def model_template(source: str, eos_token: str = "") -> ChatTemplate:
+    """Wrap a model's own Jinja chat template, deriving its stop strings."""
+    _compile(source)  # fail early with a clear message
+    stop = [m for m in _KNOWN_END_MARKERS if m in source]
+    if eos_token and eos_token not in stop:
+        stop.append(eos_token)
+    return ChatTemplate("model", source, stop, "the model's own chat template")
+
+
+def choose_template(
+    requested: str | None, model_source: str | None, model_name: str, eos_token: str = ""
+) -> ChatTemplate:
+    """The explicit choice, else the model's own template, else a guess from its name, else ChatML."""
+    if requested and requested != "auto":
+        if requested == "model":
+            if not model_source:
+                raise TemplateError(
+                    f"{model_name} carries no chat template; choose a named one with --template."
+                )
+            return model_template(model_source, eos_token)
+        return get_template(requested)
+    if model_source:
+        return model_template(model_source, eos_token)
+    for pattern, name in _NAME_GUESSES:
+        if pattern.search(model_name):
+            return NAMED_TEMPLATES[name]
+    return NAMED_TEMPLATES["chatml"]

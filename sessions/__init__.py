@@ -1,0 +1,1 @@
+"""Sessions, messages, personas and prompt building. No UI, no heavy imports."""

@@ -1,0 +1,44 @@
+"""Plain domain models: no storage, no UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Role(str, Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Status(str, Enum):
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # still streaming, or the process died while it streamed
+    CANCELLED = "cancelled"  # the user stopped it; the text so far is kept
+    ERROR = "error"
+
+
+@dataclass
+class Message:
+    id: int
+    session_id: int
+    parent_id: int | None
+    role: Role
+    content: str
+    status: Status = Status.COMPLETE
+    name: str = ""  # the speaker (a persona name in group scenes)
+    created_at: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)  # model, template, params, seed, tokens, timings
+
+
+@dataclass
+class Session:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    leaf_id: int | None = None  # the current message; the transcript is the path root → leaf
+    persona: str = ""  # persona name ('' = the plain assistant); group scenes list several
+    settings: dict[str, Any] = field(default_factory=dict)  # generation params, history rounds…

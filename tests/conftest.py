@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny random models built once per test session, and a private data home."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tiny_models import TinyConfig, build
+
+
+@pytest.fixture(autouse=True)
+def cosplay_home(tmp_path, monkeypatch):
+    """Every test gets its own data directory; nothing touches the real user's files."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("COSPLAY_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """{'gguf': Path, 'hf': Path}: the same tiny random Llama in both formats."""
+    return build(tmp_path_factory.mktemp("tiny_llama"), TinyConfig(arch="llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory):
+    """{'gguf': Path, 'hf': Path}: the same tiny random Qwen2 in both formats."""
+    return build(tmp_path_factory.mktemp("tiny_qwen2"), TinyConfig(arch="qwen2", seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llama):
+    return tiny_llama["gguf"]
