@@ -1,0 +1,111 @@
+"""`cosplay sessions list | show | export | delete`: the saved conversations, for people and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from sessions.models import Message, Session
+from sessions.store import Store
+from tui.cli_chat import open_store
+
+
+def message_record(message: Message) -> dict:
+    return {
+        "id": message.id,
+        "parent_id": message.parent_id,
+        "role": message.role.value,
+        "name": message.name,
+        "content": message.content,
+        "status": message.status.value,
+        "created_at": message.created_at,
+        "meta": message.meta,
+    }
+
+
+def session_record(store: Store, session: Session, with_messages: bool) -> dict:
+    record = {
+        "id": session.id,
+        "title": session.title,
+        "persona": session.persona,
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "leaf_id": session.leaf_id,
+    }
+    if with_messages:
+        record["messages"] = [message_record(m) for m in store.branch(session.id)]
+    else:
+        record["message_count"] = len(store.branch(session.id))
+    return record
+
+
+def to_markdown(store: Store, session: Session) -> str:
+    lines = [f"# {session.title}", ""]
+    for message in store.branch(session.id):
+        speaker = message.name or message.role.value.capitalize()
+        status = "" if message.status.value == "complete" else f" _({message.status.value})_"
+        lines += [f"**{speaker}**{status}", "", message.content, ""]
+    return "\n".join(lines)
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    try:
+        if args.action == "list":
+            sessions = store.list_sessions()
+            if args.json:
+                json.dump([session_record(store, s, False) for s in sessions], sys.stdout, ensure_ascii=False, indent=2)
+                print()
+            elif not sessions:
+                print("No sessions yet; start one with `cosplay chat` or `cosplay ask`.")
+            else:
+                for s in sessions:
+                    count = len(store.branch(s.id))
+                    print(f"{s.id:>5}  {_stamp(s.updated_at)}  {count:>4} msgs  {s.title}")
+        elif args.action == "show":
+            session = store.get_session(args.id)
+            if args.json:
+                json.dump(session_record(store, session, True), sys.stdout, ensure_ascii=False, indent=2)
+                print()
+            else:
+                print(to_markdown(store, session))
+        elif args.action == "export":
+            session = store.get_session(args.id)
+            if args.format == "json":
+                text = json.dumps(session_record(store, session, True), ensure_ascii=False, indent=2)
+            else:
+                text = to_markdown(store, session)
+            if args.out:
+                with open(args.out, "w", encoding="utf-8") as handle:
+                    handle.write(text + "\n")
+            else:
+                print(text)
+        elif args.action == "delete":
+            store.delete_session(args.id)
+            print(f"Deleted session {args.id}.")
+    finally:
+        store.close()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sessions", help="list, show, export or delete saved sessions")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="all sessions, most recent first")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="one session's transcript")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    export = actions.add_parser("export", help="write a session as Markdown or JSON")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", choices=["md", "json"], default="md")
+    export.add_argument("--out", help="file to write (default: stdout)")
+    delete = actions.add_parser("delete", help="delete a session and its messages")
+    delete.add_argument("id", type=int)
+    parser.set_defaults(func=run_sessions)
