@@ -27,9 +27,8 @@ class StoreError(CosplayError):
 
 
 def _migrate_1(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE sessions (
+    for statement in (
+        """CREATE TABLE sessions (
             id INTEGER PRIMARY KEY,
             title TEXT NOT NULL,
             created_at REAL NOT NULL,
@@ -37,8 +36,8 @@ def _migrate_1(db: sqlite3.Connection) -> None:
             leaf_id INTEGER,
             persona TEXT NOT NULL DEFAULT '',
             settings TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE TABLE messages (
+        )""",
+        """CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
             session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
             parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
@@ -48,15 +47,16 @@ def _migrate_1(db: sqlite3.Connection) -> None:
             name TEXT NOT NULL DEFAULT '',
             created_at REAL NOT NULL,
             meta TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX messages_session ON messages(session_id);
-        CREATE INDEX messages_parent ON messages(parent_id);
-        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        """
-    )
+        )""",
+        "CREATE INDEX messages_session ON messages(session_id)",
+        "CREATE INDEX messages_parent ON messages(parent_id)",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ):
+        db.execute(statement)
 
 
-# Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only.
+# Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; each runs
+# inside one transaction (so use db.execute, not executescript, which commits on its own).
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
