@@ -90,6 +90,8 @@ def run_chat(args: argparse.Namespace) -> int:
         # Load before the app starts: llama.cpp silences the terminal while it loads.
         engine = load(spec, store) if spec else None
     session_id = args.session
+    if session_id is not None:
+        store.get_session(session_id)  # a clear error now, not inside the app
     if args.new:
         session_id = store.create_session().id
     app = make_app(store=store, engine=engine, session_id=session_id)

@@ -1,0 +1,57 @@
+"""The Cosplay Textual app and its factory (every path and the engine injectable, for tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+
+from engines.base import Engine
+from sessions.paths import data_paths
+from sessions.store import Store
+from tui.chat_screen import ChatScreen
+
+
+class CosplayApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "Cosplay"
+
+    def __init__(self, store: Store, engine: Engine | None, session_id: int | None = None,
+                 persona: str | None = None):
+        super().__init__()
+        self.store = store
+        self.engine = engine
+        self.session_id = session_id
+        self.persona = persona
+
+    def on_mount(self) -> None:
+        self.push_screen(ChatScreen(self.store, self.engine, self.session_id))
+
+    @property
+    def chat(self) -> ChatScreen:
+        return next(s for s in self.screen_stack if isinstance(s, ChatScreen))
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        chat = self.chat
+        entries = [
+            ("New chat", "Start a new session (Ctrl+N)", chat.action_new_session),
+            ("Rename chat", "Rename the current session (F2)", chat.action_rename_session),
+            ("Delete chat", "Delete the current session after confirming (F8)", chat.action_delete_session),
+            ("Regenerate reply", "Write the last reply again, keeping the old one (Ctrl+R)", chat.action_regenerate),
+            ("Stop generating", "Stop the reply being written (Esc)", chat.action_stop),
+            ("Previous reply version", "Show the previous version of the last reply (Alt+←)", lambda: chat.action_switch_version(-1)),
+            ("Next reply version", "Show the next version of the last reply (Alt+→)", lambda: chat.action_switch_version(1)),
+            ("Generation parameters", "Show or hide the parameters panel (Ctrl+T)", chat.action_toggle_params),
+            ("Toggle session list", "Show or hide the sessions sidebar (Ctrl+B)", chat.action_toggle_sidebar),
+        ]
+        for title, help_text, callback in entries:
+            yield SystemCommand(title, help_text, callback)
+
+
+def make_app(*, home: str | Path | None = None, store: Store | None = None, engine: Engine | None = None,
+             session_id: int | None = None, persona: str | None = None) -> CosplayApp:
+    """Build the app; with no store, open the one under `home` ($COSPLAY_HOME or the platform dir)."""
+    if store is None:
+        store = Store(data_paths(home).ensure().database)
+    return CosplayApp(store, engine, session_id=session_id, persona=persona)

@@ -1,0 +1,314 @@
+"""The chat screen: sessions on the left, the transcript, the input, the status line.
+
+The screen owns the session, the engine and persistence; widgets post
+messages up. Generation runs in a thread worker that streams into the store
+(flushed as it grows) and posts each piece to the screen, which appends it to
+the reply's Markdown stream.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from textual import work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message as TextualMessage
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from engines.base import CosplayError, Engine, GenerationParams
+from sessions.context import PromptPlan
+from sessions.models import Message, Role, Session, Status
+from sessions.prompt import plan_prompt
+from sessions.store import Store
+from sessions.turns import run_reply
+from tui.cli_chat import LAST_SESSION
+from tui.modals import ConfirmScreen, TextPromptScreen, WelcomeScreen
+from tui.widgets.chat_input import ChatInput
+from tui.widgets.message_view import MessageView
+from tui.widgets.params_panel import ParamsPanel
+from tui.widgets.session_list import SessionList
+
+DEFAULT_PARAMS = "default_params"  # settings key: parameters new sessions start with
+NEW_TITLE = "New chat"
+
+
+@dataclass
+class ReplyPiece(TextualMessage):
+    view: MessageView
+    text: str
+
+
+@dataclass
+class ReplyDone(TextualMessage):
+    view: MessageView
+    message: Message | None
+    plan: PromptPlan | None
+    error: Exception | None
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+n", "new_session", "New chat", priority=True),
+        Binding("f2", "rename_session", "Rename"),
+        Binding("f8", "delete_session", "Delete chat"),
+        Binding("ctrl+t", "toggle_params", "Parameters", priority=True),
+        Binding("ctrl+b", "toggle_sidebar", "Sessions", priority=True),
+        Binding("alt+left", "switch_version(-1)", "Prev version", show=False),
+        Binding("alt+right", "switch_version(1)", "Next version", show=False),
+    ]
+
+    def __init__(self, store: Store, engine: Engine | None, session_id: int | None = None):
+        super().__init__()
+        self.store = store
+        self.engine = engine
+        self.session: Session | None = None
+        self.generating = False
+        self.cancel_event = threading.Event()
+        self._requested_session = session_id
+        self._last_plan: PromptPlan | None = None
+        self._last_reply: Message | None = None
+
+    # --- layout --------------------------------------------------------------------------
+
+    def compose(self):
+        with Horizontal(id="body"):
+            yield SessionList(id="sidebar")
+            with Vertical(id="main"):
+                yield VerticalScroll(id="transcript")
+                yield ChatInput(id="input")
+                yield Static(id="status", markup=False)
+            yield ParamsPanel(GenerationParams(), None, id="params")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#params").display = False
+        known = [s.id for s in self.store.list_sessions()]
+        session_id = self._requested_session or self.store.get_setting(LAST_SESSION)
+        if session_id not in known:
+            session_id = known[0] if known else self._create_session().id
+        self.load_session(session_id)
+        self.query_one(ChatInput).focus()
+        if self.engine is None:
+            self.app.push_screen(WelcomeScreen())
+
+    # --- sessions --------------------------------------------------------------------------
+
+    @property
+    def params(self) -> GenerationParams:
+        return GenerationParams(**self.session.settings.get("params", {}))
+
+    def _create_session(self) -> Session:
+        defaults = self.store.get_setting(DEFAULT_PARAMS, {})
+        return self.store.create_session(NEW_TITLE, settings={"params": defaults})
+
+    def load_session(self, session_id: int) -> None:
+        self.session = self.store.get_session(session_id)
+        self.store.set_setting(LAST_SESSION, session_id)
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.remove_children()
+        transcript.mount_all(self._view(m) for m in self.store.branch(session_id))
+        transcript.scroll_end(animate=False)
+        transcript.anchor()
+        self.query_one(ParamsPanel).load(self.params, self.session.settings.get("max_history_rounds"))
+        self.refresh_sidebar()
+        self.update_status()
+
+    def refresh_sidebar(self) -> None:
+        self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
+
+    def _speaker(self, message: Message) -> str:
+        if message.name:
+            return message.name
+        return "You" if message.role == Role.USER else "Assistant"
+
+    def _view(self, message: Message) -> MessageView:
+        siblings = self.store.siblings(message)
+        index = next(i for i, s in enumerate(siblings) if s.id == message.id) + 1
+        return MessageView(message, speaker=self._speaker(message), versions=(index, len(siblings)))
+
+    def on_session_list_chosen(self, event: SessionList.Chosen) -> None:
+        if self.generating:
+            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            return
+        if event.session_id != self.session.id:
+            self.load_session(event.session_id)
+        self.query_one(ChatInput).focus()
+
+    def action_new_session(self) -> None:
+        if self.generating:
+            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            return
+        self.load_session(self._create_session().id)
+        self.query_one(ChatInput).focus()
+
+    def action_rename_session(self) -> None:
+        def rename(title: str | None) -> None:
+            if title:
+                self.session = self.store.update_session(self.session.id, title=title)
+                self.refresh_sidebar()
+
+        self.app.push_screen(TextPromptScreen("Rename this session:", self.session.title), rename)
+
+    def action_delete_session(self) -> None:
+        if self.generating:
+            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            return
+
+        def delete(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            self.store.delete_session(self.session.id)
+            remaining = self.store.list_sessions()
+            self.load_session(remaining[0].id if remaining else self._create_session().id)
+            self.notify("Session deleted.")
+
+        self.app.push_screen(ConfirmScreen(f"Delete “{self.session.title}” and all its messages?"), delete)
+
+    # --- turns ------------------------------------------------------------------------------
+
+    def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
+        if self.generating:
+            self.notify("Still replying: press Esc to stop, then send.", severity="warning")
+            return
+        if self.engine is None:
+            self.notify("No model loaded: restart with `cosplay chat --model PATH` (or --demo).", severity="error")
+            return
+        user = self.store.add_message(self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id)
+        if self.session.title == NEW_TITLE:
+            self.store.update_session(self.session.id, title=event.text.strip().splitlines()[0][:40])
+        self.session = self.store.get_session(self.session.id)
+        self.query_one(ChatInput).clear()
+        self.query_one("#transcript").mount(self._view(user))
+        self.refresh_sidebar()
+        self.start_reply(user.id)
+
+    def start_reply(self, parent_id: int, versions: tuple[int, int] = (1, 1)) -> None:
+        placeholder = Message(
+            id=-1, session_id=self.session.id, parent_id=parent_id, role=Role.ASSISTANT,
+            content="", status=Status.PARTIAL,
+        )
+        view = MessageView(placeholder, speaker="Assistant", versions=versions)
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.mount(view)
+        transcript.anchor()
+        self.generating = True
+        self.cancel_event = threading.Event()
+        self.update_status("replying…  Esc stops")
+        self.generate(self.session.id, parent_id, view, self.params, self.cancel_event)
+
+    @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
+    def generate(
+        self, session_id: int, parent_id: int, view: MessageView, params: GenerationParams,
+        cancel: threading.Event,
+    ) -> None:
+        plan = message = error = None
+        try:
+            session = self.store.get_session(session_id)
+            plan = plan_prompt(session, self.store.branch(session_id, parent_id), self.engine, params)
+            message = run_reply(
+                self.store, self.engine, session_id=session_id, parent_id=parent_id,
+                prompt=plan.messages, params=params, cancel=cancel,
+                on_piece=lambda piece: self.post_message(ReplyPiece(view, piece)),
+            )
+        except Exception as exc:  # shown as a notification; the user's text is already saved
+            error = exc
+        self.post_message(ReplyDone(view, message, plan, error))
+
+    async def on_reply_piece(self, event: ReplyPiece) -> None:
+        await event.view.write(event.text)
+
+    async def on_reply_done(self, event: ReplyDone) -> None:
+        self.generating = False
+        self.session = self.store.get_session(self.session.id)
+        saved = self.store.branch(self.session.id)[-1] if self.session.leaf_id else None
+        if saved is not None and saved.role == Role.ASSISTANT:
+            await event.view.end_stream(saved)
+        else:  # nothing was generated (e.g. the prompt did not fit): drop the placeholder
+            await event.view.remove()
+        self._last_plan = event.plan or self._last_plan
+        self._last_reply = event.message
+        self.update_status()
+        if event.error is not None:
+            text = str(event.error) if isinstance(event.error, CosplayError) else f"Generation failed: {event.error!r}"
+            self.notify(text, severity="error", timeout=8)
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self.cancel_event.set()
+
+    def action_regenerate(self) -> None:
+        if self.generating or self.engine is None:
+            return
+        branch = self.store.branch(self.session.id)
+        if not branch:
+            return
+        last = branch[-1]
+        views = self.query(MessageView)
+        if last.role == Role.ASSISTANT and last.parent_id is not None:
+            views.last().remove()
+            count = len(self.store.siblings(last)) + 1
+            self.start_reply(last.parent_id, versions=(count, count))
+        elif last.role == Role.USER:
+            self.start_reply(last.id)
+
+    def action_switch_version(self, step: int) -> None:
+        """Show the previous/next version of the last message (kept when regenerating)."""
+        if self.generating:
+            return
+        branch = self.store.branch(self.session.id)
+        if not branch:
+            return
+        siblings = self.store.siblings(branch[-1])
+        index = next(i for i, s in enumerate(siblings) if s.id == branch[-1].id) + step
+        if 0 <= index < len(siblings):
+            leaf = self.store.deepest_leaf(siblings[index].id)
+            self.store.update_session(self.session.id, leaf_id=leaf)
+            self.load_session(self.session.id)
+
+    # --- settings and status ------------------------------------------------------------------
+
+    def on_params_panel_changed(self, event: ParamsPanel.Changed) -> None:
+        settings = dict(self.session.settings)
+        settings["params"] = event.params.model_dump(exclude_defaults=True)
+        settings["max_history_rounds"] = event.max_history_rounds
+        self.session = self.store.update_session(self.session.id, settings=settings)
+        self.store.set_setting(DEFAULT_PARAMS, settings["params"])
+
+    def action_toggle_params(self) -> None:
+        panel = self.query_one(ParamsPanel)
+        panel.display = not panel.display
+        if panel.display:
+            panel.query("Input").first().focus()
+        else:
+            self.query_one(ChatInput).focus()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(SessionList)
+        sidebar.display = not sidebar.display
+
+    def update_status(self, note: str = "") -> None:
+        if self.engine is None:
+            self.query_one("#status", Static).update("no model loaded · see `cosplay chat --help`")
+            return
+        facts = self.engine.describe()
+        parts = [self.engine.model_name, f"template {self.engine.template_name}"]
+        parts += [v for k, v in facts.items() if k in ("engine", "device", "dtype", "quantization")]
+        if "adapter" in facts:
+            parts.append(f"adapter {facts['adapter']}")
+        meta = self._last_reply.meta if self._last_reply else {}
+        if meta:
+            used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)
+            parts.append(f"ctx {used}/{self.engine.context_length}")
+            parts.append(f"{meta.get('tokens_per_s', 0):.1f} tok/s")
+        else:
+            parts.append(f"ctx {self.engine.context_length}")
+        if self._last_plan and self._last_plan.summary:
+            parts.append(self._last_plan.summary)
+        if note:
+            parts.append(note)
+        self.query_one("#status", Static).update(" · ".join(parts))

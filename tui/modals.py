@@ -1,0 +1,80 @@
+"""Small dialogs: confirm, ask for a line of text, and the no-model welcome."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"), Binding("y", "dismiss(True)", "Yes")]
+
+    def __init__(self, question: str, confirm_label: str = "Delete"):
+        super().__init__()
+        self.question = question
+        self.confirm_label = confirm_label
+
+    def compose(self):
+        with Vertical(classes="dialog"):
+            yield Label(self.question, markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button(self.confirm_label, variant="error", id="yes")
+                yield Button("Cancel", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class TextPromptScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, value: str = ""):
+        super().__init__()
+        self.title_text = title
+        self.value = value
+
+    def compose(self):
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, markup=False)
+            yield Input(self.value, id="answer")
+            yield Label("[dim]Enter to save, Esc to cancel[/dim]")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        self.dismiss(value or None)
+
+
+WELCOME = """\
+# Welcome to Cosplay
+
+No model is loaded yet. Start Cosplay with a model:
+
+```
+cosplay chat --model path/to/model.gguf          # CPU engine (llama.cpp)
+cosplay chat --model path/to/hf-model-dir         # GPU engine (transformers)
+cosplay chat --demo                               # try the app with a scripted engine
+```
+
+No model on disk? A small Chinese-capable one for a laptop (about 400 MB):
+
+```
+huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf --local-dir models
+cosplay chat --model models/qwen2.5-0.5b-instruct-q4_k_m.gguf
+```
+
+Cosplay remembers the last model: next time plain `cosplay` is enough.
+You can still read your saved sessions: press **Esc**. **Ctrl+Q** quits.
+"""
+
+
+class WelcomeScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss", "Browse sessions")]
+
+    def compose(self):
+        with Vertical(classes="dialog welcome"):
+            yield Markdown(WELCOME)

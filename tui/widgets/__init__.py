@@ -1,0 +1,1 @@
+"""Reusable widgets of the chat screen. Each posts messages up; none touches storage."""
