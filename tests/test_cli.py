@@ -1,0 +1,105 @@
+"""The `cosplay` command: exit codes, one-sentence errors, ask + sessions for scripts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tui.cli import main
+
+
+def run(*args, env_home=None):
+    env = dict(os.environ)
+    if env_home:
+        env["COSPLAY_HOME"] = str(env_home)
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = "import sys\nfrom tui.cli import main\ntry:\n main(['--help'])\nexcept SystemExit:\n pass\nprint('torch' in sys.modules, 'llama_cpp' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+    assert "usage: cosplay" in result.stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("cosplay ")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ask", "--model", "/no/such/model.gguf", "hi"], "does not exist"),
+        (["ask", "hi"], "No model configured"),
+        (["ask", "--max-tokens", "lots", "hi"], "invalid int value"),
+        (["sessions", "show", "999"], "no session 999"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_user_mistakes_give_one_sentence_and_exit_2(capsys, args, expected):
+    try:
+        code = main(args)
+    except SystemExit as exit_info:  # argparse errors exit from inside the parser
+        code = exit_info.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+
+
+def test_wrong_model_path_in_a_subprocess_has_no_traceback(tmp_path):
+    result = run("ask", "--model", str(tmp_path / "missing.gguf"), "hi", env_home=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "missing.gguf does not exist" in result.stderr
+
+
+def test_out_of_range_parameter_is_one_sentence(capsys, tiny_gguf):
+    assert main(["ask", "--model", str(tiny_gguf), "--max-tokens", "0", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid max_new_tokens" in err and "Traceback" not in err
+
+
+def test_ask_streams_and_saves_both_turns_then_sessions_commands(capsys, tiny_gguf, tmp_path):
+    assert main(["ask", "--model", str(tiny_gguf), "--max-tokens", "8", "--seed", "4", "孔明何在？"]) == 0
+    reply = capsys.readouterr().out
+    assert reply.strip()
+    # the model is remembered: the next ask needs no --model and continues the session
+    assert main(["ask", "--max-tokens", "5", "再问"]) == 0
+    capsys.readouterr()
+
+    assert main(["sessions", "list", "--json"]) == 0
+    sessions = json.loads(capsys.readouterr().out)
+    assert len(sessions) == 1 and sessions[0]["message_count"] == 4
+    session_id = sessions[0]["id"]
+
+    assert main(["sessions", "show", str(session_id), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    roles = [m["role"] for m in shown["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    first_reply = shown["messages"][1]
+    assert first_reply["content"] == reply.rstrip("\n")
+    assert first_reply["status"] == "complete"
+    meta = first_reply["meta"]
+    assert meta["seed"] == 4 and meta["model"] == tiny_gguf.name and meta["template"] == "model"
+    assert meta["completion_tokens"] == 8 and meta["params"]["max_new_tokens"] == 8
+    assert meta["prompt_tokens"] > 0 and "total_s" in meta
+
+    out = tmp_path / "s.md"
+    assert main(["sessions", "export", str(session_id), "--format", "md", "--out", str(out)]) == 0
+    assert "孔明何在？" in out.read_text(encoding="utf-8")
+    assert main(["sessions", "export", str(session_id), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == session_id
+
+    assert main(["sessions", "delete", str(session_id)]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
