@@ -1,0 +1,205 @@
+"""Pilot tests of the chat screen with the scripted engine."""
+
+import html
+import re
+
+from engines.fake import FakeEngine
+from sessions.models import Role, Status
+from sessions.store import Store
+from tui.app import make_app
+from tui.chat_screen import ChatScreen
+from tui.modals import ConfirmScreen, WelcomeScreen
+from tui.widgets.message_view import MessageView
+from tui.widgets.params_panel import ParamsPanel
+from tui.widgets.session_list import SessionList
+
+
+async def wait_until(pilot, predicate, timeout=10.0):
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def chat_screen(app) -> ChatScreen:
+    return app.chat
+
+
+async def send(pilot, text):
+    await pilot.click("#input")
+    for char in text:
+        await pilot.press(char if char != " " else "space")
+    await pilot.press("enter")
+
+
+def visible_text(app) -> str:
+    """What the terminal shows, from an SVG screenshot with the markup stripped."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def body_text(view: MessageView) -> str:
+    return view.body.source
+
+
+async def test_type_a_message_and_see_the_streamed_reply(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["诸葛亮曰：[bold]东风[/bold] 已至。"])
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2)
+        user_view, reply_view = app.chat.query(MessageView)
+        assert body_text(user_view) == "hi"
+        await wait_until(pilot, lambda: body_text(reply_view) == "诸葛亮曰：[bold]东风[/bold] 已至。")
+        # markup in model output stays literal on screen
+        await pilot.pause()
+        assert "[bold]东风[/bold]" in visible_text(app)
+        branch = store.branch(screen.session.id)
+        assert [m.role for m in branch] == [Role.USER, Role.ASSISTANT]
+        assert branch[1].status == Status.COMPLETE
+        assert engine.prompts[0][-1] == {"role": "user", "content": "hi"}
+        assert "ctx" in str(app.chat.query_one("#status").render())
+        assert screen.session.title == "hi"
+
+
+async def test_escape_stops_generation_and_keeps_the_partial_reply(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["word " * 400], delay=0.01)
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: len(app.chat.query(MessageView)) == 2 and "word" in body_text(app.chat.query(MessageView).last()))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not screen.generating)
+        reply = store.branch(screen.session.id)[-1]
+        assert reply.status == Status.CANCELLED
+        assert 0 < reply.content.count("word") < 400
+        header = app.chat.query(MessageView).last().query_one(".header").render()
+        assert "stopped" in str(header)
+
+
+async def test_regenerate_keeps_the_old_reply_as_a_sibling(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["first answer", "second answer"])
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "q")
+        await wait_until(pilot, lambda: not screen.generating and store.branch(screen.session.id)[-1].content == "first answer")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not screen.generating and store.branch(screen.session.id)[-1].content == "second answer")
+        views = app.chat.query(MessageView)
+        assert len(views) == 2
+        last = store.branch(screen.session.id)[-1]
+        assert [m.content for m in store.siblings(last)] == ["first answer", "second answer"]
+        assert "2/2" in str(views.last().query_one(".header").render())
+        # both prompts ended with the same user turn
+        assert engine.prompts[0] == engine.prompts[1]
+        await pilot.press("alt+left")
+        await wait_until(pilot, lambda: store.branch(screen.session.id)[-1].content == "first answer")
+        await wait_until(pilot, lambda: body_text(app.chat.query(MessageView).last()) == "first answer")
+
+
+async def test_switch_new_rename_and_delete_sessions(tmp_path):
+    store = Store(tmp_path / "c.db")
+    old = store.create_session("旧的会话")
+    store.add_message(old.id, Role.USER, "old question")
+    app = make_app(store=store, engine=FakeEngine(["ok"]), session_id=old.id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        assert body_text(app.chat.query(MessageView).first()) == "old question"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert screen.session.id != old.id and len(app.chat.query(MessageView)) == 0
+        sessions = app.chat.query_one(SessionList)
+        assert len(sessions.children) == 2
+        # choose the old session in the sidebar
+        sessions.focus()
+        sessions.index = [item.session.id for item in sessions.children].index(old.id)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.session.id == old.id)
+        assert body_text(app.chat.query(MessageView).first()) == "old question"
+        # rename
+        await pilot.press("f2")
+        await pilot.pause()
+        for _ in range(10):
+            await pilot.press("backspace")
+        for char in "三顾茅庐":
+            await pilot.press(char)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: store.get_session(old.id).title == "三顾茅庐")
+        # delete asks first; cancelling keeps it
+        await pilot.press("f8")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert old.id in [s.id for s in store.list_sessions()]
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_until(pilot, lambda: old.id not in [s.id for s in store.list_sessions()])
+        assert screen.session.id != old.id
+
+
+async def test_parameters_panel_saves_valid_values_and_flags_bad_ones(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["a", "b"])
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(120, 60)) as pilot:
+        screen = chat_screen(app)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        panel = app.chat.query_one(ParamsPanel)
+        assert panel.display
+        temperature = panel.query_one("#temperature")
+        temperature.value = "0.25"
+        temperature.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.session.settings["params"]["temperature"] == 0.25
+        top_p = panel.query_one("#top_p")
+        top_p.value = "7"
+        top_p.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert top_p.has_class("-invalid")
+        assert "top_p" not in screen.session.settings["params"]
+        await pilot.press("ctrl+t")
+        await send(pilot, "x")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.params) == 1)
+        assert engine.params[0].temperature == 0.25
+
+
+async def test_chinese_text_wraps_inside_the_transcript(tmp_path):
+    store = Store(tmp_path / "c.db")
+    long_line = "臣本布衣，躬耕于南阳，苟全性命于乱世，不求闻达于诸侯。" * 4
+    app = make_app(store=store, engine=FakeEngine([long_line]))
+    async with app.run_test(size=(80, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "出师表")
+        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2)
+        await wait_until(pilot, lambda: body_text(app.chat.query(MessageView).last()) == long_line)
+        await pilot.pause()
+        view = app.chat.query(MessageView).last()
+        assert view.body.size.height >= 3  # wrapped onto several lines
+        assert view.body.size.width <= 80
+        shown = visible_text(app)
+        assert "臣本布衣，躬耕于南阳" in shown
+        assert "不求闻达于诸侯。" in shown
+
+
+async def test_without_a_model_the_welcome_explains_how_to_get_one(tmp_path):
+    app = make_app(store=Store(tmp_path / "c.db"), engine=None)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, WelcomeScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        await send(pilot, "hi")
+        await pilot.pause()
+        assert len(app.chat.query(MessageView)) == 0  # nothing sent without a model
