@@ -192,7 +192,7 @@ class LlamaCppEngine:
                     # The reply shown is shorter than what was sampled: only the prompt is reusable.
                     self._cached_text, self._cached_tokens = prompt, tokens
                 else:
-                    self._cached_text = prompt + assembler.text + tail
+                    self._cached_text = prompt + assembler.text  # the tail is in .text too
                     self._cached_tokens = tokens + generated
                 self.last_stats = stats
             if tail:

@@ -1,26 +1,285 @@
-"""Turn a session (its persona and transcript) into the prompt for the next reply."""
+"""Turn a session (its persona and transcript) into the prompt for the next reply.
+
+With a persona card the prompt is, in order: the system text (the card's
+system_prompt or our roleplay default, then description, personality,
+scenario, triggered lorebook entries, the user persona), the card's example
+dialogues (one block per `<START>`, dropped first when the context fills),
+the history, and the card's post-history instructions. `{{char}}`/`<BOT>`
+and `{{user}}`/`<USER>` expand everywhere; `{{original}}` in system_prompt
+and post_history_instructions stands for the text they replace.
+creator_notes never reach the prompt.
+"""
 
 from __future__ import annotations
 
-from engines.base import Engine, GenerationParams
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engines.base import ChatMessage, Engine, GenerationParams
+from sessions.cards import CharacterCard
 from sessions.context import PromptPlan, build_prompt
 from sessions.models import Message, Session
+from sessions.paths import data_paths
+from sessions.personas import PersonaError, PersonaStore
 from sessions.turns import history_messages
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
+DEFAULT_ROLEPLAY_PROMPT = (
+    "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}. "
+    "Stay in character and write only {{char}}'s own words and actions."
+)
+GROUP_PROMPT = (
+    "This is a group scene with {members} and {{user}}. "
+    "Write only {{char}}'s next reply; never speak for the others."
+)
+# Templates that render each message's `name` themselves (`某某曰：`), so other
+# speakers' lines need no "Name: " prefix in the text.
+NAME_AWARE_TEMPLATES = {"cosplay"}
+LORE_SCAN_DEPTH = 4  # messages scanned for lorebook keys when the book sets no scan_depth
+
+_MACRO = re.compile(r"\{\{\s*(char|user|original)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
+_START = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class UserPersona:
+    """Who the user plays: the name `{{user}}` expands to, and a description for the prompt."""
+
+    name: str = "User"
+    description: str = ""
+
+    @classmethod
+    def from_value(cls, value: Any) -> UserPersona:
+        """From a settings value: {"name": …, "description": …}, a bare name, or nothing."""
+        if isinstance(value, dict):
+            return cls(str(value.get("name") or "User"), str(value.get("description") or ""))
+        if isinstance(value, str) and value.strip():
+            return cls(value.strip())
+        return cls()
+
+    def to_value(self) -> dict[str, str]:
+        return {"name": self.name, "description": self.description}
+
+
+def expand_macros(text: str, *, char: str, user: str, original: str | None = None) -> str:
+    """Replace {{char}}/<BOT>, {{user}}/<USER> and (when given) {{original}}; case-insensitive."""
+
+    def replace(match: re.Match[str]) -> str:
+        word = (match.group(1) or match.group(2)).lower()
+        if word in ("char", "bot"):
+            return char
+        if word == "user":
+            return user
+        return match.group(0) if original is None else original
+
+    return _MACRO.sub(replace, text)
+
+
+def parse_examples(mes_example: str, *, char: str, user: str) -> list[list[ChatMessage]]:
+    """The `<START>`-separated example dialogues as message blocks (macros expanded).
+
+    A line starting with `{{user}}:`/`<USER>:`/the user's name starts a user message,
+    `{{char}}:`/`<BOT>:`/the character's name an assistant one (ASCII or full-width
+    colon); other lines continue the current message. Text before the first speaker
+    is narration and goes in as a system message.
+    """
+    speakers = [
+        (
+            re.compile(
+                rf"^\s*(?:\{{\{{\s*user\s*\}}\}}|<USER>|{re.escape(user)})\s*[:：]\s?", re.I
+            ),
+            "user",
+        ),
+        (
+            re.compile(rf"^\s*(?:\{{\{{\s*char\s*\}}\}}|<BOT>|{re.escape(char)})\s*[:：]\s?", re.I),
+            "assistant",
+        ),
+    ]
+    blocks: list[list[ChatMessage]] = []
+    for raw_block in _START.split(mes_example.replace("\r\n", "\n")):
+        block: list[ChatMessage] = []
+        for line in raw_block.split("\n"):
+            for pattern, role in speakers:
+                match = pattern.match(line)
+                if match:
+                    name = user if role == "user" else char
+                    block.append({"role": role, "content": line[match.end() :], "name": name})
+                    break
+            else:
+                if block:
+                    block[-1]["content"] += "\n" + line
+                elif line.strip():
+                    block.append({"role": "system", "content": line})
+        for message in block:
+            message["content"] = expand_macros(message["content"].strip(), char=char, user=user)
+        block = [m for m in block if m["content"]]
+        if any(m["role"] != "system" for m in block):
+            blocks.append(block)
+    return blocks
+
+
+def greetings(card: CharacterCard, user: UserPersona | None = None) -> list[str]:
+    """first_mes then the alternate greetings, macros expanded, empty ones left out."""
+    user_name = (user or UserPersona()).name
+    texts = [card.data.first_mes, *card.data.alternate_greetings]
+    return [expand_macros(t, char=card.name, user=user_name) for t in texts if t.strip()]
+
+
+def _lore(card: CharacterCard, history: list[ChatMessage]) -> tuple[list[str], list[str]]:
+    """Lorebook entries triggered by the recent history: (before the description, after it)."""
+    book = card.data.character_book
+    if book is None:
+        return [], []
+    recent = "\n".join(
+        m.get("content", "") for m in history[-(book.scan_depth or LORE_SCAN_DEPTH) :]
+    )
+    before: list[tuple[float, str]] = []
+    after: list[tuple[float, str]] = []
+
+    def found(keys: list[str], case_sensitive: bool) -> bool:
+        haystack = recent if case_sensitive else recent.casefold()
+        return any(k and (k if case_sensitive else k.casefold()) in haystack for k in keys)
+
+    for entry in book.entries:
+        if not entry.enabled or not entry.content.strip():
+            continue
+        hit = entry.constant or found(entry.keys, bool(entry.case_sensitive))
+        if hit and entry.selective and entry.secondary_keys:
+            hit = found(entry.secondary_keys, bool(entry.case_sensitive))
+        if hit:
+            target = before if entry.position == "before_char" else after
+            target.append((entry.insertion_order, entry.content.strip()))
+    return [text for _, text in sorted(before)], [text for _, text in sorted(after)]
+
+
+def system_text(
+    card: CharacterCard,
+    *,
+    user: UserPersona,
+    original: str = DEFAULT_ROLEPLAY_PROMPT,
+    cast: list[str] | None = None,
+    history: list[ChatMessage] | None = None,
+) -> str:
+    """The persona's system message: main prompt, character, scenario, lore and the user."""
+    data, char = card.data, card.name
+    main = data.system_prompt.strip() or "{{original}}"
+    lore_before, lore_after = _lore(card, history or [])
+    parts = [
+        expand_macros(main, char=char, user=user.name, original=original),
+        *lore_before,
+        data.description.strip(),
+        f"{char}'s personality: {data.personality.strip()}" if data.personality.strip() else "",
+        f"Scenario: {data.scenario.strip()}" if data.scenario.strip() else "",
+        *lore_after,
+        f"About {user.name}: {user.description.strip()}" if user.description.strip() else "",
+    ]
+    others = [name for name in cast or [] if name != char]
+    if others:
+        parts.append(GROUP_PROMPT.replace("{members}", "、".join([char, *others])))
+    return "\n\n".join(expand_macros(p, char=char, user=user.name) for p in parts if p)
+
+
+def post_history_text(card: CharacterCard, *, user: UserPersona, original: str = "") -> str:
+    text = card.data.post_history_instructions.strip() or "{{original}}"
+    return expand_macros(text, char=card.name, user=user.name, original=original).strip()
+
+
+def speaker_view(
+    history: list[ChatMessage], *, char: str, user: str, name_aware: bool
+) -> list[ChatMessage]:
+    """The transcript as `char` sees it: its own lines are the assistant's, everyone else's
+    (the user and other characters) are user turns carrying their names. For templates that
+    do not render names, other speakers' lines get a "Name: " prefix, and consecutive user
+    turns are merged so templates that insist on alternating roles still render."""
+    group = any(
+        m.get("role") == "assistant" and m.get("name") not in (None, "", char) for m in history
+    )
+    view: list[ChatMessage] = []
+    for message in history:
+        role, name = message.get("role", "user"), message.get("name", "")
+        content = message.get("content", "")
+        if role == "assistant" and name and name != char:
+            role = "user"
+        elif role == "assistant":
+            name = char
+        elif role == "user":
+            name = name or user
+        entry: ChatMessage = {"role": role, "content": content}
+        if name:
+            entry["name"] = name
+        if group and role == "user" and not name_aware:
+            entry["content"] = f"{name}: {content}"
+            if view and view[-1]["role"] == "user":
+                view[-1]["content"] += "\n\n" + entry["content"]
+                continue
+        view.append(entry)
+    return view
 
 
 def plan_prompt(
-    session: Session, branch: list[Message], engine: Engine, params: GenerationParams
+    session: Session,
+    branch: list[Message],
+    engine: Engine,
+    params: GenerationParams,
+    *,
+    card: CharacterCard | None = None,
+    personas: PersonaStore | None = None,
+    user: UserPersona | None = None,
+    cast: list[str] | None = None,
 ) -> PromptPlan:
-    """Persona text + as much recent history as fits n_ctx − max_new_tokens."""
-    system = session.settings.get("system_prompt") or DEFAULT_SYSTEM
-    max_rounds = session.settings.get("max_history_rounds")
-    return build_prompt(
-        system=system,
-        history=history_messages(branch),
+    """Persona text + examples + as much recent history as fits n_ctx − max_new_tokens.
+
+    `card` is the speaker's card; without it the session's persona (`session.persona`)
+    is read from `personas` (a PersonaStore; default: the one under $COSPLAY_HOME).
+    `user` defaults to `session.settings["user"]`; `cast` (for group scenes) to
+    `session.settings["cast"]`. A session with no persona gets the plain system prompt.
+    """
+    settings = session.settings
+    notes: list[str] = []
+    if card is None and session.persona:
+        card, note = _session_card(session.persona, personas)
+        notes += [note] if note else []
+    # Reserve room for the reply, but never more than half the window.
+    budget = engine.context_length - min(params.max_new_tokens, engine.context_length // 2)
+    max_rounds = settings.get("max_history_rounds")
+    history = history_messages(branch)
+    if card is None:
+        plan = build_prompt(
+            system=settings.get("system_prompt") or DEFAULT_SYSTEM,
+            history=history,
+            count_tokens=engine.count_tokens,
+            budget=budget,
+            max_rounds=max_rounds,
+        )
+        plan.notes += notes
+        return plan
+    user = user or UserPersona.from_value(settings.get("user"))
+    name_aware = getattr(engine, "template_name", "") in NAME_AWARE_TEMPLATES
+    plan = build_prompt(
+        system=system_text(
+            card,
+            user=user,
+            original=settings.get("system_prompt") or DEFAULT_ROLEPLAY_PROMPT,
+            cast=cast if cast is not None else settings.get("cast"),
+            history=history,
+        ),
+        history=speaker_view(history, char=card.name, user=user.name, name_aware=name_aware),
         count_tokens=engine.count_tokens,
-        # Reserve room for the reply, but never more than half the window.
-        budget=engine.context_length - min(params.max_new_tokens, engine.context_length // 2),
+        budget=budget,
         max_rounds=max_rounds,
+        examples=parse_examples(card.data.mes_example, char=card.name, user=user.name),
+        post_history=post_history_text(
+            card, user=user, original=settings.get("post_history_instructions") or ""
+        ),
     )
+    plan.notes += notes
+    return plan
+
+
+def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCard | None, str]:
+    store = personas if personas is not None else PersonaStore(data_paths().personas)
+    try:
+        return store.get(name).card, ""
+    except PersonaError:
+        return None, f"persona {name!r} not found; replying without it"

@@ -21,6 +21,8 @@ from tui import __version__
 COMMAND_MODULES = [
     "tui.cli_chat",
     "tui.cli_sessions",
+    "tui.cli_personas",
+    "tui.cli_train",
 ]
 
 EXIT_USER_ERROR = 2

@@ -94,7 +94,11 @@ def run_chat(args: argparse.Namespace) -> int:
         store.get_session(session_id)  # a clear error now, not inside the app
     if args.new:
         session_id = store.create_session().id
-    app = make_app(store=store, engine=engine, session_id=session_id)
+    if args.persona:  # fail before loading the model when the persona does not exist
+        from sessions.personas import PersonaStore
+
+        PersonaStore(data_paths(args.home).ensure().personas).get(args.persona)
+    app = make_app(store=store, engine=engine, session_id=session_id, persona=args.persona)
     try:
         app.run()
     finally:
@@ -151,6 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat.add_argument("--session", type=int, help="open this session")
     chat.add_argument("--new", action="store_true", help="start a new session")
     chat.add_argument("--demo", action="store_true", help="use the scripted demo engine (no model)")
+    chat.add_argument("--persona", metavar="NAME", help="start a new session with this persona")
     chat.set_defaults(func=run_chat)
 
     ask = subparsers.add_parser("ask", help="stream one reply to stdout and save both turns")

@@ -225,9 +225,16 @@ def parse_alpaca(record: dict) -> Sample:
     if not isinstance(history, list):
         raise _BadRecord('"history" must be a list of [question, answer] pairs')
     for pair in history:
-        if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+        if not (
+            isinstance(pair, list | tuple)
+            and len(pair) == 2
+            and all(isinstance(x, str) for x in pair)
+        ):
             raise _BadRecord('"history" must be a list of [question, answer] pairs')
-        messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+        messages += [
+            {"role": "user", "content": pair[0]},
+            {"role": "assistant", "content": pair[1]},
+        ]
     user = f"{instruction}\n{extra}" if extra.strip() else instruction
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return Sample(messages=messages)
@@ -271,7 +278,9 @@ def parse_messages(record: dict) -> Sample:
             raise _BadRecord(f"message {index + 1} is not an object")
         role, content = turn.get("role"), turn.get("content")
         if role not in ("system", "user", "assistant"):
-            raise _BadRecord(f"message {index + 1} has role {role!r}; use system, user or assistant")
+            raise _BadRecord(
+                f"message {index + 1} has role {role!r}; use system, user or assistant"
+            )
         if not isinstance(content, str):
             raise _BadRecord(f'message {index + 1} has no string "content"')
         message = {"role": role, "content": content}
@@ -295,8 +304,11 @@ def parse_vicuna(record: dict) -> Sample:
     system = record.get("instruction")
     if isinstance(system, str) and system.strip():
         messages.append({"role": "system", "content": system})
-    for question, answer in zip(inputs, outputs):
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    for question, answer in zip(inputs, outputs, strict=True):
+        messages += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
     return Sample(messages=_check_turns(messages))
 
 
@@ -321,7 +333,9 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
     """Read a dataset file; `fmt` forces a format, `skip_bad` counts bad records instead of failing."""
     path = Path(path).expanduser()
     if fmt not in ("auto", *FORMATS):
-        raise DatasetError(f"Unknown data format {fmt!r}; use auto or one of: {', '.join(FORMATS)}.")
+        raise DatasetError(
+            f"Unknown data format {fmt!r}; use auto or one of: {', '.join(FORMATS)}."
+        )
     if not path.is_file():
         raise DatasetError(f"The dataset {path} does not exist; check the path given to --data.")
     if path.suffix.lower() in TEXT_SUFFIXES and fmt in ("auto", "text"):

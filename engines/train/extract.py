@@ -27,20 +27,78 @@ _BOUNDARY = "。！？；，：”」\n!?;,:"
 _VERB = r"(曰|道|说|云)"
 _BEFORE = re.compile(rf"([^{_BOUNDARY}“「]{{1,16}}?){_VERB}[：:]\s*$")
 _AFTER = re.compile(rf"^([^{_BOUNDARY}“「]{{1,16}}?){_VERB}(?=[。，！？；,.!?;\s]|$)")
-_SENTENCE_END = re.compile(r"[。！？!?\n]")
+_SENTENCE_END = re.compile(r"[。！？!?][”」]?|\n")
 
-_LEADING = ("却说", "只见", "忽见", "但见", "于是", "原来", "当下", "随后", "此时", "那", "这", "便", "乃", "遂", "因", "又", "即", "却", "忽", "只")
+_LEADING = (
+    "却说",
+    "只见",
+    "忽见",
+    "但见",
+    "于是",
+    "原来",
+    "当下",
+    "随后",
+    "此时",
+    "那",
+    "这",
+    "便",
+    "乃",
+    "遂",
+    "因",
+    "又",
+    "即",
+    "却",
+    "忽",
+    "只",
+)
 _TRAILING = (
-    "冷笑", "大笑", "微笑", "笑", "叹息", "叹", "大怒", "大喜", "大惊", "惊", "怒", "喜",
-    "问", "答", "回", "应", "低头", "点头", "连忙", "忙", "急", "便", "又", "乃", "遂", "亦",
-    "也", "因", "却", "再", "复", "皆", "都", "说", "言", "自", "只", "曰",
+    "冷笑",
+    "大笑",
+    "微笑",
+    "笑",
+    "叹息",
+    "叹",
+    "大怒",
+    "大喜",
+    "大惊",
+    "惊",
+    "怒",
+    "喜",
+    "问",
+    "答",
+    "回",
+    "应",
+    "低头",
+    "点头",
+    "连忙",
+    "忙",
+    "急",
+    "便",
+    "又",
+    "乃",
+    "遂",
+    "亦",
+    "也",
+    "因",
+    "却",
+    "再",
+    "复",
+    "皆",
+    "都",
+    "说",
+    "言",
+    "自",
+    "只",
+    "曰",
 )
 _ADDRESSEE = re.compile(r"^(.{2,4}?)(?:对|谓|向|与|问|告|顾|同|跟)(.{1,4})$")
+_ADDRESS_VERBS = set("对谓向与问告顾同跟")
+# `又问曰`, `便笑道`: verbs and particles only, no name.
+_FUNCTION_CHARS = set("又问答笑道曰便乃遂亦也因却再复皆都说言自只忙急回应叹怒喜惊冷大微") | _ADDRESS_VERBS
 _PRONOUNS = {"我", "你", "他", "她", "它", "吾", "汝", "尔", "众", "人"}
 
 
-def clean_speaker(clause: str) -> str | None:
-    """The speaker's name in the clause before a speech verb (`宝玉笑` → 宝玉), or None."""
+def _strip_clause(clause: str) -> str:
     name = re.sub(r"[\s　]", "", clause)
     changed = True
     while changed and name:
@@ -51,10 +109,18 @@ def clean_speaker(clause: str) -> str | None:
         for word in _TRAILING:
             if name.endswith(word) and len(name) > len(word) + 1:
                 name, changed = name[: -len(word)], True
+    return name
+
+
+def clean_speaker(clause: str) -> str | None:
+    """The speaker's name in the clause before a speech verb (`宝玉笑` → 宝玉), or None."""
+    name = _strip_clause(clause)
+    if name[:1] in _ADDRESS_VERBS:  # `问孔明曰`: the speaker is someone unnamed, asking 孔明
+        return None
     match = _ADDRESSEE.match(name)
     if match:
         name = match.group(1)
-    if not 2 <= len(name) <= 4 or name in _PRONOUNS:
+    if not 2 <= len(name) <= 4 or name in _PRONOUNS or set(name) <= _FUNCTION_CHARS:
         return None
     return name
 
@@ -94,8 +160,10 @@ def _alias_map(speaker: str | None, aliases: Iterable[str]) -> dict[str, str]:
 
 
 def _known_name(clause: str, names: dict[str, str]) -> str | None:
+    """The canonical name when the clause starts with a known name or alias (`孔明笑` → 诸葛亮)."""
+    stripped = _strip_clause(clause)
     for alias in sorted(names, key=len, reverse=True):
-        if alias in clause:
+        if stripped.startswith(alias):
             return names[alias]
     return None
 
@@ -107,7 +175,7 @@ def _narration(text: str, end: int, max_chars: int) -> str:
         cut = _SENTENCE_END.search(piece)
         piece = piece[cut.end() :] if cut and cut.end() < len(piece) else piece
     lines = [line.strip(" \t　") for line in piece.split("\n")]
-    return "".join(line for line in lines if line)
+    return "".join(line for line in lines if line).lstrip("”」，。！？；：,.!?;:")
 
 
 def extract_dialogue(
@@ -132,7 +200,9 @@ def extract_dialogue(
         if not name:
             continue
         found.append(
-            Utterance(name, verb, speech, _narration(text, clause_start, context_chars), quote.start())
+            Utterance(
+                name, verb, speech, _narration(text, clause_start, context_chars), quote.start()
+            )
         )
     return found
 
@@ -155,7 +225,9 @@ def extract_file(
     )
     report = ExtractReport(Counter(u.speaker for u in utterances))
     chosen = [
-        u for u in utterances if (speaker is None or u.speaker == speaker) and len(u.speech) >= min_chars
+        u
+        for u in utterances
+        if (speaker is None or u.speaker == speaker) and len(u.speech) >= min_chars
     ]
     if speaker and not chosen:
         seen = ", ".join(name for name, _ in report.counts.most_common(8)) or "nobody"

@@ -1,0 +1,175 @@
+"""CPU-engine and TUI benchmark: ratios measured side by side in one run, never bare times.
+
+    python benchmarks/bench_cpu.py [--quick]
+
+Builds its own random GGUF (~40M parameters; ~10M with --quick), then measures:
+  decode_ratio      decode tokens/s of LlamaCppEngine ÷ raw llama_cpp.Llama.generate, same
+                    prompt, same greedy tokens, same threads (target ≥ 0.97)
+  turn10_eval_ratio prompt tokens evaluated on turn 10 ÷ tokens new since turn 9 (target ≤ 1.05)
+  ttft_ratio        time to first token at turn 10 ÷ at turn 1 (target ≤ 1.5)
+  render_ratio      tokens/s rendered by the chat screen in the second half of a 5,000-token
+                    streamed reply ÷ the first half, under Pilot (target ≥ 0.8)
+The last line printed is one JSON object with those keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engines.base import GenerationParams  # noqa: E402
+from engines.llamacpp import LlamaCppEngine  # noqa: E402
+from tests.tiny_models import TinyConfig, make_weights, train_tokenizer, write_gguf  # noqa: E402
+
+
+def build_model(directory: Path, quick: bool) -> Path:
+    cfg = (
+        TinyConfig(hidden=384, layers=8, heads=6, kv_heads=3, ffn=1024, context=2048, seed=3)
+        if quick
+        else TinyConfig(hidden=640, layers=8, heads=10, kv_heads=5, ffn=1728, context=2048, seed=3)
+    )
+    tokenizer = train_tokenizer(cfg.vocab_target)
+    weights = make_weights(cfg, tokenizer.get_vocab_size())
+    params = sum(w.size for w in weights.values())
+    print(f"model: random llama, {params / 1e6:.1f}M parameters, f32")
+    return write_gguf(directory / "bench.gguf", cfg, tokenizer, weights)
+
+
+def decode_ratio(path: Path, threads: int, n_tokens: int, repeats: int) -> float:
+    """Our engine vs raw llama_cpp, greedy, same prompt tokens, alternating runs."""
+    from llama_cpp import Llama
+
+    ours = LlamaCppEngine(path, n_ctx=1024, n_threads=threads)
+    raw = Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+    messages = [{"role": "user", "content": "Tell me a story about 诸葛亮."}]
+    prompt_tokens = ours._prompt_tokens(ours.render(messages))
+    # No stop strings and no EOG: make both produce exactly n_tokens.
+    params = GenerationParams(max_new_tokens=n_tokens, do_sample=False, repetition_penalty=1.0)
+    ours.template = ours.template.__class__(ours.template.name, ours.template.source, [])
+
+    def run_ours() -> float:
+        ours._llm.reset()
+        ours._cached_text, ours._cached_tokens = "", []
+        start, first = time.perf_counter(), None
+        count = 0
+        for _ in ours.stream_chat(messages, params, threading.Event()):
+            if first is None:
+                first = time.perf_counter()
+        count = ours.last_stats.completion_tokens
+        return (count - 1) / (time.perf_counter() - first) if first else 0.0
+
+    def run_raw() -> float:
+        raw.reset()
+        first, count = None, 0
+        for _token in raw.generate(prompt_tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+            if count >= n_tokens:
+                break
+        return (count - 1) / (time.perf_counter() - first)
+
+    ours_rates, raw_rates = [], []
+    run_ours(), run_raw()  # warm up
+    for _ in range(repeats):
+        ours_rates.append(run_ours())
+        raw_rates.append(run_raw())
+    ours_best, raw_best = max(ours_rates), max(raw_rates)
+    print(f"decode: ours {ours_best:.1f} tok/s, raw llama_cpp {raw_best:.1f} tok/s (best of {repeats})")
+    ours.close()
+    raw.close()
+    return ours_best / raw_best
+
+
+def multi_turn(path: Path, threads: int, turns: int = 10) -> tuple[float, float]:
+    """A 10-turn chat: evaluated ÷ new tokens on turn 10, and TTFT turn 10 ÷ turn 1."""
+    engine = LlamaCppEngine(path, n_ctx=2048, n_threads=threads)
+    messages = [{"role": "system", "content": "你是诸葛亮，字孔明，蜀汉丞相。" * 4}]
+    params = GenerationParams(max_new_tokens=24, seed=7)
+    ttfts, evaluated, new_tokens = [], 0, 0
+    previous_total = 0
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"第{turn + 1}问：先生以为天下大势如何？"})
+        reply = "".join(engine.stream_chat(messages, params, threading.Event()))
+        stats = engine.last_stats
+        ttfts.append(stats.ttft_s)
+        evaluated, new_tokens = stats.prompt_eval_tokens, stats.prompt_tokens - previous_total
+        previous_total = stats.prompt_tokens + stats.completion_tokens
+        messages.append({"role": "assistant", "content": reply})
+    engine.close()
+    print(
+        f"turn {turns}: prompt {stats.prompt_tokens} tokens, {new_tokens} new since turn {turns - 1}, "
+        f"{evaluated} evaluated; TTFT turn 1 {ttfts[0] * 1000:.1f} ms, turn {turns} {ttfts[-1] * 1000:.1f} ms"
+    )
+    return evaluated / new_tokens, ttfts[-1] / ttfts[0]
+
+
+def render_ratio(n_tokens: int = 5000) -> float:
+    """Stream n tokens from the fake engine through the chat screen; compare the two halves."""
+    from engines.fake import FakeEngine
+    from sessions.store import Store
+    from tui.app import make_app
+    from tui.widgets.message_view import MessageView
+
+    # exactly n_tokens pieces (the fake engine yields each CJK character, each run of spaces)
+    reply = "".join("词" if i % 50 else "\n\n" for i in range(n_tokens))
+    stamps: list[float] = []
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as home:
+            store = Store(Path(home) / "b.db")
+            store.set_setting("default_params", {"max_new_tokens": n_tokens})
+            app = make_app(store=store, engine=FakeEngine([reply]))
+            async with app.run_test(size=(100, 40)) as pilot:
+                screen = app.chat
+                original = MessageView.write
+
+                async def timed_write(self, piece):
+                    await original(self, piece)
+                    stamps.append(time.perf_counter())
+
+                MessageView.write = timed_write
+                try:
+                    screen.query_one("#input").text = "go"
+                    screen.query_one("#input").focus()
+                    await pilot.press("enter")
+                    deadline = time.monotonic() + 240
+                    while (screen.generating or len(stamps) < n_tokens) and time.monotonic() < deadline:
+                        await pilot.pause(0.05)
+                finally:
+                    MessageView.write = original
+
+    asyncio.run(run())
+    half = len(stamps) // 2
+    first = half / (stamps[half - 1] - stamps[0])
+    second = (len(stamps) - half) / (stamps[-1] - stamps[half - 1])
+    print(f"render: {len(stamps)} pieces; first half {first:.0f}/s, second half {second:.0f}/s")
+    return second / first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller model, fewer repeats (under a minute)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_model(Path(tmp), args.quick)
+        results = {
+            "decode_ratio": decode_ratio(path, args.threads, 64 if args.quick else 128, 3 if args.quick else 5),
+        }
+        results["turn10_eval_ratio"], results["ttft_ratio"] = multi_turn(path, args.threads)
+    results["render_ratio"] = render_ratio(5000)
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

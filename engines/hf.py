@@ -1,0 +1,432 @@
+"""GPU engine: a Hugging Face model through transformers, PEFT persona adapters, bitsandbytes.
+
+Runs on CUDA, MPS or the CPU (fp32: slow but correct, which is how the tests run
+it). The prompt is rendered with the tokenizer's own chat template or a named one
+from `engines.templates`, tokenized in full each turn, and compared with the ids
+the previous turn's `DynamicCache` holds: the cache is cropped to the common
+prefix and only the rest is computed. Switching adapters never reloads the base
+model — PEFT keeps every loaded adapter next to it and only flips which one is
+active — but it drops the cache, whose keys and values the old adapter made.
+
+Helpers: `hf_load` (source, device, dtype, quantization), `hf_adapters`
+(safety and fit checks), `hf_gen` (sampling, cancel, thread, prefix cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import re
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, StoppingCriteriaList
+
+from engines.base import (
+    AdapterError,
+    ChatMessage,
+    ContextOverflowError,
+    CosplayError,
+    GenerationError,
+    GenerationParams,
+    GenerationStats,
+)
+from engines.hf_adapters import adapter_files, fit_problem, mismatch_error
+from engines.hf_gen import (
+    POLL_S,
+    GenerationRun,
+    PrefixCache,
+    TokenStreamer,
+    Watch,
+    generation_config,
+    stream_texts,
+)
+from engines.hf_load import (
+    ADAPTER_PATTERNS,
+    MODEL_IGNORE,
+    context_length_of,
+    load_config,
+    load_model,
+    load_tokenizer,
+    pick_placement,
+    quiet_library_logs,
+    resolve_source,
+)
+from engines.templates import ChatTemplate, choose_template
+from engines.textstream import TextAssembler
+
+
+@dataclass
+class _Turn:
+    """One reply's plan: the prompt, its ids, and the settings derived from the params."""
+
+    prompt: str
+    ids: list[int]
+    stops: list[str]
+    eos_ids: list[int]
+    config: GenerationConfig
+    seed: int
+    beams: bool
+    started: float
+
+
+class HFEngine:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        template: str | None = None,
+        adapters: dict[str, str] | None = None,
+        load_8bit: bool = False,
+        load_4bit: bool = False,
+        trust_remote_code: bool = False,
+        n_ctx: int | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        allow_pickle_adapters: bool = False,
+        cache_dir: str | Path | None = None,
+    ):
+        quiet_library_logs()
+        ref = str(model)
+        self.cache_dir = cache_dir
+        self.path = resolve_source(
+            ref, what="model", cache_dir=cache_dir, ignore_patterns=MODEL_IGNORE
+        )
+        local = Path(ref).expanduser().is_dir()
+        self.model_name = self.path.name if local else ref
+        self.placement = pick_placement(
+            device=device, dtype=dtype, load_8bit=load_8bit, load_4bit=load_4bit
+        )
+        config = load_config(self.path, self.model_name, trust_remote_code)
+        self.tokenizer = load_tokenizer(self.path, self.model_name, trust_remote_code)
+        self.base_model = load_model(
+            self.path, self.model_name, config, self.placement, trust_remote_code
+        )
+        self.model = (
+            self.base_model
+        )  # becomes a PeftModel wrapping base_model once an adapter loads
+        self.context_length = context_length_of(config, n_ctx)
+        self.last_stats: GenerationStats | None = None
+        self.allow_pickle_adapters = allow_pickle_adapters
+        self._lock = threading.RLock()
+        self._prefix = PrefixCache()
+        self._memory: tuple[str, list[int]] = ("", [])  # a prompt + reply text and its ids
+
+        tok = self.tokenizer
+        self._bos_text = tok.bos_token or ""
+        self._eos_text = tok.eos_token or ""
+        probe = tok("a").input_ids
+        self._add_bos = (
+            tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
+        )
+        self.template: ChatTemplate = choose_template(
+            template, getattr(tok, "chat_template", None), self.model_name, self._eos_text
+        )
+        self.template_name = self.template.name
+
+        self._adapters: dict[str, str] = {}  # our name -> PEFT's name
+        self._adapter_sources: dict[str, str] = {}
+        self.active_adapter: str | None = None
+        for name, source in (adapters or {}).items():
+            self.load_adapter(name, source)
+
+    # --- text <-> tokens ------------------------------------------------------------
+
+    def render(self, messages: list[ChatMessage]) -> str:
+        return self.template.render(messages, bos_token=self._bos_text, eos_token=self._eos_text)
+
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids of a rendered prompt.
+
+        When the prompt continues the previous turn's prompt and reply, the ids sampled for
+        that reply are reused and only the rest is tokenized: re-tokenizing a sampled reply
+        often splits it differently, which would break the prefix cache inside it (the CPU
+        engine does the same).
+        """
+        known_text, known_ids = self._memory
+        if known_text and prompt.startswith(known_text):
+            rest = prompt[len(known_text) :]
+            return known_ids + (
+                self.tokenizer(rest, add_special_tokens=False).input_ids if rest else []
+            )
+        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+        if self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text)):
+            ids = [self.tokenizer.bos_token_id, *ids]
+        return ids
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        with self._lock:
+            return len(self.encode(self.render(messages)))
+
+    def _stop_setup(self, params: GenerationParams) -> tuple[list[str], list[int]]:
+        """Text stop strings for the assembler; special-token stops become end-of-sequence ids.
+
+        Special tokens are skipped when decoding, so `<|im_end|>` could never be matched as text.
+        """
+        eos = self.base_model.generation_config.eos_token_id
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.append(self.tokenizer.eos_token_id)
+        special = set(self.tokenizer.all_special_tokens) | set(
+            getattr(self.tokenizer, "added_tokens_encoder", {})
+        )
+        texts = []
+        for stop in [*params.stop, *self.template.stop]:
+            if stop in special:
+                eos_ids.append(self.tokenizer.convert_tokens_to_ids(stop))
+            elif stop:
+                texts.append(stop)
+        return texts, sorted(set(eos_ids))
+
+    # --- generation --------------------------------------------------------------------
+
+    def _adapter_context(self) -> contextlib.AbstractContextManager:
+        if self.model is not self.base_model and self.active_adapter is None:
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
+    def stream_chat(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[str]:
+        """Stream the reply; beam search (num_beams > 1) cannot stream, so it yields the reply once."""
+        with self._lock:
+            self._require_open()
+            turn = self._plan(messages, params)
+            cache, reused = (None, 0)
+            if not turn.beams:  # beam search grows a cache to num_beams rows: it gets its own
+                cache, reused = self._prefix.prepare(turn.ids, self.base_model.config)
+            stats = GenerationStats(
+                prompt_tokens=len(turn.ids),
+                prompt_eval_tokens=len(turn.ids) - reused,
+                seed=turn.seed,
+            )
+            self.last_stats = None
+            halt = threading.Event()
+            watch = Watch(cancel, halt)
+            streamer = None
+            if not turn.beams:
+                streamer = TokenStreamer(
+                    self.tokenizer, skip_prompt=True, timeout=POLL_S, skip_special_tokens=True
+                )
+            device = self.base_model.device
+            kwargs = dict(
+                input_ids=torch.tensor([turn.ids], device=device),
+                attention_mask=torch.ones((1, len(turn.ids)), dtype=torch.long, device=device),
+                generation_config=turn.config,
+                stopping_criteria=StoppingCriteriaList([watch]),
+                streamer=streamer,
+                past_key_values=cache,
+            )
+            run = GenerationRun(self.model, kwargs, turn.seed, self._adapter_context())
+            assembler = TextAssembler(turn.stops)
+            run.start()
+            try:
+                if streamer is not None:
+                    for text in stream_texts(streamer, run, cancel):
+                        piece = assembler.feed(text.encode("utf-8"))
+                        if piece:
+                            yield piece
+                        if assembler.stopped:
+                            halt.set()  # the rest of the reply would be cut anyway
+                            break
+                while run.is_alive():  # beams wait here, still answering cancel through `watch`
+                    run.join(POLL_S)
+                if turn.beams and run.output is not None and not cancel.is_set():
+                    new = run.output[0, len(turn.ids) :]
+                    reply = self.tokenizer.decode(new, skip_special_tokens=True)
+                    piece = assembler.feed(reply.encode("utf-8"))
+                    if piece:
+                        yield piece
+            finally:
+                halt.set()
+                run.join()
+                tail = assembler.finish()
+                self._finish(turn, stats, run, cache is not None, assembler, watch, cancel)
+            if run.error is not None:
+                raise self._generation_error(run.error)
+            if tail:
+                yield tail
+
+    def _plan(self, messages: list[ChatMessage], params: GenerationParams) -> _Turn:
+        started = time.perf_counter()
+        prompt = self.render(messages)
+        ids = self.encode(prompt)
+        room = self.context_length - len(ids)
+        if room <= 0:
+            raise ContextOverflowError(
+                f"The prompt takes {len(ids)} tokens but the context holds {self.context_length}; "
+                "lower max history rounds or load with a larger --n-ctx."
+            )
+        stops, eos_ids = self._stop_setup(params)
+        pad_id = self.tokenizer.pad_token_id
+        config = generation_config(
+            self.base_model.generation_config,
+            params,
+            min(params.max_new_tokens, room),
+            eos_ids,
+            eos_ids[0] if pad_id is None and eos_ids else pad_id,
+        )
+        seed = secrets.randbits(32) if params.seed is None else params.seed
+        return _Turn(prompt, ids, stops, eos_ids, config, seed, params.num_beams > 1, started)
+
+    def _finish(self, turn, stats, run, cached, assembler, watch, cancel) -> None:
+        """Stats, the prefix cache's ids, and the text → ids memory after one reply."""
+        new: list[int] = []
+        if run.output is not None:
+            sequence = run.output[0].tolist()
+            new = sequence[len(turn.ids) :]
+            if cached:
+                self._prefix.remember(sequence)
+        elif cached:
+            self._prefix.clear()  # generate failed: what the cache holds is unknown
+        eog = bool(new) and new[-1] in turn.eos_ids
+        reply_ids = new[:-1] if eog else new
+        # Remember the sampled ids for the text shown, but only if they spell exactly that text
+        # (not after a stop string, a cancel ahead of the stream, or a hidden special token).
+        if reply_ids and self.tokenizer.decode(reply_ids) == assembler.text:
+            self._memory = (turn.prompt + assembler.text, turn.ids + reply_ids)
+        else:
+            self._memory = (turn.prompt, turn.ids)
+        stats.completion_tokens = len(reply_ids)
+        if watch.first_token_at is not None:
+            stats.ttft_s = watch.first_token_at - turn.started
+        stats.total_s = time.perf_counter() - turn.started
+        if run.error is not None:
+            stats.finish_reason = "error"
+        elif cancel.is_set():
+            stats.finish_reason = "cancelled"
+        elif not eog and not assembler.stopped and len(new) >= turn.config.max_new_tokens:
+            stats.finish_reason = "length"
+        self.last_stats = stats
+
+    def _generation_error(self, exc: BaseException) -> CosplayError:
+        if isinstance(exc, CosplayError):
+            return exc
+        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            return GenerationError(
+                "The GPU ran out of memory while generating; lower max tokens or max history rounds, "
+                "or load the model with --load-4bit."
+            )
+        return GenerationError(
+            f"Generation failed inside transformers ({type(exc).__name__}: {exc})."
+        )
+
+    def next_token_logits(self, messages: list[ChatMessage]) -> torch.Tensor:
+        """Logits for the token after the prompt, with the active adapter (or none): for checks."""
+        with self._lock, torch.inference_mode(), self._adapter_context():
+            self._require_open()
+            ids = torch.tensor([self.encode(self.render(messages))], device=self.base_model.device)
+            return self.model(input_ids=ids).logits[0, -1].float().cpu()
+
+    # --- adapters ----------------------------------------------------------------------
+
+    def load_adapter(
+        self, name: str, path_or_repo: str | Path, *, allow_pickle: bool | None = None
+    ) -> None:
+        """Load a PEFT LoRA next to the base model (never reloading it); activate it with set_adapter."""
+        ref = str(path_or_repo)
+        allow = self.allow_pickle_adapters if allow_pickle is None else allow_pickle
+        with self._lock:
+            self._require_open()
+            if name in self._adapters:
+                if self._adapter_sources[name] == ref:
+                    return
+                raise AdapterError(
+                    f"An adapter named {name!r} is already loaded from {self._adapter_sources[name]}; "
+                    "give this one another name."
+                )
+            directory = resolve_source(
+                ref,
+                what="adapter",
+                cache_dir=self.cache_dir,
+                allow_patterns=ADAPTER_PATTERNS,
+                error=AdapterError,
+            )
+            files = adapter_files(name, directory, ref, allow)
+            if not files.pickle:
+                problem = fit_problem(self.base_model, files.weights)
+                if problem:
+                    raise mismatch_error(name, ref, files, self.model_name, problem)
+            peft_name = re.sub(r"\W", "_", name) or "adapter"
+            while peft_name in self._adapters.values():
+                peft_name += "_"
+            try:
+                with warnings.catch_warnings():
+                    # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                    self._attach(str(directory), peft_name)
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                raise mismatch_error(
+                    name, ref, files, self.model_name, str(exc).splitlines()[0]
+                ) from exc
+            self.model.eval()
+            self._adapters[name] = peft_name
+            self._adapter_sources[name] = ref
+            if self.active_adapter is not None:  # PEFT activates nothing new, but keep it explicit
+                self.model.set_adapter(self._adapters[self.active_adapter], inference_mode=True)
+            self._prefix.clear()
+
+    def _attach(self, directory: str, peft_name: str) -> None:
+        if self.model is self.base_model:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(
+                self.base_model, directory, adapter_name=peft_name, is_trainable=False
+            )
+        else:
+            self.model.load_adapter(directory, adapter_name=peft_name, is_trainable=False)
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def set_adapter(self, name: str | None) -> None:
+        if name is not None and name not in self._adapters:
+            loaded = ", ".join(self._adapters) or "none"
+            raise AdapterError(
+                f"No adapter named {name!r} is loaded (loaded: {loaded}); load it first."
+            )
+        with self._lock:
+            if name == self.active_adapter:
+                return
+            if name is not None:
+                self.model.set_adapter(self._adapters[name], inference_mode=True)
+            # The cached keys and values were computed under the old adapter.
+            self._prefix.clear()
+            self.active_adapter = name
+
+    # --- the rest of the protocol --------------------------------------------------------
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "engine": "transformers",
+            "device": self.placement.device,
+            "dtype": self.placement.dtype_name,
+            "quantization": self.placement.quantization,
+            "adapter": self.active_adapter or "none",
+        }
+
+    def _require_open(self) -> None:
+        if self.base_model is None:
+            raise CosplayError(f"The model {self.model_name} was closed; load it again.")
+
+    def close(self) -> None:
+        with self._lock:
+            if getattr(self, "base_model", None) is None:
+                return
+            self._prefix.clear()
+            self._memory = ("", [])
+            self.model = None
+            self.base_model = None
+            self._adapters.clear()
+            self._adapter_sources.clear()
+            self.active_adapter = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

@@ -1,0 +1,131 @@
+"""GPU engine, adapters: find a PEFT LoRA, refuse unsafe or ill-fitting ones before touching the model.
+
+The fit check reads only the safetensors header (tensor names and shapes) and
+compares every LoRA matrix with the base layer it would wrap. Checking first
+matters: PEFT injects its layers into the base model *in place* before it loads
+the weights, so a late failure would leave the base model half-modified.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.base import AdapterError
+
+SAFE_WEIGHTS = "adapter_model.safetensors"
+PICKLE_WEIGHTS = "adapter_model.bin"
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    directory: Path
+    config: dict
+    weights: Path
+    pickle: bool
+
+    @property
+    def made_for(self) -> str:
+        return self.config.get("base_model_name_or_path") or "another base model"
+
+
+def adapter_files(name: str, directory: Path, ref: str, allow_pickle: bool) -> AdapterFiles:
+    config_path = directory / "adapter_config.json"
+    if not config_path.is_file():
+        raise AdapterError(
+            f"The adapter {name!r} ({ref}) has no adapter_config.json, so it is not a PEFT adapter; "
+            "pass the directory that `save_pretrained` wrote."
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AdapterError(
+            f"The adapter_config.json of {name!r} ({ref}) cannot be read ({exc}); download it again."
+        ) from exc
+    peft_type = str(config.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise AdapterError(
+            f"The adapter {name!r} ({ref}) is a {peft_type} adapter; Cosplay loads LoRA adapters only."
+        )
+    if (directory / SAFE_WEIGHTS).is_file():
+        return AdapterFiles(directory, config, directory / SAFE_WEIGHTS, pickle=False)
+    if (directory / PICKLE_WEIGHTS).is_file():
+        if not allow_pickle:
+            raise AdapterError(
+                f"The adapter {name!r} ({ref}) is a pickle file ({PICKLE_WEIGHTS}), which can run "
+                "code when loaded; convert it to safetensors, or allow pickle adapters explicitly "
+                "if you trust its source."
+            )
+        return AdapterFiles(directory, config, directory / PICKLE_WEIGHTS, pickle=True)
+    raise AdapterError(
+        f"The adapter {name!r} ({ref}) has no {SAFE_WEIGHTS}; the download may be incomplete."
+    )
+
+
+def _layer_shape(module) -> tuple[int, int] | None:
+    """(in, out) of a Linear-like or Embedding-like layer, unwrapping PEFT and bitsandbytes layers."""
+    module = getattr(module, "base_layer", module)
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return int(module.in_features), int(module.out_features)
+    if hasattr(module, "num_embeddings") and hasattr(module, "embedding_dim"):
+        return int(module.num_embeddings), int(module.embedding_dim)
+    weight = getattr(module, "weight", None)
+    if weight is not None and getattr(weight, "ndim", 0) == 2:
+        return int(weight.shape[1]), int(weight.shape[0])
+    return None
+
+
+def _lora_parts(key: str) -> tuple[str, str] | None:
+    for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
+        marker = f".{part}"
+        if marker in key:
+            module = key.split(marker)[0]
+            return module.removeprefix("base_model.model."), part
+    return None
+
+
+def fit_problem(base_model, weights: Path) -> str | None:
+    """Why these LoRA weights cannot wrap `base_model`, or None if every matrix fits."""
+    from safetensors import safe_open
+
+    modules = dict(base_model.named_modules())
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        return f"its weights file cannot be read ({exc})"
+    seen = 0
+    for key, shape in shapes.items():
+        parts = _lora_parts(key)
+        if parts is None or len(shape) != 2:
+            continue
+        module_name, part = parts
+        seen += 1
+        module = modules.get(module_name)
+        if module is None:
+            return f"the base model has no layer {module_name}"
+        layer = _layer_shape(module)
+        if layer is None:
+            continue
+        fan_in, fan_out = layer
+        if part == "lora_A" and shape[1] != fan_in:
+            return f"{module_name} takes {fan_in} inputs but the adapter expects {shape[1]}"
+        if part == "lora_B" and shape[0] != fan_out:
+            return f"{module_name} gives {fan_out} outputs but the adapter expects {shape[0]}"
+        if part == "lora_embedding_A" and shape[1] != fan_in:
+            return f"{module_name} has {fan_in} rows but the adapter expects {shape[1]}"
+        if part == "lora_embedding_B" and shape[0] != fan_out:
+            return f"{module_name} has width {fan_out} but the adapter expects {shape[0]}"
+    if seen == 0:
+        return "it holds no LoRA weights"
+    return None
+
+
+def mismatch_error(
+    name: str, ref: str, files: AdapterFiles, base_name: str, problem: str
+) -> AdapterError:
+    return AdapterError(
+        f"The adapter {name!r} ({ref}) does not fit the base model {base_name}: {problem}; it was "
+        f"made for {files.made_for}, so load it with that base model."
+    )

@@ -1,0 +1,563 @@
+"""`train()`: one function whose keyword arguments are the options of `cosplay train`.
+
+transformers `Trainer` + PEFT LoRA (alpaca-lora's shape, today's APIs): the
+prompt is masked with -100 and `DataCollatorForSeq2Seq` keeps those labels;
+QLoRA (4-bit NF4 base) on CUDA, bf16/fp16 on GPU, fp32 on CPU; gradient
+checkpointing on GPU. Checkpoints carry optimizer, scheduler and RNG state, so
+an interrupted run resumed on the same seed ends with the same weights.
+torch / transformers / peft are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from engines.templates import ChatTemplate, choose_template, get_template
+from engines.train import TrainingError
+from engines.train.checkpoints import (
+    RESULT_FILE,
+    RUN_FILE,
+    check_same_run,
+    checkpoints,
+    validate_checkpoint,
+    write_json,
+)
+from engines.train.data import LoadedData, file_sha256, load_dataset
+from engines.train.encode import Encoded, encode_all, render_marked
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    status: Literal["finished", "interrupted", "dry-run"]
+    step: int = 0
+    max_steps: int = 0
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    report: str = ""  # the --dry-run report
+    gguf_path: Path | None = None
+    template: str = ""
+    speaker: str | None = None
+
+
+def train(
+    *,
+    base: str | Path,
+    data: str | Path,
+    out: str | Path,
+    template: str = "auto",
+    data_format: str = "auto",
+    skip_bad: bool = False,
+    epochs: float = 3.0,
+    max_steps: int = 0,
+    learning_rate: float = 2e-4,
+    scheduler: str = "cosine",
+    warmup: float = 0.03,
+    batch_size: int = 4,
+    grad_accum: int = 1,
+    cutoff_len: int = 512,
+    text_overlap: int = 64,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+    target_modules: str | Sequence[str] = "all-linear",
+    use_rslora: bool = False,
+    val_size: float = 0.0,
+    eval_steps: int = 50,
+    save_steps: int = 100,
+    save_total_limit: int = 3,
+    logging_steps: int = 1,
+    seed: int = 42,
+    quantize: Literal["auto", "4bit", "8bit", "none"] = "auto",
+    gradient_checkpointing: bool | None = None,
+    speaker: str | None = None,
+    trust_remote_code: bool = False,
+    resume: bool | None = None,
+    gguf: bool | str | None = None,
+    progress: bool = True,
+    dry_run: bool = False,
+    dry_run_samples: int = 3,
+    callbacks: Sequence[object] = (),
+) -> TrainResult:
+    """Fine-tune a LoRA adapter on `data` over the HF model `base`, writing it to `out`.
+
+    `resume=None` continues an unfinished run found in `out`; True insists on it.
+    `gguf` exports the adapter for the CPU engine at the end (a base GGUF path,
+    or True to take the shapes from the HF base). `callbacks` are extra
+    `TrainerCallback`s (the TUI uses one to stop a run).
+    """
+    params = {k: v for k, v in locals().items() if k not in ("callbacks",)}
+    params = {
+        k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+        for k, v in params.items()
+    }
+    _check_options(params)
+    out = Path(out).expanduser()
+    dataset = load_dataset(data, fmt=data_format, skip_bad=skip_bad)
+    tokenizer = _load_tokenizer(str(base), trust_remote_code)
+    chat_template = _pick_template(template, dataset, tokenizer, str(base))
+    speaker = speaker or dataset.main_speaker
+    encoded, dropped = encode_all(
+        dataset.samples,
+        chat_template,
+        tokenizer,
+        cutoff_len=cutoff_len,
+        overlap=text_overlap,
+        char_name=speaker or "",
+    )
+    if not encoded:
+        raise TrainingError(
+            f"No sample of {dataset.path} keeps any reply within --cutoff-len {cutoff_len}; raise it."
+        )
+    if dry_run:
+        return TrainResult(
+            out,
+            "dry-run",
+            report=_dry_run_report(
+                dataset, chat_template, encoded, dropped, tokenizer, dry_run_samples
+            ),
+        )
+
+    train_items, eval_items = _split(encoded, val_size, seed)
+    run = {"base": str(base), "data_sha256": file_sha256(dataset.path), "params": params}
+    resume_from = _resume_point(out, resume, run)
+    return _run(
+        params=params,
+        run=run,
+        out=out,
+        dataset=dataset,
+        tokenizer=tokenizer,
+        template=chat_template,
+        speaker=speaker,
+        train_items=train_items,
+        eval_items=eval_items,
+        resume_from=resume_from,
+        extra_callbacks=list(callbacks),
+    )
+
+
+# --- preparation (no torch needed) -------------------------------------------------------------
+
+
+def _check_options(p: dict) -> None:
+    problems = []
+    if p["epochs"] <= 0 and p["max_steps"] <= 0:
+        problems.append("--epochs or --max-steps must be positive")
+    for name in (
+        "batch_size",
+        "grad_accum",
+        "cutoff_len",
+        "lora_r",
+        "lora_alpha",
+        "eval_steps",
+        "save_steps",
+        "logging_steps",
+    ):
+        if p[name] < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < p["learning_rate"] < 1:
+        problems.append("--learning-rate must be between 0 and 1")
+    if not 0 <= p["lora_dropout"] < 1:
+        problems.append("--lora-dropout must be in [0, 1)")
+    if p["val_size"] < 0:
+        problems.append("--val-size must be 0 or more")
+    if p["quantize"] not in ("auto", "4bit", "8bit", "none"):
+        problems.append("--quantize must be auto, 4bit, 8bit or none")
+    if not p["target_modules"]:
+        problems.append("--target-modules must name at least one module")
+    if problems:
+        raise TrainingError(f"Invalid training options: {'; '.join(problems)}.")
+    if str(p["base"]).lower().endswith(".gguf"):
+        raise TrainingError(
+            "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
+            "pass the GGUF to `cosplay export-gguf --base` afterwards."
+        )
+
+
+def _load_tokenizer(base: str, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"Cannot load the tokenizer of {base} ({str(exc).splitlines()[0]}); pass a local model "
+            "directory or a Hugging Face repo id, with --trust-remote-code if it needs it."
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _pick_template(name: str, dataset: LoadedData, tokenizer, base: str) -> ChatTemplate:
+    if name in ("auto", "", None) and dataset.format == "cosplay":
+        return get_template("cosplay")  # narration → 某某曰：“……”, as the seed trained
+    source = getattr(tokenizer, "chat_template", None)
+    return choose_template(
+        name,
+        source if isinstance(source, str) else None,
+        Path(base).name,
+        tokenizer.eos_token or "",
+    )
+
+
+def _split(items: list[Encoded], val_size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    features = [item.as_features() for item in items]
+    if val_size <= 0:
+        return features, []
+    count = int(val_size) if val_size >= 1 else max(1, round(len(features) * val_size))
+    if count >= len(features):
+        raise TrainingError(
+            f"--val-size {val_size} leaves no training samples out of {len(features)}; make it smaller."
+        )
+    order = list(range(len(features)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return [f for i, f in enumerate(features) if i not in held], [features[i] for i in sorted(held)]
+
+
+def _dry_run_report(dataset, template, encoded, dropped, tokenizer, shown: int) -> str:
+    lengths = [len(item.input_ids) for item in encoded]
+    trained = [sum(label != -100 for label in item.labels) for item in encoded]
+    lines = [
+        f"data: {dataset.path}",
+        f"format: {dataset.format}",
+        f"records: {len(dataset.samples)} ({len(dataset.skipped)} bad records skipped)",
+        f"template: {template.name}",
+    ]
+    if dataset.speakers:
+        top = ", ".join(f"{name} {count}" for name, count in list(dataset.speakers.items())[:5])
+        lines.append(f"speakers: {top}")
+    lines.append(
+        f"samples: {len(encoded)}; tokens min {min(lengths)} / mean {statistics.mean(lengths):.1f} / "
+        f"max {max(lengths)}; trained tokens {sum(trained)}; truncated {sum(i.truncated for i in encoded)}; "
+        f"dropped (no reply within cutoff) {dropped}"
+    )
+    for bad in dataset.skipped[:5]:
+        lines.append(f"skipped line {bad.line}: {bad.problem}")
+    lines.append("")
+    lines.append("trained tokens are shown between ⟦ ⟧")
+    for number, item in enumerate(encoded[:shown], start=1):
+        lines.append(f"--- sample {number} ---")
+        lines.append(render_marked(item, tokenizer))
+    return "\n".join(lines)
+
+
+def _resume_point(out: Path, resume: bool | None, run: dict) -> Path | None:
+    if (out / RESULT_FILE).is_file():
+        raise TrainingError(
+            f"{out} already holds a finished adapter; choose a new --out or delete that directory."
+        )
+    found = checkpoints(out)
+    if not found:
+        if resume:
+            raise TrainingError(
+                f"There is no checkpoint in {out} to resume from; drop --resume to start."
+            )
+        return None
+    if resume is False:
+        raise TrainingError(
+            f"{out} holds checkpoints of an unfinished run; pass --resume or a new --out."
+        )
+    check_same_run(out, run)
+    validate_checkpoint(found[-1])
+    return found[-1]
+
+
+# --- the run (torch from here on) -----------------------------------------------------------------
+
+
+def _device_plan(quantize: str, gradient_checkpointing: bool | None) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and quantize in ("4bit", "8bit"):
+        raise TrainingError(
+            f"--quantize {quantize} needs a CUDA GPU; use --quantize none on this machine."
+        )
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return {
+        "cuda": cuda,
+        "dtype": (torch.bfloat16 if bf16 else torch.float16) if cuda else torch.float32,
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
+        "quantize": ("4bit" if quantize == "auto" else quantize) if cuda else "none",
+        "gradient_checkpointing": cuda
+        if gradient_checkpointing is None
+        else gradient_checkpointing,
+    }
+
+
+def _load_model(base: str, plan: dict, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict = {"dtype": plan["dtype"], "trust_remote_code": trust_remote_code}
+    if plan["quantize"] != "none":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=plan["quantize"] == "4bit",
+            load_in_8bit=plan["quantize"] == "8bit",
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=plan["dtype"],
+        )
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"Cannot load the model {base} ({str(exc).splitlines()[0]}); check the path or repo id."
+        ) from None
+    if plan["quantize"] != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=plan["gradient_checkpointing"],
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return model
+
+
+def _targets(value: str | list[str]) -> str | list[str]:
+    """PEFT's "all-linear" (every linear layer but the output head) or explicit module names."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    return "all-linear" if value == ["all-linear"] else list(value)
+
+
+def _checkpointing_args(plan: dict) -> dict:
+    """Gradient checkpointing for a non-quantized model on GPU (prepare_model_for_kbit_training
+    sets it up for a quantized one); under the argument names this transformers knows."""
+    if not plan["gradient_checkpointing"] or plan["quantize"] != "none":
+        return {}
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    prefix = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing"
+    )
+    return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
+
+
+def _run(
+    *,
+    params,
+    run,
+    out,
+    dataset,
+    tokenizer,
+    template,
+    speaker,
+    train_items,
+    eval_items,
+    resume_from,
+    extra_callbacks,
+) -> TrainResult:
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from engines.train.callbacks import (
+        LOG_NAME,
+        InterruptCallback,
+        JsonlLogCallback,
+        ProgressCallback,
+        append_log,
+        truncate_log,
+    )
+
+    plan = _device_plan(params["quantize"], params["gradient_checkpointing"])
+    set_seed(params["seed"])  # LoRA init draws from it: same seed, same start
+    model = _load_model(run["base"], plan, params["trust_remote_code"])
+    lora = LoraConfig(
+        r=params["lora_r"],
+        lora_alpha=params["lora_alpha"],
+        lora_dropout=params["lora_dropout"],
+        target_modules=_targets(params["target_modules"]),
+        use_rslora=params["use_rslora"],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise TrainingError(
+            f"LoRA cannot target {params['target_modules']} in {run['base']} ({exc}); "
+            "pass --target-modules with module names this model has."
+        ) from None
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=params["epochs"],
+        max_steps=params["max_steps"] if params["max_steps"] > 0 else -1,
+        per_device_train_batch_size=params["batch_size"],
+        per_device_eval_batch_size=params["batch_size"],
+        gradient_accumulation_steps=params["grad_accum"],
+        learning_rate=params["learning_rate"],
+        lr_scheduler_type=params["scheduler"],
+        warmup_steps=params["warmup"],
+        logging_steps=params["logging_steps"],
+        save_strategy="steps",
+        save_steps=params["save_steps"],
+        save_total_limit=params["save_total_limit"],
+        eval_strategy="steps" if eval_items else "no",
+        eval_steps=params["eval_steps"],
+        seed=params["seed"],
+        bf16=plan["bf16"],
+        fp16=plan["fp16"],
+        use_cpu=not plan["cuda"],
+        **_checkpointing_args(plan),
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+    )
+    collator = DataCollatorForSeq2Seq(
+        tokenizer,
+        padding=True,
+        label_pad_token_id=-100,
+        pad_to_multiple_of=8 if plan["cuda"] else None,
+    )
+    interrupt = InterruptCallback()
+    log_path = out / LOG_NAME
+    start_info = {
+        "resumed_from": str(resume_from) if resume_from else None,
+        "base": run["base"],
+        "data": str(dataset.path),
+        "template": template.name,
+        "train_samples": len(train_items),
+        "eval_samples": len(eval_items),
+    }
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_items,
+        eval_dataset=eval_items or None,
+        data_collator=collator,
+        callbacks=[
+            JsonlLogCallback(log_path, start_info),
+            ProgressCallback(params["progress"]),
+            interrupt,
+            *extra_callbacks,
+        ],
+    )
+    trainer.remove_callback(PrinterCallback)
+    main = trainer.is_world_process_zero()
+    start_step = validate_checkpoint(resume_from) if resume_from else 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume_from:
+            truncate_log(log_path, start_step)
+        else:
+            log_path.unlink(missing_ok=True)
+            write_json(out / RUN_FILE, run)
+
+    interrupt.install()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        if resume_from and "checkpoint" in str(exc).lower():
+            raise TrainingError(
+                f"The checkpoint {resume_from} cannot be loaded ({str(exc).splitlines()[0]}); delete it "
+                "to resume from the one before, or start over with a new --out."
+            ) from None
+        raise
+    finally:
+        interrupt.uninstall()
+
+    state = trainer.state
+    train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
+    eval_loss = next(
+        (h["eval_loss"] for h in reversed(state.log_history) if "eval_loss" in h), None
+    )
+    result = TrainResult(out, "finished", state.global_step, state.max_steps, train_loss, eval_loss)
+    result.template, result.speaker = template.name, speaker
+    if interrupt.stopped_at is not None and state.global_step < state.max_steps:
+        result.status = "interrupted"
+        if main:
+            append_log(
+                log_path, {"event": "end", "status": "interrupted", "step": state.global_step}
+            )
+        return result
+
+    evaluated = any(
+        h.get("step") == state.global_step and "eval_loss" in h for h in state.log_history
+    )
+    if eval_items and not evaluated:
+        eval_loss = trainer.evaluate().get("eval_loss", eval_loss)
+        result.eval_loss = eval_loss
+    trainer.save_model(
+        str(out)
+    )  # rank 0 only; PEFT writes adapter_config.json + adapter_model.safetensors
+    if main:
+        _finish(
+            result,
+            params=params,
+            run=run,
+            dataset=dataset,
+            template=template,
+            speaker=speaker,
+            state=state,
+            model_config=model.config,
+        )
+        append_log(
+            log_path,
+            {
+                "event": "end",
+                "status": "finished",
+                "step": state.global_step,
+                "train_loss": train_loss,
+                "eval_loss": eval_loss,
+            },
+        )
+    return result
+
+
+def _finish(
+    result: TrainResult, *, params, run, dataset, template, speaker, state, model_config
+) -> None:
+    out = result.out
+    meta = {
+        "format": "cosplay-lora/1",
+        "base": run["base"],
+        "template": template.name,
+        "speaker": speaker,
+        "data": {
+            "path": str(dataset.path),
+            "sha256": run["data_sha256"],
+            "format": dataset.format,
+            "records": len(dataset.samples),
+            "skipped": len(dataset.skipped),
+        },
+        "params": params,
+        "final": {
+            "step": state.global_step,
+            "epoch": state.epoch,
+            "train_loss": result.train_loss,
+            "eval_loss": result.eval_loss,
+        },
+        "architecture": getattr(model_config, "model_type", None),
+    }
+    if params["gguf"]:
+        from engines.train.gguf_export import export_gguf
+
+        base_gguf = params["gguf"] if isinstance(params["gguf"], str) else None
+        result.gguf_path = export_gguf(
+            out, base=base_gguf, hf_config=None if base_gguf else model_config.to_dict()
+        )
+        meta["gguf"] = str(result.gguf_path)
+    write_json(out / RESULT_FILE, meta)
+
+
+__all__ = ["TrainResult", "train"]

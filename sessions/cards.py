@@ -1,0 +1,390 @@
+"""Character cards: V1/V2/V3 in, Character Card V2 as our native model, V2 JSON and PNG out.
+
+A card read from a file and written back is the same card: unknown keys (at the
+top level, in `data`, in the lorebook and in `extensions`) are kept as they are.
+Our own settings live in `data.extensions.cosplay`. Every problem is a CardError
+that names the file and the field.
+
+PNG cards carry base64 JSON in tEXt chunks: `ccv3` (V3) is read first, then
+`chara` (V1/V2). We write both, with correct CRCs, before IEND.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engines.base import CosplayError, GenerationParams
+
+MAX_FIELD_CHARS = 200_000  # one string; the longest real cards' lorebook entries are far shorter
+MAX_CARD_BYTES = 16 * 2**20  # the JSON of one card
+MAX_PNG_BYTES = 64 * 2**20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+V2_SPEC, V3_SPEC = "chara_card_v2", "chara_card_v3"
+# V1 fields that SillyTavern mirrors at the top level of a V2 card; redundant with `data`.
+V1_FIELDS = ("name", "description", "personality", "scenario", "first_mes", "mes_example")
+CARD_KEYWORDS = ("ccv3", "chara")  # in the order we read them
+
+
+class CardError(CosplayError):
+    """A character card file is unreadable, malformed, or not a card."""
+
+
+class CosplayExtension(BaseModel):
+    """Our fields in `data.extensions.cosplay`: what runs this persona."""
+
+    model_config = ConfigDict(extra="allow")
+
+    adapter: str = ""  # a LoRA adapter path or Hub repo id
+    engine: str = ""  # "", "cpu" or "gpu"
+    template: str = ""  # a chat template name ("cosplay" for classics-dialogue adapters)
+    sampling: dict[str, Any] = Field(default_factory=dict)  # GenerationParams overrides
+
+    def adapter_name(self) -> str | None:
+        """The name the engine knows the adapter by (as `--adapter PATH` names it: the stem)."""
+        if not self.adapter:
+            return None
+        return Path(self.adapter.rstrip("/")).stem or self.adapter
+
+
+class BookEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    keys: list[str] = Field(default_factory=list)
+    content: str = ""
+    extensions: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    insertion_order: int | float = 0
+    case_sensitive: bool | None = None
+    name: str | None = None
+    priority: int | float | None = None
+    id: int | str | None = None
+    comment: str | None = None
+    selective: bool | None = None
+    secondary_keys: list[str] | None = None
+    constant: bool | None = None
+    position: str | None = None
+
+
+class CharacterBook(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    description: str | None = None
+    scan_depth: int | None = None
+    token_budget: int | None = None
+    recursive_scanning: bool | None = None
+    extensions: dict[str, Any] = Field(default_factory=dict)
+    entries: list[BookEntry] = Field(default_factory=list)
+
+
+class CardData(BaseModel):
+    """All Character Card V2 fields; V3-only fields are kept as extra keys."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    personality: str = ""
+    scenario: str = ""
+    first_mes: str = ""
+    mes_example: str = ""
+    creator_notes: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    alternate_greetings: list[str] = Field(default_factory=list)
+    character_book: CharacterBook | None = None
+    tags: list[str] = Field(default_factory=list)
+    creator: str = ""
+    character_version: str = ""
+    extensions: dict[str, Any] = Field(default_factory=dict)
+
+
+class CharacterCard(BaseModel):
+    """A Character Card V2. Extra top-level keys (SillyTavern's V1 leftovers) are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    spec: Literal["chara_card_v2"] = V2_SPEC
+    spec_version: str = "2.0"
+    data: CardData
+
+    @classmethod
+    def new(cls, name: str, **fields: Any) -> CharacterCard:
+        return cls(data=CardData(name=name, **fields))
+
+    @property
+    def name(self) -> str:
+        return self.data.name
+
+    @property
+    def cosplay(self) -> CosplayExtension:
+        return CosplayExtension.model_validate(self.data.extensions.get("cosplay") or {})
+
+    def with_cosplay(self, extension: CosplayExtension) -> CharacterCard:
+        """A copy whose `extensions.cosplay` is `extension` (other extension keys untouched)."""
+        card = self.model_copy(deep=True)
+        payload = extension.model_dump(exclude_defaults=True)
+        extensions = dict(card.data.extensions)
+        if payload:
+            extensions["cosplay"] = payload
+        else:
+            extensions.pop("cosplay", None)
+        card.data.extensions = extensions
+        return card
+
+    def to_dict(self, *, v1_mirror: bool = True) -> dict[str, Any]:
+        """The V2 JSON object; with the V1 fields mirrored at the top level, as SillyTavern writes."""
+        data = self.data.model_dump(mode="json", exclude={"character_book"})
+        if self.data.character_book is not None:
+            # Only the lorebook fields the card had: no nulls appear that were not there.
+            data["character_book"] = self.data.character_book.model_dump(
+                mode="json", exclude_unset=True
+            )
+        out: dict[str, Any] = {}
+        if v1_mirror:
+            out |= {key: data[key] for key in V1_FIELDS}
+        out |= dict(self.model_extra or {})
+        out |= {"spec": V2_SPEC, "spec_version": "2.0", "data": data}
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+    def to_v3_dict(self) -> dict[str, Any]:
+        return {**self.to_dict(v1_mirror=False), "spec": V3_SPEC, "spec_version": "3.0"}
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def load_card(path: str | Path) -> CharacterCard:
+    """A card from a .json or .png file (the content decides, not the suffix)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_PNG_BYTES:
+            raise CardError(f"{path} is {size // 2**20} MiB, too big for a character card.")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CardError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+    return parse_card(raw, source=str(path))
+
+
+def parse_card(raw: bytes, source: str = "card") -> CharacterCard:
+    if raw.startswith(PNG_SIGNATURE):
+        return card_from_dict(_payload_from_png(raw, source), source)
+    if len(raw) > MAX_CARD_BYTES:
+        raise CardError(f"{source} is larger than {MAX_CARD_BYTES // 2**20} MiB; it is not a card.")
+    return card_from_dict(_json_object(raw, source, "the file"), source)
+
+
+def card_from_dict(obj: Any, source: str = "card") -> CharacterCard:
+    """Validate a V1, V2 or V3 card object into our V2 model."""
+    if not isinstance(obj, dict):
+        raise CardError(f"{source}: a card must be a JSON object, not {type(obj).__name__}.")
+    _check_sizes(obj, source, "")
+    spec = obj.get("spec")
+    if spec is None:  # V1: the fields sit at the top level
+        if not isinstance(obj.get("name"), str):
+            raise CardError(f"{source}: field 'name' is missing; this is not a character card.")
+        data = {key: obj[key] for key in V1_FIELDS if key in obj}
+        extra = {key: value for key, value in obj.items() if key not in V1_FIELDS}
+        return _validate({**extra, "spec": V2_SPEC, "spec_version": "2.0", "data": data}, source)
+    if spec not in (V2_SPEC, V3_SPEC):
+        raise CardError(
+            f"{source}: field 'spec' is {spec!r}; expected {V2_SPEC!r} or {V3_SPEC!r} (or a V1 card)."
+        )
+    if not isinstance(obj.get("data"), dict):
+        raise CardError(f"{source}: field 'data' is missing or not an object.")
+    extra = {
+        key: value
+        for key, value in obj.items()
+        if key not in (*V1_FIELDS, "spec", "spec_version", "data")
+    }
+    return _validate({**extra, "spec": V2_SPEC, "spec_version": "2.0", "data": obj["data"]}, source)
+
+
+def _validate(obj: dict[str, Any], source: str) -> CharacterCard:
+    try:
+        card = CharacterCard.model_validate(obj)
+    except ValidationError as exc:
+        raise _field_error(source, exc, []) from exc
+    prefix = ["data", "extensions", "cosplay"]
+    try:
+        extension = card.cosplay
+    except ValidationError as exc:
+        raise _field_error(source, exc, prefix) from exc
+    try:
+        GenerationParams(**extension.sampling)
+    except ValidationError as exc:
+        raise _field_error(source, exc, [*prefix, "sampling"]) from exc
+    return card
+
+
+def _field_error(source: str, exc: ValidationError, prefix: list[str]) -> CardError:
+    error = exc.errors()[0]
+    field = ".".join([*prefix, *(str(part) for part in error["loc"])]) or "card"
+    return CardError(f"{source}: field '{field}': {error['msg']}.")
+
+
+def _check_sizes(value: Any, source: str, where: str) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_FIELD_CHARS:
+            raise CardError(
+                f"{source}: field '{where}' has {len(value)} characters, more than the "
+                f"{MAX_FIELD_CHARS} a card field may hold."
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_sizes(item, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_sizes(item, source, f"{where}.{index}")
+
+
+def _json_object(raw: bytes, source: str, what: str) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CardError(f"{source}: {what} is not UTF-8 text (byte {exc.start}).") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CardError(
+            f"{source}: {what} is malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        ) from exc
+    except RecursionError as exc:
+        raise CardError(f"{source}: {what} is nested too deeply to be a card.") from exc
+
+
+# --- PNG -----------------------------------------------------------------------
+
+
+def png_chunks(raw: bytes, source: str = "PNG") -> list[tuple[bytes, bytes]]:
+    """(type, body) of every chunk, in order; CRCs are not checked (readers should be lenient)."""
+    if not raw.startswith(PNG_SIGNATURE):
+        raise CardError(f"{source} is not a PNG file.")
+    chunks, pos = [], len(PNG_SIGNATURE)
+    while pos < len(raw):
+        if pos + 8 > len(raw):
+            raise CardError(f"{source}: the PNG is truncated (a chunk header is cut off).")
+        (length,) = struct.unpack(">I", raw[pos : pos + 4])
+        kind = raw[pos + 4 : pos + 8]
+        if pos + 12 + length > len(raw):
+            raise CardError(
+                f"{source}: the PNG is truncated (chunk {kind.decode('latin-1')!r} is cut off)."
+            )
+        chunks.append((kind, raw[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _text_chunk(kind: bytes, body: bytes) -> tuple[str, bytes] | None:
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk."""
+    keyword, sep, rest = body.partition(b"\0")
+    if not sep:
+        return None
+    try:
+        if kind == b"tEXt":
+            return keyword.decode("latin-1"), rest
+        if kind == b"zTXt":
+            return keyword.decode("latin-1"), zlib.decompress(rest[1:])
+        if kind == b"iTXt":
+            compressed, rest = rest[0], rest[2:]
+            _language, _, rest = rest.partition(b"\0")
+            _translated, _, text = rest.partition(b"\0")
+            return keyword.decode("latin-1"), zlib.decompress(text) if compressed else text
+    except (zlib.error, IndexError):
+        return None
+    return None
+
+
+def _payload_from_png(raw: bytes, source: str) -> Any:
+    texts: dict[str, bytes] = {}
+    for kind, body in png_chunks(raw, source):
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            found = _text_chunk(kind, body)
+            if found and found[0].lower() in CARD_KEYWORDS:
+                texts.setdefault(found[0].lower(), found[1])
+    if not texts:
+        raise CardError(
+            f"{source}: the PNG has no 'chara' or 'ccv3' text chunk; it is an image, not a character card."
+        )
+    errors = []
+    for keyword in CARD_KEYWORDS:  # ccv3 first; a broken ccv3 falls back to chara
+        if keyword in texts:
+            try:
+                return _decode_chunk(texts[keyword], source, keyword)
+            except CardError as exc:
+                errors.append(exc)
+    raise errors[0]
+
+
+def _decode_chunk(text: bytes, source: str, keyword: str) -> Any:
+    compact = b"".join(text.split())
+    if len(compact) > MAX_CARD_BYTES * 4 // 3 + 4:
+        raise CardError(
+            f"{source}: the {keyword!r} chunk is larger than {MAX_CARD_BYTES // 2**20} MiB."
+        )
+    try:
+        decoded = base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CardError(f"{source}: the {keyword!r} chunk is not valid base64 ({exc}).") from exc
+    return _json_object(decoded, source, f"the {keyword!r} chunk")
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _text(keyword: str, obj: dict[str, Any]) -> bytes:
+    payload = base64.b64encode(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
+    return _chunk(b"tEXt", keyword.encode("latin-1") + b"\0" + payload)
+
+
+def plain_png(seed: str, size: int = 256) -> bytes:
+    """A plain square image tinted by `seed`, for a persona that has no picture."""
+    digest = zlib.crc32(seed.encode("utf-8"))
+    top = bytes(((digest >> shift) & 0x7F) + 0x40 for shift in (0, 8, 16))
+    rows = []
+    for y in range(size):
+        shade = bytes(max(0, c - y * 48 // size) for c in top)
+        rows.append(b"\0" + shade * size)
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def strip_card_chunks(image: bytes, source: str = "PNG") -> bytes:
+    """The image without any card text chunks (what we keep as a persona's avatar)."""
+    out = [PNG_SIGNATURE]
+    for kind, body in png_chunks(image, source):
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            found = _text_chunk(kind, body)
+            if found and found[0].lower() in CARD_KEYWORDS:
+                continue
+        out.append(_chunk(kind, body))
+    return b"".join(out)
+
+
+def card_png(card: CharacterCard, image: bytes | None = None) -> bytes:
+    """`image` (or a plain generated one) carrying the card as `chara` (V2) and `ccv3` chunks."""
+    base = strip_card_chunks(image) if image else plain_png(card.name)
+    chunks = png_chunks(base)
+    body = [_chunk(kind, data) for kind, data in chunks if kind != b"IEND"]
+    body += [_text("chara", card.to_dict()), _text("ccv3", card.to_v3_dict()), _chunk(b"IEND", b"")]
+    return PNG_SIGNATURE + b"".join(body)

@@ -1,0 +1,276 @@
+"""Scenes: sessions with one persona or several (a group scene), and who speaks when.
+
+A session's cast is `session.settings["cast"]` (a list of persona names; the
+first one is also `session.persona`, so single-persona code keeps working) and
+its reply order `session.settings["reply_order"]`. No schema change is needed.
+
+Reply orders, after each user message:
+- manual: only who is picked explicitly, or addressed as `@名字`;
+- round_robin: everyone once, in cast order (`@名字` still overrides);
+- natural: whoever is named (with or without `@`), in the order named; nobody
+  named → round robin.
+
+Each speaker's reply is planned with its own card (system text, examples,
+sampling preset, adapter); other speakers' lines reach it with their names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from engines.base import CosplayError, Engine, GenerationParams
+from sessions.cards import CharacterCard
+from sessions.context import PromptPlan
+from sessions.models import Message, Role, Session
+from sessions.personas import PersonaStore
+from sessions.prompt import UserPersona, greetings, plan_prompt
+from sessions.store import Store
+from sessions.turns import run_reply
+
+CAST_KEY = "cast"
+ORDER_KEY = "reply_order"
+
+
+class ReplyOrder(str, Enum):
+    MANUAL = "manual"
+    ROUND_ROBIN = "round_robin"
+    NATURAL = "natural"
+
+
+def session_cast(session: Session) -> list[str]:
+    """The personas of a session: its cast, else its one persona, else nobody."""
+    cast = session.settings.get(CAST_KEY)
+    if cast:
+        return list(cast)
+    return [session.persona] if session.persona else []
+
+
+def reply_order(session: Session) -> ReplyOrder:
+    try:
+        return ReplyOrder(session.settings.get(ORDER_KEY, ReplyOrder.NATURAL.value))
+    except ValueError:
+        return ReplyOrder.NATURAL
+
+
+def start_session(
+    store: Store,
+    cards: CharacterCard | list[CharacterCard],
+    *,
+    user: UserPersona | None = None,
+    title: str | None = None,
+    order: ReplyOrder = ReplyOrder.NATURAL,
+    settings: dict | None = None,
+) -> Session:
+    """A new session with these personas, opened by their greetings.
+
+    Each persona's first_mes is saved as an assistant message carrying its name;
+    its alternate greetings become siblings of that message (swipes), and the
+    first greeting stays current. In a group scene the greetings follow each other.
+    """
+    cards = [cards] if isinstance(cards, CharacterCard) else list(cards)
+    if not cards:
+        raise CosplayError("A scene needs at least one persona.")
+    names = [card.name for card in cards]
+    if len(set(names)) != len(names):
+        raise CosplayError("Each persona can be in a scene only once.")
+    settings = dict(settings or {})
+    settings[CAST_KEY] = names
+    settings[ORDER_KEY] = ReplyOrder(order).value
+    if user is not None:
+        settings["user"] = user.to_value()
+    session = store.create_session(
+        title=title or "、".join(names), persona=names[0], settings=settings
+    )
+    parent: int | None = None
+    for card in cards:
+        texts = greetings(card, user)
+        if not texts:
+            continue
+        first = store.add_message(
+            session.id,
+            Role.ASSISTANT,
+            texts[0],
+            parent_id=parent,
+            name=card.name,
+            meta={"persona": card.name, "greeting": 0},
+        )
+        for index, text in enumerate(texts[1:], start=1):
+            store.add_message(
+                session.id,
+                Role.ASSISTANT,
+                text,
+                parent_id=parent,
+                name=card.name,
+                meta={"persona": card.name, "greeting": index},
+                make_leaf=False,
+            )
+        parent = first.id
+    return store.get_session(session.id)
+
+
+def set_cast(
+    store: Store, session_id: int, names: list[str], order: ReplyOrder | None = None
+) -> Session:
+    """Replace the cast (switch persona, add or remove characters); history is kept."""
+    session = store.get_session(session_id)
+    names = list(dict.fromkeys(names))  # no duplicates, order kept
+    settings = dict(session.settings)
+    settings[CAST_KEY] = names
+    if order is not None:
+        settings[ORDER_KEY] = ReplyOrder(order).value
+    return store.update_session(session_id, persona=names[0] if names else "", settings=settings)
+
+
+def mentioned(text: str, cast: list[str], *, at_only: bool) -> list[str]:
+    """Cast members named in `text`, in order of first mention (`@名字` only, if at_only)."""
+    by_length = sorted(cast, key=len, reverse=True)  # "孙悟空" before a member called "孙"
+    found: list[str] = []
+    index = 0
+    while index < len(text):
+        start = index
+        if at_only:
+            if text[index] not in "@＠":
+                index += 1
+                continue
+            start = index + 1
+        for name in by_length:
+            if name and text.startswith(name, start):
+                if name not in found:
+                    found.append(name)
+                index = start + len(name)
+                break
+        else:
+            index += 1
+    return found
+
+
+def next_speakers(
+    cast: list[str], order: ReplyOrder | str, text: str = "", pick: list[str] | None = None
+) -> list[str]:
+    """Who answers the user's `text`, in order. `pick` (the manual choice) wins over all."""
+    if pick:
+        unknown = [name for name in pick if name not in cast]
+        if unknown:
+            raise CosplayError(f"{unknown[0]!r} is not in this scene; add them first.")
+        return list(dict.fromkeys(pick))
+    addressed = mentioned(text, cast, at_only=True)
+    if addressed:
+        return addressed
+    order = ReplyOrder(order)
+    if order == ReplyOrder.MANUAL:
+        return []
+    if order == ReplyOrder.NATURAL:
+        named = mentioned(text, cast, at_only=False)
+        if named:
+            return named
+    return list(cast)
+
+
+@dataclass
+class SpeakerTurn:
+    """Everything needed to generate one speaker's reply."""
+
+    speaker: str
+    card: CharacterCard
+    plan: PromptPlan
+    params: GenerationParams  # the session's params with the persona's preset and stop strings
+    adapter: str | None  # pass to engine.set_adapter before generating
+
+
+def speaker_params(
+    params: GenerationParams,
+    card: CharacterCard,
+    *,
+    session: Session | None = None,
+    others: list[str] | None = None,
+) -> GenerationParams:
+    """The persona's sampling preset over `params` (explicit session params still win), plus
+    stop strings so the model does not write the other speakers' lines."""
+    explicit = set((session.settings.get("params") or {}) if session else {})
+    values = params.model_dump()
+    values |= {k: v for k, v in card.cosplay.sampling.items() if k not in explicit}
+    stops = list(values.get("stop") or [])
+    for name in others or []:
+        for stop in (f"\n{name}:", f"\n{name}："):
+            if stop not in stops:
+                stops.append(stop)
+    values["stop"] = stops
+    return GenerationParams(**values)
+
+
+def plan_turn(
+    store: Store,
+    session_id: int,
+    engine: Engine,
+    params: GenerationParams,
+    personas: PersonaStore,
+    speaker: str | None = None,
+    *,
+    user: UserPersona | None = None,
+) -> SpeakerTurn:
+    """Plan the next reply of `speaker` (default: the session's persona) from the current branch."""
+    session = store.get_session(session_id)
+    cast = session_cast(session)
+    speaker = speaker or (cast[0] if cast else None)
+    if speaker is None:
+        raise CosplayError("This session has no persona; start it with one or add one to it.")
+    card = personas.get(speaker).card
+    user = user or UserPersona.from_value(session.settings.get("user"))
+    plan = plan_prompt(
+        session, store.branch(session_id), engine, params, card=card, user=user, cast=cast
+    )
+    others = [name for name in cast if name != speaker] + [user.name]
+    return SpeakerTurn(
+        speaker=speaker,
+        card=card,
+        plan=plan,
+        params=speaker_params(params, card, session=session, others=others),
+        adapter=card.cosplay.adapter_name(),
+    )
+
+
+def run_group_turn(
+    store: Store,
+    engine: Engine,
+    personas: PersonaStore,
+    session_id: int,
+    speakers: list[str],
+    params: GenerationParams,
+    cancel: threading.Event,
+    *,
+    user: UserPersona | None = None,
+    on_start: Callable[[SpeakerTurn], None] | None = None,
+    on_piece: Callable[[str, str], None] | None = None,
+) -> list[Message]:
+    """One reply from each speaker in turn, each appended to the branch as it ends.
+
+    Each speaker gets its own card's prompt and its adapter (or none). Stops early when
+    `cancel` is set; an engine error stops the round (the failed reply is saved as error).
+    `on_start(turn)` runs before each reply, `on_piece(speaker, piece)` for each piece.
+    """
+    replies: list[Message] = []
+    for speaker in speakers:
+        if cancel.is_set():
+            break
+        turn = plan_turn(store, session_id, engine, params, personas, speaker, user=user)
+        if on_start is not None:
+            on_start(turn)
+        engine.set_adapter(turn.adapter)
+        parent = store.get_session(session_id).leaf_id
+        reply = run_reply(
+            store,
+            engine,
+            session_id=session_id,
+            parent_id=parent,
+            prompt=turn.plan.messages,
+            params=turn.params,
+            cancel=cancel,
+            on_piece=(lambda piece, who=speaker: on_piece(who, piece)) if on_piece else None,
+            name=speaker,
+            extra_meta={"persona": speaker, "adapter": turn.adapter},
+        )
+        replies.append(reply)
+    return replies

@@ -1,0 +1,111 @@
+"""The persona editor: every card field, multi-line ones in text areas. Ctrl+S saves."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, TextArea
+
+from sessions.cards import CharacterCard, CosplayExtension
+
+GREETING_SEPARATOR = "\n---\n"  # between alternate greetings in their text area
+
+# (field, label) of the multi-line card fields, in the order they are shown.
+TEXT_FIELDS = [
+    ("description", "Description"),
+    ("personality", "Personality"),
+    ("scenario", "Scenario"),
+    ("first_mes", "First message (greeting)"),
+    ("alternate_greetings", "Alternate greetings (separate them with a line of ---)"),
+    ("mes_example", "Example dialogues (<START> blocks of {{user}}: / {{char}}: lines)"),
+    ("system_prompt", "System prompt ({{original}} = the default)"),
+    ("post_history_instructions", "Post-history instructions"),
+    ("creator_notes", "Creator notes (never sent to the model)"),
+]
+
+
+class PersonaEditor(ModalScreen[CharacterCard | None]):
+    """Edit a copy of `card`; dismisses with the edited card, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    PersonaEditor { align: center middle; }
+    PersonaEditor > VerticalScroll {
+        width: 90%; height: 90%; border: thick $primary; background: $surface; padding: 0 1;
+    }
+    PersonaEditor Label { margin-top: 1; color: $text-muted; }
+    PersonaEditor TextArea { height: 6; }
+    PersonaEditor #editor-buttons { height: auto; margin-top: 1; }
+    """
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="persona_editor.save"),
+        Binding("escape", "cancel", "Cancel", id="persona_editor.cancel"),
+    ]
+
+    def __init__(self, card: CharacterCard, *, title: str = "Edit persona"):
+        super().__init__()
+        self.card = card.model_copy(deep=True)
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        data, extension = self.card.data, self.card.cosplay
+        with VerticalScroll():
+            yield Label(self.title_text, markup=False)
+            yield Label("Name")
+            yield Input(data.name, id="field-name")
+            yield Label("Tags (comma separated)")
+            yield Input(", ".join(data.tags), id="field-tags")
+            for field, label in TEXT_FIELDS:
+                value = getattr(data, field)
+                if field == "alternate_greetings":
+                    value = GREETING_SEPARATOR.join(value)
+                yield Label(label, markup=False)
+                yield TextArea(value, id=f"field-{field}", soft_wrap=True)
+            yield Label("LoRA adapter (path or repo id; empty = base model)")
+            yield Input(extension.adapter, id="field-adapter")
+            yield Label("Chat template (empty = the model's; cosplay = 某某曰：)")
+            yield Input(extension.template, id="field-template")
+            with Horizontal(id="editor-buttons"):
+                yield Button("Save (Ctrl+S)", variant="primary", id="editor-save")
+                yield Button("Cancel (Esc)", id="editor-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#field-name", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "editor-save":
+            self.action_save()
+        elif event.button.id == "editor-cancel":
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def edited_card(self) -> CharacterCard:
+        card = self.card.model_copy(deep=True)
+        data = card.data
+        data.name = self.query_one("#field-name", Input).value.strip()
+        tags = self.query_one("#field-tags", Input).value.replace("，", ",").split(",")
+        data.tags = [tag.strip() for tag in tags if tag.strip()]
+        for field, _ in TEXT_FIELDS:
+            text = self.query_one(f"#field-{field}", TextArea).text
+            if field == "alternate_greetings":
+                parts = text.replace("\r\n", "\n").split(GREETING_SEPARATOR.strip("\n"))
+                setattr(data, field, [part.strip() for part in parts if part.strip()])
+            else:
+                setattr(data, field, text)
+        extension = card.cosplay.model_copy(
+            update={
+                "adapter": self.query_one("#field-adapter", Input).value.strip(),
+                "template": self.query_one("#field-template", Input).value.strip(),
+            }
+        )
+        return card.with_cosplay(CosplayExtension.model_validate(extension.model_dump()))
+
+    def action_save(self) -> None:
+        if not self.query_one("#field-name", Input).value.strip():
+            self.notify("A persona needs a name.", severity="error")
+            self.query_one("#field-name", Input).focus()
+            return
+        self.dismiss(self.edited_card())
