@@ -116,7 +116,8 @@ class HFEngine:
         self.allow_pickle_adapters = allow_pickle_adapters
         self._lock = threading.RLock()
         self._prefix = PrefixCache()
-        self._memory: tuple[str, list[int]] = ("", [])  # a prompt + reply text and its ids
+        # The last prompt + reply and the last prompt, each with its ids, longest first.
+        self._memory: list[tuple[str, list[int]]] = []
 
         tok = self.tokenizer
         self._bos_text = tok.bos_token or ""
@@ -149,12 +150,11 @@ class HFEngine:
         often splits it differently, which would break the prefix cache inside it (the CPU
         engine does the same).
         """
-        known_text, known_ids = self._memory
-        if known_text and prompt.startswith(known_text):
-            rest = prompt[len(known_text) :]
-            return known_ids + (
-                self.tokenizer(rest, add_special_tokens=False).input_ids if rest else []
-            )
+        for known_text, known_ids in self._memory:  # longest first
+            if prompt.startswith(known_text):
+                rest = prompt[len(known_text) :]
+                tail = self.tokenizer(rest, add_special_tokens=False).input_ids if rest else []
+                return known_ids + tail
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         if self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text)):
             ids = [self.tokenizer.bos_token_id, *ids]
@@ -289,10 +289,9 @@ class HFEngine:
         reply_ids = new[:-1] if eog else new
         # Remember the sampled ids for the text shown, but only if they spell exactly that text
         # (not after a stop string, a cancel ahead of the stream, or a hidden special token).
+        self._memory = [(turn.prompt, turn.ids)]
         if reply_ids and self.tokenizer.decode(reply_ids) == assembler.text:
-            self._memory = (turn.prompt + assembler.text, turn.ids + reply_ids)
-        else:
-            self._memory = (turn.prompt, turn.ids)
+            self._memory.insert(0, (turn.prompt + assembler.text, turn.ids + reply_ids))
         stats.completion_tokens = len(reply_ids)
         if watch.first_token_at is not None:
             stats.ttft_s = watch.first_token_at - turn.started
@@ -421,7 +420,7 @@ class HFEngine:
             if getattr(self, "base_model", None) is None:
                 return
             self._prefix.clear()
-            self._memory = ("", [])
+            self._memory = []
             self.model = None
             self.base_model = None
             self._adapters.clear()

@@ -345,10 +345,10 @@ def test_each_named_template_renders_and_brings_its_stop_strings(tiny_llama, nam
 # --- prefix cache -----------------------------------------------------------------------------
 
 
-def test_prefix_cache_gives_the_uncached_text_and_computes_only_new_tokens(engine, tiny, counter):
+def test_prefix_cache_gives_the_uncached_text_and_computes_only_new_tokens(engine, counter):
     engine._prefix.clear()
     turn1 = chat(engine, HELLO, max_new_tokens=12, **GREEDY)
-    prompt1 = engine.last_stats.prompt_tokens
+    first = engine.last_stats
     messages = [
         *HELLO,
         {"role": "assistant", "content": turn1},
@@ -360,22 +360,36 @@ def test_prefix_cache_gives_the_uncached_text_and_computes_only_new_tokens(engin
     assert count.calls[0] == stats.prompt_eval_tokens, (
         "the prefill computes exactly what stats report"
     )
-    assert stats.prompt_tokens - stats.prompt_eval_tokens >= prompt1, (
-        "turn 1's prompt came from the cache"
-    )
+    new_since_turn1 = stats.prompt_tokens - (first.prompt_tokens + first.completion_tokens)
+    # +1: a reply cut by max_new_tokens leaves its last sampled token out of the cache.
+    assert stats.prompt_eval_tokens <= new_since_turn1 + 1 < stats.prompt_tokens
     assert all(n == 1 for n in count.calls[1:])
 
+    engine._prefix.clear()  # the same ids, all computed again
+    del count.calls[:]
+    uncached = chat(engine, messages, max_new_tokens=12, **GREEDY)
+    assert count.calls[0] == engine.last_stats.prompt_eval_tokens == stats.prompt_tokens
+    assert cached == uncached
+
+
+def test_the_sampled_reply_ids_are_reused_for_the_next_prompt(engine, tiny):
+    engine._prefix.clear()
+    reply = chat(engine, HELLO, max_new_tokens=10, **GREEDY)
+    messages = [
+        *HELLO,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "Go on."},
+    ]
+    ids = engine.encode(engine.render(messages))
+    sampled = engine._prefix.ids  # prompt + reply ids as generated (the last one not cached)
+    assert ids[: len(sampled)] == sampled
     fresh = HFEngine(tiny["hf"])
-    try:
-        uncached = chat(fresh, messages, max_new_tokens=12, **GREEDY)
-        assert (
-            fresh.last_stats.prompt_eval_tokens
-            == fresh.last_stats.prompt_tokens
-            == stats.prompt_tokens
-        )
+    try:  # a fresh engine tokenizes the same text on its own, and the tokens spell the same text
+        assert fresh.tokenizer.decode(
+            fresh.encode(fresh.render(messages))
+        ) == engine.tokenizer.decode(ids)
     finally:
         fresh.close()
-    assert cached == uncached
 
 
 def test_a_shorter_prompt_crops_the_cache(engine, counter):

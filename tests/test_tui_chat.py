@@ -203,3 +203,44 @@ async def test_without_a_model_the_welcome_explains_how_to_get_one(tmp_path):
         await send(pilot, "hi")
         await pilot.pause()
         assert len(app.chat.query(MessageView)) == 0  # nothing sent without a model
+
+
+async def test_persona_session_opens_with_greeting_and_replies_in_character(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["亮在此。"])
+    app = make_app(store=store, engine=engine, persona="诸葛亮")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        greeting = app.chat.query(MessageView).first()
+        assert greeting.speaker == "诸葛亮" and body_text(greeting)
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 3)
+        reply = store.branch(screen.session.id)[-1]
+        assert reply.name == "诸葛亮" and reply.content == "亮在此。"
+        assert app.chat.query(MessageView).last().speaker == "诸葛亮"
+        assert "诸葛亮" in engine.prompts[0][0]["content"]  # the card's system text
+
+
+async def test_three_character_scene_gives_one_reply_each_in_turn(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["刘备答", "曹操答", "孙悟空答"])
+    app = make_app(store=store, engine=engine, persona="刘备")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = chat_screen(app)
+        for name in ("曹操", "孙悟空"):
+            screen.action_add_character()
+            await pilot.pause()
+            for char in name:
+                await pilot.press(char)
+            await pilot.press("enter")
+            await pilot.pause()
+        assert screen.cast == ["刘备", "曹操", "孙悟空"]
+        await send(pilot, "天下英雄谁")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 3)
+        await wait_until(pilot, lambda: not screen.generating)
+        replies = [m for m in store.branch(screen.session.id) if m.role == Role.ASSISTANT][-3:]
+        assert [(m.name, m.content) for m in replies] == [("刘备", "刘备答"), ("曹操", "曹操答"), ("孙悟空", "孙悟空答")]
+        speakers = [v.speaker for v in app.chat.query(MessageView)][-3:]
+        assert speakers == ["刘备", "曹操", "孙悟空"]
+        for prompt, name in zip(engine.prompts, ["刘备", "曹操", "孙悟空"]):
+            assert name in prompt[0]["content"]

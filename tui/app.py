@@ -25,7 +25,7 @@ class CosplayApp(App):
         self.persona = persona
 
     def on_mount(self) -> None:
-        self.push_screen(ChatScreen(self.store, self.engine, self.session_id))
+        self.push_screen(ChatScreen(self.store, self.engine, self.session_id, self.persona))
 
     @property
     def chat(self) -> ChatScreen:
@@ -43,6 +43,9 @@ class CosplayApp(App):
             ("Previous reply version", "Show the previous version of the last reply (Alt+←)", lambda: chat.action_switch_version(-1)),
             ("Next reply version", "Show the next version of the last reply (Alt+→)", lambda: chat.action_switch_version(1)),
             ("Generation parameters", "Show or hide the parameters panel (Ctrl+T)", chat.action_toggle_params),
+            ("Personas", "Browse, edit, import personas; start a chat with one (F3)", chat.action_personas),
+            ("Add character to scene", "Add a persona to this session: a group scene", chat.action_add_character),
+            ("Remove character from scene", "Take a persona out of this session", chat.action_remove_character),
             ("Toggle session list", "Show or hide the sessions sidebar (Ctrl+B)", chat.action_toggle_sidebar),
         ]
         for title, help_text, callback in entries:

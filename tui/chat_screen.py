@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual import work
 from textual.binding import Binding
@@ -20,12 +21,22 @@ from textual.widgets import Footer, Static
 
 from engines.base import CosplayError, Engine, GenerationParams
 from sessions.context import PromptPlan
+from sessions.group import (
+    next_speakers,
+    reply_order,
+    run_group_turn,
+    session_cast,
+    set_cast,
+    start_session,
+)
 from sessions.models import Message, Role, Session, Status
+from sessions.personas import PersonaStore
 from sessions.prompt import plan_prompt
 from sessions.store import Store
 from sessions.turns import run_reply
 from tui.cli_chat import LAST_SESSION
 from tui.modals import ConfirmScreen, TextPromptScreen, WelcomeScreen
+from tui.personas_screen import PersonasScreen
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
@@ -36,15 +47,19 @@ NEW_TITLE = "New chat"
 
 
 @dataclass
+class ReplyStarted(TextualMessage):
+    speaker: str
+    finished_id: int | None  # the reply that ended before this one (group scenes), if any
+
+
+@dataclass
 class ReplyPiece(TextualMessage):
-    view: MessageView
     text: str
 
 
 @dataclass
 class ReplyDone(TextualMessage):
-    view: MessageView
-    message: Message | None
+    finished_id: int | None
     plan: PromptPlan | None
     error: Exception | None
 
@@ -58,20 +73,28 @@ class ChatScreen(Screen):
         Binding("f8", "delete_session", "Delete chat"),
         Binding("ctrl+t", "toggle_params", "Parameters", priority=True),
         Binding("ctrl+b", "toggle_sidebar", "Sessions", priority=True),
+        Binding("f3", "personas", "Personas"),
         Binding("alt+left", "switch_version(-1)", "Prev version", show=False),
         Binding("alt+right", "switch_version(1)", "Next version", show=False),
     ]
 
-    def __init__(self, store: Store, engine: Engine | None, session_id: int | None = None):
+    def __init__(
+        self, store: Store, engine: Engine | None, session_id: int | None = None,
+        persona: str | None = None,
+    ):
         super().__init__()
         self.store = store
         self.engine = engine
+        self.personas = PersonaStore(Path(store.path).parent / "personas")
+        self._start_persona = persona
+        self._streaming: MessageView | None = None
         self.session: Session | None = None
         self.generating = False
         self.cancel_event = threading.Event()
         self._requested_session = session_id
         self._last_plan: PromptPlan | None = None
         self._last_reply: Message | None = None
+        self._next_versions = (1, 1)
 
     # --- layout --------------------------------------------------------------------------
 
@@ -89,7 +112,9 @@ class ChatScreen(Screen):
         self.query_one("#params").display = False
         known = [s.id for s in self.store.list_sessions()]
         session_id = self._requested_session or self.store.get_setting(LAST_SESSION)
-        if session_id not in known:
+        if self._start_persona:
+            session_id = self._create_session(self._start_persona).id
+        elif session_id not in known:
             session_id = known[0] if known else self._create_session().id
         self.load_session(session_id)
         self.query_one(ChatInput).focus()
@@ -102,9 +127,22 @@ class ChatScreen(Screen):
     def params(self) -> GenerationParams:
         return GenerationParams(**self.session.settings.get("params", {}))
 
-    def _create_session(self) -> Session:
-        defaults = self.store.get_setting(DEFAULT_PARAMS, {})
-        return self.store.create_session(NEW_TITLE, settings={"params": defaults})
+    def _create_session(self, persona: str | None = None) -> Session:
+        """A new session; with a persona it opens with the persona's greeting(s)."""
+        settings = {"params": self.store.get_setting(DEFAULT_PARAMS, {})}
+        if persona:
+            return start_session(self.store, self.personas.get(persona).card, settings=settings)
+        return self.store.create_session(NEW_TITLE, settings=settings)
+
+    def action_personas(self) -> None:
+        """Open the personas screen; choosing one starts a new session with it."""
+
+        def chosen(name: str | None) -> None:
+            if name and not self.generating:
+                self.load_session(self._create_session(name).id)
+                self.query_one(ChatInput).focus()
+
+        self.app.push_screen(PersonasScreen(self.personas.directory), chosen)
 
     def load_session(self, session_id: int) -> None:
         self.session = self.store.get_session(session_id)
@@ -125,6 +163,30 @@ class ChatScreen(Screen):
         if message.name:
             return message.name
         return "You" if message.role == Role.USER else "Assistant"
+
+    @property
+    def cast(self) -> list[str]:
+        return session_cast(self.session)
+
+    def action_add_character(self) -> None:
+        def add(name: str | None) -> None:
+            if not name:
+                return
+            if not self.personas.exists(name):
+                self.notify(f"There is no persona named {name!r}; see F3 Personas.", severity="error")
+                return
+            self.session = set_cast(self.store, self.session.id, [*self.cast, name])
+            self.notify(f"{name} joins the scene: {'、'.join(self.cast)}. Address with @名字.")
+
+        self.app.push_screen(TextPromptScreen("Add which persona to this scene?"), add)
+
+    def action_remove_character(self) -> None:
+        def remove(name: str | None) -> None:
+            if name and name in self.cast:
+                self.session = set_cast(self.store, self.session.id, [n for n in self.cast if n != name])
+                self.notify(f"{name} left the scene.")
+
+        self.app.push_screen(TextPromptScreen(f"Remove whom? ({'、'.join(self.cast) or 'nobody here'})"), remove)
 
     def _view(self, message: Message) -> MessageView:
         siblings = self.store.siblings(message)
@@ -185,53 +247,89 @@ class ChatScreen(Screen):
         self.query_one(ChatInput).clear()
         self.query_one("#transcript").mount(self._view(user))
         self.refresh_sidebar()
-        self.start_reply(user.id)
+        self.start_reply(user.id, event.text)
 
-    def start_reply(self, parent_id: int, versions: tuple[int, int] = (1, 1)) -> None:
-        placeholder = Message(
-            id=-1, session_id=self.session.id, parent_id=parent_id, role=Role.ASSISTANT,
-            content="", status=Status.PARTIAL,
-        )
-        view = MessageView(placeholder, speaker="Assistant", versions=versions)
-        transcript = self.query_one("#transcript", VerticalScroll)
-        transcript.mount(view)
-        transcript.anchor()
+    def start_reply(self, parent_id: int, text: str = "") -> None:
+        """Generate the reply (or, in a scene, the replies) to the message `parent_id`."""
+        speakers: list[str] = []
+        if self.cast:
+            try:
+                speakers = next_speakers(self.cast, reply_order(self.session), text)
+            except CosplayError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            if not speakers:
+                self.notify("Manual order: address someone with @名字 to get a reply.")
+                return
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status("replying…  Esc stops")
-        self.generate(self.session.id, parent_id, view, self.params, self.cancel_event)
+        self.generate(self.session.id, parent_id, speakers, self.params, self.cancel_event)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
     def generate(
-        self, session_id: int, parent_id: int, view: MessageView, params: GenerationParams,
+        self, session_id: int, parent_id: int, speakers: list[str], params: GenerationParams,
         cancel: threading.Event,
     ) -> None:
-        plan = message = error = None
+        plan, error = None, None
+        piece = lambda text: self.post_message(ReplyPiece(text))  # noqa: E731
         try:
-            session = self.store.get_session(session_id)
-            plan = plan_prompt(session, self.store.branch(session_id, parent_id), self.engine, params)
-            message = run_reply(
-                self.store, self.engine, session_id=session_id, parent_id=parent_id,
-                prompt=plan.messages, params=params, cancel=cancel,
-                on_piece=lambda piece: self.post_message(ReplyPiece(view, piece)),
-            )
+            if speakers:  # a persona session: each speaker with its own card and adapter
+                def started(turn) -> None:
+                    nonlocal plan
+                    plan = turn.plan
+                    leaf = self.store.get_session(session_id).leaf_id
+                    self.post_message(ReplyStarted(turn.speaker, leaf if leaf != parent_id else None))
+
+                self.store.update_session(session_id, leaf_id=parent_id)
+                run_group_turn(
+                    self.store, self.engine, self.personas, session_id, speakers, params, cancel,
+                    on_start=started, on_piece=lambda _speaker, text: piece(text),
+                )
+            else:
+                session = self.store.get_session(session_id)
+                branch = self.store.branch(session_id, parent_id)
+                plan = plan_prompt(session, branch, self.engine, params)
+                self.post_message(ReplyStarted("Assistant", None))
+                run_reply(
+                    self.store, self.engine, session_id=session_id, parent_id=parent_id,
+                    prompt=plan.messages, params=params, cancel=cancel, on_piece=piece,
+                )
         except Exception as exc:  # shown as a notification; the user's text is already saved
             error = exc
-        self.post_message(ReplyDone(view, message, plan, error))
+        leaf = self.store.get_session(session_id).leaf_id
+        self.post_message(ReplyDone(leaf if leaf != parent_id else None, plan, error))
+
+    async def _finish_streaming(self, message_id: int | None) -> None:
+        if self._streaming is not None and message_id is not None:
+            await self._streaming.end_stream(self.store.get_message(message_id))
+        elif self._streaming is not None:  # nothing was saved for it
+            await self._streaming.remove()
+        self._streaming = None
+
+    async def on_reply_started(self, event: ReplyStarted) -> None:
+        await self._finish_streaming(event.finished_id)
+        placeholder = Message(
+            id=-1, session_id=self.session.id, parent_id=None, role=Role.ASSISTANT,
+            content="", status=Status.PARTIAL, name=event.speaker,
+        )
+        self._streaming = MessageView(placeholder, speaker=event.speaker, versions=self._next_versions)
+        self._next_versions = (1, 1)
+        transcript = self.query_one("#transcript", VerticalScroll)
+        await transcript.mount(self._streaming)
+        transcript.anchor()
 
     async def on_reply_piece(self, event: ReplyPiece) -> None:
-        await event.view.write(event.text)
+        if self._streaming is not None:
+            await self._streaming.write(event.text)
 
     async def on_reply_done(self, event: ReplyDone) -> None:
+        await self._finish_streaming(event.finished_id)
         self.generating = False
         self.session = self.store.get_session(self.session.id)
-        saved = self.store.branch(self.session.id)[-1] if self.session.leaf_id else None
-        if saved is not None and saved.role == Role.ASSISTANT:
-            await event.view.end_stream(saved)
-        else:  # nothing was generated (e.g. the prompt did not fit): drop the placeholder
-            await event.view.remove()
         self._last_plan = event.plan or self._last_plan
-        self._last_reply = event.message
+        if event.finished_id is not None:
+            self._last_reply = self.store.get_message(event.finished_id)
         self.update_status()
         if event.error is not None:
             text = str(event.error) if isinstance(event.error, CosplayError) else f"Generation failed: {event.error!r}"
@@ -250,11 +348,20 @@ class ChatScreen(Screen):
         last = branch[-1]
         views = self.query(MessageView)
         if last.role == Role.ASSISTANT and last.parent_id is not None:
+            parent = self.store.get_message(last.parent_id)
+            speaker = [last.name] if self.cast and last.name in self.cast else []
             views.last().remove()
             count = len(self.store.siblings(last)) + 1
-            self.start_reply(last.parent_id, versions=(count, count))
+            self._next_versions = (count, count)
+            self._regenerate(parent.id, speaker)
         elif last.role == Role.USER:
-            self.start_reply(last.id)
+            self.start_reply(last.id, last.content)
+
+    def _regenerate(self, parent_id: int, speakers: list[str]) -> None:
+        self.generating = True
+        self.cancel_event = threading.Event()
+        self.update_status("replying…  Esc stops")
+        self.generate(self.session.id, parent_id, speakers, self.params, self.cancel_event)
 
     def action_switch_version(self, step: int) -> None:
         """Show the previous/next version of the last message (kept when regenerating)."""

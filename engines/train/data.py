@@ -195,10 +195,11 @@ def parse_speaker(context: str) -> tuple[str, str] | None:
     match = _SPEAKER_PREFIX.search(context)
     if not match:
         return None
-    speaker = clean_speaker(match.group(1))
-    if not speaker:
-        return None
-    return context[: match.start()].rstrip(), speaker
+    clause = match.group(1).strip()
+    # A clause that is not a clean name (`upon孔明`) still ends with one: take its last two characters.
+    speaker = clean_speaker(clause) or clause[-2:]
+    start = match.start(1) + match.group(1).rfind(speaker) if speaker in clause else match.start()
+    return context[:start].rstrip(), speaker
 
 
 def parse_cosplay(record: dict) -> Sample:
