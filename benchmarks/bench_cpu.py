@@ -114,45 +114,56 @@ def multi_turn(path: Path, threads: int, turns: int = 10) -> tuple[float, float]
 
 
 def render_ratio(n_tokens: int = 5000) -> float:
-    """Stream n tokens from the fake engine through the chat screen; compare the two halves."""
+    """Stream n tokens from the fake engine through the chat screen; compare the two halves.
+
+    Progress is read where it becomes visible: after each Markdown.append (the stream
+    coalesces pending pieces into one append), how many pieces the widget now shows.
+    """
+    from textual.widgets import Markdown
+
     from engines.fake import FakeEngine
     from sessions.store import Store
     from tui.app import make_app
-    from tui.widgets.message_view import MessageView
 
     # exactly n_tokens pieces (the fake engine yields each CJK character, each run of spaces)
     reply = "".join("词" if i % 50 else "\n\n" for i in range(n_tokens))
-    stamps: list[float] = []
+    progress: list[tuple[float, int]] = []  # (time, pieces visible)
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as home:
             store = Store(Path(home) / "b.db")
             store.set_setting("default_params", {"max_new_tokens": n_tokens})
             app = make_app(store=store, engine=FakeEngine([reply]))
-            async with app.run_test(size=(100, 40)) as pilot:
-                screen = app.chat
-                original = MessageView.write
+            original = Markdown.append
 
-                async def timed_write(self, piece):
-                    await original(self, piece)
-                    stamps.append(time.perf_counter())
+            async def timed_append(self, fragment):
+                result = await original(self, fragment)
+                if self.source.startswith("词"):
+                    shown = self.source.count("词") + self.source.count("\n\n")
+                    progress.append((time.perf_counter(), shown))
+                return result
 
-                MessageView.write = timed_write
-                try:
+            Markdown.append = timed_append
+            try:
+                async with app.run_test(size=(100, 40)) as pilot:
+                    screen = app.chat
                     screen.query_one("#input").text = "go"
                     screen.query_one("#input").focus()
+                    started = time.perf_counter()
+                    progress.append((started, 0))
                     await pilot.press("enter")
                     deadline = time.monotonic() + 240
-                    while (screen.generating or len(stamps) < n_tokens) and time.monotonic() < deadline:
+                    while (screen.generating or progress[-1][1] < n_tokens) and time.monotonic() < deadline:
                         await pilot.pause(0.05)
-                finally:
-                    MessageView.write = original
+            finally:
+                Markdown.append = original
 
     asyncio.run(run())
-    half = len(stamps) // 2
-    first = half / (stamps[half - 1] - stamps[0])
-    second = (len(stamps) - half) / (stamps[-1] - stamps[half - 1])
-    print(f"render: {len(stamps)} pieces; first half {first:.0f}/s, second half {second:.0f}/s")
+    total = progress[-1][1]
+    half_time = next(t for t, shown in progress if shown >= total // 2)
+    first = (total // 2) / (half_time - progress[0][0])
+    second = (total - total // 2) / (progress[-1][0] - half_time)
+    print(f"render: {total} pieces shown; first half {first:.0f}/s, second half {second:.0f}/s")
     return second / first
 
 

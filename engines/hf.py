@@ -2,9 +2,10 @@
 
 Runs on CUDA, MPS or the CPU (fp32: slow but correct, which is how the tests run
 it). The prompt is rendered with the tokenizer's own chat template or a named one
-from `engines.templates`, tokenized in full each turn, and compared with the ids
-the previous turn's `DynamicCache` holds: the cache is cropped to the common
-prefix and only the rest is computed. Switching adapters never reloads the base
+from `engines.templates` and tokenized (reusing the ids sampled for the previous
+reply when the prompt continues it), then compared with the ids the previous
+turn's `DynamicCache` holds: the cache is cropped to the common prefix and only
+the rest is computed. Switching adapters never reloads the base
 model — PEFT keeps every loaded adapter next to it and only flips which one is
 active — but it drops the cache, whose keys and values the old adapter made.
 
@@ -16,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
 import secrets
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ import torch
 from transformers import GenerationConfig, StoppingCriteriaList
 
 from engines.base import (
-    AdapterError,
     ChatMessage,
     ContextOverflowError,
     CosplayError,
@@ -37,7 +35,7 @@ from engines.base import (
     GenerationParams,
     GenerationStats,
 )
-from engines.hf_adapters import adapter_files, fit_problem, mismatch_error
+from engines.hf_adapters import AdapterMixin
 from engines.hf_gen import (
     POLL_S,
     GenerationRun,
@@ -48,7 +46,6 @@ from engines.hf_gen import (
     stream_texts,
 )
 from engines.hf_load import (
-    ADAPTER_PATTERNS,
     MODEL_IGNORE,
     context_length_of,
     load_config,
@@ -76,7 +73,7 @@ class _Turn:
     started: float
 
 
-class HFEngine:
+class HFEngine(AdapterMixin):
     def __init__(
         self,
         model: str | Path,
@@ -322,83 +319,6 @@ class HFEngine:
             self._require_open()
             ids = torch.tensor([self.encode(self.render(messages))], device=self.base_model.device)
             return self.model(input_ids=ids).logits[0, -1].float().cpu()
-
-    # --- adapters ----------------------------------------------------------------------
-
-    def load_adapter(
-        self, name: str, path_or_repo: str | Path, *, allow_pickle: bool | None = None
-    ) -> None:
-        """Load a PEFT LoRA next to the base model (never reloading it); activate it with set_adapter."""
-        ref = str(path_or_repo)
-        allow = self.allow_pickle_adapters if allow_pickle is None else allow_pickle
-        with self._lock:
-            self._require_open()
-            if name in self._adapters:
-                if self._adapter_sources[name] == ref:
-                    return
-                raise AdapterError(
-                    f"An adapter named {name!r} is already loaded from {self._adapter_sources[name]}; "
-                    "give this one another name."
-                )
-            directory = resolve_source(
-                ref,
-                what="adapter",
-                cache_dir=self.cache_dir,
-                allow_patterns=ADAPTER_PATTERNS,
-                error=AdapterError,
-            )
-            files = adapter_files(name, directory, ref, allow)
-            if not files.pickle:
-                problem = fit_problem(self.base_model, files.weights)
-                if problem:
-                    raise mismatch_error(name, ref, files, self.model_name, problem)
-            peft_name = re.sub(r"\W", "_", name) or "adapter"
-            while peft_name in self._adapters.values():
-                peft_name += "_"
-            try:
-                with warnings.catch_warnings():
-                    # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
-                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-                    self._attach(str(directory), peft_name)
-            except (RuntimeError, ValueError, KeyError, OSError) as exc:
-                raise mismatch_error(
-                    name, ref, files, self.model_name, str(exc).splitlines()[0]
-                ) from exc
-            self.model.eval()
-            self._adapters[name] = peft_name
-            self._adapter_sources[name] = ref
-            if self.active_adapter is not None:  # PEFT activates nothing new, but keep it explicit
-                self.model.set_adapter(self._adapters[self.active_adapter], inference_mode=True)
-            self._prefix.clear()
-
-    def _attach(self, directory: str, peft_name: str) -> None:
-        if self.model is self.base_model:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(
-                self.base_model, directory, adapter_name=peft_name, is_trainable=False
-            )
-        else:
-            self.model.load_adapter(directory, adapter_name=peft_name, is_trainable=False)
-
-    @property
-    def adapters(self) -> list[str]:
-        return list(self._adapters)
-
-    def set_adapter(self, name: str | None) -> None:
-        if name is not None and name not in self._adapters:
-            loaded = ", ".join(self._adapters) or "none"
-            raise AdapterError(
-                f"No adapter named {name!r} is loaded (loaded: {loaded}); load it first."
-            )
-        with self._lock:
-            if name == self.active_adapter:
-                return
-            if name is not None:
-                self.model.set_adapter(self._adapters[name], inference_mode=True)
-            # The cached keys and values were computed under the old adapter.
-            self._prefix.clear()
-            self.active_adapter = name
 
     # --- the rest of the protocol --------------------------------------------------------
 

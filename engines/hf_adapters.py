@@ -9,10 +9,14 @@ the weights, so a late failure would leave the base model half-modified.
 from __future__ import annotations
 
 import json
+import re
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from engines.base import AdapterError
+from engines.hf_load import ADAPTER_PATTERNS, resolve_source
 
 SAFE_WEIGHTS = "adapter_model.safetensors"
 PICKLE_WEIGHTS = "adapter_model.bin"
@@ -129,3 +133,87 @@ def mismatch_error(
         f"The adapter {name!r} ({ref}) does not fit the base model {base_name}: {problem}; it was "
         f"made for {files.made_for}, so load it with that base model."
     )
+
+
+class AdapterMixin:
+    """HFEngine's adapter methods: several PEFT LoRAs on one base model, switched by name."""
+
+    _lock: threading.RLock
+    _adapters: dict[str, str]  # our name -> PEFT's name (PEFT names cannot contain dots)
+    _adapter_sources: dict[str, str]
+    active_adapter: str | None
+
+    def load_adapter(
+        self, name: str, path_or_repo: str | Path, *, allow_pickle: bool | None = None
+    ) -> None:
+        """Load a PEFT LoRA next to the base model (never reloading it); activate it with set_adapter."""
+        ref = str(path_or_repo)
+        allow = self.allow_pickle_adapters if allow_pickle is None else allow_pickle
+        with self._lock:
+            self._require_open()
+            if name in self._adapters:
+                if self._adapter_sources[name] == ref:
+                    return
+                raise AdapterError(
+                    f"An adapter named {name!r} is already loaded from {self._adapter_sources[name]}; "
+                    "give this one another name."
+                )
+            directory = resolve_source(
+                ref,
+                what="adapter",
+                cache_dir=self.cache_dir,
+                allow_patterns=ADAPTER_PATTERNS,
+                error=AdapterError,
+            )
+            files = adapter_files(name, directory, ref, allow)
+            if not files.pickle:
+                problem = fit_problem(self.base_model, files.weights)
+                if problem:
+                    raise mismatch_error(name, ref, files, self.model_name, problem)
+            peft_name = re.sub(r"\W", "_", name) or "adapter"
+            while peft_name in self._adapters.values():
+                peft_name += "_"
+            try:
+                with warnings.catch_warnings():
+                    # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                    self._attach(str(directory), peft_name)
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                raise mismatch_error(
+                    name, ref, files, self.model_name, str(exc).splitlines()[0]
+                ) from exc
+            self.model.eval()
+            self._adapters[name] = peft_name
+            self._adapter_sources[name] = ref
+            if self.active_adapter is not None:  # PEFT activates nothing new, but keep it explicit
+                self.model.set_adapter(self._adapters[self.active_adapter], inference_mode=True)
+            self._prefix.clear()
+
+    def _attach(self, directory: str, peft_name: str) -> None:
+        if self.model is self.base_model:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(
+                self.base_model, directory, adapter_name=peft_name, is_trainable=False
+            )
+        else:
+            self.model.load_adapter(directory, adapter_name=peft_name, is_trainable=False)
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def set_adapter(self, name: str | None) -> None:
+        if name is not None and name not in self._adapters:
+            loaded = ", ".join(self._adapters) or "none"
+            raise AdapterError(
+                f"No adapter named {name!r} is loaded (loaded: {loaded}); load it first."
+            )
+        with self._lock:
+            if name == self.active_adapter:
+                return
+            if name is not None:
+                self.model.set_adapter(self._adapters[name], inference_mode=True)
+            # The cached keys and values were computed under the old adapter.
+            self._prefix.clear()
+            self.active_adapter = name

@@ -8,6 +8,7 @@ saved into temporary directories; nothing is downloaded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import threading
@@ -15,20 +16,53 @@ import time
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+from engines.base import AdapterError, GenerationParams
 
-from peft import LoraConfig, get_peft_model  # noqa: E402
-from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig  # noqa: E402
 
-from engines.base import AdapterError, GenerationParams  # noqa: E402
-from engines.hf import HFEngine  # noqa: E402
+def _installed(*names: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+# torch & co. are imported inside fixtures and tests, never while collecting the suite.
+pytestmark = pytest.mark.skipif(
+    not _installed("torch", "transformers", "peft"),
+    reason="the GPU engine's extras are not installed",
+)
+
+
+def HFEngine(*args, **kwargs):  # noqa: N802 - stands in for the class, imported lazily
+    from engines.hf import HFEngine as Engine
+
+    return Engine(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def torch():
+    import torch
+
+    return torch
+
+
+@pytest.fixture
+def cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture
+def cpu_only(torch):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only behaviour")
+
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 GREEDY = dict(do_sample=False, repetition_penalty=1.0, max_new_tokens=10)
 
 
 def save_adapter(model, directory, seed, *, safe=True, targets=("q_proj", "v_proj")):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), init_lora_weights=False)
     peft_model = get_peft_model(model, config)
@@ -38,6 +72,8 @@ def save_adapter(model, directory, seed, *, safe=True, targets=("q_proj", "v_pro
 
 @pytest.fixture(scope="module")
 def adapters(tiny_llama, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig
+
     root = tmp_path_factory.mktemp("adapters")
     hf = tiny_llama["hf"]
 
@@ -83,7 +119,9 @@ def chat(engine, messages, **params):
     return "".join(engine.stream_chat(messages, GenerationParams(**params), threading.Event()))
 
 
-def test_two_adapters_change_the_logits_and_disabling_restores_the_base_exactly(engine, adapters):
+def test_two_adapters_change_the_logits_and_disabling_restores_the_base_exactly(
+    engine, adapters, torch
+):
     base = engine.next_token_logits(HELLO)
     engine.load_adapter("a", adapters["a"])
     engine.load_adapter("b.persona", adapters["b"])  # a name PEFT could not take as is
@@ -159,7 +197,9 @@ def test_a_pickle_adapter_is_refused_unless_allowed(engine, adapters):
     assert engine.describe()["adapter"] == "old"
 
 
-def test_an_adapter_for_a_narrower_model_is_refused_before_touching_the_base(engine, adapters):
+def test_an_adapter_for_a_narrower_model_is_refused_before_touching_the_base(
+    engine, adapters, torch
+):
     before = engine.next_token_logits(HELLO)
     with pytest.raises(AdapterError) as caught:
         engine.load_adapter("narrow", adapters["narrow"])
@@ -233,8 +273,7 @@ def test_close_frees_a_model_with_adapters(tiny_llama, adapters):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_adapters_on_cuda_in_4bit(tiny_llama, adapters):
+def test_adapters_on_cuda_in_4bit(tiny_llama, adapters, cuda, torch):
     engine = HFEngine(tiny_llama["hf"], load_4bit=True)
     try:
         assert engine.describe()["device"] == "cuda"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import importlib.util
 import os
 import subprocess
 import sys
@@ -19,19 +20,49 @@ import weakref
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from transformers import AutoModelForCausalLM  # noqa: E402
-
-from engines.base import (  # noqa: E402
+from engines.base import (
     ContextOverflowError,
     CosplayError,
     GenerationError,
     GenerationParams,
 )
-from engines.hf import HFEngine  # noqa: E402
-from engines.templates import NAMED_TEMPLATES  # noqa: E402
+from engines.templates import NAMED_TEMPLATES
+
+
+def _installed(*names: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+# torch & co. are imported inside fixtures and tests, never while collecting the suite.
+pytestmark = pytest.mark.skipif(
+    not _installed("torch", "transformers"), reason="the GPU engine's extras are not installed"
+)
+
+
+def HFEngine(*args, **kwargs):  # noqa: N802 - stands in for the class, imported lazily
+    from engines.hf import HFEngine as Engine
+
+    return Engine(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def torch():
+    import torch
+
+    return torch
+
+
+@pytest.fixture
+def cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture
+def cpu_only(torch):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only behaviour")
+
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]
 GREEDY = dict(do_sample=False, repetition_penalty=1.0)
@@ -51,6 +82,8 @@ def engine(tiny):
 
 @pytest.fixture(scope="module")
 def bare(tiny):
+    from transformers import AutoModelForCausalLM
+
     return AutoModelForCausalLM.from_pretrained(tiny["hf"]).eval()
 
 
@@ -73,6 +106,8 @@ def bare_reply(engine, bare, messages, **generate_kwargs):
 
 def bare_generate(engine, bare, messages, **generate_kwargs):
     """(text, new token ids without a final end-of-sequence) from a plain `generate`."""
+    import torch
+
     ids = engine.encode(engine.render(messages))
     _, eos_ids = engine._stop_setup(GenerationParams())
     with torch.inference_mode():
@@ -433,7 +468,7 @@ def test_loader_picks_this_engine_for_a_directory(tiny_llama):
             ModelSpec(model=str(tiny_llama["hf"]), engine=engine_choice, template="vicuna")
         )
         try:
-            assert isinstance(engine, HFEngine) and engine.template_name == "vicuna"
+            assert type(engine).__name__ == "HFEngine" and engine.template_name == "vicuna"
         finally:
             engine.close()
 
@@ -467,12 +502,9 @@ def test_cli_ask_with_the_gpu_engine(tiny_llama, tmp_path):
 
 # --- GPU only ---------------------------------------------------------------------------------
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 @pytest.mark.gpu
-@gpu
-def test_cuda_load_picks_a_half_dtype_and_the_cache_still_matches(tiny_llama):
+def test_cuda_load_picks_a_half_dtype_and_the_cache_still_matches(tiny_llama, cuda):
     engine = HFEngine(tiny_llama["hf"])
     try:
         facts = engine.describe()

@@ -3,6 +3,7 @@ network, models that need --trust-remote-code, and the other load-time refusals.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -10,15 +11,46 @@ import threading
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+import engines.hf_load as hf_load
+from engines.base import GenerationParams, ModelLoadError
 
-import engines.hf_load as hf_load  # noqa: E402
-from engines.base import GenerationParams, ModelLoadError  # noqa: E402
-from engines.hf import HFEngine  # noqa: E402
+
+def _installed(*names: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+# torch & co. are imported inside fixtures and tests, never while collecting the suite.
+pytestmark = pytest.mark.skipif(
+    not _installed("torch", "transformers"), reason="the GPU engine's extras are not installed"
+)
+
+
+def HFEngine(*args, **kwargs):  # noqa: N802 - stands in for the class, imported lazily
+    from engines.hf import HFEngine as Engine
+
+    return Engine(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def torch():
+    import torch
+
+    return torch
+
+
+@pytest.fixture
+def cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture
+def cpu_only(torch):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only behaviour")
+
 
 HELLO = [{"role": "user", "content": "Hello"}]
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 
 
 def reply(engine, **params):
@@ -29,8 +61,7 @@ def reply(engine, **params):
 # --- quantization -----------------------------------------------------------------------------
 
 
-@no_cuda
-def test_4bit_without_cuda_runs_nf4_on_the_cpu(tiny_llama):
+def test_4bit_without_cuda_runs_nf4_on_the_cpu(tiny_llama, cpu_only, torch):
     pytest.importorskip("bitsandbytes")
     engine = HFEngine(tiny_llama["hf"], load_4bit=True)
     try:
@@ -46,8 +77,7 @@ def test_4bit_without_cuda_runs_nf4_on_the_cpu(tiny_llama):
         engine.close()
 
 
-@no_cuda
-def test_8bit_without_cuda_runs_on_the_cpu_quietly(tiny_llama, caplog):
+def test_8bit_without_cuda_runs_on_the_cpu_quietly(tiny_llama, caplog, cpu_only):
     pytest.importorskip("bitsandbytes")
     engine = HFEngine(tiny_llama["hf"], load_8bit=True)
     try:
@@ -70,7 +100,7 @@ def test_quantization_without_bitsandbytes_says_what_to_install(tiny_llama, monk
         HFEngine(tiny_llama["hf"], load_4bit=True)
 
 
-def test_placement_is_chosen_automatically():
+def test_placement_is_chosen_automatically(torch):
     placement = hf_load.pick_placement()
     if torch.cuda.is_available():
         assert placement.device == "cuda" and placement.dtype in (torch.bfloat16, torch.float16)
@@ -83,8 +113,7 @@ def test_placement_is_chosen_automatically():
         hf_load.pick_placement(device="tpu")
 
 
-@no_cuda
-def test_asking_for_cuda_without_one_is_a_clear_error():
+def test_asking_for_cuda_without_one_is_a_clear_error(cpu_only):
     with pytest.raises(ModelLoadError, match="No CUDA GPU"):
         hf_load.pick_placement(device="cuda")
 
@@ -215,9 +244,8 @@ def test_an_unknown_architecture_mentions_trust_remote_code(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("flag", ["load_8bit", "load_4bit"])
-def test_quantized_on_cuda(tiny_llama, flag):
+def test_quantized_on_cuda(tiny_llama, flag, cuda):
     engine = HFEngine(tiny_llama["hf"], **{flag: True})
     try:
         assert engine.describe()["device"] == "cuda"

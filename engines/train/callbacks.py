@@ -99,13 +99,17 @@ class ProgressCallback(TrainerCallback):
             self.bar = ProgressBar(state.max_steps, start_step=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.bar:
+        # A step that logs its loss is drawn from on_log, with that loss.
+        logs_now = args.logging_steps and state.global_step % args.logging_steps == 0
+        if self.bar and not logs_now:
             self.bar.update(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar and logs:
             self.bar.loss = logs.get("loss", self.bar.loss)
             self.bar.eval_loss = logs.get("eval_loss", self.bar.eval_loss)
+            if "loss" in logs:
+                self.bar.update(state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar:

@@ -94,7 +94,9 @@ _TRAILING = (
 _ADDRESSEE = re.compile(r"^(.{2,4}?)(?:对|谓|向|与|问|告|顾|同|跟)(.{1,4})$")
 _ADDRESS_VERBS = set("对谓向与问告顾同跟")
 # `又问曰`, `便笑道`: verbs and particles only, no name.
-_FUNCTION_CHARS = set("又问答笑道曰便乃遂亦也因却再复皆都说言自只忙急回应叹怒喜惊冷大微") | _ADDRESS_VERBS
+_FUNCTION_CHARS = (
+    set("又问答笑道曰便乃遂亦也因却再复皆都说言自只忙急回应叹怒喜惊冷大微") | _ADDRESS_VERBS
+)
 _PRONOUNS = {"我", "你", "他", "她", "它", "吾", "汝", "尔", "众", "人"}
 
 

@@ -48,7 +48,7 @@ class ProgressBar:
         self.started = time.perf_counter()
         self.loss: float | None = None
         self.eval_loss: float | None = None
-        self._last_printed = -1
+        self._last_printed = start_step
 
     def update(self, step: int) -> None:
         done = step - self.start_step
@@ -63,7 +63,9 @@ class ProgressBar:
             self.stream.flush()
             return
         every = max(1, self.total // 20)
-        if step == self.total or step - self._last_printed >= every:
+        if step != self._last_printed and (
+            step == self.total or step - self._last_printed >= every
+        ):
             self._last_printed = step
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -11,25 +11,28 @@ torch / transformers / peft are imported inside the functions.
 from __future__ import annotations
 
 import os
-import random
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from engines.templates import ChatTemplate, choose_template, get_template
 from engines.train import TrainingError
 from engines.train.checkpoints import (
     RESULT_FILE,
     RUN_FILE,
-    check_same_run,
-    checkpoints,
     validate_checkpoint,
     write_json,
 )
-from engines.train.data import LoadedData, file_sha256, load_dataset
-from engines.train.encode import Encoded, encode_all, render_marked
+from engines.train.data import file_sha256, load_dataset
+from engines.train.encode import encode_all
+from engines.train.prepare import (
+    check_options,
+    dry_run_report,
+    load_tokenizer,
+    pick_template,
+    resume_point,
+    split_samples,
+)
 
 
 @dataclass
@@ -97,11 +100,11 @@ def train(
         k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
         for k, v in params.items()
     }
-    _check_options(params)
+    check_options(params)
     out = Path(out).expanduser()
     dataset = load_dataset(data, fmt=data_format, skip_bad=skip_bad)
-    tokenizer = _load_tokenizer(str(base), trust_remote_code)
-    chat_template = _pick_template(template, dataset, tokenizer, str(base))
+    tokenizer = load_tokenizer(str(base), trust_remote_code)
+    chat_template = pick_template(template, dataset, tokenizer, str(base))
     speaker = speaker or dataset.main_speaker
     encoded, dropped = encode_all(
         dataset.samples,
@@ -119,14 +122,14 @@ def train(
         return TrainResult(
             out,
             "dry-run",
-            report=_dry_run_report(
+            report=dry_run_report(
                 dataset, chat_template, encoded, dropped, tokenizer, dry_run_samples
             ),
         )
 
-    train_items, eval_items = _split(encoded, val_size, seed)
+    train_items, eval_items = split_samples(encoded, val_size, seed)
     run = {"base": str(base), "data_sha256": file_sha256(dataset.path), "params": params}
-    resume_from = _resume_point(out, resume, run)
+    resume_from = resume_point(out, resume, run)
     return _run(
         params=params,
         run=run,
@@ -140,135 +143,6 @@ def train(
         resume_from=resume_from,
         extra_callbacks=list(callbacks),
     )
-
-
-# --- preparation (no torch needed) -------------------------------------------------------------
-
-
-def _check_options(p: dict) -> None:
-    problems = []
-    if p["epochs"] <= 0 and p["max_steps"] <= 0:
-        problems.append("--epochs or --max-steps must be positive")
-    for name in (
-        "batch_size",
-        "grad_accum",
-        "cutoff_len",
-        "lora_r",
-        "lora_alpha",
-        "eval_steps",
-        "save_steps",
-        "logging_steps",
-    ):
-        if p[name] < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < p["learning_rate"] < 1:
-        problems.append("--learning-rate must be between 0 and 1")
-    if not 0 <= p["lora_dropout"] < 1:
-        problems.append("--lora-dropout must be in [0, 1)")
-    if p["val_size"] < 0:
-        problems.append("--val-size must be 0 or more")
-    if p["quantize"] not in ("auto", "4bit", "8bit", "none"):
-        problems.append("--quantize must be auto, 4bit, 8bit or none")
-    if not p["target_modules"]:
-        problems.append("--target-modules must name at least one module")
-    if problems:
-        raise TrainingError(f"Invalid training options: {'; '.join(problems)}.")
-    if str(p["base"]).lower().endswith(".gguf"):
-        raise TrainingError(
-            "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
-            "pass the GGUF to `cosplay export-gguf --base` afterwards."
-        )
-
-
-def _load_tokenizer(base: str, trust_remote_code: bool):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise TrainingError(
-            f"Cannot load the tokenizer of {base} ({str(exc).splitlines()[0]}); pass a local model "
-            "directory or a Hugging Face repo id, with --trust-remote-code if it needs it."
-        ) from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    tokenizer.padding_side = "right"
-    return tokenizer
-
-
-def _pick_template(name: str, dataset: LoadedData, tokenizer, base: str) -> ChatTemplate:
-    if name in ("auto", "", None) and dataset.format == "cosplay":
-        return get_template("cosplay")  # narration → 某某曰：“……”, as the seed trained
-    source = getattr(tokenizer, "chat_template", None)
-    return choose_template(
-        name,
-        source if isinstance(source, str) else None,
-        Path(base).name,
-        tokenizer.eos_token or "",
-    )
-
-
-def _split(items: list[Encoded], val_size: float, seed: int) -> tuple[list[dict], list[dict]]:
-    features = [item.as_features() for item in items]
-    if val_size <= 0:
-        return features, []
-    count = int(val_size) if val_size >= 1 else max(1, round(len(features) * val_size))
-    if count >= len(features):
-        raise TrainingError(
-            f"--val-size {val_size} leaves no training samples out of {len(features)}; make it smaller."
-        )
-    order = list(range(len(features)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:count])
-    return [f for i, f in enumerate(features) if i not in held], [features[i] for i in sorted(held)]
-
-
-def _dry_run_report(dataset, template, encoded, dropped, tokenizer, shown: int) -> str:
-    lengths = [len(item.input_ids) for item in encoded]
-    trained = [sum(label != -100 for label in item.labels) for item in encoded]
-    lines = [
-        f"data: {dataset.path}",
-        f"format: {dataset.format}",
-        f"records: {len(dataset.samples)} ({len(dataset.skipped)} bad records skipped)",
-        f"template: {template.name}",
-    ]
-    if dataset.speakers:
-        top = ", ".join(f"{name} {count}" for name, count in list(dataset.speakers.items())[:5])
-        lines.append(f"speakers: {top}")
-    lines.append(
-        f"samples: {len(encoded)}; tokens min {min(lengths)} / mean {statistics.mean(lengths):.1f} / "
-        f"max {max(lengths)}; trained tokens {sum(trained)}; truncated {sum(i.truncated for i in encoded)}; "
-        f"dropped (no reply within cutoff) {dropped}"
-    )
-    for bad in dataset.skipped[:5]:
-        lines.append(f"skipped line {bad.line}: {bad.problem}")
-    lines.append("")
-    lines.append("trained tokens are shown between ⟦ ⟧")
-    for number, item in enumerate(encoded[:shown], start=1):
-        lines.append(f"--- sample {number} ---")
-        lines.append(render_marked(item, tokenizer))
-    return "\n".join(lines)
-
-
-def _resume_point(out: Path, resume: bool | None, run: dict) -> Path | None:
-    if (out / RESULT_FILE).is_file():
-        raise TrainingError(
-            f"{out} already holds a finished adapter; choose a new --out or delete that directory."
-        )
-    found = checkpoints(out)
-    if not found:
-        if resume:
-            raise TrainingError(
-                f"There is no checkpoint in {out} to resume from; drop --resume to start."
-            )
-        return None
-    if resume is False:
-        raise TrainingError(
-            f"{out} holds checkpoints of an unfinished run; pass --resume or a new --out."
-        )
-    check_same_run(out, run)
-    validate_checkpoint(found[-1])
-    return found[-1]
 
 
 # --- the run (torch from here on) -----------------------------------------------------------------

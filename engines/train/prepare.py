@@ -1,0 +1,144 @@
+"""Before any weights load: option checks, tokenizer, template, split, dry-run report, resume point.
+
+Only the tokenizer is loaded here (through transformers); torch is not needed.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from pathlib import Path
+
+from engines.templates import ChatTemplate, choose_template, get_template
+from engines.train import TrainingError
+from engines.train.checkpoints import RESULT_FILE, check_same_run, checkpoints, validate_checkpoint
+from engines.train.data import LoadedData
+from engines.train.encode import Encoded, render_marked
+
+
+def check_options(p: dict) -> None:
+    problems = []
+    if p["epochs"] <= 0 and p["max_steps"] <= 0:
+        problems.append("--epochs or --max-steps must be positive")
+    for name in (
+        "batch_size",
+        "grad_accum",
+        "cutoff_len",
+        "lora_r",
+        "lora_alpha",
+        "eval_steps",
+        "save_steps",
+        "logging_steps",
+    ):
+        if p[name] < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < p["learning_rate"] < 1:
+        problems.append("--learning-rate must be between 0 and 1")
+    if not 0 <= p["lora_dropout"] < 1:
+        problems.append("--lora-dropout must be in [0, 1)")
+    if p["val_size"] < 0:
+        problems.append("--val-size must be 0 or more")
+    if p["quantize"] not in ("auto", "4bit", "8bit", "none"):
+        problems.append("--quantize must be auto, 4bit, 8bit or none")
+    if not p["target_modules"]:
+        problems.append("--target-modules must name at least one module")
+    if problems:
+        raise TrainingError(f"Invalid training options: {'; '.join(problems)}.")
+    if str(p["base"]).lower().endswith(".gguf"):
+        raise TrainingError(
+            "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
+            "pass the GGUF to `cosplay export-gguf --base` afterwards."
+        )
+
+
+def load_tokenizer(base: str, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"Cannot load the tokenizer of {base} ({str(exc).splitlines()[0]}); pass a local model "
+            "directory or a Hugging Face repo id, with --trust-remote-code if it needs it."
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def pick_template(name: str, dataset: LoadedData, tokenizer, base: str) -> ChatTemplate:
+    if name in ("auto", "", None) and dataset.format == "cosplay":
+        return get_template("cosplay")  # narration → 某某曰：“……”, as the seed trained
+    source = getattr(tokenizer, "chat_template", None)
+    return choose_template(
+        name,
+        source if isinstance(source, str) else None,
+        Path(base).name,
+        tokenizer.eos_token or "",
+    )
+
+
+def split_samples(
+    items: list[Encoded], val_size: float, seed: int
+) -> tuple[list[dict], list[dict]]:
+    features = [item.as_features() for item in items]
+    if val_size <= 0:
+        return features, []
+    count = int(val_size) if val_size >= 1 else max(1, round(len(features) * val_size))
+    if count >= len(features):
+        raise TrainingError(
+            f"--val-size {val_size} leaves no training samples out of {len(features)}; make it smaller."
+        )
+    order = list(range(len(features)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return [f for i, f in enumerate(features) if i not in held], [features[i] for i in sorted(held)]
+
+
+def dry_run_report(dataset, template, encoded, dropped, tokenizer, shown: int) -> str:
+    lengths = [len(item.input_ids) for item in encoded]
+    trained = [sum(label != -100 for label in item.labels) for item in encoded]
+    lines = [
+        f"data: {dataset.path}",
+        f"format: {dataset.format}",
+        f"records: {len(dataset.samples)} ({len(dataset.skipped)} bad records skipped)",
+        f"template: {template.name}",
+    ]
+    if dataset.speakers:
+        top = ", ".join(f"{name} {count}" for name, count in list(dataset.speakers.items())[:5])
+        lines.append(f"speakers: {top}")
+    lines.append(
+        f"samples: {len(encoded)}; tokens min {min(lengths)} / mean {statistics.mean(lengths):.1f} / "
+        f"max {max(lengths)}; trained tokens {sum(trained)}; truncated {sum(i.truncated for i in encoded)}; "
+        f"dropped (no reply within cutoff) {dropped}"
+    )
+    for bad in dataset.skipped[:5]:
+        lines.append(f"skipped line {bad.line}: {bad.problem}")
+    lines.append("")
+    lines.append("trained tokens are shown between ⟦ ⟧")
+    for number, item in enumerate(encoded[:shown], start=1):
+        lines.append(f"--- sample {number} ---")
+        lines.append(render_marked(item, tokenizer))
+    return "\n".join(lines)
+
+
+def resume_point(out: Path, resume: bool | None, run: dict) -> Path | None:
+    if (out / RESULT_FILE).is_file():
+        raise TrainingError(
+            f"{out} already holds a finished adapter; choose a new --out or delete that directory."
+        )
+    found = checkpoints(out)
+    if not found:
+        if resume:
+            raise TrainingError(
+                f"There is no checkpoint in {out} to resume from; drop --resume to start."
+            )
+        return None
+    if resume is False:
+        raise TrainingError(
+            f"{out} holds checkpoints of an unfinished run; pass --resume or a new --out."
+        )
+    check_same_run(out, run)
+    validate_checkpoint(found[-1])
+    return found[-1]
