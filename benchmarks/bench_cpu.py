@@ -59,8 +59,7 @@ def decode_ratio(path: Path, threads: int, n_tokens: int, repeats: int) -> float
     def run_ours() -> float:
         ours._llm.reset()
         ours._cached_text, ours._cached_tokens = "", []
-        start, first = time.perf_counter(), None
-        count = 0
+        first = None
         for _ in ours.stream_chat(messages, params, threading.Event()):
             if first is None:
                 first = time.perf_counter()
@@ -70,7 +69,9 @@ def decode_ratio(path: Path, threads: int, n_tokens: int, repeats: int) -> float
     def run_raw() -> float:
         raw.reset()
         first, count = None, 0
-        for _token in raw.generate(prompt_tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
+        for _token in raw.generate(
+            prompt_tokens, temp=0.0, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
+        ):
             count += 1
             if first is None:
                 first = time.perf_counter()
@@ -84,7 +85,9 @@ def decode_ratio(path: Path, threads: int, n_tokens: int, repeats: int) -> float
         ours_rates.append(run_ours())
         raw_rates.append(run_raw())
     ours_best, raw_best = max(ours_rates), max(raw_rates)
-    print(f"decode: ours {ours_best:.1f} tok/s, raw llama_cpp {raw_best:.1f} tok/s (best of {repeats})")
+    print(
+        f"decode: ours {ours_best:.1f} tok/s, raw llama_cpp {raw_best:.1f} tok/s (best of {repeats})"
+    )
     ours.close()
     raw.close()
     return ours_best / raw_best
@@ -153,7 +156,9 @@ def render_ratio(n_tokens: int = 5000) -> float:
                     progress.append((started, 0))
                     await pilot.press("enter")
                     deadline = time.monotonic() + 240
-                    while (screen.generating or progress[-1][1] < n_tokens) and time.monotonic() < deadline:
+                    while (
+                        screen.generating or progress[-1][1] < n_tokens
+                    ) and time.monotonic() < deadline:
                         await pilot.pause(0.05)
             finally:
                 Markdown.append = original
@@ -168,14 +173,20 @@ def render_ratio(n_tokens: int = 5000) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller model, fewer repeats (under a minute)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller model, fewer repeats (under a minute)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(Path(tmp), args.quick)
         results = {
-            "decode_ratio": decode_ratio(path, args.threads, 64 if args.quick else 128, 3 if args.quick else 5),
+            "decode_ratio": decode_ratio(
+                path, args.threads, 64 if args.quick else 128, 3 if args.quick else 5
+            ),
         }
         results["turn10_eval_ratio"], results["ttft_ratio"] = multi_turn(path, args.threads)
     results["render_ratio"] = render_ratio(5000)

@@ -44,7 +44,9 @@ class GenerationStats(BaseModel):
     """What one reply cost: stored with the reply so it can be reproduced and compared."""
 
     prompt_tokens: int = 0
-    prompt_eval_tokens: int = 0  # prompt tokens actually evaluated (the rest came from the KV cache)
+    prompt_eval_tokens: int = (
+        0  # prompt tokens actually evaluated (the rest came from the KV cache)
+    )
     completion_tokens: int = 0
     ttft_s: float = 0.0
     total_s: float = 0.0

@@ -120,7 +120,7 @@ class LlamaCppEngine:
         """How many prompt tokens llama.cpp will take from its KV cache (mirrors Llama.generate)."""
         cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
         common = 0
-        for a, b in zip(cached, tokens):
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
             common += 1

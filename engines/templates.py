@@ -175,10 +175,15 @@ _COSPLAY = """\
 NAMED_TEMPLATES: dict[str, ChatTemplate] = {
     t.name: t
     for t in [
-        ChatTemplate("chatml", _CHATML, ["<|im_end|>", "<|im_start|>"], "ChatML (Qwen, Yi, many fine-tunes)"),
+        ChatTemplate(
+            "chatml", _CHATML, ["<|im_end|>", "<|im_start|>"], "ChatML (Qwen, Yi, many fine-tunes)"
+        ),
         ChatTemplate("llama2", _LLAMA2, ["</s>", "[INST]"], "Llama 2 chat [INST] blocks"),
         ChatTemplate(
-            "alpaca", _ALPACA, ["### Instruction:", "### Response:"], "Alpaca instruction format (CaMA, CLAM)"
+            "alpaca",
+            _ALPACA,
+            ["### Instruction:", "### Response:"],
+            "Alpaca instruction format (CaMA, CLAM)",
         ),
         ChatTemplate(
             "vicuna",

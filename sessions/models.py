@@ -30,7 +30,9 @@ class Message:
     status: Status = Status.COMPLETE
     name: str = ""  # the speaker (a persona name in group scenes)
     created_at: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)  # model, template, params, seed, tokens, timings
+    meta: dict[str, Any] = field(
+        default_factory=dict
+    )  # model, template, params, seed, tokens, timings
 
 
 @dataclass

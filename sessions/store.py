@@ -140,7 +140,10 @@ class Store:
 
     def list_sessions(self) -> list[Session]:
         """Most recently used first."""
-        return [_session(r) for r in self._query("SELECT * FROM sessions ORDER BY updated_at DESC, id DESC")]
+        return [
+            _session(r)
+            for r in self._query("SELECT * FROM sessions ORDER BY updated_at DESC, id DESC")
+        ]
 
     def update_session(self, session_id: int, **fields: Any) -> Session:
         allowed = {"title", "leaf_id", "persona", "settings"}

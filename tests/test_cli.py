@@ -15,13 +15,19 @@ def run(*args, env_home=None):
     if env_home:
         env["COSPLAY_HOME"] = str(env_home)
     return subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "tui.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
 def test_help_is_fast_and_does_not_import_torch():
     code = "import sys\nfrom tui.cli import main\ntry:\n main(['--help'])\nexcept SystemExit:\n pass\nprint('torch' in sys.modules, 'llama_cpp' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip().splitlines()[-1] == "False False"
     assert "usage: cosplay" in result.stdout
 
@@ -69,7 +75,10 @@ def test_out_of_range_parameter_is_one_sentence(capsys, tiny_gguf):
 
 
 def test_ask_streams_and_saves_both_turns_then_sessions_commands(capsys, tiny_gguf, tmp_path):
-    assert main(["ask", "--model", str(tiny_gguf), "--max-tokens", "8", "--seed", "4", "孔明何在？"]) == 0
+    assert (
+        main(["ask", "--model", str(tiny_gguf), "--max-tokens", "8", "--seed", "4", "孔明何在？"])
+        == 0
+    )
     reply = capsys.readouterr().out
     assert reply.strip()
     # the model is remembered: the next ask needs no --model and continues the session

@@ -12,7 +12,10 @@ def count(messages):
 def history(rounds):
     messages = []
     for i in range(rounds):
-        messages += [{"role": "user", "content": f"u{i:02d}"}, {"role": "assistant", "content": f"a{i:02d}"}]
+        messages += [
+            {"role": "user", "content": f"u{i:02d}"},
+            {"role": "assistant", "content": f"a{i:02d}"},
+        ]
     messages.append({"role": "user", "content": "now"})
     return messages
 
@@ -26,7 +29,9 @@ def test_everything_fits():
 
 def test_oldest_rounds_are_dropped_in_blocks_and_the_persona_is_kept():
     # each round costs 6 tokens; system 3; the current round 3
-    plan = build_prompt(system="sys", history=history(20), count_tokens=count, budget=3 + 3 + 6 * 10)
+    plan = build_prompt(
+        system="sys", history=history(20), count_tokens=count, budget=3 + 3 + 6 * 10
+    )
     assert plan.dropped_rounds % DROP_BLOCK == 0
     assert plan.dropped_rounds >= 10
     assert plan.messages[0]["content"] == "sys"
@@ -44,14 +49,18 @@ def test_block_dropping_keeps_the_prefix_stable_over_several_turns():
 
 
 def test_max_history_rounds_is_honoured():
-    plan = build_prompt(system="s", history=history(5), count_tokens=count, budget=1000, max_rounds=2)
+    plan = build_prompt(
+        system="s", history=history(5), count_tokens=count, budget=1000, max_rounds=2
+    )
     assert [m["content"] for m in plan.messages[1:]] == ["u03", "a03", "u04", "a04", "now"]
     assert plan.dropped_rounds == 3
 
 
 def test_examples_are_dropped_before_history_last_block_first():
     examples = [[{"role": "user", "content": "e1" * 5}], [{"role": "user", "content": "e2" * 5}]]
-    plan = build_prompt(system="s", history=history(2), count_tokens=count, budget=1 + 15 + 10, examples=examples)
+    plan = build_prompt(
+        system="s", history=history(2), count_tokens=count, budget=1 + 15 + 10, examples=examples
+    )
     contents = [m["content"] for m in plan.messages]
     assert "e1" * 5 in contents and "e2" * 5 not in contents
     assert plan.dropped_examples == 1 and plan.dropped_rounds == 0

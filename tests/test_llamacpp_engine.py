@@ -41,7 +41,13 @@ def test_loads_with_the_models_own_template(engine):
 
 
 def test_streams_several_pieces_and_records_stats(engine):
-    pieces = list(engine.stream_chat([{"role": "user", "content": "你好"}], GenerationParams(max_new_tokens=24, seed=1, stop=[]), threading.Event()))
+    pieces = list(
+        engine.stream_chat(
+            [{"role": "user", "content": "你好"}],
+            GenerationParams(max_new_tokens=24, seed=1, stop=[]),
+            threading.Event(),
+        )
+    )
     assert len(pieces) > 3
     stats = engine.last_stats
     assert stats.completion_tokens == 24 and stats.finish_reason == "length"
@@ -62,7 +68,9 @@ def test_same_seed_same_text_different_seed_differs(engine):
 def test_cancel_from_another_thread_stops_within_one_token(engine):
     cancel = threading.Event()
     received = []
-    stream = engine.stream_chat([{"role": "user", "content": "hi"}], GenerationParams(max_new_tokens=400, seed=3), cancel)
+    stream = engine.stream_chat(
+        [{"role": "user", "content": "hi"}], GenerationParams(max_new_tokens=400, seed=3), cancel
+    )
     for piece in stream:
         received.append(piece)
         if len(received) == 5:
@@ -75,7 +83,11 @@ def test_cancel_from_another_thread_stops_within_one_token(engine):
 
 def test_turn_n_evaluates_only_the_new_tokens(engine, evaluated):
     engine._llm.reset()
-    messages = [{"role": "system", "content": "你是诸葛亮。"}, {"role": "user", "content": "先生何往？"}]
+    messages = [
+        {"role": "system", "content": "你是诸葛亮。"},
+        {"role": "user", "content": "先生何往？"},
+    ]
+    cached_before = 0  # tokens in the KV cache after the previous turn
     for turn in range(4):
         evaluated.clear()
         reply = chat(engine, messages, max_new_tokens=12, seed=turn)
@@ -90,7 +102,10 @@ def test_turn_n_evaluates_only_the_new_tokens(engine, evaluated):
             assert prompt_evaluated <= stats.prompt_tokens - cached_before + 1
             assert prompt_evaluated < stats.prompt_tokens / 2
         cached_before = stats.prompt_tokens + stats.completion_tokens
-        messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": f"第{turn}问"}]
+        messages += [
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": f"第{turn}问"},
+        ]
 
 
 def test_stop_strings_cut_the_reply(engine):

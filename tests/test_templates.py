@@ -40,7 +40,10 @@ def test_chatml_exact_rendering():
 def test_cosplay_template_ends_with_speaker_prefix_and_stops_on_speakers():
     template = get_template("cosplay")
     text = template.render(
-        [{"role": "system", "content": "曹仁回城中，与众商议。"}, {"role": "user", "content": "奈何？", "name": "曹仁"}],
+        [
+            {"role": "system", "content": "曹仁回城中，与众商议。"},
+            {"role": "user", "content": "奈何？", "name": "曹仁"},
+        ],
         char_name="曹洪",
     )
     assert text == "曹仁回城中，与众商议。\n曹仁曰：“奈何？”\n曹洪曰："

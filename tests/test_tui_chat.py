@@ -50,10 +50,14 @@ async def test_type_a_message_and_see_the_streamed_reply(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = chat_screen(app)
         await send(pilot, "hi")
-        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2)
+        await wait_until(
+            pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2
+        )
         user_view, reply_view = app.chat.query(MessageView)
         assert body_text(user_view) == "hi"
-        await wait_until(pilot, lambda: body_text(reply_view) == "诸葛亮曰：[bold]东风[/bold] 已至。")
+        await wait_until(
+            pilot, lambda: body_text(reply_view) == "诸葛亮曰：[bold]东风[/bold] 已至。"
+        )
         # markup in model output stays literal on screen
         await pilot.pause()
         assert "[bold]东风[/bold]" in visible_text(app)
@@ -72,7 +76,13 @@ async def test_escape_stops_generation_and_keeps_the_partial_reply(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = chat_screen(app)
         await send(pilot, "go")
-        await wait_until(pilot, lambda: len(app.chat.query(MessageView)) == 2 and "word" in body_text(app.chat.query(MessageView).last()))
+        await wait_until(
+            pilot,
+            lambda: (
+                len(app.chat.query(MessageView)) == 2
+                and "word" in body_text(app.chat.query(MessageView).last())
+            ),
+        )
         await pilot.press("escape")
         await wait_until(pilot, lambda: not screen.generating)
         reply = store.branch(screen.session.id)[-1]
@@ -89,9 +99,21 @@ async def test_regenerate_keeps_the_old_reply_as_a_sibling(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = chat_screen(app)
         await send(pilot, "q")
-        await wait_until(pilot, lambda: not screen.generating and store.branch(screen.session.id)[-1].content == "first answer")
+        await wait_until(
+            pilot,
+            lambda: (
+                not screen.generating
+                and store.branch(screen.session.id)[-1].content == "first answer"
+            ),
+        )
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: not screen.generating and store.branch(screen.session.id)[-1].content == "second answer")
+        await wait_until(
+            pilot,
+            lambda: (
+                not screen.generating
+                and store.branch(screen.session.id)[-1].content == "second answer"
+            ),
+        )
         views = app.chat.query(MessageView)
         assert len(views) == 2
         last = store.branch(screen.session.id)[-1]
@@ -100,8 +122,12 @@ async def test_regenerate_keeps_the_old_reply_as_a_sibling(tmp_path):
         # both prompts ended with the same user turn
         assert engine.prompts[0] == engine.prompts[1]
         await pilot.press("alt+left")
-        await wait_until(pilot, lambda: store.branch(screen.session.id)[-1].content == "first answer")
-        await wait_until(pilot, lambda: body_text(app.chat.query(MessageView).last()) == "first answer")
+        await wait_until(
+            pilot, lambda: store.branch(screen.session.id)[-1].content == "first answer"
+        )
+        await wait_until(
+            pilot, lambda: body_text(app.chat.query(MessageView).last()) == "first answer"
+        )
 
 
 async def test_switch_new_rename_and_delete_sessions(tmp_path):
@@ -182,7 +208,9 @@ async def test_chinese_text_wraps_inside_the_transcript(tmp_path):
     async with app.run_test(size=(80, 30)) as pilot:
         screen = chat_screen(app)
         await send(pilot, "出师表")
-        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2)
+        await wait_until(
+            pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 2
+        )
         await wait_until(pilot, lambda: body_text(app.chat.query(MessageView).last()) == long_line)
         await pilot.pause()
         view = app.chat.query(MessageView).last()
@@ -214,7 +242,9 @@ async def test_persona_session_opens_with_greeting_and_replies_in_character(tmp_
         greeting = app.chat.query(MessageView).first()
         assert greeting.speaker == "诸葛亮" and body_text(greeting)
         await send(pilot, "hi")
-        await wait_until(pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 3)
+        await wait_until(
+            pilot, lambda: not screen.generating and len(app.chat.query(MessageView)) == 3
+        )
         reply = store.branch(screen.session.id)[-1]
         assert reply.name == "诸葛亮" and reply.content == "亮在此。"
         assert app.chat.query(MessageView).last().speaker == "诸葛亮"
@@ -239,8 +269,12 @@ async def test_three_character_scene_gives_one_reply_each_in_turn(tmp_path):
         await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 3)
         await wait_until(pilot, lambda: not screen.generating)
         replies = [m for m in store.branch(screen.session.id) if m.role == Role.ASSISTANT][-3:]
-        assert [(m.name, m.content) for m in replies] == [("刘备", "刘备答"), ("曹操", "曹操答"), ("孙悟空", "孙悟空答")]
+        assert [(m.name, m.content) for m in replies] == [
+            ("刘备", "刘备答"),
+            ("曹操", "曹操答"),
+            ("孙悟空", "孙悟空答"),
+        ]
         speakers = [v.speaker for v in app.chat.query(MessageView)][-3:]
         assert speakers == ["刘备", "曹操", "孙悟空"]
-        for prompt, name in zip(engine.prompts, ["刘备", "曹操", "孙悟空"]):
+        for prompt, name in zip(engine.prompts, ["刘备", "曹操", "孙悟空"], strict=True):
             assert name in prompt[0]["content"]

@@ -87,10 +87,12 @@ def make_weights(cfg: TinyConfig, vocab: int) -> dict[str, np.ndarray]:
     for i in range(cfg.layers):
         p = f"model.layers.{i}."
         weights |= {
-            p + "input_layernorm.weight": (1 + 0.1 * rng.standard_normal(cfg.hidden)).astype(np.float32),
-            p + "post_attention_layernorm.weight": (1 + 0.1 * rng.standard_normal(cfg.hidden)).astype(
+            p + "input_layernorm.weight": (1 + 0.1 * rng.standard_normal(cfg.hidden)).astype(
                 np.float32
             ),
+            p + "post_attention_layernorm.weight": (
+                1 + 0.1 * rng.standard_normal(cfg.hidden)
+            ).astype(np.float32),
             p + "self_attn.q_proj.weight": dense(cfg.hidden, cfg.hidden),
             p + "self_attn.k_proj.weight": dense(kv, cfg.hidden),
             p + "self_attn.v_proj.weight": dense(kv, cfg.hidden),
@@ -109,7 +111,11 @@ def make_weights(cfg: TinyConfig, vocab: int) -> dict[str, np.ndarray]:
 
 def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's RoPE row order for q/k (convert_hf_to_gguf's `permute`)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def write_gguf(path: Path, cfg: TinyConfig, tokenizer, weights: dict[str, np.ndarray]) -> Path:

@@ -16,8 +16,13 @@ class CosplayApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "Cosplay"
 
-    def __init__(self, store: Store, engine: Engine | None, session_id: int | None = None,
-                 persona: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine | None,
+        session_id: int | None = None,
+        persona: str | None = None,
+    ):
         super().__init__()
         self.store = store
         self.engine = engine
@@ -37,23 +42,65 @@ class CosplayApp(App):
         entries = [
             ("New chat", "Start a new session (Ctrl+N)", chat.action_new_session),
             ("Rename chat", "Rename the current session (F2)", chat.action_rename_session),
-            ("Delete chat", "Delete the current session after confirming (F8)", chat.action_delete_session),
-            ("Regenerate reply", "Write the last reply again, keeping the old one (Ctrl+R)", chat.action_regenerate),
+            (
+                "Delete chat",
+                "Delete the current session after confirming (F8)",
+                chat.action_delete_session,
+            ),
+            (
+                "Regenerate reply",
+                "Write the last reply again, keeping the old one (Ctrl+R)",
+                chat.action_regenerate,
+            ),
             ("Stop generating", "Stop the reply being written (Esc)", chat.action_stop),
-            ("Previous reply version", "Show the previous version of the last reply (Alt+←)", lambda: chat.action_switch_version(-1)),
-            ("Next reply version", "Show the next version of the last reply (Alt+→)", lambda: chat.action_switch_version(1)),
-            ("Generation parameters", "Show or hide the parameters panel (Ctrl+T)", chat.action_toggle_params),
-            ("Personas", "Browse, edit, import personas; start a chat with one (F3)", chat.action_personas),
-            ("Add character to scene", "Add a persona to this session: a group scene", chat.action_add_character),
-            ("Remove character from scene", "Take a persona out of this session", chat.action_remove_character),
-            ("Toggle session list", "Show or hide the sessions sidebar (Ctrl+B)", chat.action_toggle_sidebar),
+            (
+                "Previous reply version",
+                "Show the previous version of the last reply (Alt+←)",
+                lambda: chat.action_switch_version(-1),
+            ),
+            (
+                "Next reply version",
+                "Show the next version of the last reply (Alt+→)",
+                lambda: chat.action_switch_version(1),
+            ),
+            (
+                "Generation parameters",
+                "Show or hide the parameters panel (Ctrl+T)",
+                chat.action_toggle_params,
+            ),
+            (
+                "Personas",
+                "Browse, edit, import personas; start a chat with one (F3)",
+                chat.action_personas,
+            ),
+            (
+                "Add character to scene",
+                "Add a persona to this session: a group scene",
+                chat.action_add_character,
+            ),
+            (
+                "Remove character from scene",
+                "Take a persona out of this session",
+                chat.action_remove_character,
+            ),
+            (
+                "Toggle session list",
+                "Show or hide the sessions sidebar (Ctrl+B)",
+                chat.action_toggle_sidebar,
+            ),
         ]
         for title, help_text, callback in entries:
             yield SystemCommand(title, help_text, callback)
 
 
-def make_app(*, home: str | Path | None = None, store: Store | None = None, engine: Engine | None = None,
-             session_id: int | None = None, persona: str | None = None) -> CosplayApp:
+def make_app(
+    *,
+    home: str | Path | None = None,
+    store: Store | None = None,
+    engine: Engine | None = None,
+    session_id: int | None = None,
+    persona: str | None = None,
+) -> CosplayApp:
     """Build the app; with no store, open the one under `home` ($COSPLAY_HOME or the platform dir)."""
     if store is None:
         store = Store(data_paths(home).ensure().database)

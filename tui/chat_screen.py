@@ -79,7 +79,10 @@ class ChatScreen(Screen):
     ]
 
     def __init__(
-        self, store: Store, engine: Engine | None, session_id: int | None = None,
+        self,
+        store: Store,
+        engine: Engine | None,
+        session_id: int | None = None,
         persona: str | None = None,
     ):
         super().__init__()
@@ -152,7 +155,9 @@ class ChatScreen(Screen):
         transcript.mount_all(self._view(m) for m in self.store.branch(session_id))
         transcript.scroll_end(animate=False)
         transcript.anchor()
-        self.query_one(ParamsPanel).load(self.params, self.session.settings.get("max_history_rounds"))
+        self.query_one(ParamsPanel).load(
+            self.params, self.session.settings.get("max_history_rounds")
+        )
         self.refresh_sidebar()
         self.update_status()
 
@@ -173,7 +178,9 @@ class ChatScreen(Screen):
             if not name:
                 return
             if not self.personas.exists(name):
-                self.notify(f"There is no persona named {name!r}; see F3 Personas.", severity="error")
+                self.notify(
+                    f"There is no persona named {name!r}; see F3 Personas.", severity="error"
+                )
                 return
             self.session = set_cast(self.store, self.session.id, [*self.cast, name])
             self.notify(f"{name} joins the scene: {'、'.join(self.cast)}. Address with @名字.")
@@ -183,10 +190,14 @@ class ChatScreen(Screen):
     def action_remove_character(self) -> None:
         def remove(name: str | None) -> None:
             if name and name in self.cast:
-                self.session = set_cast(self.store, self.session.id, [n for n in self.cast if n != name])
+                self.session = set_cast(
+                    self.store, self.session.id, [n for n in self.cast if n != name]
+                )
                 self.notify(f"{name} left the scene.")
 
-        self.app.push_screen(TextPromptScreen(f"Remove whom? ({'、'.join(self.cast) or 'nobody here'})"), remove)
+        self.app.push_screen(
+            TextPromptScreen(f"Remove whom? ({'、'.join(self.cast) or 'nobody here'})"), remove
+        )
 
     def _view(self, message: Message) -> MessageView:
         siblings = self.store.siblings(message)
@@ -229,7 +240,9 @@ class ChatScreen(Screen):
             self.load_session(remaining[0].id if remaining else self._create_session().id)
             self.notify("Session deleted.")
 
-        self.app.push_screen(ConfirmScreen(f"Delete “{self.session.title}” and all its messages?"), delete)
+        self.app.push_screen(
+            ConfirmScreen(f"Delete “{self.session.title}” and all its messages?"), delete
+        )
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -238,11 +251,18 @@ class ChatScreen(Screen):
             self.notify("Still replying: press Esc to stop, then send.", severity="warning")
             return
         if self.engine is None:
-            self.notify("No model loaded: restart with `cosplay chat --model PATH` (or --demo).", severity="error")
+            self.notify(
+                "No model loaded: restart with `cosplay chat --model PATH` (or --demo).",
+                severity="error",
+            )
             return
-        user = self.store.add_message(self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id)
+        user = self.store.add_message(
+            self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id
+        )
         if self.session.title == NEW_TITLE:
-            self.store.update_session(self.session.id, title=event.text.strip().splitlines()[0][:40])
+            self.store.update_session(
+                self.session.id, title=event.text.strip().splitlines()[0][:40]
+            )
         self.session = self.store.get_session(self.session.id)
         self.query_one(ChatInput).clear()
         self.query_one("#transcript").mount(self._view(user))
@@ -268,23 +288,37 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
     def generate(
-        self, session_id: int, parent_id: int, speakers: list[str], params: GenerationParams,
+        self,
+        session_id: int,
+        parent_id: int,
+        speakers: list[str],
+        params: GenerationParams,
         cancel: threading.Event,
     ) -> None:
         plan, error = None, None
         piece = lambda text: self.post_message(ReplyPiece(text))  # noqa: E731
         try:
             if speakers:  # a persona session: each speaker with its own card and adapter
+
                 def started(turn) -> None:
                     nonlocal plan
                     plan = turn.plan
                     leaf = self.store.get_session(session_id).leaf_id
-                    self.post_message(ReplyStarted(turn.speaker, leaf if leaf != parent_id else None))
+                    self.post_message(
+                        ReplyStarted(turn.speaker, leaf if leaf != parent_id else None)
+                    )
 
                 self.store.update_session(session_id, leaf_id=parent_id)
                 run_group_turn(
-                    self.store, self.engine, self.personas, session_id, speakers, params, cancel,
-                    on_start=started, on_piece=lambda _speaker, text: piece(text),
+                    self.store,
+                    self.engine,
+                    self.personas,
+                    session_id,
+                    speakers,
+                    params,
+                    cancel,
+                    on_start=started,
+                    on_piece=lambda _speaker, text: piece(text),
                 )
             else:
                 session = self.store.get_session(session_id)
@@ -292,8 +326,14 @@ class ChatScreen(Screen):
                 plan = plan_prompt(session, branch, self.engine, params)
                 self.post_message(ReplyStarted("Assistant", None))
                 run_reply(
-                    self.store, self.engine, session_id=session_id, parent_id=parent_id,
-                    prompt=plan.messages, params=params, cancel=cancel, on_piece=piece,
+                    self.store,
+                    self.engine,
+                    session_id=session_id,
+                    parent_id=parent_id,
+                    prompt=plan.messages,
+                    params=params,
+                    cancel=cancel,
+                    on_piece=piece,
                 )
         except Exception as exc:  # shown as a notification; the user's text is already saved
             error = exc
@@ -310,10 +350,17 @@ class ChatScreen(Screen):
     async def on_reply_started(self, event: ReplyStarted) -> None:
         await self._finish_streaming(event.finished_id)
         placeholder = Message(
-            id=-1, session_id=self.session.id, parent_id=None, role=Role.ASSISTANT,
-            content="", status=Status.PARTIAL, name=event.speaker,
+            id=-1,
+            session_id=self.session.id,
+            parent_id=None,
+            role=Role.ASSISTANT,
+            content="",
+            status=Status.PARTIAL,
+            name=event.speaker,
         )
-        self._streaming = MessageView(placeholder, speaker=event.speaker, versions=self._next_versions)
+        self._streaming = MessageView(
+            placeholder, speaker=event.speaker, versions=self._next_versions
+        )
         self._next_versions = (1, 1)
         transcript = self.query_one("#transcript", VerticalScroll)
         await transcript.mount(self._streaming)
@@ -332,7 +379,11 @@ class ChatScreen(Screen):
             self._last_reply = self.store.get_message(event.finished_id)
         self.update_status()
         if event.error is not None:
-            text = str(event.error) if isinstance(event.error, CosplayError) else f"Generation failed: {event.error!r}"
+            text = (
+                str(event.error)
+                if isinstance(event.error, CosplayError)
+                else f"Generation failed: {event.error!r}"
+            )
             self.notify(text, severity="error", timeout=8)
 
     def action_stop(self) -> None:

@@ -18,18 +18,42 @@ LAST_SESSION = "last_session"
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", "-m", help="a .gguf file, a Hugging Face model directory or repo id")
-    group.add_argument("--engine", choices=["auto", "cpu", "gpu"], default=None, help="force an engine")
-    group.add_argument("--template", help="chat template: auto, model, chatml, llama2, alpaca, vicuna, chatglm, baichuan, cosplay")
-    group.add_argument("--n-ctx", type=int, help="context window in tokens (default: the model's, at most 4096)")
+    group.add_argument(
+        "--model", "-m", help="a .gguf file, a Hugging Face model directory or repo id"
+    )
+    group.add_argument(
+        "--engine", choices=["auto", "cpu", "gpu"], default=None, help="force an engine"
+    )
+    group.add_argument(
+        "--template",
+        help="chat template: auto, model, chatml, llama2, alpaca, vicuna, chatglm, baichuan, cosplay",
+    )
+    group.add_argument(
+        "--n-ctx", type=int, help="context window in tokens (default: the model's, at most 4096)"
+    )
     group.add_argument("--threads", type=int, help="CPU threads for the CPU engine")
-    group.add_argument("--gpu-layers", type=int, default=None, help="layers to offload (CPU engine built with GPU support)")
-    group.add_argument("--adapter", action="append", default=[], metavar="[NAME=]PATH",
-                       help="a LoRA adapter to load (repeatable); the first one is activated")
+    group.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=None,
+        help="layers to offload (CPU engine built with GPU support)",
+    )
+    group.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a LoRA adapter to load (repeatable); the first one is activated",
+    )
     group.add_argument("--load-8bit", action="store_true", help="GPU engine: load weights in 8-bit")
-    group.add_argument("--load-4bit", action="store_true", help="GPU engine: load weights in 4-bit NF4")
-    group.add_argument("--trust-remote-code", action="store_true",
-                       help="GPU engine: allow the model's own Python code (ChatGLM, Baichuan)")
+    group.add_argument(
+        "--load-4bit", action="store_true", help="GPU engine: load weights in 4-bit NF4"
+    )
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="GPU engine: allow the model's own Python code (ChatGLM, Baichuan)",
+    )
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -116,7 +140,9 @@ def run_ask(args: argparse.Namespace) -> int:
     store = open_store(args)
     spec = model_spec(args, store)
     if spec is None:
-        raise CosplayError("No model configured; pass --model PATH (a .gguf file or a model directory).")
+        raise CosplayError(
+            "No model configured; pass --model PATH (a .gguf file or a model directory)."
+        )
     if args.new or (args.session is None and store.get_setting(LAST_SESSION) is None):
         session = store.create_session(title=args.text[:40])
     else:
@@ -136,8 +162,13 @@ def run_ask(args: argparse.Namespace) -> int:
         if plan.summary:
             print(f"({plan.summary})", file=sys.stderr)
         run_reply(
-            store, engine, session_id=session.id, parent_id=user.id, prompt=plan.messages,
-            params=params, cancel=threading.Event(),
+            store,
+            engine,
+            session_id=session.id,
+            parent_id=user.id,
+            prompt=plan.messages,
+            params=params,
+            cancel=threading.Event(),
             on_piece=lambda piece: print(piece, end="", flush=True),
         )
         print()

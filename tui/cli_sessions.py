@@ -60,7 +60,12 @@ def run_sessions(args: argparse.Namespace) -> int:
         if args.action == "list":
             sessions = store.list_sessions()
             if args.json:
-                json.dump([session_record(store, s, False) for s in sessions], sys.stdout, ensure_ascii=False, indent=2)
+                json.dump(
+                    [session_record(store, s, False) for s in sessions],
+                    sys.stdout,
+                    ensure_ascii=False,
+                    indent=2,
+                )
                 print()
             elif not sessions:
                 print("No sessions yet; start one with `cosplay chat` or `cosplay ask`.")
@@ -71,14 +76,18 @@ def run_sessions(args: argparse.Namespace) -> int:
         elif args.action == "show":
             session = store.get_session(args.id)
             if args.json:
-                json.dump(session_record(store, session, True), sys.stdout, ensure_ascii=False, indent=2)
+                json.dump(
+                    session_record(store, session, True), sys.stdout, ensure_ascii=False, indent=2
+                )
                 print()
             else:
                 print(to_markdown(store, session))
         elif args.action == "export":
             session = store.get_session(args.id)
             if args.format == "json":
-                text = json.dumps(session_record(store, session, True), ensure_ascii=False, indent=2)
+                text = json.dumps(
+                    session_record(store, session, True), ensure_ascii=False, indent=2
+                )
             else:
                 text = to_markdown(store, session)
             if args.out:
