@@ -30,18 +30,21 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList  # noqa: E402
-
 from engines.base import GenerationParams  # noqa: E402
-from engines.hf import HFEngine  # noqa: E402
-from engines.hf_load import quiet_library_logs  # noqa: E402
 from tests.tiny_models import TinyConfig, make_weights, train_tokenizer, write_hf  # noqa: E402
+
+if TYPE_CHECKING:
+    from engines.hf import HFEngine
+
+# torch, transformers and the engine are imported inside the functions (the project's rule:
+# only engines/hf*.py import them at module level).
 
 STORY = "Tell me a story about 诸葛亮 and the eastern wind, with every detail you know."
 USER_TURNS = [
@@ -71,7 +74,9 @@ def build_small(directory: Path, quick: bool) -> Path:
 
 
 def build_adapters(model_dir: Path, directory: Path) -> dict[str, str]:
+    import torch
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     paths = {}
     for seed, name in enumerate(["persona-a", "persona-b"]):
@@ -79,12 +84,17 @@ def build_adapters(model_dir: Path, directory: Path) -> dict[str, str]:
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         config = LoraConfig(r=16, lora_alpha=32, target_modules=targets, init_lora_weights=False)
-        get_peft_model(model, config).save_pretrained(directory / name)
+        with warnings.catch_warnings():  # PEFT 0.21 calls a method transformers 5 deprecates
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            peft_model = get_peft_model(model, config)
+        peft_model.save_pretrained(directory / name)
         paths[name] = str(directory / name)
     return paths
 
 
 def switch_ratio(model_dir: Path, adapters: dict[str, str], device: str | None) -> dict:
+    from engines.hf import HFEngine
+
     reloads = []
     for _ in range(3):
         started = time.perf_counter()
@@ -104,6 +114,8 @@ def switch_ratio(model_dir: Path, adapters: dict[str, str], device: str | None) 
 
 
 def turns(model_dir: Path, device: str | None, reply_tokens: int) -> dict:
+    from engines.hf import HFEngine
+
     engine = HFEngine(model_dir, device=device, n_ctx=4096)
     params = GenerationParams(max_new_tokens=reply_tokens, do_sample=False, repetition_penalty=1.0)
     messages: list[dict] = [{"role": "system", "content": "You are 诸葛亮, the strategist. " * 8}]
@@ -135,16 +147,6 @@ def turns(model_dir: Path, device: str | None, reply_tokens: int) -> dict:
     }
 
 
-class FirstToken(StoppingCriteria):
-    def __init__(self):
-        self.first: float | None = None
-
-    def __call__(self, input_ids, scores, **kwargs):
-        if self.first is None:
-            self.first = time.perf_counter()
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
 def ours_tps(engine: HFEngine, messages, params) -> tuple[float, int]:
     engine._prefix.clear()  # both sides compute the whole prompt
     for _ in engine.stream_chat(messages, params, threading.Event()):
@@ -155,7 +157,19 @@ def ours_tps(engine: HFEngine, messages, params) -> tuple[float, int]:
 
 def bare_tps(engine: HFEngine, messages, params) -> tuple[float, int]:
     """The same greedy settings straight through `model.generate`: no thread, no streamer."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
     from engines.hf_gen import generation_config
+
+    class FirstToken(StoppingCriteria):
+        def __init__(self):
+            self.first: float | None = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if self.first is None:
+                self.first = time.perf_counter()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     ids = engine.encode(engine.render(messages))
     _, eos_ids = engine._stop_setup(params)
@@ -206,7 +220,8 @@ def decode_ratio(engine: HFEngine, n_tokens: int, repeats: int) -> dict:
 
 
 def build_big(directory: Path, hidden: int, layers: int) -> Path:
-    from transformers import LlamaConfig, PreTrainedTokenizerFast
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
     from tests.tiny_models import CHATML
 
@@ -227,7 +242,7 @@ def build_big(directory: Path, hidden: int, layers: int) -> Path:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     params = sum(p.numel() for p in model.parameters())
-    print(f"big model: random llama, {params / 1e9:.2f}B parameters, saved in bf16")
+    print(f"big model: random llama, {params / 1e6:.0f}M parameters, saved in bf16")
     model.save_pretrained(directory)
     del model
     gc.collect()
@@ -243,7 +258,11 @@ def build_big(directory: Path, hidden: int, layers: int) -> Path:
     return directory
 
 
-def gpu_modes(directory: Path, device: str | None, n_tokens: int) -> dict:
+def gpu_modes(directory: Path, adapters: dict[str, str], device: str | None, n_tokens: int) -> dict:
+    import torch
+
+    from engines.hf import HFEngine
+
     results = {}
     messages = [{"role": "user", "content": STORY}]
     params = GenerationParams(max_new_tokens=n_tokens, do_sample=False, repetition_penalty=1.0)
@@ -259,28 +278,39 @@ def gpu_modes(directory: Path, device: str | None, n_tokens: int) -> dict:
         started = time.perf_counter()
         engine = HFEngine(directory, device=device, dtype="bf16", **flags)
         load_s = time.perf_counter() - started
-        weights_gib = engine.base_model.get_memory_footprint() / 2**30
+        weights_mib = engine.base_model.get_memory_footprint() / 2**20
+        if label == "bf16":  # the switch ratio at real size: load time here is seconds
+            for name, path in adapters.items():
+                engine.load_adapter(name, path)
+            switches = []
+            for i in range(20):
+                started = time.perf_counter()
+                engine.set_adapter(list(adapters)[i % 2])
+                switches.append(time.perf_counter() - started)
+            results["switch_ratio"] = round(statistics.median(switches) / load_s, 6)
+            engine.set_adapter(None)
         ours_tps(engine, messages, params)  # warm-up
         tps, n = max(ours_tps(engine, messages, params) for _ in range(2))
-        peak_gib = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
         print(
-            f"{label:5s} weights {weights_gib:6.2f} GiB  peak cuda {peak_gib:6.2f} GiB  "
+            f"{label:5s} weights {weights_mib:8.1f} MiB  peak cuda {peak_mib:8.1f} MiB  "
             f"decode {tps:7.1f} tok/s ({n} tokens)  load {load_s:5.1f} s  on {engine.describe()['device']}"
         )
         results[label] = {
-            "weights_gib": round(weights_gib, 3),
-            "peak_cuda_gib": None if peak_gib != peak_gib else round(peak_gib, 3),
+            "weights_mib": round(weights_mib, 1),
+            "peak_cuda_mib": None if peak_mib != peak_mib else round(peak_mib, 1),
             "decode_tok_s": round(tps, 1),
         }
         engine.close()
         del engine
         gc.collect()
-    results["memory_ratio_4bit_bf16"] = round(
-        results["4bit"]["weights_gib"] / results["bf16"]["weights_gib"], 3
-    )
-    results["tps_ratio_4bit_bf16"] = round(
-        results["4bit"]["decode_tok_s"] / results["bf16"]["decode_tok_s"], 3
-    )
+    for label in ("8bit", "4bit"):
+        results[f"memory_ratio_{label}_bf16"] = round(
+            results[label]["weights_mib"] / results["bf16"]["weights_mib"], 3
+        )
+        results[f"tps_ratio_{label}_bf16"] = round(
+            results[label]["decode_tok_s"] / results["bf16"]["decode_tok_s"], 3
+        )
     return results
 
 
@@ -296,6 +326,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=2048, help="--gpu model width")
     parser.add_argument("--layers", type=int, default=22, help="--gpu model depth")
     args = parser.parse_args()
+    from engines.hf import HFEngine
+    from engines.hf_load import quiet_library_logs
+
     quiet_library_logs()
     results: dict = {"mode": "quick" if args.quick else "full"}
     with tempfile.TemporaryDirectory(prefix="cosplay-bench-gpu-") as tmp:
@@ -310,7 +343,10 @@ def main() -> None:
         engine.close()
         if args.gpu:
             big = build_big(tmp_path / "big", args.hidden, args.layers)
-            results["gpu"] = gpu_modes(big, args.device, n_tokens=64 if args.quick else 128)
+            big_adapters = build_adapters(big, tmp_path / "big-adapters")
+            results["gpu"] = gpu_modes(
+                big, big_adapters, args.device, n_tokens=64 if args.quick else 128
+            )
     print(json.dumps(results, ensure_ascii=False))
 
 

@@ -163,8 +163,8 @@ def run_baseline(model_dir: Path, data: Path, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5, help="steps not timed")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10, help="steps not timed")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cutoff", type=int, default=256)
     parser.add_argument("--records", type=int, default=128)
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--quantize", choices=["none", "4bit", "8bit"], default="none")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
     parser.add_argument(
-        "--repeats", type=int, default=1, help="alternate runs; the best of each side counts"
+        "--repeats", type=int, default=2, help="alternate runs; the best of each side counts"
     )
     args = parser.parse_args()
 

@@ -13,6 +13,7 @@ import json
 import shutil
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -65,7 +66,9 @@ def save_adapter(model, directory, seed, *, safe=True, targets=("q_proj", "v_pro
 
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT 0.21 calls a method transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(directory, safe_serialization=safe)
     return directory
 

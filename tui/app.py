@@ -10,6 +10,7 @@ from engines.base import Engine
 from sessions.paths import data_paths
 from sessions.store import Store
 from tui.chat_screen import ChatScreen
+from tui.modals import TextPromptScreen
 
 
 class CosplayApp(App):
@@ -35,6 +36,25 @@ class CosplayApp(App):
     @property
     def chat(self) -> ChatScreen:
         return next(s for s in self.screen_stack if isinstance(s, ChatScreen))
+
+    def action_training_monitor(self) -> None:
+        def open_run(directory: str | None) -> None:
+            if not directory:
+                return
+            path = Path(directory).expanduser()
+            if not path.is_dir():
+                self.notify(
+                    f"{path} is not a directory; give a `cosplay train --out` folder.",
+                    severity="error",
+                )
+                return
+            from tui.training_screen import TrainingScreen
+
+            self.push_screen(TrainingScreen(path))
+
+        self.push_screen(
+            TextPromptScreen("Training run directory (the --out of cosplay train):"), open_run
+        )
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
