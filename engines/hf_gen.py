@@ -71,7 +71,7 @@ class Watch(StoppingCriteria):
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.steps += 1
-        stop = self.halt.is_set()
+        stop = self.cancel.is_set() or self.halt.is_set()
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 

@@ -162,6 +162,9 @@ def counter(engine):
 
 
 def test_loads_on_cpu_in_fp32_with_the_models_own_template(engine, tiny):
+    from engines.base import Engine
+
+    assert isinstance(engine, Engine)
     assert engine.describe() == {
         "engine": "transformers",
         "device": "cpu",
