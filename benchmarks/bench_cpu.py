@@ -129,7 +129,7 @@ def render_ratio(n_tokens: int = 5000) -> float:
     from tui.app import make_app
 
     # exactly n_tokens pieces (the fake engine yields each CJK character, each run of spaces)
-    reply = "".join("词" if i % 50 else "\n\n" for i in range(n_tokens))
+    reply = "".join("\n\n" if i % 50 == 49 else "词" for i in range(n_tokens))
     progress: list[tuple[float, int]] = []  # (time, pieces visible)
 
     async def run() -> None:
