@@ -30,3 +30,22 @@ def tiny_qwen2(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_llama):
     return tiny_llama["gguf"]
+
+
+@pytest.fixture(scope="module")
+def torch():
+    import torch
+
+    return torch
+
+
+@pytest.fixture
+def cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture
+def cpu_only(torch):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only behaviour")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import importlib.util
 import os
 import subprocess
 import sys
@@ -27,41 +26,10 @@ from engines.base import (
     GenerationParams,
 )
 from engines.templates import NAMED_TEMPLATES
-
-
-def _installed(*names: str) -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in names)
-
+from tests.hf_support import HFEngine, needs
 
 # torch & co. are imported inside fixtures and tests, never while collecting the suite.
-pytestmark = pytest.mark.skipif(
-    not _installed("torch", "transformers"), reason="the GPU engine's extras are not installed"
-)
-
-
-def HFEngine(*args, **kwargs):  # noqa: N802 - stands in for the class, imported lazily
-    from engines.hf import HFEngine as Engine
-
-    return Engine(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
-
-@pytest.fixture
-def cuda(torch):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-
-
-@pytest.fixture
-def cpu_only(torch):
-    if torch.cuda.is_available():
-        pytest.skip("checks the CPU-only behaviour")
+pytestmark = needs("torch", "transformers")
 
 
 HELLO = [{"role": "user", "content": "Hello, how are you today?"}]

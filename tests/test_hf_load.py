@@ -3,7 +3,6 @@ network, models that need --trust-remote-code, and the other load-time refusals.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -13,41 +12,10 @@ import pytest
 
 import engines.hf_load as hf_load
 from engines.base import GenerationParams, ModelLoadError
-
-
-def _installed(*names: str) -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in names)
-
+from tests.hf_support import HFEngine, needs
 
 # torch & co. are imported inside fixtures and tests, never while collecting the suite.
-pytestmark = pytest.mark.skipif(
-    not _installed("torch", "transformers"), reason="the GPU engine's extras are not installed"
-)
-
-
-def HFEngine(*args, **kwargs):  # noqa: N802 - stands in for the class, imported lazily
-    from engines.hf import HFEngine as Engine
-
-    return Engine(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
-
-@pytest.fixture
-def cuda(torch):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-
-
-@pytest.fixture
-def cpu_only(torch):
-    if torch.cuda.is_available():
-        pytest.skip("checks the CPU-only behaviour")
+pytestmark = needs("torch", "transformers")
 
 
 HELLO = [{"role": "user", "content": "Hello"}]
