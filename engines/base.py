@@ -93,6 +93,9 @@ class Engine(Protocol):
     template_name: str  # the chat template in use
     context_length: int  # tokens the context window holds
     last_stats: GenerationStats | None  # set when a stream_chat generator finishes
+    adapter_format: str | None  # the LoRA form load_adapter takes: "gguf", "peft" (None: any)
+    active_adapter: str | None  # the adapter in use, None for the base model
+    default_adapter: str | None  # the adapter used when a persona names none (the first --adapter)
 
     def stream_chat(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
@@ -104,8 +107,21 @@ class Engine(Protocol):
         """Tokens of the prompt these messages render to, generation prompt included."""
         ...
 
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load a LoRA adapter next to the base model (never reloading it) under `name`."""
+        ...
+
+    @property
+    def adapter_sources(self) -> dict[str, str]:
+        """Each loaded adapter's name and where it was loaded from."""
+        ...
+
     def set_adapter(self, name: str | None) -> None:
         """Activate a loaded LoRA adapter by name, or none for the base model."""
+        ...
+
+    def set_template(self, name: str | None) -> None:
+        """Render prompts with the named chat template; None restores the load-time choice."""
         ...
 
     def describe(self) -> dict[str, str]:

@@ -43,9 +43,13 @@ class FakeEngine:
         self.last_stats: GenerationStats | None = None
         self.prompts: list[list[ChatMessage]] = []  # every prompt received, for tests
         self.params: list[GenerationParams] = []
-        self.adapter: str | None = None
+        self.adapter_format: str | None = None  # takes any adapter reference
+        self.active_adapter: str | None = None
+        self.default_adapter: str | None = None
+        self.adapter_sources: dict[str, str] = {}  # what load_adapter was given, for tests
         self._replies = list(replies or [])
         self._delay = delay
+        self._default_template = template
         self._template = get_template(template)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
@@ -81,13 +85,20 @@ class FakeEngine:
             stats.total_s = time.perf_counter() - started
             self.last_stats = stats
 
+    def load_adapter(self, name: str, path: str) -> None:
+        self.adapter_sources[name] = str(path)
+
     def set_adapter(self, name: str | None) -> None:
-        self.adapter = name
+        self.active_adapter = name
+
+    def set_template(self, name: str | None) -> None:
+        self._template = get_template(name or self._default_template)
+        self.template_name = self._template.name
 
     def describe(self) -> dict[str, str]:
         facts = {"engine": "demo", "device": "none"}
-        if self.adapter:
-            facts["adapter"] = self.adapter
+        if self.active_adapter:
+            facts["adapter"] = self.active_adapter
         return facts
 
     def close(self) -> None:

@@ -55,7 +55,7 @@ from engines.hf_load import (
     quiet_library_logs,
     resolve_source,
 )
-from engines.templates import ChatTemplate, choose_template
+from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
 
@@ -73,7 +73,9 @@ class _Turn:
     started: float
 
 
-class HFEngine(AdapterMixin):
+class HFEngine(AdapterMixin, TemplateSwitch):
+    adapter_format = "peft"  # the LoRA form load_adapter takes
+
     def __init__(
         self,
         model: str | Path,
@@ -123,14 +125,14 @@ class HFEngine(AdapterMixin):
         self._add_bos = (
             tok.bos_token_id is not None and bool(probe) and probe[0] == tok.bos_token_id
         )
-        self.template: ChatTemplate = choose_template(
+        self._init_template(
             template, getattr(tok, "chat_template", None), self.model_name, self._eos_text
         )
-        self.template_name = self.template.name
 
         self._adapters: dict[str, str] = {}  # our name -> PEFT's name
         self._adapter_sources: dict[str, str] = {}
         self.active_adapter: str | None = None
+        self.default_adapter: str | None = None  # used when a persona names none
         for name, source in (adapters or {}).items():
             self.load_adapter(name, source)
 

@@ -203,6 +203,11 @@ class AdapterMixin:
     def adapters(self) -> list[str]:
         return list(self._adapters)
 
+    @property
+    def adapter_sources(self) -> dict[str, str]:
+        """Each loaded adapter's name and the path or repo id it was loaded from."""
+        return dict(self._adapter_sources)
+
     def set_adapter(self, name: str | None) -> None:
         if name is not None and name not in self._adapters:
             loaded = ", ".join(self._adapters) or "none"

@@ -28,13 +28,15 @@ from engines.base import (
     ModelLoadError,
 )
 from engines.ggufinfo import read_gguf_info
-from engines.templates import ChatTemplate, choose_template
+from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
 DEFAULT_N_CTX = 4096
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(TemplateSwitch):
+    adapter_format = "gguf"  # the LoRA form load_adapter takes
+
     def __init__(
         self,
         model_path: str | Path,
@@ -77,16 +79,15 @@ class LlamaCppEngine:
         self._eos_text = self._piece(vocab.token_eos())
         self._bos_text = self._piece(vocab.token_bos()) if vocab.token_bos() >= 0 else ""
         self._add_bos = bool(vocab.add_bos_token())
-        self.template: ChatTemplate = choose_template(
-            template, info.chat_template, path.name, self._eos_text
-        )
-        self.template_name = self.template.name
+        self._init_template(template, info.chat_template, path.name, self._eos_text)
         self.architecture = info.architecture
 
         self._cached_text = ""  # the text that _cached_tokens spell
         self._cached_tokens: list[int] = []
         self._adapters: dict[str, object] = {}  # name -> llama_adapter_lora_p
+        self._adapter_sources: dict[str, str] = {}  # name -> the file it was loaded from
         self.active_adapter: str | None = None
+        self.default_adapter: str | None = None  # used when a persona names none
         for name, adapter_path in (adapters or {}).items():
             self.load_adapter(name, adapter_path)
 
@@ -208,6 +209,13 @@ class LlamaCppEngine:
         if not path.is_file():
             raise AdapterError(f"The LoRA adapter {path} does not exist; check the path.")
         with self._lock:
+            if name in self._adapters:
+                if self._adapter_sources[name] == str(path):
+                    return
+                raise AdapterError(
+                    f"An adapter named {name!r} is already loaded from "
+                    f"{self._adapter_sources[name]}; give this one another name."
+                )
             handle = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode())
             if not handle:
                 raise AdapterError(
@@ -215,6 +223,12 @@ class LlamaCppEngine:
                     f"base model ({self.architecture}); export it with `cosplay export-gguf`."
                 )
             self._adapters[name] = handle
+            self._adapter_sources[name] = str(path)
+
+    @property
+    def adapter_sources(self) -> dict[str, str]:
+        """Each loaded adapter's name and the file it was loaded from."""
+        return dict(self._adapter_sources)
 
     def set_adapter(self, name: str | None) -> None:
         import llama_cpp
@@ -250,5 +264,6 @@ class LlamaCppEngine:
                 for handle in self._adapters.values():
                     llama_cpp.llama_adapter_lora_free(handle)
                 self._adapters.clear()
+                self._adapter_sources.clear()
                 llm.close()
                 self._llm = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,15 @@ class ModelSpec:
         if self.engine != "auto":
             raise ModelLoadError(f"Unknown engine {self.engine!r}; use cpu, gpu or auto.")
         return "cpu" if self.model.lower().endswith(".gguf") else "gpu"
+
+
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA GPU (imports torch: call only when it matters)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load_engine(spec: ModelSpec) -> Engine:

@@ -259,3 +259,27 @@ def choose_template(
         if pattern.search(model_name):
             return NAMED_TEMPLATES[name]
     return NAMED_TEMPLATES["chatml"]
+
+
+class TemplateSwitch:
+    """An engine's chat template: the one chosen at load time, which a persona may override.
+
+    `set_template(name)` switches to a named template (or "model"); `set_template(None)` goes
+    back to the load-time choice. Engines call `_init_template` once their tokenizer is known.
+    """
+
+    template: ChatTemplate
+    template_name: str
+    default_template: ChatTemplate
+
+    def _init_template(
+        self, requested: str | None, model_source: str | None, model_name: str, eos_token: str
+    ) -> None:
+        self._template_source = (model_source, model_name, eos_token)
+        self.default_template = choose_template(requested, *self._template_source)
+        self.set_template(None)
+
+    def set_template(self, name: str | None) -> None:
+        """Use the template `name` from now on; None restores the one chosen at load time."""
+        template = choose_template(name, *self._template_source) if name else self.default_template
+        self.template, self.template_name = template, template.name

@@ -42,16 +42,13 @@ class CosplayExtension(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    adapter: str = ""  # a LoRA adapter path or Hub repo id
-    engine: str = ""  # "", "cpu" or "gpu"
+    adapter: str = ""  # a LoRA adapter: PEFT directory or Hub repo id (or a GGUF LoRA file)
+    adapter_gguf: str = ""  # the same adapter as a GGUF LoRA, for the CPU engine
+    engine: str = ""  # "", "cpu" or "gpu": the engine to load when no model is given
     template: str = ""  # a chat template name ("cosplay" for classics-dialogue adapters)
+    base: str = ""  # the base model the adapter was trained on (HF directory or repo id)
+    base_gguf: str = ""  # that base model as a GGUF file, for the CPU engine
     sampling: dict[str, Any] = Field(default_factory=dict)  # GenerationParams overrides
-
-    def adapter_name(self) -> str | None:
-        """The name the engine knows the adapter by (as `--adapter PATH` names it: the stem)."""
-        if not self.adapter:
-            return None
-        return Path(self.adapter.rstrip("/")).stem or self.adapter
 
 
 class BookEntry(BaseModel):

@@ -27,6 +27,7 @@ from sessions.context import PromptPlan
 from sessions.models import Message, Role, Session
 from sessions.personas import PersonaStore
 from sessions.prompt import UserPersona, greetings, plan_prompt
+from sessions.runtime import use_persona
 from sessions.store import Store
 from sessions.turns import run_reply
 
@@ -177,7 +178,7 @@ class SpeakerTurn:
     card: CharacterCard
     plan: PromptPlan
     params: GenerationParams  # the session's params with the persona's preset and stop strings
-    adapter: str | None  # pass to engine.set_adapter before generating
+    adapter: str | None  # the adapter active for this reply (plan_turn switched to it)
 
 
 def speaker_params(
@@ -211,13 +212,15 @@ def plan_turn(
     *,
     user: UserPersona | None = None,
 ) -> SpeakerTurn:
-    """Plan the next reply of `speaker` (default: the session's persona) from the current branch."""
+    """Switch the engine to `speaker`'s adapter and template (default speaker: the session's
+    persona) and plan its next reply from the current branch."""
     session = store.get_session(session_id)
     cast = session_cast(session)
     speaker = speaker or (cast[0] if cast else None)
     if speaker is None:
         raise CosplayError("This session has no persona; start it with one or add one to it.")
     card = personas.get(speaker).card
+    adapter = use_persona(engine, card)  # before planning: the template decides the prompt
     user = user or UserPersona.from_value(session.settings.get("user"))
     plan = plan_prompt(
         session, store.branch(session_id), engine, params, card=card, user=user, cast=cast
@@ -228,7 +231,7 @@ def plan_turn(
         card=card,
         plan=plan,
         params=speaker_params(params, card, session=session, others=others),
-        adapter=card.cosplay.adapter_name(),
+        adapter=adapter,
     )
 
 
@@ -258,7 +261,6 @@ def run_group_turn(
         turn = plan_turn(store, session_id, engine, params, personas, speaker, user=user)
         if on_start is not None:
             on_start(turn)
-        engine.set_adapter(turn.adapter)
         parent = store.get_session(session_id).leaf_id
         reply = run_reply(
             store,

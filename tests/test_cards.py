@@ -172,7 +172,7 @@ def test_v2_json_round_trip(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(V2, ensure_ascii=False), encoding="utf-8")
     card = load_card(path)
-    assert card.cosplay.adapter == "adapters/zhuge" and card.cosplay.adapter_name() == "zhuge"
+    assert card.cosplay.adapter == "adapters/zhuge"
     assert card.cosplay.template == "cosplay"
     out = card.to_dict()
     assert out["data"] == V2["data"]

@@ -37,7 +37,7 @@ class RecordingEngine(FakeEngine):
         self.adapters_used: list[str | None] = []
 
     def stream_chat(self, messages, params, cancel):
-        self.adapters_used.append(self.adapter)
+        self.adapters_used.append(self.active_adapter)
         return super().stream_chat(messages, params, cancel)
 
 

@@ -111,13 +111,14 @@ def test_trained_adapter_runs_the_same_on_llama_cpp(trained, tiny_llama):
 
 def test_persona_is_bound_to_the_adapter(trained):
     from sessions.personas import PersonaStore
+    from sessions.runtime import PersonaRuntime
 
     card = PersonaStore(trained["home"] / "personas").get("诸葛亮").card
     extension = card.data.extensions["cosplay"]
     assert extension["adapter"] == str(trained["out"].resolve())
     assert extension["adapter_gguf"] == str((trained["out"] / "kongming.gguf").resolve())
     assert extension["template"] == "cosplay" and extension["speaker"] == "诸葛亮"
-    assert card.cosplay.adapter_name() == "kongming"  # one name on both engines
+    assert PersonaRuntime.of(card).adapter_name == "kongming"  # one name on both engines
 
 
 def test_persona_update_keeps_the_card(tmp_path):

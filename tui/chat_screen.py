@@ -29,6 +29,7 @@ from sessions.group import (
 from sessions.models import Message, Role, Session, Status
 from sessions.personas import PersonaStore
 from sessions.prompt import plan_prompt
+from sessions.runtime import use_persona
 from sessions.store import Store
 from sessions.turns import run_reply
 from tui.cli_chat import LAST_SESSION
@@ -230,6 +231,7 @@ class ChatScreen(SessionActions, Screen):
             else:
                 session = self.store.get_session(session_id)
                 branch = self.store.branch(session_id, parent_id)
+                use_persona(self.engine, None)  # the engine's own adapter and template
                 plan = plan_prompt(session, branch, self.engine, params)
                 self.post_message(ReplyStarted("Assistant", None))
                 run_reply(

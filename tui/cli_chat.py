@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
 from pathlib import Path
 
 from engines.base import CosplayError, Engine, GenerationParams
 from engines.loader import ModelSpec, load_engine
+from sessions.cards import CharacterCard
+from sessions.group import (
+    SpeakerTurn,
+    next_speakers,
+    reply_order,
+    run_group_turn,
+    session_cast,
+    start_session,
+)
+from sessions.models import Role, Session
 from sessions.paths import data_paths
+from sessions.personas import PersonaStore
+from sessions.prompt import plan_prompt
+from sessions.runtime import PersonaRuntime, use_persona
 from sessions.store import Store
+from sessions.turns import run_reply
 
 LAST_MODEL = "last_model"  # settings key: the ModelSpec of the last model used
 LAST_SESSION = "last_session"
@@ -70,14 +85,25 @@ def _adapters(values: list[str]) -> dict[str, str]:
     return adapters
 
 
-def model_spec(args: argparse.Namespace, store: Store) -> ModelSpec | None:
-    """The model the flags name, else the last model used, else None."""
-    if args.model:
-        if args.load_8bit and args.load_4bit:
-            raise CosplayError("Choose one of --load-8bit and --load-4bit, not both.")
+def model_spec(
+    args: argparse.Namespace, store: Store, persona: CharacterCard | None = None
+) -> ModelSpec | None:
+    """The model the flags name, else the base model of the persona's adapter, else the last
+    model used, else None."""
+    if args.load_8bit and args.load_4bit:
+        raise CosplayError("Choose one of --load-8bit and --load-4bit, not both.")
+    model, engine = args.model, args.engine or "auto"
+    if not model and persona is not None:
+        runtime = PersonaRuntime.of(persona)
+        if args.engine in ("cpu", "gpu"):
+            runtime = dataclasses.replace(runtime, engine=args.engine)
+        chosen = runtime.model_spec()
+        if chosen is not None:
+            model, engine = chosen.model, chosen.engine
+    if model:
         return ModelSpec(
-            model=args.model,
-            engine=args.engine or "auto",
+            model=model,
+            engine=engine,
             template=args.template,
             n_ctx=args.n_ctx,
             n_threads=args.threads,
@@ -94,34 +120,39 @@ def model_spec(args: argparse.Namespace, store: Store) -> ModelSpec | None:
 def load(spec: ModelSpec, store: Store) -> Engine:
     print(f"Loading {spec.model} …", file=sys.stderr, flush=True)
     engine = load_engine(spec)
-    if spec.adapters:
-        engine.set_adapter(next(iter(spec.adapters)))
+    if spec.adapters:  # the first --adapter serves every persona that names none
+        engine.default_adapter = next(iter(spec.adapters))
+        engine.set_adapter(engine.default_adapter)
     store.set_setting(LAST_MODEL, spec.__dict__)
     return engine
+
+
+def persona_card(args: argparse.Namespace) -> CharacterCard | None:
+    """The card `--persona` names (a clear error before any model loads), or None."""
+    if not args.persona:
+        return None
+    return PersonaStore(data_paths(args.home).ensure().personas).get(args.persona).card
 
 
 def run_chat(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     store = open_store(args)
+    persona = persona_card(args)
+    session_id = args.session
+    if session_id is not None:
+        store.get_session(session_id)  # a clear error now, not inside the app
     engine: Engine | None
     if args.demo:
         from engines.fake import FakeEngine
 
         engine = FakeEngine(delay=0.03)
     else:
-        spec = model_spec(args, store)
+        spec = model_spec(args, store, persona)
         # Load before the app starts: llama.cpp silences the terminal while it loads.
         engine = load(spec, store) if spec else None
-    session_id = args.session
-    if session_id is not None:
-        store.get_session(session_id)  # a clear error now, not inside the app
     if args.new:
         session_id = store.create_session().id
-    if args.persona:  # fail before loading the model when the persona does not exist
-        from sessions.personas import PersonaStore
-
-        PersonaStore(data_paths(args.home).ensure().personas).get(args.persona)
     app = make_app(store=store, engine=engine, session_id=session_id, persona=args.persona)
     try:
         app.run()
@@ -132,21 +163,27 @@ def run_chat(args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
-def run_ask(args: argparse.Namespace) -> int:
-    from sessions.models import Role
-    from sessions.prompt import plan_prompt
-    from sessions.turns import run_reply
+def _ask_session(args: argparse.Namespace, store: Store, persona: CharacterCard | None) -> Session:
+    if persona is not None:
+        return start_session(store, persona)
+    if args.new or (args.session is None and store.get_setting(LAST_SESSION) is None):
+        return store.create_session(title=args.text[:40])
+    return store.get_session(args.session or store.get_setting(LAST_SESSION))
 
+
+def run_ask(args: argparse.Namespace) -> int:
     store = open_store(args)
-    spec = model_spec(args, store)
+    persona = persona_card(args)
+    if persona is not None and args.session is not None:
+        raise CosplayError("--persona starts a new session; leave out --session.")
+    session = _ask_session(args, store, persona)
+    if persona is None and session.persona:  # continuing a persona session
+        persona = PersonaStore(data_paths(args.home).personas).get(session.persona).card
+    spec = model_spec(args, store, persona)
     if spec is None:
         raise CosplayError(
             "No model configured; pass --model PATH (a .gguf file or a model directory)."
         )
-    if args.new or (args.session is None and store.get_setting(LAST_SESSION) is None):
-        session = store.create_session(title=args.text[:40])
-    else:
-        session = store.get_session(args.session or store.get_setting(LAST_SESSION))
     engine = load(spec, store)
     try:
         params = GenerationParams(**session.settings.get("params", {}))
@@ -158,26 +195,55 @@ def run_ask(args: argparse.Namespace) -> int:
             params.temperature = args.temperature
         user = store.add_message(session.id, Role.USER, args.text, parent_id=session.leaf_id)
         session = store.get_session(session.id)
-        plan = plan_prompt(session, store.branch(session.id), engine, params)
-        if plan.summary:
-            print(f"({plan.summary})", file=sys.stderr)
-        run_reply(
-            store,
-            engine,
-            session_id=session.id,
-            parent_id=user.id,
-            prompt=plan.messages,
-            params=params,
-            cancel=threading.Event(),
-            on_piece=lambda piece: print(piece, end="", flush=True),
-        )
-        print()
+        cast = session_cast(session)
+        if cast:
+            _ask_cast(args, store, engine, session, cast, params)
+        else:
+            use_persona(engine, None)
+            plan = plan_prompt(session, store.branch(session.id), engine, params)
+            if plan.summary:
+                print(f"({plan.summary})", file=sys.stderr)
+            run_reply(
+                store,
+                engine,
+                session_id=session.id,
+                parent_id=user.id,
+                prompt=plan.messages,
+                params=params,
+                cancel=threading.Event(),
+                on_piece=lambda piece: print(piece, end="", flush=True),
+            )
+            print()
         store.set_setting(LAST_SESSION, session.id)
         print(f"(session {session.id})", file=sys.stderr)
     finally:
         engine.close()
         store.close()
     return 0
+
+
+def _ask_cast(args, store, engine, session, cast, params) -> None:
+    """The replies of the persona (or, in a scene, of each addressed character) to the text."""
+    speakers = next_speakers(cast, reply_order(session), args.text) or cast[:1]
+
+    def started(turn: SpeakerTurn) -> None:
+        if len(speakers) > 1:
+            print(f"{turn.speaker}: ", end="", flush=True)
+        if turn.plan.summary:
+            print(f"({turn.plan.summary})", file=sys.stderr)
+
+    run_group_turn(
+        store,
+        engine,
+        PersonaStore(data_paths(args.home).personas),
+        session.id,
+        speakers,
+        params,
+        threading.Event(),
+        on_start=started,
+        on_piece=lambda _speaker, piece: print(piece, end="", flush=True),
+    )
+    print()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -193,6 +259,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(ask)
     ask.add_argument("--session", type=int, help="continue this session (default: the last one)")
     ask.add_argument("--new", action="store_true", help="start a new session")
+    ask.add_argument("--persona", metavar="NAME", help="start a new session with this persona")
     ask.add_argument("--max-tokens", type=int, help="max new tokens")
     ask.add_argument("--seed", type=int, help="sampling seed (for reproducible replies)")
     ask.add_argument("--temperature", type=float, help="sampling temperature")

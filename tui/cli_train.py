@@ -208,6 +208,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.persona,
             result.out,
             gguf_path=result.gguf_path,
+            base_gguf=args.gguf if isinstance(args.gguf, str) else None,
             template=result.template,
             speaker=result.speaker,
             home=args.home,
@@ -224,6 +225,7 @@ def bind_persona(
     adapter_dir: Path,
     *,
     gguf_path: Path | None = None,
+    base_gguf: str | None = None,
     template: str = "",
     speaker: str | None = None,
     home: str | None = None,
@@ -232,6 +234,7 @@ def bind_persona(
     from sessions.cards import CharacterCard, CosplayExtension
     from sessions.paths import data_paths
     from sessions.personas import PersonaError, PersonaStore
+    from sessions.runtime import training_result
 
     store = PersonaStore(data_paths(home).ensure().personas)
     try:
@@ -243,11 +246,13 @@ def bind_persona(
             tags=["trained"],
         )
     fields = card.cosplay.model_dump()
-    fields["adapter"] = str(Path(adapter_dir).resolve())
-    if gguf_path:
-        fields["adapter_gguf"] = str(
-            Path(gguf_path).resolve()
-        )  # the same adapter for the CPU engine
+    adapter_dir = Path(adapter_dir).resolve()
+    fields["adapter"] = str(adapter_dir)
+    fields["base"] = training_result(str(adapter_dir)).get("base", "")
+    # The same adapter for the CPU engine, and the base it was checked against (an earlier
+    # adapter's GGUF would be stale: clear it).
+    fields["adapter_gguf"] = str(Path(gguf_path).resolve()) if gguf_path else ""
+    fields["base_gguf"] = str(Path(base_gguf).expanduser().resolve()) if base_gguf else ""
     if template:
         fields["template"] = template
     if speaker:

@@ -128,7 +128,7 @@ def train(
         )
 
     train_items, eval_items = split_samples(encoded, val_size, seed)
-    run = {"base": str(base), "data_sha256": file_sha256(dataset.path), "params": params}
+    run = {"base": _local_or_ref(base), "data_sha256": file_sha256(dataset.path), "params": params}
     resume_from = resume_point(out, resume, run)
     return _run(
         params=params,
@@ -398,6 +398,12 @@ def _run(
     return result
 
 
+def _local_or_ref(ref: str | Path) -> str:
+    """A local path made absolute (so chat finds it from any directory), else the repo id."""
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else str(ref)
+
+
 def _finish(
     result: TrainResult, *, params, run, dataset, template, speaker, state, model_config
 ) -> None:
@@ -426,11 +432,12 @@ def _finish(
     if params["gguf"]:
         from engines.train.gguf_export import export_gguf
 
-        base_gguf = params["gguf"] if isinstance(params["gguf"], str) else None
+        base_gguf = _local_or_ref(params["gguf"]) if isinstance(params["gguf"], str) else None
         result.gguf_path = export_gguf(
             out, base=base_gguf, hf_config=None if base_gguf else model_config.to_dict()
         )
-        meta["gguf"] = str(result.gguf_path)
+        meta["gguf"] = str(result.gguf_path.resolve())
+        meta["base_gguf"] = base_gguf
     write_json(out / RESULT_FILE, meta)
 
 

@@ -1,0 +1,179 @@
+"""What runs a persona: its LoRA adapter, in the form the loaded engine takes, and its template.
+
+A persona bound by `cosplay train --persona` names in its card (`extensions.cosplay`) the
+PEFT adapter directory, its GGUF export and the template it was trained with; the adapter
+directory's `cosplay.json` records the base model and the template too. Before each reply,
+`use_persona` switches the engine to that adapter (loading it the first time, never
+reloading the model) and that template; a persona with neither gets the engine's defaults.
+
+The CPU engine takes GGUF LoRAs: the card's `adapter_gguf`, else the export next to the
+adapter (`cosplay export-gguf`'s default place), else the adapter is exported on first use
+against the loaded base GGUF. The GPU engine takes the PEFT directory (or Hub repo id).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.base import AdapterError, Engine
+from engines.loader import ModelSpec, cuda_available
+from sessions.cards import CharacterCard
+
+TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adapter
+
+
+def training_result(adapter: str) -> dict:
+    """The `cosplay.json` of a local adapter directory, or {} (none, remote, or unreadable)."""
+    if not adapter:
+        return {}
+    path = Path(adapter).expanduser() / TRAINING_RESULT
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+@dataclass(frozen=True)
+class PersonaRuntime:
+    """Where a persona's adapter and template come from (empty strings: not set)."""
+
+    name: str
+    adapter: str  # a PEFT directory or Hub repo id (or a GGUF LoRA file)
+    adapter_gguf: str  # the GGUF LoRA for the CPU engine
+    template: str
+    engine: str  # "", "cpu" or "gpu"
+    base: str  # the HF base model the adapter was trained on
+    base_gguf: str  # the same base as a GGUF file, when known
+
+    @classmethod
+    def of(cls, card: CharacterCard) -> PersonaRuntime:
+        ext = card.cosplay
+        result = training_result(ext.adapter)
+        engine = ext.engine.strip().lower()
+        if engine not in ("", "cpu", "gpu"):
+            raise AdapterError(
+                f"The persona {card.name!r} asks for engine {ext.engine!r}; "
+                "set it to cpu, gpu or nothing."
+            )
+        return cls(
+            name=card.name,
+            adapter=ext.adapter.strip(),
+            adapter_gguf=ext.adapter_gguf.strip() or str(result.get("gguf") or ""),
+            template=ext.template.strip() or str(result.get("template") or ""),
+            engine=engine,
+            base=ext.base.strip() or str(result.get("base") or ""),
+            base_gguf=ext.base_gguf.strip() or str(result.get("base_gguf") or ""),
+        )
+
+    @property
+    def adapter_name(self) -> str | None:
+        """The name the adapter is loaded under: its directory's (or file's) stem."""
+        source = self.adapter or self.adapter_gguf
+        if not source:
+            return None
+        return Path(source.rstrip("/")).stem or source
+
+    # --- which file for which engine --------------------------------------------------------
+
+    def adapter_for(self, engine: Engine) -> str | None:
+        """The adapter reference the engine can load, exporting a GGUF LoRA if one is needed."""
+        if not (self.adapter or self.adapter_gguf):
+            return None
+        form = getattr(engine, "adapter_format", None)
+        if form == "gguf":
+            return self._gguf_adapter(engine)
+        if form == "peft":
+            if self.adapter and not self.adapter.lower().endswith(".gguf"):
+                return self.adapter
+            raise AdapterError(
+                f"The persona {self.name!r} has only a GGUF adapter ({self.adapter or self.adapter_gguf}), "
+                "which runs on the CPU engine; load a .gguf base model with --model."
+            )
+        return self.adapter or self.adapter_gguf
+
+    def _gguf_adapter(self, engine: Engine) -> str:
+        directory = Path(self.adapter).expanduser() if self.adapter else None
+        candidates = [self.adapter_gguf]
+        if self.adapter.lower().endswith(".gguf"):
+            candidates.append(self.adapter)
+        elif directory is not None:
+            candidates.append(str(directory / f"{directory.resolve().name}.gguf"))
+        for candidate in candidates:
+            if candidate and Path(candidate).expanduser().is_file():
+                return str(Path(candidate).expanduser())
+        if directory is None or not (directory / "adapter_config.json").is_file():
+            raise AdapterError(
+                f"The persona {self.name!r} has no GGUF LoRA for the CPU engine "
+                f"({self.adapter_gguf or self.adapter} is missing); export one with "
+                "`cosplay export-gguf ADAPTER_DIR --base BASE.gguf`, or use the GPU engine."
+            )
+        from engines.train.gguf_export import export_gguf
+
+        base = getattr(engine, "model_path", None)
+        try:
+            return str(export_gguf(directory, base=base))
+        except OSError as exc:
+            raise AdapterError(
+                f"Could not write the GGUF form of {directory} ({exc.strerror or exc}); run "
+                f"`cosplay export-gguf {directory} --base {base} --out SOMEWHERE.gguf` and set the "
+                "persona's GGUF adapter to it."
+            ) from exc
+
+    # --- which model to load when none is given -------------------------------------------------
+
+    def model_spec(self, *, cuda: Callable[[], bool] = cuda_available) -> ModelSpec | None:
+        """The base model this persona's adapter was trained on, on the engine it asks for.
+
+        No engine named: the GPU engine where CUDA is, else the base GGUF when known, else
+        the HF base (the GPU engine runs on the CPU too, slowly). None when no base is known.
+        """
+        gguf, hf = self.base_gguf, self.base
+        wants_cpu = self.engine == "cpu" or (not self.engine and bool(gguf) and not (hf and cuda()))
+        if wants_cpu:
+            if not gguf:
+                raise AdapterError(
+                    f"The persona {self.name!r} runs on the CPU engine but names no base GGUF; "
+                    "pass --model BASE.gguf."
+                )
+            return ModelSpec(model=gguf, engine="cpu")
+        return ModelSpec(model=hf, engine="gpu") if hf else None
+
+
+def _same_source(a: str, b: str) -> bool:
+    def key(ref: str) -> str:
+        path = Path(ref).expanduser()
+        return str(path.resolve()) if path.exists() else ref
+
+    return key(a) == key(b)
+
+
+def ensure_adapter(engine: Engine, source: str, preferred: str) -> str:
+    """The name `source` is loaded under in the engine, loading it under a free name if new."""
+    loaded = engine.adapter_sources
+    for name, known in loaded.items():
+        if _same_source(known, source):
+            return name
+    name, number = preferred, 2
+    while name in loaded:  # another persona's adapter directory has the same name
+        name, number = f"{preferred}-{number}", number + 1
+    engine.load_adapter(name, source)
+    return name
+
+
+def use_persona(engine: Engine, card: CharacterCard | None) -> str | None:
+    """Switch the engine to the persona's adapter and template (or to the engine's defaults
+    for no persona, or for what the persona leaves unset); return the adapter now active."""
+    adapter, template = engine.default_adapter, None
+    if card is not None:
+        runtime = PersonaRuntime.of(card)
+        source = runtime.adapter_for(engine)
+        if source is not None:
+            adapter = ensure_adapter(engine, source, runtime.adapter_name or "adapter")
+        template = runtime.template or None
+    engine.set_template(template)
+    engine.set_adapter(adapter)
+    return adapter
