@@ -120,8 +120,9 @@ class Engine(Protocol):
         """Activate a loaded LoRA adapter by name, or none for the base model."""
         ...
 
-    def set_template(self, name: str | None) -> None:
-        """Render prompts with the named chat template; None restores the load-time choice."""
+    def set_template(self, name: str | None, *, speaker: str = "") -> None:
+        """Render prompts with the named chat template (None: the load-time choice), writing
+        `speaker` as the replying character where the template names it."""
         ...
 
     def describe(self) -> dict[str, str]:

@@ -50,11 +50,12 @@ class FakeEngine:
         self._replies = list(replies or [])
         self._delay = delay
         self._default_template = template
+        self.speaker = ""
         self._template = get_template(template)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         # Roughly one token per CJK character or per short word, like a real BPE tokenizer.
-        return len(split_pieces(self._template.render(messages)))
+        return len(split_pieces(self._template.render(messages, char_name=self.speaker)))
 
     def stream_chat(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
@@ -91,9 +92,9 @@ class FakeEngine:
     def set_adapter(self, name: str | None) -> None:
         self.active_adapter = name
 
-    def set_template(self, name: str | None) -> None:
+    def set_template(self, name: str | None, *, speaker: str = "") -> None:
         self._template = get_template(name or self._default_template)
-        self.template_name = self._template.name
+        self.template_name, self.speaker = self._template.name, speaker
 
     def describe(self) -> dict[str, str]:
         facts = {"engine": "demo", "device": "none"}

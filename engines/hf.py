@@ -139,7 +139,9 @@ class HFEngine(AdapterMixin, TemplateSwitch):
     # --- text <-> tokens ------------------------------------------------------------
 
     def render(self, messages: list[ChatMessage]) -> str:
-        return self.template.render(messages, bos_token=self._bos_text, eos_token=self._eos_text)
+        return self.template.render(
+            messages, bos_token=self._bos_text, eos_token=self._eos_text, char_name=self.speaker
+        )
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a rendered prompt.

@@ -102,7 +102,9 @@ class LlamaCppEngine(TemplateSwitch):
     def render(self, messages: list[ChatMessage]) -> str:
         # A template that writes the BOS token itself must not get a second one.
         bos = self._bos_text if self._add_bos else ""
-        return self.template.render(messages, bos_token=bos, eos_token=self._eos_text)
+        return self.template.render(
+            messages, bos_token=bos, eos_token=self._eos_text, char_name=self.speaker
+        )
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))

@@ -271,6 +271,7 @@ class TemplateSwitch:
     template: ChatTemplate
     template_name: str
     default_template: ChatTemplate
+    speaker: str = ""  # who replies, for templates that write the name (cosplay: 某某曰：)
 
     def _init_template(
         self, requested: str | None, model_source: str | None, model_name: str, eos_token: str
@@ -279,7 +280,8 @@ class TemplateSwitch:
         self.default_template = choose_template(requested, *self._template_source)
         self.set_template(None)
 
-    def set_template(self, name: str | None) -> None:
-        """Use the template `name` from now on; None restores the one chosen at load time."""
+    def set_template(self, name: str | None, *, speaker: str = "") -> None:
+        """Use the template `name` from now on (None: the one chosen at load time), with
+        `speaker` as the replying character's name ("": the last named assistant line's)."""
         template = choose_template(name, *self._template_source) if name else self.default_template
-        self.template, self.template_name = template, template.name
+        self.template, self.template_name, self.speaker = template, template.name, speaker

@@ -45,6 +45,7 @@ class PersonaRuntime:
     adapter: str  # a PEFT directory or Hub repo id (or a GGUF LoRA file)
     adapter_gguf: str  # the GGUF LoRA for the CPU engine
     template: str
+    speaker: str  # the name the template writes before the reply (the trained speaker)
     engine: str  # "", "cpu" or "gpu"
     base: str  # the HF base model the adapter was trained on
     base_gguf: str  # the same base as a GGUF file, when known
@@ -64,6 +65,7 @@ class PersonaRuntime:
             adapter=ext.adapter.strip(),
             adapter_gguf=ext.adapter_gguf.strip() or str(result.get("gguf") or ""),
             template=ext.template.strip() or str(result.get("template") or ""),
+            speaker=str((ext.model_extra or {}).get("speaker") or card.name),
             engine=engine,
             base=ext.base.strip() or str(result.get("base") or ""),
             base_gguf=ext.base_gguf.strip() or str(result.get("base_gguf") or ""),
@@ -167,13 +169,13 @@ def ensure_adapter(engine: Engine, source: str, preferred: str) -> str:
 def use_persona(engine: Engine, card: CharacterCard | None) -> str | None:
     """Switch the engine to the persona's adapter and template (or to the engine's defaults
     for no persona, or for what the persona leaves unset); return the adapter now active."""
-    adapter, template = engine.default_adapter, None
+    adapter, template, speaker = engine.default_adapter, None, ""
     if card is not None:
         runtime = PersonaRuntime.of(card)
         source = runtime.adapter_for(engine)
         if source is not None:
             adapter = ensure_adapter(engine, source, runtime.adapter_name or "adapter")
-        template = runtime.template or None
-    engine.set_template(template)
+        template, speaker = runtime.template or None, runtime.speaker
+    engine.set_template(template, speaker=speaker)
     engine.set_adapter(adapter)
     return adapter
