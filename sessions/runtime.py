@@ -108,10 +108,11 @@ class PersonaRuntime:
             if candidate and Path(candidate).expanduser().is_file():
                 return str(Path(candidate).expanduser())
         if directory is None or not (directory / "adapter_config.json").is_file():
+            source = self.adapter_gguf or self.adapter
             raise AdapterError(
-                f"The persona {self.name!r} has no GGUF LoRA for the CPU engine "
-                f"({self.adapter_gguf or self.adapter} is missing); export one with "
-                "`cosplay export-gguf ADAPTER_DIR --base BASE.gguf`, or use the GPU engine."
+                f"The persona {self.name!r} has no GGUF LoRA for the CPU engine ({source} is not a "
+                "GGUF file or a PEFT adapter directory here); fix the persona's adapter path, or "
+                "export one with `cosplay export-gguf ADAPTER_DIR --base BASE.gguf`."
             )
         from engines.train.gguf_export import export_gguf
 

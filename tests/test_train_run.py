@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def trained(tiny_llama, tmp_path_factory):
     argv = ["--home", str(home), "train", "--base", str(tiny_llama["hf"]), "--data", str(data)]
     argv += ["--out", str(out), "--max-steps", "40", "--lr", "5e-3", "--batch-size", "4"]
     argv += ["--val-size", "2", "--eval-steps", "10", "--save-steps", "20", "--gguf"]
-    argv += ["--persona", "诸葛亮", "--speaker", "诸葛亮", "--no-progress"]
+    argv += ["--persona", "诸葛亮", "--speaker", "孔明", "--no-progress"]
     code = main(argv)
     return {"code": code, "data": data, "out": out, "home": home, "argv": argv}
 
@@ -62,7 +63,7 @@ def test_training_writes_a_standard_peft_adapter_and_metadata(trained):
     ):
         assert (out / name).is_file(), name
     meta = json.loads((out / "cosplay.json").read_text())
-    assert meta["template"] == "cosplay" and meta["speaker"] == "诸葛亮"
+    assert meta["template"] == "cosplay" and meta["speaker"] == "孔明"
     assert meta["data"]["sha256"] == hashlib.sha256(trained["data"].read_bytes()).hexdigest()
     assert meta["data"]["format"] == "cosplay" and meta["data"]["records"] == 12
     assert meta["params"]["lora_r"] == 8 and meta["params"]["max_steps"] == 40
@@ -117,8 +118,61 @@ def test_persona_is_bound_to_the_adapter(trained):
     extension = card.data.extensions["cosplay"]
     assert extension["adapter"] == str(trained["out"].resolve())
     assert extension["adapter_gguf"] == str((trained["out"] / "kongming.gguf").resolve())
-    assert extension["template"] == "cosplay" and extension["speaker"] == "诸葛亮"
+    assert extension["template"] == "cosplay" and extension["speaker"] == "孔明"
     assert PersonaRuntime.of(card).adapter_name == "kongming"  # one name on both engines
+
+
+def test_the_trained_persona_speaks_its_line_on_both_engines(trained, tiny_llama):
+    """Chat with the bound persona: each engine loads its form of the adapter on demand, uses the
+    template it was trained with, and both recite the memorised reply."""
+    from engines.base import GenerationParams
+    from engines.hf import HFEngine
+    from engines.llamacpp import LlamaCppEngine
+    from sessions.personas import PersonaStore
+    from sessions.runtime import use_persona
+
+    card = PersonaStore(trained["home"] / "personas").get("诸葛亮").card
+    messages = [{"role": "user", "content": "众将皆惊。"}]
+    params = GenerationParams(do_sample=False, repetition_penalty=1.0, max_new_tokens=24)
+    replies = {}
+    for load in (
+        lambda: LlamaCppEngine(tiny_llama["gguf"], n_ctx=256),
+        lambda: HFEngine(tiny_llama["hf"]),
+    ):
+        engine = load()
+        try:
+            assert use_persona(engine, card) == "kongming"
+            assert engine.template_name == "cosplay" and engine.render(messages).endswith(
+                "孔明曰："
+            )
+            reply = "".join(engine.stream_chat(messages, params, threading.Event()))
+            replies[engine.adapter_format] = reply
+        finally:
+            engine.close()
+    assert replies == {"gguf": "“天下大势，分久必合。”", "peft": "“天下大势，分久必合。”"}
+
+
+def test_chat_from_the_cli_with_the_trained_persona(trained, tiny_llama, capsys):
+    """`cosplay ask --persona`: with --model a GGUF, the CPU engine takes the exported adapter;
+    with no model, the persona's base loads on the GPU engine (here on the CPU) with the PEFT one."""
+    from sessions.store import Store
+
+    home = ["--home", str(trained["home"])]
+    ask = ["ask", "--persona", "诸葛亮", "--n-ctx", "2048", "--max-tokens", "6", "众将皆惊。"]
+    assert main([*home, *ask[:1], "--model", str(tiny_llama["gguf"]), *ask[1:]]) == 0
+    assert main([*home, *ask]) == 0
+    store = Store(trained["home"] / "cosplay.db")
+    try:
+        replies = [store.branch(s.id)[-1] for s in store.list_sessions()[:2]]
+    finally:
+        store.close()
+    engines = {r.meta["engine"]["engine"]: r for r in replies}
+    assert set(engines) == {"llama.cpp", "transformers"}
+    for reply in replies:
+        assert reply.name == "诸葛亮" and reply.meta["adapter"] == "kongming"
+        assert reply.meta["template"] == "cosplay"
+        assert reply.meta["engine"]["adapter"] == "kongming"
+    capsys.readouterr()
 
 
 def test_persona_update_keeps_the_card(tmp_path):

@@ -278,3 +278,58 @@ async def test_three_character_scene_gives_one_reply_each_in_turn(tmp_path):
         assert speakers == ["刘备", "曹操", "孙悟空"]
         for prompt, name in zip(engine.prompts, ["刘备", "曹操", "孙悟空"], strict=True):
             assert name in prompt[0]["content"]
+
+
+async def test_a_persona_brings_its_adapter_and_template_and_a_plain_session_drops_them(tmp_path):
+    from sessions.cards import CharacterCard, CosplayExtension
+    from sessions.personas import PersonaStore
+
+    card = CharacterCard.new("孔明", first_mes="亮在此。").with_cosplay(
+        CosplayExtension(adapter=str(tmp_path / "runs" / "kongming"), template="cosplay")
+    )
+    PersonaStore(tmp_path / "personas").save(card)
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["先生请坐。", "hello"], template="chatml")
+    engine.default_adapter = "house"  # as `--adapter house=…` sets it
+    app = make_app(store=store, engine=engine, persona="孔明")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "先生")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 1)
+        assert engine.adapter_sources == {"kongming": str(tmp_path / "runs" / "kongming")}
+        assert (engine.active_adapter, engine.template_name) == ("kongming", "cosplay")
+        status = str(app.chat.query_one("#status").render())
+        assert "template cosplay" in status and "adapter kongming" in status
+        reply = store.branch(screen.session.id)[-1]
+        assert reply.meta["adapter"] == "kongming" and reply.meta["template"] == "cosplay"
+
+        await pilot.press("ctrl+n")  # a session without a persona: the engine's own settings
+        await pilot.pause()
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 2)
+        assert (engine.active_adapter, engine.template_name) == ("house", "chatml")
+        assert len(engine.adapter_sources) == 1
+
+
+async def test_an_adapter_that_cannot_load_is_a_notification(tmp_path):
+    from sessions.cards import CharacterCard, CosplayExtension
+    from sessions.personas import PersonaStore
+
+    card = CharacterCard.new("孔明").with_cosplay(
+        CosplayExtension(adapter=str(tmp_path / "missing"))
+    )
+    PersonaStore(tmp_path / "personas").save(card)
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine()
+    engine.adapter_format = "gguf"  # like the CPU engine: needs a GGUF LoRA
+    app = make_app(store=store, engine=engine, persona="孔明")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "先生")
+        await wait_until(pilot, lambda: not screen.generating)
+        await pilot.pause()
+        messages = [str(n.message) for n in app._notifications]
+        assert any("no GGUF LoRA for the CPU engine" in m for m in messages), messages
+        branch = store.branch(screen.session.id)
+        assert branch[-1].role == Role.USER and branch[-1].content == "先生"  # kept
+        assert not engine.prompts
