@@ -76,9 +76,16 @@ async def test_create_edit_builtin_duplicate_and_delete(tmp_path):
         editor.query_one("#field-name", Input).value = "周瑜"
         editor.query_one("#field-description", TextArea).load_text("东吴都督。\n雅量高致。")
         editor.query_one("#field-alternate_greetings", TextArea).load_text("其一\n---\n其二")
+        editor.query_one("#field-adapter_gguf", Input).value = "/loras/zhouyu.gguf"
+        editor.query_one("#field-engine", Input).value = "tpu"
+        await pilot.press("ctrl+s")  # refused: not an engine
+        await pilot.pause()
+        assert app.screen is editor and not store.directory.joinpath("周瑜.json").exists()
+        editor.query_one("#field-engine", Input).value = "cpu"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, PersonasScreen))
         card = store.get("周瑜").card
+        assert (card.cosplay.adapter_gguf, card.cosplay.engine) == ("/loras/zhouyu.gguf", "cpu")
         assert card.data.description == "东吴都督。\n雅量高致。"
         assert card.data.alternate_greetings == ["其一", "其二"]
         assert app.screen.current.name == "周瑜"

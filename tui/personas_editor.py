@@ -25,6 +25,14 @@ TEXT_FIELDS = [
     ("creator_notes", "Creator notes (never sent to the model)"),
 ]
 
+# What runs the persona (`extensions.cosplay`): field -> label.
+RUNTIME_FIELDS = {
+    "adapter": "LoRA adapter (PEFT directory or repo id; empty = base model)",
+    "adapter_gguf": "GGUF LoRA for the CPU engine (empty = exported from the adapter)",
+    "template": "Chat template (empty = the adapter's or the model's; cosplay = 某某曰：)",
+    "engine": "Engine to load when no --model is given (cpu, gpu or empty)",
+}
+
 
 class PersonaEditor(ModalScreen[CharacterCard | None]):
     """Edit a copy of `card`; dismisses with the edited card, or None when cancelled."""
@@ -62,10 +70,9 @@ class PersonaEditor(ModalScreen[CharacterCard | None]):
                     value = GREETING_SEPARATOR.join(value)
                 yield Label(label, markup=False)
                 yield TextArea(value, id=f"field-{field}", soft_wrap=True)
-            yield Label("LoRA adapter (path or repo id; empty = base model)")
-            yield Input(extension.adapter, id="field-adapter")
-            yield Label("Chat template (empty = the model's; cosplay = 某某曰：)")
-            yield Input(extension.template, id="field-template")
+            for field, label in RUNTIME_FIELDS.items():
+                yield Label(label, markup=False)
+                yield Input(getattr(extension, field), id=f"field-{field}")
             with Horizontal(id="editor-buttons"):
                 yield Button("Save (Ctrl+S)", variant="primary", id="editor-save")
                 yield Button("Cancel (Esc)", id="editor-cancel")
@@ -97,8 +104,8 @@ class PersonaEditor(ModalScreen[CharacterCard | None]):
                 setattr(data, field, text)
         extension = card.cosplay.model_copy(
             update={
-                "adapter": self.query_one("#field-adapter", Input).value.strip(),
-                "template": self.query_one("#field-template", Input).value.strip(),
+                field: self.query_one(f"#field-{field}", Input).value.strip()
+                for field in RUNTIME_FIELDS
             }
         )
         return card.with_cosplay(CosplayExtension.model_validate(extension.model_dump()))
@@ -107,5 +114,10 @@ class PersonaEditor(ModalScreen[CharacterCard | None]):
         if not self.query_one("#field-name", Input).value.strip():
             self.notify("A persona needs a name.", severity="error")
             self.query_one("#field-name", Input).focus()
+            return
+        engine = self.query_one("#field-engine", Input)
+        if engine.value.strip().lower() not in ("", "cpu", "gpu"):
+            self.notify("Engine must be cpu, gpu or empty.", severity="error")
+            engine.focus()
             return
         self.dismiss(self.edited_card())

@@ -11,6 +11,7 @@ torch / transformers / peft are imported inside the functions.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,9 @@ def _run(
     resume_from,
     extra_callbacks,
 ) -> TrainResult:
+    from engines.hf_load import quiet_library_logs
+
+    quiet_library_logs()  # before peft imports bitsandbytes
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
@@ -249,6 +253,8 @@ def _run(
         truncate_log,
     )
 
+    # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     plan = _device_plan(params["quantize"], params["gradient_checkpointing"])
     set_seed(params["seed"])  # LoRA init draws from it: same seed, same start
     model = _load_model(run["base"], plan, params["trust_remote_code"])
