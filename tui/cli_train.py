@@ -122,6 +122,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="trade compute for memory (default: on with a GPU)",
     )
     run.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch samples of similar length together: less padding, faster (default: on)",
+    )
+    run.add_argument(
         "--trust-remote-code", action="store_true", help="allow the model's own Python code"
     )
     run.add_argument(
@@ -180,6 +186,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         quantize=args.quantize,
         gradient_checkpointing=args.gradient_checkpointing,
+        group_by_length=args.group_by_length,
         speaker=args.speaker,
         trust_remote_code=args.trust_remote_code,
         resume=True if args.resume else None,

@@ -80,6 +80,7 @@ def train(
     seed: int = 42,
     quantize: Literal["auto", "4bit", "8bit", "none"] = "auto",
     gradient_checkpointing: bool | None = None,
+    group_by_length: bool = True,
     speaker: str | None = None,
     trust_remote_code: bool = False,
     resume: bool | None = None,
@@ -252,6 +253,7 @@ def _run(
         append_log,
         truncate_log,
     )
+    from engines.train.sampling import LengthGroupedTrainer
 
     # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
@@ -319,7 +321,9 @@ def _run(
         "train_samples": len(train_items),
         "eval_samples": len(eval_items),
     }
-    trainer = Trainer(
+    # Batches of similar length (shuffled by megabatch): less compute spent on padding.
+    trainer_class = LengthGroupedTrainer if params["group_by_length"] else Trainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_items,
