@@ -26,10 +26,12 @@ TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adap
 
 
 def training_result(adapter: str) -> dict:
-    """The `cosplay.json` of a local adapter directory, or {} (none, remote, or unreadable)."""
+    """The `cosplay.json` next to a local adapter (its directory, or the GGUF LoRA's folder),
+    or {} (none, a Hub repo id, or unreadable)."""
     if not adapter:
         return {}
-    path = Path(adapter).expanduser() / TRAINING_RESULT
+    path = Path(adapter).expanduser()
+    path = (path.parent if path.is_file() else path) / TRAINING_RESULT
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

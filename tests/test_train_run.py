@@ -175,6 +175,22 @@ def test_chat_from_the_cli_with_the_trained_persona(trained, tiny_llama, capsys)
     capsys.readouterr()
 
 
+def test_an_adapter_passed_by_hand_brings_its_training_template(trained, tiny_llama, capsys):
+    from sessions.store import Store
+
+    gguf = trained["out"] / "kongming.gguf"
+    argv = ["--home", str(trained["home"]), "ask", "--model", str(tiny_llama["gguf"])]
+    argv += ["--adapter", str(gguf), "--new", "--n-ctx", "1024", "--max-tokens", "3", "众将皆惊。"]
+    assert main(argv) == 0
+    store = Store(trained["home"] / "cosplay.db")
+    try:
+        reply = store.branch(store.list_sessions()[0].id)[-1]
+    finally:
+        store.close()
+    assert reply.meta["template"] == "cosplay" and reply.meta["engine"]["adapter"] == "kongming"
+    capsys.readouterr()
+
+
 def test_persona_update_keeps_the_card(tmp_path):
     from sessions.cards import CharacterCard
     from sessions.personas import PersonaStore

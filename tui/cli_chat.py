@@ -23,7 +23,7 @@ from sessions.models import Role, Session
 from sessions.paths import data_paths
 from sessions.personas import PersonaStore
 from sessions.prompt import plan_prompt
-from sessions.runtime import PersonaRuntime, use_persona
+from sessions.runtime import PersonaRuntime, training_result, use_persona
 from sessions.store import Store
 from sessions.turns import run_reply
 
@@ -101,14 +101,17 @@ def model_spec(
         if chosen is not None:
             model, engine = chosen.model, chosen.engine
     if model:
+        adapters = _adapters(args.adapter)
+        # An adapter trained by `cosplay train` brings the template it was trained with.
+        trained = training_result(next(iter(adapters.values()), "")).get("template")
         return ModelSpec(
             model=model,
             engine=engine,
-            template=args.template,
+            template=args.template or trained,
             n_ctx=args.n_ctx,
             n_threads=args.threads,
             n_gpu_layers=args.gpu_layers or 0,
-            adapters=_adapters(args.adapter),
+            adapters=adapters,
             load_8bit=args.load_8bit,
             load_4bit=args.load_4bit,
             trust_remote_code=args.trust_remote_code,
