@@ -120,6 +120,10 @@ def test_persona_is_bound_to_the_adapter(trained):
     assert extension["adapter_gguf"] == str((trained["out"] / "kongming.gguf").resolve())
     assert extension["template"] == "cosplay" and extension["speaker"] == "孔明"
     assert PersonaRuntime.of(card).adapter_name == "kongming"  # one name on both engines
+    from tui.cli_personas import describe
+
+    shown = describe(PersonaStore(trained["home"] / "personas").get("诸葛亮"))
+    assert "trained: 40 steps, train loss " in shown and "template: cosplay" in shown
 
 
 def test_the_trained_persona_speaks_its_line_on_both_engines(trained, tiny_llama):

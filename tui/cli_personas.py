@@ -8,6 +8,7 @@ import sys
 
 from sessions.paths import data_paths
 from sessions.personas import Persona, PersonaStore
+from sessions.runtime import training_result
 
 
 def persona_store(args: argparse.Namespace) -> PersonaStore:
@@ -22,20 +23,21 @@ def _summary(persona: Persona) -> str:
 
 def describe(persona: Persona) -> str:
     """A persona as readable text: every field that has a value."""
-    data = persona.card.data
+    data, ext = persona.card.data, persona.card.cosplay
     source = "built-in (read-only)" if persona.builtin else str(persona.path)
     lines = [f"# {data.name}", f"source: {source}"]
     for label, value in [
         ("tags", ", ".join(data.tags)),
         ("creator", data.creator),
         ("version", data.character_version),
-        ("adapter", persona.card.cosplay.adapter),
-        ("template", persona.card.cosplay.template),
-        ("engine", persona.card.cosplay.engine),
-        (
-            "sampling",
-            json.dumps(persona.card.cosplay.sampling) if persona.card.cosplay.sampling else "",
-        ),
+        ("adapter", ext.adapter),
+        ("trained", _training_summary(ext.adapter)),
+        ("GGUF adapter", ext.adapter_gguf),
+        ("base model", ext.base),
+        ("base GGUF", ext.base_gguf),
+        ("template", ext.template),
+        ("engine", ext.engine),
+        ("sampling", json.dumps(ext.sampling, ensure_ascii=False) if ext.sampling else ""),
     ]:
         if value:
             lines.append(f"{label}: {value}")
@@ -55,6 +57,18 @@ def describe(persona: Persona) -> str:
     if data.character_book is not None:
         lines += ["", f"## Lorebook: {len(data.character_book.entries)} entries"]
     return "\n".join(lines)
+
+
+def _training_summary(adapter: str) -> str:
+    """'40 steps, train loss 0.0518, eval loss 0.1079' from the adapter's cosplay.json."""
+    final = training_result(adapter).get("final") or {}
+    if not isinstance(final, dict) or not final.get("step"):
+        return ""
+    parts = [f"{final['step']} steps"]
+    for key in ("train_loss", "eval_loss"):
+        if isinstance(final.get(key), (int, float)):
+            parts.append(f"{key.replace('_', ' ')} {final[key]:.4f}")
+    return ", ".join(parts)
 
 
 def run_personas(args: argparse.Namespace) -> int:
