@@ -333,3 +333,38 @@ async def test_an_adapter_that_cannot_load_is_a_notification(tmp_path):
         branch = store.branch(screen.session.id)
         assert branch[-1].role == Role.USER and branch[-1].content == "先生"  # kept
         assert not engine.prompts
+
+
+async def test_edit_the_last_message_and_resend_keeps_the_old_version(tmp_path):
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["答一", "答二"])
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "q1")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 1)
+        await pilot.press("ctrl+e")
+        assert screen.query_one("#input").text == "q1"
+        assert "editing your last message" in str(app.chat.query_one("#status").render())
+        await pilot.press("backspace", "2", "enter")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 2)
+        branch = store.branch(screen.session.id)
+        assert [(m.role, m.content) for m in branch] == [
+            (Role.USER, "q2"),
+            (Role.ASSISTANT, "答二"),
+        ]
+        assert engine.prompts[1][-1] == {"role": "user", "content": "q2"}  # q1 is not sent
+        assert [m.content for m in store.siblings(branch[0])] == ["q1", "q2"]
+        await wait_until(pilot, lambda: len(app.chat.query(MessageView)) == 2)
+        assert "2/2" in str(app.chat.query(MessageView).first().query_one(".header").render())
+
+        # The reply has one version, so Alt+← goes back to the first version of the message,
+        # with its own reply.
+        await pilot.press("alt+left")
+        await wait_until(pilot, lambda: store.branch(screen.session.id)[-1].content == "答一")
+        assert [m.content for m in store.branch(screen.session.id)] == ["q1", "答一"]
+
+        # Ctrl+E twice: editing is cancelled, nothing is sent.
+        await pilot.press("ctrl+e")
+        await pilot.press("ctrl+e")
+        assert screen.query_one("#input").text == "" and screen._editing is None

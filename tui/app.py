@@ -74,13 +74,18 @@ class CosplayApp(App):
             ),
             ("Stop generating", "Stop the reply being written (Esc)", chat.action_stop),
             (
-                "Previous reply version",
-                "Show the previous version of the last reply (Alt+←)",
+                "Edit last message",
+                "Edit your last message and send it again, keeping the old one (Ctrl+E)",
+                chat.action_edit_last,
+            ),
+            (
+                "Previous version",
+                "Show the previous version of the last reply or of your last message (Alt+←)",
                 lambda: chat.action_switch_version(-1),
             ),
             (
-                "Next reply version",
-                "Show the next version of the last reply (Alt+→)",
+                "Next version",
+                "Show the next version of the last reply or of your last message (Alt+→)",
                 lambda: chat.action_switch_version(1),
             ),
             (

@@ -63,6 +63,7 @@ class ChatScreen(SessionActions, Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+e", "edit_last", "Edit last", priority=True),
         Binding("ctrl+n", "new_session", "New chat", priority=True),
         Binding("f2", "rename_session", "Rename"),
         Binding("f8", "delete_session", "Delete chat"),
@@ -93,6 +94,7 @@ class ChatScreen(SessionActions, Screen):
         self._last_plan: PromptPlan | None = None
         self._last_reply: Message | None = None
         self._next_versions = (1, 1)
+        self._editing: Message | None = None  # the user message being edited in the input box
 
     # --- layout --------------------------------------------------------------------------
 
@@ -163,6 +165,13 @@ class ChatScreen(SessionActions, Screen):
                 "No model loaded: restart with `cosplay chat --model PATH` (or --demo).",
                 severity="error",
             )
+            return
+        if self._editing is not None:  # the edit becomes a new version of that message
+            parent, self._editing = self._editing.parent_id, None
+            user = self.store.add_message(self.session.id, Role.USER, event.text, parent_id=parent)
+            self.query_one(ChatInput).clear()
+            self.load_session(self.session.id)
+            self.start_reply(user.id, event.text)
             return
         user = self.store.add_message(
             self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id
@@ -323,15 +332,41 @@ class ChatScreen(SessionActions, Screen):
         self.update_status("replying…  Esc stops")
         self.generate(self.session.id, parent_id, speakers, self.params, self.cancel_event)
 
+    def action_edit_last(self) -> None:
+        """Put your last message in the input box; Enter sends it as a new version of it
+        (the old one and its replies are kept). Ctrl+E again cancels."""
+        if self.generating:
+            return
+        box = self.query_one(ChatInput)
+        if self._editing is not None:
+            self._editing = None
+            box.clear()
+            self.update_status()
+            return
+        users = [m for m in self.store.branch(self.session.id) if m.role == Role.USER]
+        if not users:
+            self.notify("Nothing to edit yet: you have not sent a message in this session.")
+            return
+        self._editing = users[-1]
+        box.load_text(users[-1].content)
+        box.move_cursor(box.document.end)
+        box.focus()
+        self.update_status("editing your last message · Enter resends · Ctrl+E cancels")
+
     def action_switch_version(self, step: int) -> None:
-        """Show the previous/next version of the last message (kept when regenerating)."""
+        """Show the previous/next version of the last reply or, when it has none, of your last
+        message (regenerating and editing keep every version)."""
         if self.generating:
             return
         branch = self.store.branch(self.session.id)
-        if not branch:
+        users = [i for i, m in enumerate(branch) if m.role == Role.USER]
+        latest_round = branch[users[-1] :] if users else branch  # no message yet: greetings
+        branched = [m for m in latest_round if len(self.store.siblings(m)) > 1]
+        if not branched:
             return
-        siblings = self.store.siblings(branch[-1])
-        index = next(i for i, s in enumerate(siblings) if s.id == branch[-1].id) + step
+        current = branched[-1]
+        siblings = self.store.siblings(current)
+        index = next(i for i, s in enumerate(siblings) if s.id == current.id) + step
         if 0 <= index < len(siblings):
             leaf = self.store.deepest_leaf(siblings[index].id)
             self.store.update_session(self.session.id, leaf_id=leaf)
@@ -376,6 +411,6 @@ class ChatScreen(SessionActions, Screen):
             parts.append(f"ctx {self.engine.context_length}")
         if self._last_plan and self._last_plan.summary:
             parts.append(self._last_plan.summary)
-        if note:
-            parts.append(note)
+        if note:  # first: the status line is cut at the terminal's width
+            parts.insert(0, note)
         self.query_one("#status", Static).update(" · ".join(parts))
