@@ -53,7 +53,22 @@ async def test_search_view_and_choose(tmp_path):
         assert names(app) == ["武松"]
         await pilot.press("enter", "enter")  # leave the search, then choose the highlighted persona
         await wait_until(pilot, lambda: app.chosen is not UNSET)
-        assert app.chosen == "武松"
+        assert app.chosen == ["武松"]
+
+
+async def test_mark_several_personas_for_a_scene(tmp_path):
+    app = Host(tmp_path / "personas", tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("down", "space", "up", "space")  # 曹操 first, then 诸葛亮
+        await pilot.press("down", "down", "space", "space")  # 刘备 marked, then unmarked
+        assert screen.marked == ["曹操", "诸葛亮"]
+        labels = [str(o.prompt) for o in screen.query_one(OptionList).options][:3]
+        assert labels[0].startswith("[2] 诸葛亮") and labels[1].startswith("[1] 曹操")
+        assert not labels[2].startswith("[")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chosen is not UNSET)
+        assert app.chosen == ["曹操", "诸葛亮"]
 
 
 async def test_escape_returns_none(tmp_path):

@@ -368,3 +368,16 @@ async def test_edit_the_last_message_and_resend_keeps_the_old_version(tmp_path):
         await pilot.press("ctrl+e")
         await pilot.press("ctrl+e")
         assert screen.query_one("#input").text == "" and screen._editing is None
+
+
+async def test_personas_screen_starts_a_group_scene(tmp_path):
+    store = Store(tmp_path / "c.db")
+    app = make_app(store=store, engine=FakeEngine(["甲", "乙"]))
+    async with app.run_test(size=(110, 36)) as pilot:
+        screen = chat_screen(app)
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press("space", "down", "space", "enter")  # 诸葛亮 and 曹操
+        await wait_until(pilot, lambda: screen.cast == ["诸葛亮", "曹操"])
+        speakers = [v.speaker for v in app.chat.query(MessageView)]
+        assert speakers == ["诸葛亮", "曹操"]  # each greets

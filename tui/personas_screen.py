@@ -1,7 +1,8 @@
 """The personas screen: search, view, create, edit, duplicate, import, export, delete.
 
 Open it with `app.push_screen(PersonasScreen(personas_dir), callback)`: it dismisses
-with the name of the persona to chat with (Enter or `c`), or None (Esc).
+with the names of the personas to chat with (Enter or `c`: the highlighted one, or the
+ones marked with Space, in the order marked: a group scene), or None (Esc).
 Built-ins are read-only: editing one saves a user copy under the same name.
 """
 
@@ -26,7 +27,7 @@ from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_editor import PersonaEditor
 
 
-class PersonasScreen(Screen[str | None]):
+class PersonasScreen(Screen[list[str] | None]):
     DEFAULT_CSS = """
     PersonasScreen #personas-sidebar { width: 32; border-right: solid $primary-darken-2; }
     PersonasScreen #persona-search { margin: 0 0 1 0; }
@@ -36,6 +37,7 @@ class PersonasScreen(Screen[str | None]):
     BINDINGS = [
         Binding("escape", "close", "Back", id="personas.back"),
         Binding("c", "chat", "Chat", id="personas.chat"),
+        Binding("space", "mark", "Mark for a scene", id="personas.mark"),
         Binding("n", "new", "New", id="personas.new"),
         Binding("e", "edit", "Edit", id="personas.edit"),
         Binding("d", "duplicate", "Duplicate", id="personas.duplicate"),
@@ -50,6 +52,7 @@ class PersonasScreen(Screen[str | None]):
         self.store = PersonaStore(store_dir, builtins=builtins)
         self.export_dir = export_dir or Path.cwd()
         self.shown: list[Persona] = []
+        self.marked: list[str] = []  # personas chosen for a group scene, in order
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -73,13 +76,15 @@ class PersonasScreen(Screen[str | None]):
             self.notify(problem, severity="warning")
         options = self.query_one(OptionList)
         options.clear_options()
-        options.add_options(
-            Option(f"{p.name}  · built-in" if p.builtin else p.name) for p in self.shown
-        )
+        options.add_options(Option(self._label(p)) for p in self.shown)
         names = [p.name for p in self.shown]
         if self.shown:
             options.highlighted = names.index(select) if select in names else 0
         self.show_current()
+
+    def _label(self, persona: Persona) -> str:
+        mark = f"[{self.marked.index(persona.name) + 1}] " if persona.name in self.marked else ""
+        return mark + persona.name + ("  · built-in" if persona.builtin else "")
 
     @property
     def current(self) -> Persona | None:
@@ -118,8 +123,23 @@ class PersonasScreen(Screen[str | None]):
         self.query_one("#persona-search", Input).focus()
 
     def action_chat(self) -> None:
-        if self.current is not None:
-            self.dismiss(self.current.name)
+        if self.marked:
+            self.dismiss(list(self.marked))
+        elif self.current is not None:
+            self.dismiss([self.current.name])
+
+    def action_mark(self) -> None:
+        """Mark or unmark the highlighted persona for a group scene."""
+        persona = self.current
+        if persona is None:
+            return
+        if persona.name in self.marked:
+            self.marked.remove(persona.name)
+        else:
+            self.marked.append(persona.name)
+        self.refresh_list(select=persona.name)
+        if self.marked:
+            self.notify(f"Scene: {'、'.join(self.marked)} · Enter starts it")
 
     def _guard(self, action) -> bool:
         """Run a store action; a user mistake becomes a notification, not a crash."""

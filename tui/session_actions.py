@@ -23,19 +23,21 @@ class SessionActions:
     def cast(self) -> list[str]:
         return session_cast(self.session)
 
-    def _create_session(self, persona: str | None = None) -> Session:
-        """A new session; with a persona it opens with the persona's greeting(s)."""
+    def _create_session(self, personas: str | list[str] | None = None) -> Session:
+        """A new session; with personas it opens with their greetings (several: a scene)."""
         settings = {"params": self.store.get_setting(DEFAULT_PARAMS, {})}
-        if persona:
-            return start_session(self.store, self.personas.get(persona).card, settings=settings)
+        if personas:
+            names = [personas] if isinstance(personas, str) else personas
+            cards = [self.personas.get(name).card for name in names]
+            return start_session(self.store, cards, settings=settings)
         return self.store.create_session(NEW_TITLE, settings=settings)
 
     def action_personas(self) -> None:
-        """Open the personas screen; choosing one starts a new session with it."""
+        """Open the personas screen; choosing personas starts a new session with them."""
 
-        def chosen(name: str | None) -> None:
-            if name and not self.generating:
-                self.load_session(self._create_session(name).id)
+        def chosen(names: list[str] | None) -> None:
+            if names and not self.generating:
+                self.load_session(self._create_session(names).id)
                 self.query_one(ChatInput).focus()
 
         self.app.push_screen(PersonasScreen(self.personas.directory), chosen)
