@@ -134,18 +134,25 @@ class PersonaRuntime:
         """The base model this persona's adapter was trained on, on the engine it asks for.
 
         No engine named: the GPU engine where CUDA is, else the base GGUF when known, else
-        the HF base (the GPU engine runs on the CPU too, slowly). None when no base is known.
+        the HF base (the GPU engine runs on the CPU too, slowly). None when no base is known
+        here (a persona copied from another machine names paths this one lacks).
         """
-        gguf, hf = self.base_gguf, self.base
+        gguf = self.base_gguf if _here(self.base_gguf) else ""
+        hf = self.base if _here(self.base) or not Path(self.base).is_absolute() else ""
         wants_cpu = self.engine == "cpu" or (not self.engine and bool(gguf) and not (hf and cuda()))
         if wants_cpu:
             if not gguf:
+                missing = f" ({self.base_gguf} is not here)" if self.base_gguf else ""
                 raise AdapterError(
-                    f"The persona {self.name!r} runs on the CPU engine but names no base GGUF; "
-                    "pass --model BASE.gguf."
+                    f"The persona {self.name!r} runs on the CPU engine but has no base GGUF"
+                    f"{missing}; pass --model BASE.gguf."
                 )
             return ModelSpec(model=gguf, engine="cpu")
         return ModelSpec(model=hf, engine="gpu") if hf else None
+
+
+def _here(path: str) -> bool:
+    return bool(path) and Path(path).expanduser().exists()
 
 
 def _same_source(a: str, b: str) -> bool:

@@ -100,14 +100,25 @@ def test_the_training_result_fills_what_the_card_leaves_out(tmp_path):
         ({}, True, None),  # nothing known: the caller falls back to the last model
     ],
 )
-def test_which_base_model_loads_for_a_persona(fields, cuda, expected):
+def test_which_base_model_loads_for_a_persona(fields, cuda, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.gguf").write_bytes(b"GGUF")
     spec = PersonaRuntime.of(persona(adapter="a", **fields)).model_spec(cuda=lambda: cuda)
     assert (spec.model, spec.engine) == expected if expected else spec is None
 
 
+def test_paths_from_another_machine_are_not_loaded(tmp_path):
+    elsewhere = {"base": "/home/other/base-hf", "base_gguf": "/home/other/base.gguf"}
+    assert PersonaRuntime.of(persona(adapter="a", **elsewhere)).model_spec() is None
+    hub = PersonaRuntime.of(persona(adapter="a", base="Qwen/Qwen2.5-0.5B-Instruct"))
+    assert hub.model_spec(cuda=lambda: False).model == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
 def test_persona_engine_mistakes_are_one_sentence():
-    with pytest.raises(AdapterError, match="names no base GGUF; pass --model BASE.gguf"):
+    with pytest.raises(AdapterError, match="has no base GGUF; pass --model BASE.gguf"):
         PersonaRuntime.of(persona(adapter="a", base="hf", engine="cpu")).model_spec()
+    with pytest.raises(AdapterError, match=r"\(/gone/base.gguf is not here\); pass --model"):
+        PersonaRuntime.of(persona(base_gguf="/gone/base.gguf", engine="cpu")).model_spec()
     with pytest.raises(AdapterError, match="asks for engine 'tpu'; set it to cpu, gpu"):
         PersonaRuntime.of(persona(engine="tpu"))
 
