@@ -36,6 +36,7 @@ class FakeEngine:
         delay: float = 0.0,
         context_length: int = 4096,
         template: str = "chatml",
+        adapter_format: str | None = None,
     ):
         self.model_name = "demo"
         self.template_name = template
@@ -43,7 +44,7 @@ class FakeEngine:
         self.last_stats: GenerationStats | None = None
         self.prompts: list[list[ChatMessage]] = []  # every prompt received, for tests
         self.params: list[GenerationParams] = []
-        self.adapter_format: str | None = None  # takes any adapter reference
+        self.adapter_format = adapter_format  # None: takes any adapter reference
         self.active_adapter: str | None = None
         self.default_adapter: str | None = None
         self.adapter_sources: dict[str, str] = {}  # what load_adapter was given, for tests

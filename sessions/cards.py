@@ -46,6 +46,7 @@ class CosplayExtension(BaseModel):
     adapter_gguf: str = ""  # the same adapter as a GGUF LoRA, for the CPU engine
     engine: str = ""  # "", "cpu" or "gpu": the engine to load when no model is given
     template: str = ""  # a chat template name ("cosplay" for classics-dialogue adapters)
+    speaker: str = ""  # the name the template writes before a reply (default: the card's name)
     base: str = ""  # the base model the adapter was trained on (HF directory or repo id)
     base_gguf: str = ""  # that base model as a GGUF file, for the CPU engine
     sampling: dict[str, Any] = Field(default_factory=dict)  # GenerationParams overrides

@@ -67,7 +67,7 @@ class PersonaRuntime:
             adapter=ext.adapter.strip(),
             adapter_gguf=ext.adapter_gguf.strip() or str(result.get("gguf") or ""),
             template=ext.template.strip() or str(result.get("template") or ""),
-            speaker=str((ext.model_extra or {}).get("speaker") or card.name),
+            speaker=ext.speaker.strip() or card.name,
             engine=engine,
             base=ext.base.strip() or str(result.get("base") or ""),
             base_gguf=ext.base_gguf.strip() or str(result.get("base_gguf") or ""),

@@ -18,21 +18,14 @@ def persona(name: str = "孔明", **cosplay) -> CharacterCard:
     return CharacterCard.new(name, description="丞相").with_cosplay(CosplayExtension(**cosplay))
 
 
-class GGUFEngine(FakeEngine):
+def GGUFEngine() -> FakeEngine:  # noqa: N802 - reads like the engine it stands for
     """A fake engine that takes GGUF LoRAs, like the CPU engine."""
-
-    adapter_format = "gguf"
-
-    def __init__(self, model_path="base.gguf", **kwargs):
-        super().__init__(**kwargs)
-        self.adapter_format = "gguf"
-        self.model_path = model_path
+    return FakeEngine(adapter_format="gguf")
 
 
-class PeftEngine(FakeEngine):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.adapter_format = "peft"
+def PeftEngine() -> FakeEngine:  # noqa: N802
+    """A fake engine that takes PEFT adapters, like the GPU engine."""
+    return FakeEngine(adapter_format="peft")
 
 
 def test_persona_adapter_and_template_then_back_to_the_defaults():

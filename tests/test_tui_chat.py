@@ -320,8 +320,7 @@ async def test_an_adapter_that_cannot_load_is_a_notification(tmp_path):
     )
     PersonaStore(tmp_path / "personas").save(card)
     store = Store(tmp_path / "c.db")
-    engine = FakeEngine()
-    engine.adapter_format = "gguf"  # like the CPU engine: needs a GGUF LoRA
+    engine = FakeEngine(adapter_format="gguf")  # like the CPU engine: needs a GGUF LoRA
     app = make_app(store=store, engine=engine, persona="孔明")
     async with app.run_test(size=(100, 30)) as pilot:
         screen = chat_screen(app)

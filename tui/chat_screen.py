@@ -35,6 +35,7 @@ from sessions.turns import run_reply
 from tui.cli_chat import LAST_SESSION
 from tui.modals import WelcomeScreen
 from tui.session_actions import DEFAULT_PARAMS, NEW_TITLE, SessionActions
+from tui.version_actions import VersionActions
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
@@ -59,7 +60,7 @@ class ReplyDone(TextualMessage):
     error: Exception | None
 
 
-class ChatScreen(SessionActions, Screen):
+class ChatScreen(SessionActions, VersionActions, Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
@@ -93,7 +94,7 @@ class ChatScreen(SessionActions, Screen):
         self._requested_session = session_id
         self._last_plan: PromptPlan | None = None
         self._last_reply: Message | None = None
-        self._next_versions = (1, 1)
+        self._next_versions = (1, 1)  # the version counter the next streamed reply shows
         self._editing: Message | None = None  # the user message being edited in the input box
 
     # --- layout --------------------------------------------------------------------------
@@ -166,12 +167,8 @@ class ChatScreen(SessionActions, Screen):
                 severity="error",
             )
             return
-        if self._editing is not None:  # the edit becomes a new version of that message
-            parent, self._editing = self._editing.parent_id, None
-            user = self.store.add_message(self.session.id, Role.USER, event.text, parent_id=parent)
-            self.query_one(ChatInput).clear()
-            self.load_session(self.session.id)
-            self.start_reply(user.id, event.text)
+        if self._editing is not None:
+            self.resend_edited(event.text)
             return
         user = self.store.add_message(
             self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id
@@ -198,6 +195,10 @@ class ChatScreen(SessionActions, Screen):
             if not speakers:
                 self.notify("Manual order: address someone with @名字 to get a reply.")
                 return
+        self._run_generation(parent_id, speakers)
+
+    def _run_generation(self, parent_id: int, speakers: list[str]) -> None:
+        """Start the worker for the reply to `parent_id` (scene: these speakers, in order)."""
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status("replying…  Esc stops")
@@ -307,70 +308,6 @@ class ChatScreen(SessionActions, Screen):
     def action_stop(self) -> None:
         if self.generating:
             self.cancel_event.set()
-
-    def action_regenerate(self) -> None:
-        if self.generating or self.engine is None:
-            return
-        branch = self.store.branch(self.session.id)
-        if not branch:
-            return
-        last = branch[-1]
-        views = self.query(MessageView)
-        if last.role == Role.ASSISTANT and last.parent_id is not None:
-            parent = self.store.get_message(last.parent_id)
-            speaker = [last.name] if self.cast and last.name in self.cast else []
-            views.last().remove()
-            count = len(self.store.siblings(last)) + 1
-            self._next_versions = (count, count)
-            self._regenerate(parent.id, speaker)
-        elif last.role == Role.USER:
-            self.start_reply(last.id, last.content)
-
-    def _regenerate(self, parent_id: int, speakers: list[str]) -> None:
-        self.generating = True
-        self.cancel_event = threading.Event()
-        self.update_status("replying…  Esc stops")
-        self.generate(self.session.id, parent_id, speakers, self.params, self.cancel_event)
-
-    def action_edit_last(self) -> None:
-        """Put your last message in the input box; Enter sends it as a new version of it
-        (the old one and its replies are kept). Ctrl+E again cancels."""
-        if self.generating:
-            return
-        box = self.query_one(ChatInput)
-        if self._editing is not None:
-            self._editing = None
-            box.clear()
-            self.update_status()
-            return
-        users = [m for m in self.store.branch(self.session.id) if m.role == Role.USER]
-        if not users:
-            self.notify("Nothing to edit yet: you have not sent a message in this session.")
-            return
-        self._editing = users[-1]
-        box.load_text(users[-1].content)
-        box.move_cursor(box.document.end)
-        box.focus()
-        self.update_status("editing your last message · Enter resends · Ctrl+E cancels")
-
-    def action_switch_version(self, step: int) -> None:
-        """Show the previous/next version of the last reply or, when it has none, of your last
-        message (regenerating and editing keep every version)."""
-        if self.generating:
-            return
-        branch = self.store.branch(self.session.id)
-        users = [i for i, m in enumerate(branch) if m.role == Role.USER]
-        latest_round = branch[users[-1] :] if users else branch  # no message yet: greetings
-        branched = [m for m in latest_round if len(self.store.siblings(m)) > 1]
-        if not branched:
-            return
-        current = branched[-1]
-        siblings = self.store.siblings(current)
-        index = next(i for i, s in enumerate(siblings) if s.id == current.id) + step
-        if 0 <= index < len(siblings):
-            leaf = self.store.deepest_leaf(siblings[index].id)
-            self.store.update_session(self.session.id, leaf_id=leaf)
-            self.load_session(self.session.id)
 
     # --- settings and status ------------------------------------------------------------------
 

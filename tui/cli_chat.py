@@ -21,11 +21,11 @@ from sessions.group import (
 )
 from sessions.models import Role, Session
 from sessions.paths import data_paths
-from sessions.personas import PersonaStore
 from sessions.prompt import plan_prompt
 from sessions.runtime import PersonaRuntime, training_result, use_persona
 from sessions.store import Store
 from sessions.turns import run_reply
+from tui.cli_personas import persona_store
 
 LAST_MODEL = "last_model"  # settings key: the ModelSpec of the last model used
 LAST_SESSION = "last_session"
@@ -134,7 +134,7 @@ def persona_card(args: argparse.Namespace) -> CharacterCard | None:
     """The card `--persona` names (a clear error before any model loads), or None."""
     if not args.persona:
         return None
-    return PersonaStore(data_paths(args.home).ensure().personas).get(args.persona).card
+    return persona_store(args).get(args.persona).card
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -181,7 +181,7 @@ def run_ask(args: argparse.Namespace) -> int:
         raise CosplayError("--persona starts a new session; leave out --session.")
     session = _ask_session(args, store, persona)
     if persona is None and session.persona:  # continuing a persona session
-        persona = PersonaStore(data_paths(args.home).personas).get(session.persona).card
+        persona = persona_store(args).get(session.persona).card
     spec = model_spec(args, store, persona)
     if spec is None:
         raise CosplayError(
@@ -238,7 +238,7 @@ def _ask_cast(args, store, engine, session, cast, params) -> None:
     run_group_turn(
         store,
         engine,
-        PersonaStore(data_paths(args.home).personas),
+        persona_store(args),
         session.id,
         speakers,
         params,

@@ -30,6 +30,7 @@ RUNTIME_FIELDS = {
     "adapter": "LoRA adapter (PEFT directory or repo id; empty = base model)",
     "adapter_gguf": "GGUF LoRA for the CPU engine (empty = exported from the adapter)",
     "template": "Chat template (empty = the adapter's or the model's; cosplay = 某某曰：)",
+    "speaker": "Speaker name the template writes before replies (empty = the persona's name)",
     "engine": "Engine to load when no --model is given (cpu, gpu or empty)",
 }
 

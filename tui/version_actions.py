@@ -1,0 +1,82 @@
+"""Versions of the conversation: regenerate a reply, edit and resend your last message, and
+step through the versions both keep (the store's message tree never overwrites).
+
+A mixin of ChatScreen, kept apart so the screen module stays about streaming turns.
+"""
+
+from __future__ import annotations
+
+from sessions.models import Role
+from tui.widgets.chat_input import ChatInput
+from tui.widgets.message_view import MessageView
+
+
+class VersionActions:
+    """Needs from the screen: store, engine, session, cast, generating, _editing,
+    _next_versions, load_session, start_reply, _run_generation, update_status."""
+
+    def action_regenerate(self) -> None:
+        if self.generating or self.engine is None:
+            return
+        branch = self.store.branch(self.session.id)
+        if not branch:
+            return
+        last = branch[-1]
+        views = self.query(MessageView)
+        if last.role == Role.ASSISTANT and last.parent_id is not None:
+            parent = self.store.get_message(last.parent_id)
+            speaker = [last.name] if self.cast and last.name in self.cast else []
+            views.last().remove()
+            count = len(self.store.siblings(last)) + 1
+            self._next_versions = (count, count)
+            self._run_generation(parent.id, speaker)
+        elif last.role == Role.USER:
+            self.start_reply(last.id, last.content)
+
+    def action_edit_last(self) -> None:
+        """Put your last message in the input box; Enter sends it as a new version of it
+        (the old one and its replies are kept). Ctrl+E again cancels."""
+        if self.generating:
+            return
+        box = self.query_one(ChatInput)
+        if self._editing is not None:
+            self._editing = None
+            box.clear()
+            self.update_status()
+            return
+        users = [m for m in self.store.branch(self.session.id) if m.role == Role.USER]
+        if not users:
+            self.notify("Nothing to edit yet: you have not sent a message in this session.")
+            return
+        self._editing = users[-1]
+        box.load_text(users[-1].content)
+        box.move_cursor(box.document.end)
+        box.focus()
+        self.update_status("editing your last message · Enter resends · Ctrl+E cancels")
+
+    def action_switch_version(self, step: int) -> None:
+        """Show the previous/next version of the last reply or, when it has none, of your last
+        message (regenerating and editing keep every version)."""
+        if self.generating:
+            return
+        branch = self.store.branch(self.session.id)
+        users = [i for i, m in enumerate(branch) if m.role == Role.USER]
+        latest_round = branch[users[-1] :] if users else branch  # no message yet: greetings
+        branched = [m for m in latest_round if len(self.store.siblings(m)) > 1]
+        if not branched:
+            return
+        current = branched[-1]
+        siblings = self.store.siblings(current)
+        index = next(i for i, s in enumerate(siblings) if s.id == current.id) + step
+        if 0 <= index < len(siblings):
+            leaf = self.store.deepest_leaf(siblings[index].id)
+            self.store.update_session(self.session.id, leaf_id=leaf)
+            self.load_session(self.session.id)
+
+    def resend_edited(self, text: str) -> None:
+        """Send `text` as a new version of the message being edited, and reply to it."""
+        parent, self._editing = self._editing.parent_id, None
+        user = self.store.add_message(self.session.id, Role.USER, text, parent_id=parent)
+        self.query_one(ChatInput).clear()
+        self.load_session(self.session.id)
+        self.start_reply(user.id, text)
