@@ -43,13 +43,15 @@ def test_version(capsys):
     "args, expected",
     [
         (["ask", "--model", "/no/such/model.gguf", "hi"], "does not exist"),
+        (["ask", "--persona", "诸葛亮", "--model", "/no/such/model.gguf", "hi"], "does not exist"),
+        (["ask", "--persona", "Nobody", "hi"], "Nobody"),
         (["ask", "hi"], "No model configured"),
         (["ask", "--max-tokens", "lots", "hi"], "invalid int value"),
         (["sessions", "show", "999"], "no session 999"),
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_user_mistakes_give_one_sentence_and_exit_2(capsys, args, expected):
+def test_user_mistakes_give_one_sentence_and_exit_2(capsys, cosplay_home, args, expected):
     try:
         code = main(args)
     except SystemExit as exit_info:  # argparse errors exit from inside the parser
@@ -59,6 +61,13 @@ def test_user_mistakes_give_one_sentence_and_exit_2(capsys, args, expected):
     assert expected in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2
+    database = cosplay_home / "cosplay.db"
+    if database.exists():  # a failed ask leaves no new session behind
+        from sessions.store import Store
+
+        store = Store(database)
+        assert store.list_sessions() == []
+        store.close()
 
 
 def test_wrong_model_path_in_a_subprocess_has_no_traceback(tmp_path):

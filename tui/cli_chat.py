@@ -166,12 +166,12 @@ def run_chat(args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
-def _ask_session(args: argparse.Namespace, store: Store, persona: CharacterCard | None) -> Session:
-    if persona is not None:
-        return start_session(store, persona)
-    if args.new or (args.session is None and store.get_setting(LAST_SESSION) is None):
-        return store.create_session(title=args.text[:40])
-    return store.get_session(args.session or store.get_setting(LAST_SESSION))
+def _continued_session(args: argparse.Namespace, store: Store) -> Session | None:
+    """The session `ask` continues, or None when it starts a new one."""
+    if args.persona or args.new:
+        return None
+    session_id = args.session or store.get_setting(LAST_SESSION)
+    return store.get_session(session_id) if session_id is not None else None
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -179,16 +179,20 @@ def run_ask(args: argparse.Namespace) -> int:
     persona = persona_card(args)
     if persona is not None and args.session is not None:
         raise CosplayError("--persona starts a new session; leave out --session.")
-    session = _ask_session(args, store, persona)
-    if persona is None and session.persona:  # continuing a persona session
+    session = _continued_session(args, store)
+    if session is not None and session.persona:  # continuing a persona session
         persona = persona_store(args).get(session.persona).card
     spec = model_spec(args, store, persona)
     if spec is None:
         raise CosplayError(
             "No model configured; pass --model PATH (a .gguf file or a model directory)."
         )
-    engine = load(spec, store)
+    engine = load(spec, store)  # before a new session is made: a bad model leaves none behind
     try:
+        if session is None:
+            session = (
+                start_session(store, persona) if persona else store.create_session(args.text[:40])
+            )
         params = GenerationParams(**session.settings.get("params", {}))
         if args.max_tokens is not None:
             params.max_new_tokens = args.max_tokens
