@@ -58,7 +58,7 @@ def decode_ratio(path: Path, threads: int, n_tokens: int, repeats: int) -> float
 
     def run_ours() -> float:
         ours._llm.reset()
-        ours._cached_text, ours._cached_tokens = "", []
+        ours._cache.clear()
         first = None
         for _ in ours.stream_chat(messages, params, threading.Event()):
             if first is None:

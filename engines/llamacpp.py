@@ -2,15 +2,16 @@
 
 We render the prompt ourselves (the GGUF's own template or a named one) and
 generate from tokens. To keep llama.cpp's KV cache hitting across turns, the
-token ids of the last prompt and reply are remembered: when the next prompt
-text starts with the text they spell, those ids are reused verbatim and only
-the new text is tokenized — re-tokenizing a sampled reply would often split it
-differently and break the prefix match inside it.
+token ids of the last prompt and reply are remembered (`llamacpp_cache`): a
+prompt that continues them evaluates only its new text, one whose oldest rounds
+were dropped shifts the cache instead of re-reading it, and a session's cache
+can be saved to a file and restored after a restart (`save_state`, `bind_state`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import secrets
 import threading
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from engines import llamacpp_cache, llamacpp_setup
 from engines.base import (
     AdapterError,
     ChatMessage,
@@ -28,10 +30,14 @@ from engines.base import (
     ModelLoadError,
 )
 from engines.ggufinfo import read_gguf_info
+from engines.llamacpp_cache import Plan, TokenCache
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
 DEFAULT_N_CTX = 4096
+STATE_FORMAT = 1  # bump when what a state file holds changes
+
+log = logging.getLogger("cosplay.llama_cpp")
 
 
 class LlamaCppEngine(TemplateSwitch):
@@ -58,17 +64,20 @@ class LlamaCppEngine(TemplateSwitch):
         self.last_stats: GenerationStats | None = None
         self._lock = threading.RLock()
 
+        llamacpp_setup.prepare()  # AMX off, llama.cpp's log to ours: before the first load
         from llama_cpp import Llama  # heavy: imported only when this engine is chosen
 
         try:
-            self._llm = Llama(
-                model_path=str(path),
-                n_ctx=self.context_length,
-                n_threads=self.n_threads,
-                n_gpu_layers=n_gpu_layers,
-                seed=secrets.randbits(32) if seed is None else seed,
-                verbose=False,
-            )
+            with llamacpp_setup.load_options():
+                self._llm = Llama(
+                    model_path=str(path),
+                    n_ctx=self.context_length,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                    seed=secrets.randbits(32) if seed is None else seed,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {path} ({exc}); the file may be truncated, corrupt or "
@@ -82,8 +91,8 @@ class LlamaCppEngine(TemplateSwitch):
         self._init_template(template, info.chat_template, path.name, self._eos_text)
         self.architecture = info.architecture
 
-        self._cached_text = ""  # the text that _cached_tokens spell
-        self._cached_tokens: list[int] = []
+        self._cache = TokenCache()  # what the KV cache holds, as text and token ids
+        self._state_file: Path | None = None  # a saved KV cache to restore when it helps
         self._adapters: dict[str, object] = {}  # name -> llama_adapter_lora_p
         self._adapter_sources: dict[str, str] = {}  # name -> the file it was loaded from
         self.active_adapter: str | None = None
@@ -106,12 +115,30 @@ class LlamaCppEngine(TemplateSwitch):
             messages, bos_token=bos, eos_token=self._eos_text, char_name=self.speaker
         )
 
-    def _prompt_tokens(self, prompt: str) -> list[int]:
+    def _fresh_tokens(self, prompt: str) -> list[int]:
+        """The whole prompt tokenized; BOS added unless the template wrote it."""
         add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
-        if self._cached_text and prompt.startswith(self._cached_text):
-            rest = prompt[len(self._cached_text) :]
-            return self._cached_tokens + (self._tokenize(rest, add_bos=False) if rest else [])
         return self._tokenize(prompt, add_bos=add_bos)
+
+    def _plan(self, prompt: str) -> Plan:
+        return llamacpp_cache.plan(
+            self._cache,
+            prompt,
+            tokenize=lambda data: self._llm.tokenize(data, add_bos=False, special=True),
+            fresh=self._fresh_tokens,
+            piece=lambda token: self._llm.detokenize([token], special=True),
+            leading_bos=bool(self._cache.tokens) and self._starts_with_added_bos(),
+        )
+
+    def _starts_with_added_bos(self) -> bool:
+        """Whether the cached ids start with a BOS the cached text does not spell."""
+        bos = self._llm._model.token_bos()
+        return self._cache.tokens[0] == bos and not (
+            self._bos_text and self._cache.text.startswith(self._bos_text)
+        )
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        return self._plan(prompt).tokens
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         with self._lock:
@@ -129,6 +156,26 @@ class LlamaCppEngine(TemplateSwitch):
             common += 1
         return common - 1 if common == len(tokens) and common > 0 else common
 
+    def _shift(self, keep: int, drop: int) -> bool:
+        """Remove `drop` cached tokens after the first `keep` and move the rest down, as
+        llama-server's context shift does; False where this model's memory cannot shift."""
+        import llama_cpp
+
+        llm = self._llm
+        evaluated = llm.n_tokens
+        if keep + drop > evaluated:
+            return False
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        if not memory or not llama_cpp.llama_memory_can_shift(memory):
+            return False
+        if not llama_cpp.llama_memory_seq_rm(memory, 0, keep, keep + drop):
+            return False
+        llama_cpp.llama_memory_seq_add(memory, 0, keep + drop, -1, -drop)
+        llm.input_ids[keep : evaluated - drop] = llm.input_ids[keep + drop : evaluated].copy()
+        llm.n_tokens = evaluated - drop
+        llm._requires_eval = True
+        return True
+
     def stream_chat(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
     ) -> Iterator[str]:
@@ -141,7 +188,11 @@ class LlamaCppEngine(TemplateSwitch):
         with self._lock:
             started = time.perf_counter()
             prompt = self.render(messages)
-            tokens = self._prompt_tokens(prompt)
+            self._restore_if_better(prompt)
+            plan = self._plan(prompt)
+            if plan.drop and not self._shift(plan.keep, plan.drop):
+                plan = Plan(self._fresh_tokens(prompt))
+            tokens = plan.tokens
             room = self.context_length - len(tokens)
             if room <= 0:
                 raise ContextOverflowError(
@@ -193,10 +244,9 @@ class LlamaCppEngine(TemplateSwitch):
                 stats.total_s = time.perf_counter() - started
                 if assembler.stopped:
                     # The reply shown is shorter than what was sampled: only the prompt is reusable.
-                    self._cached_text, self._cached_tokens = prompt, tokens
+                    self._cache.set(prompt, tokens)
                 else:
-                    self._cached_text = prompt + assembler.text  # the tail is in .text too
-                    self._cached_tokens = tokens + generated
+                    self._cache.set(prompt + assembler.text, tokens + generated)
                 self.last_stats = stats
             if tail:
                 yield tail
@@ -248,8 +298,91 @@ class LlamaCppEngine(TemplateSwitch):
                 llama_cpp.llama_set_adapters_lora(self._llm.ctx, handles, 1, scales)
             # The KV cache was computed under the old adapter: start over.
             self._llm.reset()
-            self._cached_text, self._cached_tokens = "", []
+            self._cache.clear()
             self.active_adapter = name
+
+    # --- the KV cache across restarts ---------------------------------------------------------
+
+    def state_fingerprint(self) -> str:
+        """What a saved KV cache depends on: the model file, adapter, template, context size."""
+        import llama_cpp
+
+        adapter = self._adapter_sources.get(self.active_adapter or "")
+        return llamacpp_cache.fingerprint(
+            format=STATE_FORMAT,
+            llama_cpp=llama_cpp.__version__,
+            model=llamacpp_cache.file_identity(self.model_path),
+            adapter=llamacpp_cache.file_identity(adapter) if adapter else None,
+            adapter_scale=1.0,
+            template=[self.template_name, self.template.source],
+            n_ctx=self.context_length,
+            kv_types="f16",
+        )
+
+    def bind_state(self, path: Path | None) -> None:
+        """The state file of the session the next replies belong to: restored before a reply
+        when it shares more with the prompt than the live cache does."""
+        self._state_file = Path(path) if path else None
+
+    def save_state(self, path: Path) -> int:
+        """Write the live KV cache to `path` (atomically); return its size in bytes, 0 if empty."""
+        import llama_cpp
+
+        with self._lock:
+            evaluated = self._llm.n_tokens
+            if evaluated == 0 or not self._cache.tokens:
+                return 0
+            size = llama_cpp.llama_state_seq_get_size(self._llm.ctx, 0)
+            buffer = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(self._llm.ctx, buffer, size, 0)
+            header = {
+                "fingerprint": self.state_fingerprint(),
+                "text": self._cache.text,
+                "tokens": self._cache.tokens,
+                "evaluated": evaluated,
+            }
+            llamacpp_cache.write_state(path, header, bytes(buffer[:written]))
+            return path.stat().st_size
+
+    def _restore_if_better(self, prompt: str) -> None:
+        """Load the bound state file when it covers more of `prompt` than the live cache."""
+        path, self._state_file = self._state_file, None  # considered once per binding
+        if path is None or not path.is_file():
+            return
+        try:
+            header, offset = llamacpp_cache.read_state_header(path)
+            if header.get("fingerprint") != self.state_fingerprint():
+                log.debug("KV state %s is for another model or settings; ignored", path)
+                return
+            text, tokens = str(header["text"]), [int(t) for t in header["tokens"]]
+            evaluated = int(header["evaluated"])
+            if not 0 < evaluated <= len(tokens) <= self.context_length:
+                raise ValueError("token counts out of range")
+            if _shared(prompt, text) <= _shared(prompt, self._cache.text):
+                return
+            blob = llamacpp_cache.read_state_blob(path, offset)
+            self._load_kv(blob, tokens[:evaluated])
+            self._cache.set(text, tokens)
+            os.utime(path)  # recently used: the last to be evicted
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.debug("KV state %s discarded: %s", path, exc)
+            self._llm.reset()
+            self._cache.clear()
+            path.unlink(missing_ok=True)
+
+    def _load_kv(self, blob: bytes, evaluated: list[int]) -> None:
+        import llama_cpp
+
+        llm = self._llm
+        llm.reset()
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        llama_cpp.llama_memory_clear(memory, True)
+        data = (ctypes.c_uint8 * len(blob)).from_buffer_copy(blob)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, data, len(blob), 0) == 0:
+            raise ValueError("llama.cpp refused the saved state")
+        llm.input_ids[: len(evaluated)] = evaluated
+        llm.n_tokens = len(evaluated)
+        llm._requires_eval = True
 
     def describe(self) -> dict[str, str]:
         facts = {"engine": "llama.cpp", "device": "cpu", "threads": str(self.n_threads)}
@@ -269,3 +402,8 @@ class LlamaCppEngine(TemplateSwitch):
                 self._adapter_sources.clear()
                 llm.close()
                 self._llm = None
+
+
+def _shared(a: str, b: str) -> int:
+    """Length of the common prefix of two strings."""
+    return len(os.path.commonprefix([a, b])) if a and b else 0

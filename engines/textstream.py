@@ -26,10 +26,12 @@ class TextAssembler:
         return self._release(final=False)
 
     def finish(self) -> str:
-        """The end of generation: flush everything still held back."""
+        """The end of generation: flush everything still held back. The bytes of a character
+        cut in half (a reply stopped or cut by max_new_tokens mid-character) are dropped, not
+        saved as U+FFFD."""
         if self.stopped:
             return ""
-        self._pending += self._decoder.decode(b"", final=True)
+        self._decoder.reset()
         return self._release(final=True)
 
     def _release(self, final: bool) -> str:

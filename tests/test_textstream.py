@@ -30,3 +30,11 @@ def test_finish_flushes_the_held_tail():
     assembler = TextAssembler(["###"])
     assert assembler.feed(b"abc #") == "abc "
     assert assembler.finish() == "#"
+
+
+def test_a_character_cut_in_half_at_the_end_is_dropped_not_saved_as_a_replacement():
+    data = "孔明".encode()
+    assembler = TextAssembler([])
+    assert assembler.feed(data[:4]) == "孔"  # the reply stops mid-character
+    assert assembler.finish() == ""
+    assert assembler.text == "孔" and "\ufffd" not in assembler.text

@@ -1,0 +1,185 @@
+"""What the CPU engine's KV cache holds, and how the next prompt reuses it.
+
+The cache is described by the text it spells and its token ids (prompt + reply
+as they were evaluated). For the next prompt, `plan` finds the tokens to feed
+llama.cpp so that as much as possible comes from the cache:
+
+* the prompt continues the cached text → the cached ids + the new text's ids
+  (re-tokenizing a sampled reply would split it differently and miss the cache);
+* the prompt is the cached text with a span cut out after a fixed prefix (the
+  oldest rounds dropped when the history overflows) → keep the prefix, remove
+  the span from the KV cache and shift the rest down (llama-server's context
+  shift), then only the new text is evaluated;
+* otherwise the longest common prefix, cut at a token boundary.
+
+Token boundaries are byte offsets into the cached text, from each token's piece;
+when the pieces do not spell the text exactly (a tokenizer that adds a leading
+space, say) only the first case applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROBE_BYTES = 64  # bytes of the text after the prefix used to find where the cache resumes
+SHIFT_TRIES = 8  # token boundaries tried before the end of the common prefix
+STATE_MAGIC = b"COSPLAYKV1\n"
+
+
+@dataclass
+class Plan:
+    tokens: list[int]  # the prompt as token ids
+    keep: int = 0  # cached tokens kept at the start
+    drop: int = 0  # cached tokens removed right after them (the KV shift); 0: none
+
+
+@dataclass
+class TokenCache:
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    _offsets: list[int] | None = None  # byte offset where each token starts, then the end
+
+    def set(self, text: str, tokens: list[int]) -> None:
+        self.text, self.tokens, self._offsets = text, list(tokens), None
+
+    def clear(self) -> None:
+        self.set("", [])
+
+    def offsets(self, piece: Callable[[int], bytes], leading_bos: bool) -> list[int] | None:
+        """Byte offsets of the token boundaries, or None when the pieces do not spell the text."""
+        if self._offsets is None:
+            data, offsets, position = self.text.encode("utf-8"), [0], 0
+            for index, token in enumerate(self.tokens):
+                size = 0 if (index == 0 and leading_bos) else len(piece(token))
+                position += size
+                offsets.append(position)
+            spelled = position == len(data)
+            if spelled:  # same length; check the bytes too (cheap next to tokenizing)
+                start = 1 if leading_bos else 0
+                spelled = b"".join(piece(t) for t in self.tokens[start:]) == data
+            self._offsets = offsets if spelled else []
+        return self._offsets or None
+
+
+def plan(
+    cache: TokenCache,
+    prompt: str,
+    tokenize: Callable[[bytes], list[int]],
+    fresh: Callable[[str], list[int]],
+    piece: Callable[[int], bytes],
+    leading_bos: bool,
+) -> Plan:
+    """The prompt's tokens, reusing the cache as described in the module docstring.
+
+    `tokenize(bytes)` tokenizes a continuation (no BOS); `fresh(text)` a whole prompt."""
+    if cache.text and prompt.startswith(cache.text):
+        rest = prompt[len(cache.text) :]
+        return Plan(cache.tokens + (tokenize(rest.encode("utf-8")) if rest else []))
+    offsets = cache.offsets(piece, leading_bos) if cache.tokens else None
+    if not offsets:
+        return Plan(fresh(prompt))
+    data, cached = prompt.encode("utf-8"), cache.text.encode("utf-8")
+    common = _common_prefix(data, cached)
+    keep = bisect_right(offsets, common) - 1  # tokens wholly inside the common prefix
+    while keep > 0 and _continuation(data, offsets[keep]):
+        keep -= 1  # tokenize the rest from a whole character
+    first = 1 if leading_bos else 0
+    if keep <= first:
+        return Plan(fresh(prompt))
+    # A span cut out of the cache? Try a few boundaries back: the cut's first tokens may
+    # share a few bytes with what follows it.
+    for candidate in range(keep, max(keep - SHIFT_TRIES, first), -1):
+        if _continuation(data, offsets[candidate]):
+            continue
+        start = offsets[candidate]
+        resume = _resume(data, cached, offsets, candidate, start)
+        if resume is not None:
+            tail = data[start + len(cached) - offsets[resume] :]
+            tokens = cache.tokens[:candidate] + cache.tokens[resume:]
+            tokens += tokenize(tail) if tail else []
+            return Plan(tokens, keep=candidate, drop=resume - candidate)
+    return Plan(cache.tokens[:keep] + tokenize(data[offsets[keep] :]), keep=keep)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    low, high = 0, min(len(a), len(b))
+    while low < high:  # binary search on slice equality: C-speed compares
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _continuation(data: bytes, offset: int) -> bool:
+    return offset < len(data) and (data[offset] & 0xC0) == 0x80
+
+
+def _resume(data: bytes, cached: bytes, offsets: list[int], keep: int, start: int) -> int | None:
+    """The token index from which the rest of the cache continues the prompt at `start`."""
+    probe = data[start : start + PROBE_BYTES]
+    if not probe:
+        return None
+    boundaries = {offset: index for index, offset in enumerate(offsets[:-1])}
+    position = cached.find(probe, start + 1)
+    while position >= 0:
+        index = boundaries.get(position)
+        if index is not None and index > keep:
+            tail = cached[position:]
+            if data[start : start + len(tail)] == tail:
+                return index
+        position = cached.find(probe, position + 1)
+    return None
+
+
+# --- state files: the KV cache of a session, kept across restarts -----------------------------
+
+
+def fingerprint(**facts: object) -> str:
+    """A short digest of everything a saved KV cache depends on."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def file_identity(path: str | Path) -> dict[str, object]:
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def write_state(path: Path, header: dict, blob: bytes) -> None:
+    """Write a state file atomically: a crash leaves the old file or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = json.dumps(header, ensure_ascii=False).encode("utf-8")
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        handle.write(STATE_MAGIC + struct.pack("<Q", len(encoded)) + encoded)
+        handle.write(blob)
+    os.replace(temporary, path)
+
+
+def read_state_header(path: Path) -> tuple[dict, int]:
+    """The header of a state file and the offset where its blob starts; ValueError if damaged."""
+    with path.open("rb") as handle:
+        if handle.read(len(STATE_MAGIC)) != STATE_MAGIC:
+            raise ValueError("not a Cosplay KV state file")
+        (size,) = struct.unpack("<Q", handle.read(8))
+        if size > 64 * 1024 * 1024:
+            raise ValueError("header too large")
+        header = json.loads(handle.read(size).decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    return header, len(STATE_MAGIC) + 8 + size
+
+
+def read_state_blob(path: Path, offset: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read()

@@ -1,0 +1,158 @@
+"""Process-wide llama.cpp set-up, done once before the first model loads.
+
+Two things, both about llama.cpp as pip builds it from source:
+
+* **No AMX.** pip builds llama-cpp-python with GGML_NATIVE=ON, so on a CPU with AMX (Intel
+  Sapphire Rapids and later) ggml's AMX matmul is compiled in and every weight of a Q4_0, Q4_1,
+  Q8_0, Q4_K, Q5_K, Q6_K or IQ4_XS model is put in an "AMX" buffer. That path segfaults at the
+  first decode here (gcc 12; llama.cpp #20824, open; the tile config is optimised away by gcc < 13,
+  ollama #17244, llama.cpp #26954) and gives wrong results for Q4_0/Q4_1 where it runs (llama.cpp
+  #16315). We take AMX out of the CPU device's list of extra buffer types, so llama.cpp picks
+  weights' buffers as on a CPU without AMX: CPU_REPACK where it applies (Q4_0, Q4_K, IQ4_NL,
+  Q8_0 → interleaved AVX-512 kernels), plain CPU otherwise. Measured on this machine
+  (benchmarks/bench_quant.py, SmolLM2-135M, 2 threads), against the other fix that was on the
+  table — `use_extra_bufts=False`, which drops REPACK too — this keeps prompt processing 1.0–2.4×
+  faster depending on the type, with the same decode speed; the table is in that script's docstring.
+  A CPU without AMX, or a build without it, has no AMX entry and nothing changes.
+
+* **llama.cpp's log goes to our logger**, not raw to the terminal (its own callback prints to
+  stderr even with verbose=False for some messages): errors at ERROR, the rest at DEBUG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("cosplay.llama_cpp")
+
+_done = False
+_lock = threading.Lock()
+_log_callback = None  # kept alive: llama.cpp holds a pointer to it
+amx_removed = False  # whether this process took AMX out of llama.cpp's buffer types
+amx_built = False  # whether this llama.cpp was compiled with AMX kernels
+
+
+def prepare() -> None:
+    """Run once per process before loading a GGUF; cheap after the first call."""
+    global _done
+    with _lock:
+        if _done:
+            return
+        import llama_cpp
+
+        _route_log(llama_cpp)
+        global amx_removed, amx_built
+        amx_built = b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+        amx_removed = "AMX" in remove_extra_buffer_type("AMX")
+        _done = True
+
+
+def load_options() -> contextlib.AbstractContextManager:
+    """Wrap a model load: the fallback for an AMX build whose AMX could not be taken out
+    (its array not found): load with `use_extra_bufts=False`, which drops CPU_REPACK too."""
+    if amx_built and not amx_removed:
+        return without_extra_buffers()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def without_extra_buffers() -> Iterator[None]:
+    """Models loaded inside get `use_extra_bufts=False` (Llama() takes no such argument)."""
+    import llama_cpp.llama_cpp as low
+
+    original = low.llama_model_default_params
+
+    def defaults():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
+
+
+def _route_log(llama_cpp) -> None:
+    global _log_callback
+
+    levels = {3: logging.ERROR}  # GGML_LOG_LEVEL_ERROR; NONE/INFO/WARN/DEBUG/CONT → DEBUG
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, _user_data) -> None:
+        try:
+            message = text.decode("utf-8", errors="replace").rstrip()
+            if message:
+                log.log(levels.get(level, logging.DEBUG), "%s", message)
+        except Exception:  # never raise into C
+            pass
+
+    _log_callback = callback
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+def remove_extra_buffer_type(unwanted: str) -> list[str]:
+    """Drop a buffer type ("AMX") from the NULL-terminated array ggml's CPU device hands to
+    llama.cpp; return the names the array held before.
+
+    ggml returns a pointer to a static array that every model load reads again
+    (llama-model.cpp, make_cpu_buft_list), so editing it in place before a load is all it
+    takes. The CPU backend keeps its own copy for compute and never sees such a tensor.
+    """
+    import llama_cpp
+
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    ggml = _open(lib_dir, "ggml")
+    base = _open(lib_dir, "ggml-base")
+    if ggml is None or base is None:
+        log.debug("ggml libraries not found under %s; buffer types left as built", lib_dir)
+        return []
+    ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+    ggml.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    base.ggml_backend_buft_name.restype = ctypes.c_char_p
+    base.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+
+    device = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+    if not device:
+        return []
+    registry = ggml.ggml_backend_dev_backend_reg(device)
+    address = ggml.ggml_backend_reg_get_proc_address(registry, b"ggml_backend_dev_get_extra_bufts")
+    if not address:
+        return []
+    get_extra = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)
+    array = get_extra(device)
+    names, kept = [], []
+    index = 0
+    while array and array[index]:
+        name = (base.ggml_backend_buft_name(array[index]) or b"").decode()
+        names.append(name)
+        if name != unwanted:
+            kept.append(array[index])
+        index += 1
+    if len(kept) < len(names):
+        for position, buft in enumerate(kept):
+            array[position] = buft
+        array[len(kept)] = None
+    log.debug("llama.cpp extra buffer types: %s; %s removed if present", names, unwanted)
+    return names
+
+
+def _open(lib_dir: Path, name: str) -> ctypes.CDLL | None:
+    for candidate in (
+        lib_dir / f"lib{name}.so",
+        lib_dir / f"lib{name}.dylib",
+        lib_dir / f"{name}.dll",
+    ):
+        if candidate.exists():
+            return ctypes.CDLL(str(candidate))
+    return None
