@@ -49,3 +49,12 @@ def cuda(torch):
 def cpu_only(torch):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only behaviour")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """The real SmolLM2-135M-Instruct GGUF in several quantizations: {'q4_1', 'f16', 'q8_0',
+    'q4_0', 'q4_k_m'} → Path (see tests/real_model.py)."""
+    from tests.real_model import build_all
+
+    return build_all(tmp_path_factory.mktemp("smollm2"))
