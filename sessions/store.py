@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import CosplayError
+from sessions.kvstates import state_path
 from sessions.models import Message, Role, Session, Status
 
 
@@ -165,6 +166,7 @@ class Store:
         with self._transaction() as db:
             db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        state_path(self.path.parent, session_id).unlink(missing_ok=True)  # its saved KV cache
 
     # --- messages ---------------------------------------------------------------
 

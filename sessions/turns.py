@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from engines.base import ChatMessage, CosplayError, Engine, GenerationParams
+from sessions.kvstates import SessionStates
 from sessions.models import Message, Role, Status
 from sessions.store import Store
 
@@ -60,6 +61,8 @@ def run_reply(
         **(extra_meta or {}),
     }
     text, last_flush, status, error = "", time.monotonic(), Status.COMPLETE, None
+    states = SessionStates(store.path.parent)
+    states.bind(engine, session_id)  # a saved KV cache, restored if it helps (CPU engine)
     stream = engine.stream_chat(prompt, params, cancel)
     try:
         for piece in stream:
@@ -89,4 +92,5 @@ def run_reply(
     store.update_message(reply.id, content=text, status=status, meta=meta)
     if error is not None:
         raise error
+    states.save(engine, session_id)
     return store.get_message(reply.id)
