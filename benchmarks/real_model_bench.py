@@ -23,7 +23,13 @@ def _chat(engine, messages, params=GREEDY) -> str:
 
 
 def _questions(n):
-    topics = ["先生何往？", "What of Cao Cao?", "东吴可联否？", "How large is the army?", "荆州如何？"]
+    topics = [
+        "先生何往？",
+        "What of Cao Cao?",
+        "东吴可联否？",
+        "How large is the army?",
+        "荆州如何？",
+    ]
     return [f"{topics[i % len(topics)]} ({i + 1})" for i in range(n)]
 
 
@@ -76,7 +82,10 @@ def turn10(path: Path, threads: int) -> tuple[float, float]:
         messages.append({"role": "assistant", "content": _chat(engine, messages)})
         stats = engine.last_stats
         ttfts.append(stats.ttft_s)
-        new, previous = stats.prompt_tokens - previous, stats.prompt_tokens + stats.completion_tokens
+        new, previous = (
+            stats.prompt_tokens - previous,
+            stats.prompt_tokens + stats.completion_tokens,
+        )
     engine.close()
     print(f"  turn 10: {stats.prompt_eval_tokens} evaluated, {new} new of {stats.prompt_tokens}; "
           f"TTFT turn 1 {ttfts[0] * 1e3:.0f} ms, turn 10 {ttfts[-1] * 1e3:.0f} ms")  # fmt: skip
@@ -155,16 +164,22 @@ def _shift_quality(engine: LlamaCppEngine, history) -> dict[str, float]:
     llm = engine._llm
     n_vocab = llm.n_vocab()
     system = [{"role": "system", "content": SYSTEM}]
-    # Fill the cache with 12 rounds, then a prompt that drops the oldest 4 and asks anew.
-    full = system + history[:24]
+    # 12 rounds in the cache, then a prompt that drops the oldest 4 and asks anew.
     engine._llm.reset()
     engine._cache.clear()
-    tokens = engine._prompt_tokens(engine.render(full))
-    llm.eval(tokens)
-    engine._cache.set(engine.render(full), tokens)
-    truncated = system + history[8:24] + [{"role": "user", "content": "最后一问：天下大势如何？"}]
-    prompt = engine.render(truncated)
-    plan = engine._plan(prompt)
+    asked = system + history[:23]
+    reply = _chat(
+        engine, asked, GenerationParams(temperature=0.0, do_sample=False, max_new_tokens=40)
+    )
+    truncated = (
+        system
+        + history[8:23]
+        + [
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": "最后一问：天下大势如何？"},
+        ]
+    )
+    plan = engine._plan(engine.render(truncated))
     assert plan.drop and engine._shift(plan.keep, plan.drop), "the shift did not apply"
     llm.eval(plan.tokens[llm.n_tokens :])
     shifted = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
@@ -173,14 +188,33 @@ def _shift_quality(engine: LlamaCppEngine, history) -> dict[str, float]:
     llm.eval(plan.tokens)
     fresh = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
     fresh_greedy = _greedy(llm, 32)
+    # The noise floor: the same prompt evaluated fresh in two batches instead of one.
+    llm.reset()
+    llm.eval(plan.tokens[: plan.keep])
+    llm.eval(plan.tokens[plan.keep :])
+    split = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
     agree = next((i for i, (a, b) in enumerate(zip(shifted_greedy, fresh_greedy)) if a != b), 32)
     max_diff = float(np.max(np.abs(shifted - fresh)))
-    spread = float(np.max(fresh) - np.min(fresh))
-    print(f"  shift quality: max |Δlogit| {max_diff:.4f} (logit range {spread:.1f}); greedy tokens "
-          f"identical for {agree}/32; same top-1: {int(np.argmax(shifted)) == int(np.argmax(fresh))}")  # fmt: skip
+    floor = float(np.max(np.abs(split - fresh)))
+    print(f"  shift quality: max |Δlogit| {max_diff:.3f} vs a fresh evaluation (two fresh evaluations "
+          f"batched differently: {floor:.3f}; logit range {float(np.ptp(fresh)):.1f}); KL "
+          f"{_kl(fresh, shifted):.2e} nats; greedy tokens identical for {agree}/32")  # fmt: skip
     engine._cache.clear()
     llm.reset()
-    return {"shift_max_logit_diff": max_diff, "shift_greedy_agreement": agree / 32}
+    return {
+        "shift_max_logit_diff": max_diff,
+        "batching_max_logit_diff": floor,
+        "shift_kl": _kl(fresh, shifted),
+        "shift_greedy_agreement": agree / 32,
+    }
+
+
+def _kl(p_logits, q_logits) -> float:
+    p = np.exp(p_logits - p_logits.max())
+    p /= p.sum()
+    q = np.exp(q_logits - q_logits.max())
+    q /= q.sum()
+    return float(np.sum(p * (np.log(p + 1e-30) - np.log(q + 1e-30))))
 
 
 def _greedy(llm, n):

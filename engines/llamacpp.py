@@ -210,6 +210,7 @@ class LlamaCppEngine(TemplateSwitch):
             self.last_stats = None
             assembler = TextAssembler(list(params.stop) + self.template.stop)
             generated: list[int] = []
+            spelled = [0]  # bytes of reply text the first n generated tokens spell
             eog = False
             generator = self._llm.generate(
                 tokens,
@@ -228,7 +229,9 @@ class LlamaCppEngine(TemplateSwitch):
                         eog = True
                         break
                     generated.append(token)
-                    piece = assembler.feed(self._llm.detokenize([token], special=False))
+                    data = self._llm.detokenize([token], special=False)
+                    spelled.append(spelled[-1] + len(data))
+                    piece = assembler.feed(data)
                     if piece:
                         yield piece
                     if assembler.stopped or cancel.is_set() or len(generated) >= max_new:
@@ -242,11 +245,14 @@ class LlamaCppEngine(TemplateSwitch):
                     stats.finish_reason = "length"
                 stats.completion_tokens = len(generated)
                 stats.total_s = time.perf_counter() - started
-                if assembler.stopped:
-                    # The reply shown is shorter than what was sampled: only the prompt is reusable.
+                # The cache keeps the reply tokens that spell the saved text exactly: none after
+                # a stop string, all but a character cut in half at the end.
+                reply_bytes = len(assembler.text.encode("utf-8"))
+                whole = spelled.index(reply_bytes) if reply_bytes in spelled else 0
+                if assembler.stopped or not whole:
                     self._cache.set(prompt, tokens)
                 else:
-                    self._cache.set(prompt + assembler.text, tokens + generated)
+                    self._cache.set(prompt + assembler.text, tokens + generated[:whole])
                 self.last_stats = stats
             if tail:
                 yield tail
@@ -341,7 +347,7 @@ class LlamaCppEngine(TemplateSwitch):
                 "tokens": self._cache.tokens,
                 "evaluated": evaluated,
             }
-            llamacpp_cache.write_state(path, header, bytes(buffer[:written]))
+            llamacpp_cache.write_state(path, header, memoryview(buffer)[:written])
             return path.stat().st_size
 
     def _restore_if_better(self, prompt: str) -> None:

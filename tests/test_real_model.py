@@ -273,3 +273,37 @@ def test_a_state_file_for_other_settings_or_a_damaged_one_is_ignored(smollm2, tm
     assert text.strip() and same.last_stats.finish_reason in ("stop", "length")
     assert not state.exists()  # discarded
     same.close()
+
+
+SWEEP = textwrap.dedent(
+    """
+    import ctypes, sys, threading, llama_cpp
+    source, target, ftype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = ftype, True
+    if llama_cpp.llama_model_quantize(source.encode(), target.encode(), ctypes.byref(params)):
+        print("CANNOT-QUANTIZE"); sys.exit(0)   # e.g. types that need an importance matrix
+    from engines.base import GenerationParams
+    from engines.llamacpp import LlamaCppEngine
+    engine = LlamaCppEngine(target, n_ctx=256, n_threads=2)
+    list(engine.stream_chat([{"role": "user", "content": "hi"}],
+         GenerationParams(do_sample=False, temperature=0, max_new_tokens=4), threading.Event()))
+    print("OK", engine.last_stats.completion_tokens)
+    """
+)
+# Every llama_ftype quantize can make here, including those whose kernels AMX and REPACK
+# would take (Q4_0/Q4_1/Q8_0/Q4_K/Q5_K/Q6_K/IQ4_XS/IQ4_NL).
+SWEEP_TYPES = {"Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_M": 12, "Q4_K_S": 14, "Q5_K_M": 17,
+               "Q6_K": 18, "IQ4_NL": 25, "IQ4_XS": 30, "BF16": 32, "TQ2_0": 37}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEP_TYPES)
+def test_no_quantization_type_crashes(smollm2, tmp_path, name):
+    done = subprocess.run(
+        [sys.executable, "-c", SWEEP, str(smollm2["f16"]), str(tmp_path / f"{name}.gguf"),
+         str(SWEEP_TYPES[name])],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{name}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert done.stdout.split()[-2:] == ["OK", "4"] or "CANNOT-QUANTIZE" in done.stdout
