@@ -193,7 +193,7 @@ def _shift_quality(engine: LlamaCppEngine, history) -> dict[str, float]:
     llm.eval(plan.tokens[: plan.keep])
     llm.eval(plan.tokens[plan.keep :])
     split = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
-    agree = next((i for i, (a, b) in enumerate(zip(shifted_greedy, fresh_greedy)) if a != b), 32)
+    agree = next((i for i, (a, b) in enumerate(zip(shifted_greedy, fresh_greedy, strict=True)) if a != b), 32)
     max_diff = float(np.max(np.abs(shifted - fresh)))
     floor = float(np.max(np.abs(split - fresh)))
     print(f"  shift quality: max |Δlogit| {max_diff:.3f} vs a fresh evaluation (two fresh evaluations "

@@ -335,6 +335,8 @@ class LlamaCppEngine(TemplateSwitch):
         import llama_cpp
 
         with self._lock:
+            if self._llm is None:  # closed (the app quit while the reply was being saved)
+                return 0
             evaluated = self._llm.n_tokens
             if evaluated == 0 or not self._cache.tokens:
                 return 0

@@ -61,6 +61,7 @@ def run_reply(
         **(extra_meta or {}),
     }
     text, last_flush, status, error = "", time.monotonic(), Status.COMPLETE, None
+    interrupted = False
     states = SessionStates(store.path.parent)
     states.bind(engine, session_id)  # a saved KV cache, restored if it helps (CPU engine)
     stream = engine.stream_chat(prompt, params, cancel)
@@ -80,6 +81,8 @@ def run_reply(
         status, error = Status.ERROR, exc
     except Exception as exc:  # an engine bug must not lose the partial reply
         status, error = Status.ERROR, exc
+    except KeyboardInterrupt:  # Ctrl+C in `cosplay ask`: finish the record as Esc does
+        status, interrupted = Status.CANCELLED, True
     finally:
         stream.close()
     stats = engine.last_stats
@@ -87,10 +90,14 @@ def run_reply(
         meta |= stats.model_dump()
         meta["seed"] = stats.seed
         meta["tokens_per_s"] = round(stats.tokens_per_s, 2)
+    if interrupted:
+        meta["finish_reason"] = "cancelled"
     if error is not None:
         meta["error"] = str(error)
     store.update_message(reply.id, content=text, status=status, meta=meta)
     if error is not None:
         raise error
+    if interrupted:
+        raise KeyboardInterrupt
     states.save(engine, session_id)
     return store.get_message(reply.id)

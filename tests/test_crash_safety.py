@@ -56,3 +56,20 @@ def test_kill_9_mid_reply_keeps_user_turn_and_partial_reply(tmp_path):
     assert partial.status == Status.PARTIAL  # shown as incomplete
     assert partial.content.startswith("很久以前")
     assert 0 < len(partial.content) < len("很久以前 " * 2000)
+
+
+def test_ctrl_c_mid_reply_saves_the_partial_reply_as_cancelled_with_its_metadata(tmp_path):
+    db = tmp_path / "int.db"
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "streaming"
+    time.sleep(0.3)  # less than one flush interval: nothing flushed yet
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+
+    store = Store(db)
+    reply = store.branch(store.list_sessions()[0].id)[1]
+    assert reply.status == Status.CANCELLED
+    assert reply.content.startswith("很久以前")  # the unflushed text was saved too
+    assert reply.meta["model"] == "demo" and reply.meta["finish_reason"] == "cancelled"

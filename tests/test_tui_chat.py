@@ -380,3 +380,22 @@ async def test_personas_screen_starts_a_group_scene(tmp_path):
         await wait_until(pilot, lambda: screen.cast == ["诸葛亮", "曹操"])
         speakers = [v.speaker for v in app.chat.query(MessageView)]
         assert speakers == ["诸葛亮", "曹操"]  # each greets
+
+
+async def test_quitting_mid_reply_stops_it_at_once_and_keeps_the_partial_reply(tmp_path):
+    import time
+
+    store = Store(tmp_path / "c.db")
+    engine = FakeEngine(["很久以前 " * 2000], delay=0.01)  # about a minute of streaming
+    app = make_app(store=store, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = chat_screen(app)
+        await send(pilot, "讲个故事")
+        await wait_until(pilot, lambda: screen.generating and screen._streaming is not None)
+        await pilot.pause(0.3)
+        started = time.monotonic()
+        await pilot.press("ctrl+q")
+    assert time.monotonic() - started < 1.0
+    reply = [m for m in store.all_messages(1) if m.role == Role.ASSISTANT][0]
+    assert reply.status == Status.CANCELLED
+    assert reply.content.startswith("很久以前") and len(reply.content) < len("很久以前 " * 2000)

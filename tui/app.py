@@ -37,6 +37,14 @@ class CosplayApp(App):
     def chat(self) -> ChatScreen:
         return next(s for s in self.screen_stack if isinstance(s, ChatScreen))
 
+    def exit(self, *args, **kwargs) -> None:
+        """Quitting mid-reply stops the reply first: the engine stops at its next token and
+        the partial reply is saved as cancelled (else shutdown waits for the whole reply)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                screen.action_stop()
+        super().exit(*args, **kwargs)
+
     def action_training_monitor(self) -> None:
         def open_run(directory: str | None) -> None:
             if not directory:

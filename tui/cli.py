@@ -49,7 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_file() -> None:
+    """COSPLAY_LOG=FILE: debug log (ours and llama.cpp's) to that file; the TUI owns the screen."""
+    import logging
+    import os
+
+    path = os.environ.get("COSPLAY_LOG")
+    if path:
+        logging.basicConfig(
+            filename=path, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
+    _log_to_file()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
