@@ -118,3 +118,14 @@ def test_train_monitor_needs_a_run_directory(tmp_path, capsys):
 @pytest.mark.parametrize("width", [10, 19])
 def test_render_plot_too_small(width):
     assert render_plot([([(1, 1.0), (2, 0.5)], "cyan")], width, 10).plain == "no loss logged yet"
+
+
+async def test_the_training_monitor_is_in_the_command_palette(tmp_path):
+    from engines.fake import FakeEngine
+    from sessions.store import Store
+    from tui.app import make_app
+
+    app = make_app(store=Store(tmp_path / "c.db"), engine=FakeEngine(["ok"]))
+    async with app.run_test(size=(100, 30)):
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+    assert "Training monitor" in titles

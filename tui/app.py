@@ -121,6 +121,11 @@ class CosplayApp(App):
                 "Show or hide the sessions sidebar (Ctrl+B)",
                 chat.action_toggle_sidebar,
             ),
+            (
+                "Training monitor",
+                "Watch a `cosplay train` run: its loss curve, live",
+                self.action_training_monitor,
+            ),
         ]
         for title, help_text, callback in entries:
             yield SystemCommand(title, help_text, callback)
