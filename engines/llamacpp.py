@@ -245,11 +245,12 @@ class LlamaCppEngine(TemplateSwitch):
                     stats.finish_reason = "length"
                 stats.completion_tokens = len(generated)
                 stats.total_s = time.perf_counter() - started
-                # The cache keeps the reply tokens that spell the saved text exactly: none after
-                # a stop string, all but a character cut in half at the end.
+                # The reply's tokens stay in the cache, but none after a stop string (the text
+                # shown is shorter than what was sampled) and not the bytes of a character cut in
+                # half at the end (the saved text drops them).
                 reply_bytes = len(assembler.text.encode("utf-8"))
-                whole = spelled.index(reply_bytes) if reply_bytes in spelled else 0
-                if assembler.stopped or not whole:
+                whole = spelled.index(reply_bytes) if reply_bytes in spelled else len(generated)
+                if assembler.stopped:
                     self._cache.set(prompt, tokens)
                 else:
                     self._cache.set(prompt + assembler.text, tokens + generated[:whole])

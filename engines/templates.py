@@ -12,16 +12,13 @@ llama.cpp's KV cache hitting across turns.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import lru_cache
 
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engines.base import ChatMessage, TemplateError
+from engines.template_sandbox import TemplateLimitError, compile_template, render_bounded
 
 # Speaker prefixes that mean the model started writing the next line of dialogue.
 CJK_SPEAKER_STOPS = ["曰：", "道：", "说："]
@@ -44,8 +41,10 @@ class ChatTemplate:
         char_name: str = "",
         user_name: str = "",
     ) -> str:
+        _compile(self.source)
         try:
-            return _compile(self.source).render(
+            text = render_bounded(
+                self.source,
                 messages=[dict(m) for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=bos_token,
@@ -54,11 +53,24 @@ class ChatTemplate:
                 user_name=user_name or _last_name(messages, "user") or "User",
                 tools=None,
             )
-        except JinjaTemplateError as exc:
+        except TemplateLimitError as exc:
             raise TemplateError(
-                f"The chat template {self.name!r} failed to render ({exc}); "
-                "choose another with --template."
+                f"{self._title} failed to render ({exc}); choose a named one, "
+                "e.g. --template chatml."
             ) from exc
+        if not text.strip():
+            raise TemplateError(
+                f"{self._title} rendered an empty prompt; choose a named one, e.g. --template chatml."
+            )
+        return text
+
+    @property
+    def _title(self) -> str:
+        return (
+            "The model's own chat template"
+            if self.name == "model"
+            else f"The template {self.name!r}"
+        )
 
 
 def _last_name(messages: list[ChatMessage], role: str) -> str:
@@ -68,25 +80,12 @@ def _last_name(messages: list[ChatMessage], role: str) -> str:
     return ""
 
 
-def _raise_exception(message: str) -> None:
-    raise JinjaTemplateError(message)
-
-
-@lru_cache(maxsize=32)
 def _compile(source: str):
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(
-        value, ensure_ascii=False, indent=indent
-    )
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
-        return env.from_string(source)
+        return compile_template(source)
     except JinjaTemplateError as exc:
         raise TemplateError(
-            f"The chat template does not parse ({exc}); choose a named one with --template."
+            f"The chat template does not parse ({exc}); choose a named one, e.g. --template chatml."
         ) from exc
 
 

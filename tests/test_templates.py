@@ -80,3 +80,45 @@ def test_broken_model_template_is_a_clear_error():
     failing = model_template("{{ raise_exception('only user and assistant roles') }}")
     with pytest.raises(TemplateError, match="failed to render.*only user"):
         failing.render(CONVERSATION)
+
+
+HOSTILE_TEMPLATES = {
+    "nested range": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "huge power": "{{ 10**100000000 }}",
+    "huge repeat": "{{ 'x' * 3000000000 }}",
+    "huge list repeat": "{% for m in messages * 100000000 %}{% endfor %}",
+    "division by zero": "{{ 1/0 }}",
+    "recursive macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "include": "{% include 'x' %}",
+    "strftime_now(1)": "{{ strftime_now(1) + 1 }}",
+    "raise_exception": "{{ raise_exception('no [/] system role') }}",
+    "renders nothing": "{% for m in messages %}{% endfor %}",
+    "doubling loop": "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEMPLATES)
+def test_a_hostile_model_template_fails_fast_with_one_sentence(name):
+    import time
+
+    from engines.base import TemplateError
+    from engines.templates import model_template
+
+    template = model_template(HOSTILE_TEMPLATES[name], "<|im_end|>")
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as caught:
+        template.render([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert message.startswith("The model's own chat template") and "--template chatml" in message
+    assert "\n" not in message
+
+
+def test_a_template_that_does_not_parse_is_a_clear_error_and_chatml_still_works():
+    from engines.base import TemplateError
+    from engines.templates import choose_template
+
+    broken = "{% for m in messages %}"
+    with pytest.raises(TemplateError, match="does not parse.*--template chatml"):
+        choose_template(None, broken, "model.gguf")
+    assert choose_template("chatml", broken, "model.gguf").name == "chatml"

@@ -37,6 +37,11 @@ class CosplayApp(App):
     def chat(self) -> ChatScreen:
         return next(s for s in self.screen_stack if isinstance(s, ChatScreen))
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        """Notifications carry names, paths and error text from files, models and exceptions:
+        always shown as text, never as markup (a card named `[/]` must not crash the app)."""
+        super().notify(message, markup=False, **kwargs)
+
     def exit(self, *args, **kwargs) -> None:
         """Quitting mid-reply stops the reply first: the engine stops at its next token and
         the partial reply is saved as cancelled (else shutdown waits for the whole reply)."""

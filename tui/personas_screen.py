@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -76,7 +77,7 @@ class PersonasScreen(Screen[list[str] | None]):
             self.notify(problem, severity="warning")
         options = self.query_one(OptionList)
         options.clear_options()
-        options.add_options(Option(self._label(p)) for p in self.shown)
+        options.add_options(Option(Text(self._label(p))) for p in self.shown)  # names are text
         names = [p.name for p in self.shown]
         if self.shown:
             options.highlighted = names.index(select) if select in names else 0
