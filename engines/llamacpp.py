@@ -59,8 +59,14 @@ class LlamaCppEngine(TemplateSwitch):
         self.model_path = path
         self.model_name = path.name
         trained_ctx = info.context_length or DEFAULT_N_CTX
+        if n_ctx is not None and n_ctx < 16:
+            raise ModelLoadError(f"--n-ctx {n_ctx} is too small; give at least 16 tokens.")
+        if n_threads is not None and n_threads < 1:
+            raise ModelLoadError(f"--threads {n_threads} must be at least 1.")
         self.context_length = n_ctx or min(trained_ctx, DEFAULT_N_CTX)
-        self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+        cores = os.cpu_count() or 2
+        # More threads than cores only slows llama.cpp down (and 100,000 crash libgomp).
+        self.n_threads = min(n_threads or max(1, cores // 2), cores)
         self.last_stats: GenerationStats | None = None
         self._lock = threading.RLock()
 
@@ -79,6 +85,11 @@ class LlamaCppEngine(TemplateSwitch):
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
+            if "context" in str(exc):  # the model loaded; its KV cache did not fit in memory
+                raise ModelLoadError(
+                    f"llama.cpp could not make a {self.context_length}-token context for {path} "
+                    f"({exc}); lower --n-ctx (the model was trained on {trained_ctx})."
+                ) from exc
             raise ModelLoadError(
                 f"llama.cpp could not load {path} ({exc}); the file may be truncated, corrupt or "
                 "of an architecture this llama.cpp does not know: download it again."

@@ -84,7 +84,12 @@ def without_extra_buffers() -> Iterator[None]:
 def _route_log(llama_cpp) -> None:
     global _log_callback
 
-    levels = {3: logging.ERROR}  # GGML_LOG_LEVEL_ERROR; NONE/INFO/WARN/DEBUG/CONT → DEBUG
+    # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (llama-cpp-python's _logger.py
+    # comment has an older order). Errors at ERROR, everything else at DEBUG. The NullHandler
+    # keeps Python's last-resort handler from printing errors raw on the terminal; they reach a
+    # log file when one is configured (COSPLAY_LOG), and our own message names the problem.
+    levels = {4: logging.ERROR}
+    log.addHandler(logging.NullHandler())
 
     @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, _user_data) -> None:

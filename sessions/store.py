@@ -243,6 +243,8 @@ class Store:
             leaf_id = self.get_session(session_id).leaf_id
         if leaf_id is None:
             return []
+        # The depth bound stops a damaged tree (a parent_id cycle) from looping forever: a
+        # branch is never longer than the session has messages.
         rows = self._query(
             """
             WITH RECURSIVE path(id, parent_id, depth) AS (
@@ -250,13 +252,20 @@ class Store:
                 UNION ALL
                 SELECT m.id, m.parent_id, path.depth + 1
                 FROM messages m JOIN path ON m.id = path.parent_id
+                WHERE path.depth < (SELECT COUNT(*) FROM messages WHERE session_id = ?)
             )
             SELECT messages.* FROM path JOIN messages ON messages.id = path.id
-            ORDER BY path.depth DESC
+            ORDER BY path.depth
             """,
-            (leaf_id, session_id),
+            (leaf_id, session_id, session_id),
         )
-        return [_message(r) for r in rows]
+        branch, seen = [], set()
+        for row in rows:  # leaf first; a cycle ends at its first repeat
+            if row["id"] in seen:
+                break
+            seen.add(row["id"])
+            branch.append(_message(row))
+        return branch[::-1]
 
     def siblings(self, message: Message) -> list[Message]:
         """All versions of this message (same parent, same session), oldest first."""
@@ -273,14 +282,15 @@ class Store:
 
     def deepest_leaf(self, message_id: int) -> int:
         """Follow the newest child down from a message: where a switched-to branch ends."""
-        current = message_id
+        current, seen = message_id, {message_id}
         while True:
             rows = self._query(
                 "SELECT id FROM messages WHERE parent_id = ? ORDER BY id DESC LIMIT 1", (current,)
             )
-            if not rows:
+            if not rows or rows[0]["id"] in seen:  # a leaf, or a damaged tree's cycle
                 return current
             current = rows[0]["id"]
+            seen.add(current)
 
     def all_messages(self, session_id: int) -> list[Message]:
         rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))

@@ -121,3 +121,29 @@ def test_ask_streams_and_saves_both_turns_then_sessions_commands(capsys, tiny_gg
     capsys.readouterr()
     assert main(["sessions", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--n-ctx", "100000000"], "lower --n-ctx"),
+        (["--n-ctx", "0"], "too small"),
+        (["--threads", "-3"], "at least 1"),
+        (["--session", "0"], "There is no session 0"),
+    ],
+)
+def test_absurd_model_arguments_are_one_sentence_and_exit_2(tiny_gguf, tmp_path, flags, expected):
+    result = run("ask", "--model", str(tiny_gguf), *flags, "hi", env_home=tmp_path / "home")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("cosplay: ") and expected in last
+    # nothing else: no traceback, no raw llama.cpp log line
+    assert all(line.startswith(("Loading ", "cosplay: ")) for line in result.stderr.splitlines())
+
+
+def test_threads_beyond_the_cpu_count_are_capped(tiny_gguf):
+    from engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_gguf, n_ctx=128, n_threads=100000)
+    assert engine.n_threads == os.cpu_count()
+    engine.close()

@@ -72,3 +72,22 @@ def test_delete_session_removes_its_messages_only(tmp_path):
     assert len(store.all_messages(keep.id)) == 1
     with pytest.raises(StoreError, match="no session"):
         store.get_session(drop.id)
+
+
+def test_a_parent_id_cycle_in_a_damaged_database_does_not_hang(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    first = store.add_message(session.id, Role.USER, "a")
+    second = store.add_message(session.id, Role.ASSISTANT, "b", parent_id=first.id)
+    store.close()
+    db = sqlite3.connect(tmp_path / "c.db")
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("UPDATE messages SET parent_id = ? WHERE id = ?", (second.id, first.id))
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "c.db")
+    branch = store.branch(session.id, second.id)
+    assert [m.content for m in branch] == ["a", "b"]
+    assert store.deepest_leaf(first.id) in (first.id, second.id)

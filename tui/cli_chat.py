@@ -170,7 +170,7 @@ def _continued_session(args: argparse.Namespace, store: Store) -> Session | None
     """The session `ask` continues, or None when it starts a new one."""
     if args.persona or args.new:
         return None
-    session_id = args.session or store.get_setting(LAST_SESSION)
+    session_id = args.session if args.session is not None else store.get_setting(LAST_SESSION)
     return store.get_session(session_id) if session_id is not None else None
 
 
