@@ -113,3 +113,18 @@ def test_cli_data_extract(tmp_path, capsys):
     assert "Wrote 2 records" in printed and "诸葛亮\t2 *" in printed and "曹洪\t1" in printed
     assert main(["data", "extract", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_extract_refuses_to_overwrite_the_novel_and_writes_atomically(tmp_path):
+    from engines.train import DatasetError
+    from engines.train.extract import extract_file
+
+    novel = tmp_path / "novel.txt"
+    novel.write_text("孔明曰：“亮已知之。”\n", encoding="utf-8")
+    before = novel.read_bytes()
+    with pytest.raises(DatasetError, match="is the novel itself"):
+        extract_file(novel, novel)
+    assert novel.read_bytes() == before
+    out = tmp_path / "out.jsonl"
+    extract_file(novel, out)
+    assert out.read_text(encoding="utf-8").strip() and not list(tmp_path.glob(".*partial"))

@@ -223,3 +223,21 @@ def test_cli_export_gguf(tmp_path, adapter_dir, tiny_llama, capsys):
     names = {t.name for t in reader.tensors}
     assert "blk.0.attn_q.weight.lora_a" in names and "blk.1.ffn_down.weight.lora_b" in names
     assert main(["export-gguf", str(tmp_path / "nothing"), "--base", str(tiny_llama["gguf"])]) == 2
+
+
+def test_an_export_that_fails_midway_leaves_neither_a_half_file_nor_the_old_one_damaged(
+    tmp_path, adapter_dir, tiny_llama
+):
+    from safetensors.numpy import load_file, save_file
+
+    out = tmp_path / "persona.gguf"
+    export_gguf(adapter_dir, base=tiny_llama["gguf"], out=out)
+    good = out.read_bytes()
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    half = next(k for k in sorted(weights) if "lora_B" in k)
+    del weights[half]  # a damaged adapter: the writer fails after it started
+    save_file(weights, str(adapter_dir / "adapter_model.safetensors"))
+    with pytest.raises(ExportError, match="half of the LoRA pair"):
+        export_gguf(adapter_dir, base=tiny_llama["gguf"], out=out)
+    assert out.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

@@ -220,3 +220,26 @@ def test_chunk_ids_overlap():
     assert chunk_ids([], 4, 1) == []
     chunks = chunk_ids(list(range(11)), 4, 0)
     assert [c[0] for c in chunks] == [0, 4, 8] and chunks[-1] == [8, 9, 10]
+
+
+def test_jsonl_with_unicode_line_separators_inside_strings_is_valid(tmp_path):
+    path = tmp_path / "sep.jsonl"
+    records = [{"instruction": f"a\u2028b\u2029c\u0085d {i}", "output": "ok"} for i in range(3)]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    loaded = load_dataset(path)
+    assert len(loaded.samples) == 3 and not loaded.skipped
+
+
+def test_a_large_json_array_loads_in_linear_time_and_names_the_bad_line(tmp_path):
+    import time
+
+    path = tmp_path / "big.json"
+    records = [{"instruction": f"question {i}", "output": "answer"} for i in range(20000)]
+    path.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]", encoding="utf-8")
+    started = time.monotonic()
+    assert len(load_dataset(path).samples) == 20000
+    assert time.monotonic() - started < 5  # was 46 s: the line was counted from the start each time
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n{"instruction": "a", "output": "b"},\n{"instruction": oops}\n]')
+    with pytest.raises(DatasetError, match="line 3"):
+        load_dataset(broken)

@@ -113,7 +113,9 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
             else:
                 yield 1, value
             return
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines are split on "\n" only: str.splitlines would also split inside strings at
+    # U+2028/U+2029/U+0085, which valid JSON may hold unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -125,13 +127,15 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
 def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
+    line, counted = 1, 0  # the line number at `counted`, advanced as records are read
     while True:
         pos = _skip_space(text, pos)
         if pos >= len(text):
             raise DatasetError(f"{path} ends inside its JSON array; the file is truncated.")
         if text[pos] == "]":
             return
-        line = text.count("\n", 0, pos) + 1
+        line += text.count("\n", counted, pos)  # counts only the new stretch: linear overall
+        counted = pos
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.train import DatasetError
-from engines.train.textio import read_text
+from engines.train.textio import read_text, written_atomically
 
 _QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _BOUNDARY = "。！？；，：”」\n!?;,:"
@@ -222,6 +222,10 @@ def extract_file(
     novel, out = Path(novel).expanduser(), Path(out).expanduser()
     if not novel.is_file():
         raise DatasetError(f"The novel {novel} does not exist; check the path.")
+    if out.exists() and out.resolve() == novel.resolve():
+        raise DatasetError(f"--out {out} is the novel itself; write the records to another file.")
+    if out.is_dir():
+        raise DatasetError(f"--out {out} is a directory; give a .jsonl file name.")
     utterances = extract_dialogue(
         read_text(novel), speaker=speaker, aliases=aliases, context_chars=context_chars
     )
@@ -237,8 +241,7 @@ def extract_file(
             f"No quoted speech by {speaker} was found in {novel} (speakers found: {seen}); "
             "check the name or add --alias."
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as handle:
+    with written_atomically(out) as partial, open(partial, "w", encoding="utf-8") as handle:
         for utterance in chosen:
             handle.write(json.dumps(utterance.record(), ensure_ascii=False) + "\n")
     report.written = len(chosen)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.train import ExportError
+from engines.train.textio import written_atomically
 
 SUPPORTED = {"llama": "LLAMA", "qwen2": "QWEN2"}
 HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
@@ -222,10 +223,17 @@ def export_gguf(
 
     # Named after the adapter directory, so a persona's adapter has one name on both engines.
     target = Path(out).expanduser() if out else adapter_dir / f"{adapter_dir.resolve().name}.gguf"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(target), shape.arch)
+    with written_atomically(target) as partial:  # a crash leaves no half adapter behind
+        _write_adapter(partial, shape, base, pairs, alpha, outtype, adapter_dir.name)
+    return target
+
+
+def _write_adapter(path: Path, shape, base, pairs, alpha: float, outtype: str, name: str) -> None:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), shape.arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_name(adapter_dir.name)
+    writer.add_name(name)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     dtype = np.float16 if outtype == "f16" else np.float32
@@ -248,7 +256,6 @@ def export_gguf(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return target
 
 
 def _check_fits(name: str, a: np.ndarray, b: np.ndarray, shapes: dict, base) -> None:
