@@ -288,23 +288,31 @@ def png_chunks(raw: bytes, source: str = "PNG") -> list[tuple[bytes, bytes]]:
 
 
 def _text_chunk(kind: bytes, body: bytes) -> tuple[str, bytes] | None:
-    """(keyword, text) of a tEXt, zTXt or iTXt chunk."""
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk whose keyword names a card; None for any
+    other chunk (never inflated: a PNG can hide a decompression bomb under any keyword)."""
     keyword, sep, rest = body.partition(b"\0")
-    if not sep:
+    if not sep or keyword.decode("latin-1").lower() not in CARD_KEYWORDS:
         return None
     try:
         if kind == b"tEXt":
             return keyword.decode("latin-1"), rest
         if kind == b"zTXt":
-            return keyword.decode("latin-1"), zlib.decompress(rest[1:])
+            return keyword.decode("latin-1"), _inflate(rest[1:])
         if kind == b"iTXt":
             compressed, rest = rest[0], rest[2:]
             _language, _, rest = rest.partition(b"\0")
             _translated, _, text = rest.partition(b"\0")
-            return keyword.decode("latin-1"), zlib.decompress(text) if compressed else text
+            return keyword.decode("latin-1"), _inflate(text) if compressed else text
     except (zlib.error, IndexError):
         return None
     return None
+
+
+def _inflate(data: bytes) -> bytes:
+    """Inflate at most what a card may hold (base64 of MAX_CARD_BYTES), plus one byte to tell
+    that there was more; _decode_chunk then refuses it as too large."""
+    limit = MAX_CARD_BYTES * 4 // 3 + 8
+    return zlib.decompressobj().decompress(data, limit + 1)
 
 
 def _payload_from_png(raw: bytes, source: str) -> Any:

@@ -358,3 +358,22 @@ def test_round_trip_is_lossless_over_random_extensions(
     assert card_from_dict(json.loads(card.to_json())).to_dict() == once
     assert parse_card(card_png(card)).to_dict() == once
     assert CharacterCard.model_validate(once).to_dict() == once
+
+
+def test_a_png_decompression_bomb_is_never_inflated_past_the_card_limit(tmp_path):
+    import time
+    import zlib
+
+    from sessions.cards import PNG_SIGNATURE, CardError, _chunk, load_card
+
+    bomb = zlib.compress(b"A" * 400_000_000, 9)  # 400 MB of text in well under 1 MB
+    png = PNG_SIGNATURE + _chunk(b"IHDR", b"\0" * 13)
+    png += _chunk(b"zTXt", b"Comment\0\0" + bomb)  # not a card keyword: never inflated
+    png += _chunk(b"zTXt", b"chara\0\0" + bomb)  # a card keyword: inflated only up to the limit
+    png += _chunk(b"IEND", b"")
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png)
+    started = time.monotonic()
+    with pytest.raises(CardError, match="larger than"):
+        load_card(path)
+    assert time.monotonic() - started < 5
