@@ -53,6 +53,10 @@ def load_engine(spec: ModelSpec) -> Engine:
             template=spec.template,
             adapters=spec.adapters,
         )
+    if spec.model.lower().endswith(".gguf"):
+        raise ModelLoadError(
+            f"{spec.model} is a GGUF file, which the CPU engine runs; leave out --engine gpu."
+        )
     if Path(spec.model).expanduser().is_file():
         raise ModelLoadError(
             f"{spec.model} is a file but not a .gguf; pass a GGUF file or a Hugging Face model directory."

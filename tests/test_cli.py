@@ -147,3 +147,35 @@ def test_threads_beyond_the_cpu_count_are_capped(tiny_gguf):
     engine = LlamaCppEngine(tiny_gguf, n_ctx=128, n_threads=100000)
     assert engine.n_threads == os.cpu_count()
     engine.close()
+
+
+def test_bad_homes_adapters_and_engines_are_one_sentence(tiny_gguf, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (["--home", "", "sessions", "list"], "data directory is empty"),
+        (["--home", str(a_file), "sessions", "list"], "is a file"),
+        (["ask", "--model", str(tiny_gguf), "--adapter", "x=a.gguf", "--adapter", "x=b.gguf", "hi"],
+         "Two adapters are named 'x'"),
+        (["ask", "--model", str(tiny_gguf), "--engine", "gpu", "hi"], "leave out --engine gpu"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        result = run(*args, env_home=tmp_path / "home")
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith("cosplay: "), result.stderr
+        assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_piping_into_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    from sessions.store import Store
+
+    store = Store(tmp_path / "home" / "cosplay.db")
+    for index in range(3000):
+        store.create_session(f"session {index}")
+    store.close()
+    env = {**os.environ, "COSPLAY_HOME": str(tmp_path / "home")}
+    pipeline = subprocess.run(
+        f"{sys.executable} -m tui.cli sessions list | head -1", shell=True,
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr

@@ -81,6 +81,11 @@ def _adapters(values: list[str]) -> dict[str, str]:
         name, sep, path = value.partition("=")
         if not sep:
             name, path = Path(value.rstrip("/")).stem or value, value
+        if name in adapters and adapters[name] != path:
+            raise CosplayError(
+                f"Two adapters are named {name!r} ({adapters[name]} and {path}); "
+                "name them apart with --adapter NAME=PATH."
+            )
         adapters[name] = path
     return adapters
 
