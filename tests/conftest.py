@@ -58,3 +58,18 @@ def smollm2(tmp_path_factory):
     from tests.real_model import build_all
 
     return build_all(tmp_path_factory.mktemp("smollm2"))
+
+
+@pytest.fixture
+def evaluated(engine, monkeypatch):
+    """The sizes of the batches llama.cpp really evaluates for the module's CPU `engine`
+    (the prompt's first, then one per sampled token), by wrapping Llama.eval."""
+    counts: list[int] = []
+    original = engine._llm.eval
+
+    def counting_eval(tokens):
+        counts.append(len(tokens))
+        return original(tokens)
+
+    monkeypatch.setattr(engine._llm, "eval", counting_eval)
+    return counts

@@ -16,20 +16,6 @@ def engine(tiny_gguf):
     engine.close()
 
 
-@pytest.fixture
-def evaluated(engine, monkeypatch):
-    """Counts the tokens llama.cpp really evaluates, by wrapping Llama.eval."""
-    counts: list[int] = []
-    original = engine._llm.eval
-
-    def counting_eval(tokens):
-        counts.append(len(tokens))
-        return original(tokens)
-
-    monkeypatch.setattr(engine._llm, "eval", counting_eval)
-    return counts
-
-
 def chat(engine, messages, **params):
     return "".join(engine.stream_chat(messages, GenerationParams(**params), threading.Event()))
 

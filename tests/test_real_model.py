@@ -100,20 +100,6 @@ def engine(smollm2):
     engine.close()
 
 
-@pytest.fixture
-def evaluated(engine, monkeypatch):
-    """The sizes of the batches llama.cpp really evaluates: the prompt's first."""
-    counts: list[int] = []
-    original = engine._llm.eval
-
-    def counting_eval(tokens):
-        counts.append(len(tokens))
-        return original(tokens)
-
-    monkeypatch.setattr(engine._llm, "eval", counting_eval)
-    return counts
-
-
 def chat(engine, messages, params=GREEDY):
     return "".join(engine.stream_chat(messages, params, threading.Event()))
 
