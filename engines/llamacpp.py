@@ -5,7 +5,7 @@ generate from tokens. To keep llama.cpp's KV cache hitting across turns, the
 token ids of the last prompt and reply are remembered (`llamacpp_cache`): a
 prompt that continues them evaluates only its new text, one whose oldest rounds
 were dropped shifts the cache instead of re-reading it, and a session's cache
-can be saved to a file and restored after a restart (`save_state`, `bind_state`).
+can be saved to a file and restored after a restart (`llamacpp_state`).
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ from engines.base import (
 )
 from engines.ggufinfo import read_gguf_info
 from engines.llamacpp_cache import Plan, TokenCache
+from engines.llamacpp_state import KVStateFiles
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
 DEFAULT_N_CTX = 4096
-STATE_FORMAT = 1  # bump when what a state file holds changes
 
 log = logging.getLogger("cosplay.llama_cpp")
 
 
-class LlamaCppEngine(TemplateSwitch):
+class LlamaCppEngine(KVStateFiles, TemplateSwitch):
     adapter_format = "gguf"  # the LoRA form load_adapter takes
 
     def __init__(
@@ -319,91 +319,6 @@ class LlamaCppEngine(TemplateSwitch):
             self._cache.clear()
             self.active_adapter = name
 
-    # --- the KV cache across restarts ---------------------------------------------------------
-
-    def state_fingerprint(self) -> str:
-        """What a saved KV cache depends on: the model file, adapter, template, context size."""
-        import llama_cpp
-
-        adapter = self._adapter_sources.get(self.active_adapter or "")
-        return llamacpp_cache.fingerprint(
-            format=STATE_FORMAT,
-            llama_cpp=llama_cpp.__version__,
-            model=llamacpp_cache.file_identity(self.model_path),
-            adapter=llamacpp_cache.file_identity(adapter) if adapter else None,
-            adapter_scale=1.0,
-            template=[self.template_name, self.template.source],
-            n_ctx=self.context_length,
-            kv_types="f16",
-        )
-
-    def bind_state(self, path: Path | None) -> None:
-        """The state file of the session the next replies belong to: restored before a reply
-        when it shares more with the prompt than the live cache does."""
-        self._state_file = Path(path) if path else None
-
-    def save_state(self, path: Path) -> int:
-        """Write the live KV cache to `path` (atomically); return its size in bytes, 0 if empty."""
-        import llama_cpp
-
-        with self._lock:
-            if self._llm is None:  # closed (the app quit while the reply was being saved)
-                return 0
-            evaluated = self._llm.n_tokens
-            if evaluated == 0 or not self._cache.tokens:
-                return 0
-            size = llama_cpp.llama_state_seq_get_size(self._llm.ctx, 0)
-            buffer = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(self._llm.ctx, buffer, size, 0)
-            header = {
-                "fingerprint": self.state_fingerprint(),
-                "text": self._cache.text,
-                "tokens": self._cache.tokens,
-                "evaluated": evaluated,
-            }
-            llamacpp_cache.write_state(path, header, memoryview(buffer)[:written])
-            return path.stat().st_size
-
-    def _restore_if_better(self, prompt: str) -> None:
-        """Load the bound state file when it covers more of `prompt` than the live cache."""
-        path, self._state_file = self._state_file, None  # considered once per binding
-        if path is None or not path.is_file():
-            return
-        try:
-            header, offset = llamacpp_cache.read_state_header(path)
-            if header.get("fingerprint") != self.state_fingerprint():
-                log.debug("KV state %s is for another model or settings; ignored", path)
-                return
-            text, tokens = str(header["text"]), [int(t) for t in header["tokens"]]
-            evaluated = int(header["evaluated"])
-            if not 0 < evaluated <= len(tokens) <= self.context_length:
-                raise ValueError("token counts out of range")
-            if _shared(prompt, text) <= _shared(prompt, self._cache.text):
-                return
-            blob = llamacpp_cache.read_state_blob(path, offset)
-            self._load_kv(blob, tokens[:evaluated])
-            self._cache.set(text, tokens)
-            os.utime(path)  # recently used: the last to be evicted
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.debug("KV state %s discarded: %s", path, exc)
-            self._llm.reset()
-            self._cache.clear()
-            path.unlink(missing_ok=True)
-
-    def _load_kv(self, blob: bytes, evaluated: list[int]) -> None:
-        import llama_cpp
-
-        llm = self._llm
-        llm.reset()
-        memory = llama_cpp.llama_get_memory(llm.ctx)
-        llama_cpp.llama_memory_clear(memory, True)
-        data = (ctypes.c_uint8 * len(blob)).from_buffer_copy(blob)
-        if llama_cpp.llama_state_seq_set_data(llm.ctx, data, len(blob), 0) == 0:
-            raise ValueError("llama.cpp refused the saved state")
-        llm.input_ids[: len(evaluated)] = evaluated
-        llm.n_tokens = len(evaluated)
-        llm._requires_eval = True
-
     def describe(self) -> dict[str, str]:
         facts = {"engine": "llama.cpp", "device": "cpu", "threads": str(self.n_threads)}
         if self.active_adapter:
@@ -422,8 +337,3 @@ class LlamaCppEngine(TemplateSwitch):
                 self._adapter_sources.clear()
                 llm.close()
                 self._llm = None
-
-
-def _shared(a: str, b: str) -> int:
-    """Length of the common prefix of two strings."""
-    return len(os.path.commonprefix([a, b])) if a and b else 0

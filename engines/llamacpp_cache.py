@@ -19,18 +19,12 @@ space, say) only the first case applies.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import struct
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 PROBE_BYTES = 64  # bytes of the text after the prefix used to find where the cache resumes
 SHIFT_TRIES = 8  # token boundaries tried before the end of the common prefix
-STATE_MAGIC = b"COSPLAYKV1\n"
 
 
 @dataclass
@@ -138,48 +132,3 @@ def _resume(data: bytes, cached: bytes, offsets: list[int], keep: int, start: in
                 return index
         position = cached.find(probe, position + 1)
     return None
-
-
-# --- state files: the KV cache of a session, kept across restarts -----------------------------
-
-
-def fingerprint(**facts: object) -> str:
-    """A short digest of everything a saved KV cache depends on."""
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def file_identity(path: str | Path) -> dict[str, object]:
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def write_state(path: Path, header: dict, blob: bytes) -> None:
-    """Write a state file atomically: a crash leaves the old file or none, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded = json.dumps(header, ensure_ascii=False).encode("utf-8")
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(STATE_MAGIC + struct.pack("<Q", len(encoded)) + encoded)
-        handle.write(blob)
-    os.replace(temporary, path)
-
-
-def read_state_header(path: Path) -> tuple[dict, int]:
-    """The header of a state file and the offset where its blob starts; ValueError if damaged."""
-    with path.open("rb") as handle:
-        if handle.read(len(STATE_MAGIC)) != STATE_MAGIC:
-            raise ValueError("not a Cosplay KV state file")
-        (size,) = struct.unpack("<Q", handle.read(8))
-        if size > 64 * 1024 * 1024:
-            raise ValueError("header too large")
-        header = json.loads(handle.read(size).decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("header is not an object")
-    return header, len(STATE_MAGIC) + 8 + size
-
-
-def read_state_blob(path: Path, offset: int) -> bytes:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read()

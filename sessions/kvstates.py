@@ -62,7 +62,6 @@ class SessionStates:
             self.evict()
         except Exception as exc:  # a full disk, a read-only dir…: the reply is saved already
             log.debug("KV state for session %s not saved: %s", session_id, exc)
-            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
 
     def evict(self) -> None:
         """Delete the least recently used states until the total fits the cap."""

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.atomic import written_atomically
 from engines.train import DatasetError
-from engines.train.textio import read_text, written_atomically
+from engines.train.textio import read_text
 
 _QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _BOUNDARY = "。！？；，：”」\n!?;,:"

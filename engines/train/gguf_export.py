@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.atomic import written_atomically
 from engines.train import ExportError
-from engines.train.textio import written_atomically
 
 SUPPORTED = {"llama": "LLAMA", "qwen2": "QWEN2"}
 HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}

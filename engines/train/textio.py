@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from engines.train import DatasetError
@@ -43,17 +40,3 @@ def read_text(path: str | Path) -> str:
             f"{path} is neither UTF-8 nor GB18030/GBK text; convert it to UTF-8 first."
         ) from None
     return raw.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
-
-
-@contextmanager
-def written_atomically(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; when the block ends without error it replaces
-    `target` in one step, so a crash never leaves half a file that is later taken as whole."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
