@@ -30,7 +30,7 @@ from engines.base import (
     ModelLoadError,
 )
 from engines.ggufinfo import read_gguf_info
-from engines.llamacpp_cache import Plan, TokenCache
+from engines.llamacpp_cache import Plan, TokenCache, spelled_reply
 from engines.llamacpp_state import KVStateFiles
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
@@ -103,6 +103,10 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         self.architecture = info.architecture
 
         self._cache = TokenCache()  # what the KV cache holds, as text and token ids
+        self._cancel = threading.Event()  # the running reply's cancel event
+        import llama_cpp
+
+        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _: self._cancel.is_set())
         self._state_file: Path | None = None  # a saved KV cache to restore when it helps
         self._adapters: dict[str, object] = {}  # name -> llama_adapter_lora_p
         self._adapter_sources: dict[str, str] = {}  # name -> the file it was loaded from
@@ -221,8 +225,9 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             self.last_stats = None
             assembler = TextAssembler(list(params.stop) + self.template.stop)
             generated: list[int] = []
-            spelled = [0]  # bytes of reply text the first n generated tokens spell
+            reply_data, ends = bytearray(), [0]  # the tokens' bytes; where the first n end
             eog = False
+            self._cancel = cancel  # the abort callback stops a long prompt evaluation too
             generator = self._llm.generate(
                 tokens,
                 temp=params.temperature if params.do_sample else 0.0,
@@ -232,22 +237,26 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                 typical_p=params.typical_p,
                 repeat_penalty=params.repetition_penalty,
             )
+            self._set_abort(True)
             try:
-                for token in generator:
+                for token in self._tokens_until_cancelled(generator, cancel):
                     if not generated:
                         stats.ttft_s = time.perf_counter() - started
+                        self._set_abort(False)  # per-token checks below are enough now
                     if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token):
                         eog = True
                         break
                     generated.append(token)
                     data = self._llm.detokenize([token], special=False)
-                    spelled.append(spelled[-1] + len(data))
+                    reply_data += data
+                    ends.append(len(reply_data))
                     piece = assembler.feed(data)
                     if piece:
                         yield piece
                     if assembler.stopped or cancel.is_set() or len(generated) >= max_new:
                         break
             finally:
+                self._set_abort(False)
                 generator.close()
                 tail = assembler.finish()
                 if cancel.is_set():
@@ -256,18 +265,33 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                     stats.finish_reason = "length"
                 stats.completion_tokens = len(generated)
                 stats.total_s = time.perf_counter() - started
-                # The reply's tokens stay in the cache, but none after a stop string (the text
-                # shown is shorter than what was sampled) and not the bytes of a character cut in
-                # half at the end (the saved text drops them).
-                reply_bytes = len(assembler.text.encode("utf-8"))
-                whole = spelled.index(reply_bytes) if reply_bytes in spelled else len(generated)
+                # The reply's tokens stay in the cache as far as they spell the text shown; none
+                # after a stop string (the text shown is shorter than what was sampled).
                 if assembler.stopped:
                     self._cache.set(prompt, tokens)
                 else:
-                    self._cache.set(prompt + assembler.text, tokens + generated[:whole])
+                    text, count = spelled_reply(bytes(reply_data), ends, assembler.text)
+                    self._cache.set(prompt + text, tokens + generated[:count])
                 self.last_stats = stats
             if tail:
                 yield tail
+
+    def _set_abort(self, on: bool) -> None:
+        """llama.cpp asks this between graph nodes whether to stop: on only while the prompt is
+        evaluated (seconds for a long one), where the per-token cancel check cannot reach."""
+        import llama_cpp
+
+        callback = self._abort_callback if on else ctypes.cast(None, llama_cpp.ggml_abort_callback)
+        llama_cpp.llama_set_abort_callback(self._llm.ctx, callback, None)
+
+    @staticmethod
+    def _tokens_until_cancelled(generator, cancel: threading.Event) -> Iterator[int]:
+        """The generator's tokens; an evaluation aborted by the cancel event just ends them."""
+        try:
+            yield from generator
+        except RuntimeError:  # llama_decode returned 2: aborted
+            if not cancel.is_set():
+                raise
 
     # --- adapters ----------------------------------------------------------------------
 

@@ -46,20 +46,24 @@ class TokenCache:
     def clear(self) -> None:
         self.set("", [])
 
-    def offsets(self, piece: Callable[[int], bytes], leading_bos: bool) -> list[int] | None:
-        """Byte offsets of the token boundaries, or None when the pieces do not spell the text."""
+    def offsets(self, piece: Callable[[int], bytes], leading_bos: bool) -> list[int]:
+        """Byte offsets where the tokens start, then where the last one ends, for as many
+        tokens as spell the start of the text (all of them, unless the text holds a U+FFFD for
+        bytes that were not UTF-8, or the tokenizer adds a leading space)."""
         if self._offsets is None:
-            data, offsets, position = self.text.encode("utf-8"), [0], 0
+            data, offsets = self.text.encode("utf-8"), [0]
             for index, token in enumerate(self.tokens):
-                size = 0 if (index == 0 and leading_bos) else len(piece(token))
-                position += size
-                offsets.append(position)
-            spelled = position == len(data)
-            if spelled:  # same length; check the bytes too (cheap next to tokenizing)
-                start = 1 if leading_bos else 0
-                spelled = b"".join(piece(t) for t in self.tokens[start:]) == data
-            self._offsets = offsets if spelled else []
-        return self._offsets or None
+                part = b"" if (index == 0 and leading_bos) else piece(token)
+                end = offsets[-1] + len(part)
+                if data[offsets[-1] : end] != part:
+                    break
+                offsets.append(end)
+            self._offsets = offsets
+        return self._offsets
+
+    def spelled(self, offsets: list[int]) -> bool:
+        """Whether all the tokens spell all the text."""
+        return len(offsets) == len(self.tokens) + 1 and offsets[-1] == len(self.text.encode())
 
 
 def plan(
@@ -76,9 +80,7 @@ def plan(
     if cache.text and prompt.startswith(cache.text):
         rest = prompt[len(cache.text) :]
         return Plan(cache.tokens + (tokenize(rest.encode("utf-8")) if rest else []))
-    offsets = cache.offsets(piece, leading_bos) if cache.tokens else None
-    if not offsets:
-        return Plan(fresh(prompt))
+    offsets = cache.offsets(piece, leading_bos)
     data, cached = prompt.encode("utf-8"), cache.text.encode("utf-8")
     common = _common_prefix(data, cached)
     keep = bisect_right(offsets, common) - 1  # tokens wholly inside the common prefix
@@ -88,8 +90,10 @@ def plan(
     if keep <= first:
         return Plan(fresh(prompt))
     # A span cut out of the cache? Try a few boundaries back: the cut's first tokens may
-    # share a few bytes with what follows it.
-    for candidate in range(keep, max(keep - SHIFT_TRIES, first), -1):
+    # share a few bytes with what follows it. (Only where every token spells its text: the
+    # tokens kept after the cut must spell the prompt.)
+    tries = SHIFT_TRIES if cache.spelled(offsets) else 0
+    for candidate in range(keep, max(keep - tries, first), -1):
         if _continuation(data, offsets[candidate]):
             continue
         start = offsets[candidate]
@@ -100,6 +104,18 @@ def plan(
             tokens += tokenize(tail) if tail else []
             return Plan(tokens, keep=candidate, drop=resume - candidate)
     return Plan(cache.tokens[:keep] + tokenize(data[offsets[keep] :]), keep=keep)
+
+
+def spelled_reply(data: bytes, ends: list[int], shown: str) -> tuple[str, int]:
+    """The reply as the cache keeps it: (text, number of tokens) for the most sampled tokens
+    whose bytes read as the start of the shown text. `data` is the tokens' bytes, `ends[n]`
+    where the first n end. Drops the token of a character cut in half at the end (the shown
+    text dropped its bytes); keeps invalid bytes, shown as U+FFFD, as the text shows them."""
+    for count in range(len(ends) - 1, 0, -1):
+        text = data[: ends[count]].decode("utf-8", errors="replace")
+        if shown.startswith(text):
+            return text, count
+    return "", 0
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:

@@ -60,8 +60,15 @@ class KVStateFiles:
         with self._lock:
             if self._llm is None:  # closed (the app quit while the reply was being saved)
                 return 0
-            evaluated = self._llm.n_tokens
-            if evaluated == 0 or not self._cache.tokens:
+            # The KV cache may hold a few more tokens than the cache keeps (a reply cut at a
+            # character, an aborted prompt): the file holds what both agree on.
+            live, kept = self._llm.input_ids[: self._llm.n_tokens], self._cache.tokens
+            evaluated = 0
+            for a, b in zip(live.tolist(), kept, strict=False):
+                if a != b:
+                    break
+                evaluated += 1
+            if evaluated == 0:
                 return 0
             size = llama_cpp.llama_state_seq_get_size(self._llm.ctx, 0)
             buffer = (ctypes.c_uint8 * size)()

@@ -100,8 +100,8 @@ def engine(smollm2):
     engine.close()
 
 
-def chat(engine, messages, params=GREEDY):
-    return "".join(engine.stream_chat(messages, params, threading.Event()))
+def chat(engine, messages, params=GREEDY, cancel=None):
+    return "".join(engine.stream_chat(messages, params, cancel or threading.Event()))
 
 
 CONVERSATIONS = [
@@ -293,3 +293,18 @@ def test_no_quantization_type_crashes(smollm2, tmp_path, name):
     )  # fmt: skip
     assert done.returncode == 0, f"{name}: exit {done.returncode}\n{done.stderr[-2000:]}"
     assert done.stdout.split()[-2:] == ["OK", "4"] or "CANNOT-QUANTIZE" in done.stdout
+
+
+def test_cancel_stops_a_long_prompt_evaluation_at_once(engine):
+    import time
+
+    engine._llm.reset()
+    engine._cache.clear()
+    long = [{"role": "user", "content": "word " * 900 + QUESTION}]  # seconds to evaluate here
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    assert chat(engine, long, GenerationParams(max_new_tokens=8), cancel=cancel) == ""
+    assert time.monotonic() - started < 1.0
+    assert engine.last_stats.finish_reason == "cancelled"
+    assert "Paris" in chat(engine, [{"role": "user", "content": QUESTION}])  # still sound
