@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -26,6 +28,10 @@ from engines.base import CosplayError, GenerationParams
 MAX_FIELD_CHARS = 200_000  # one string; the longest real cards' lorebook entries are far shorter
 MAX_CARD_BYTES = 16 * 2**20  # the JSON of one card
 MAX_PNG_BYTES = 64 * 2**20
+MAX_DEPTH = 100  # nesting of objects and lists; real cards nest under ten levels
+MAX_NUMBER_CHARS = 400  # a number's digits; far past any float or 64-bit integer
+ZIP_SIGNATURE = b"PK\x03\x04"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 V2_SPEC, V3_SPEC = "chara_card_v2", "chara_card_v3"
 # V1 fields that SillyTavern mirrors at the top level of a V2 card; redundant with `data`.
@@ -179,6 +185,11 @@ def load_card(path: str | Path) -> CharacterCard:
 def parse_card(raw: bytes, source: str = "card") -> CharacterCard:
     if raw.startswith(PNG_SIGNATURE):
         return card_from_dict(_payload_from_png(raw, source), source)
+    if raw.startswith(ZIP_SIGNATURE):
+        raise CardError(
+            f"{source} is a ZIP archive (a .charx card?); Cosplay reads JSON and PNG cards: "
+            "export the character as PNG or JSON and import that."
+        )
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"{source} is larger than {MAX_CARD_BYTES // 2**20} MiB; it is not a card.")
     return card_from_dict(_json_object(raw, source, "the file"), source)
@@ -233,34 +244,117 @@ def _field_error(source: str, exc: ValidationError, prefix: list[str]) -> CardEr
     return CardError(f"{source}: field '{field}': {error['msg']}.")
 
 
-def _check_sizes(value: Any, source: str, where: str) -> None:
-    if isinstance(value, str):
-        if len(value) > MAX_FIELD_CHARS:
-            raise CardError(
-                f"{source}: field '{where}' has {len(value)} characters, more than the "
-                f"{MAX_FIELD_CHARS} a card field may hold."
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_sizes(item, source, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_sizes(item, source, f"{where}.{index}")
+def _check_sizes(obj: Any, source: str, where: str) -> None:
+    """Refuse what a card cannot hold, walking without recursion (a deep card must not
+    overflow the stack): too deep a nesting, a too-long string, a lone surrogate (not text:
+    it cannot be written back as UTF-8), a NaN or infinite number."""
+    stack: list[tuple[Any, str, int]] = [(obj, where, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, source, path)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise CardError(
+                    f"{source}: field '{_shown(path)}' is {value}, which is not a number a card can hold."
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise CardError(
+                    f"{source}: field '{_shown(path)}' is nested more than {MAX_DEPTH} levels deep; "
+                    "this is not a character card."
+                )
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    key = str(key)
+                    child = f"{path}.{key}" if path else key
+                    _check_string(key, source, child)
+                    stack.append((item, child, depth + 1))
+            else:
+                for index, item in enumerate(value):
+                    stack.append((item, f"{path}.{index}", depth + 1))
+
+
+def _check_string(value: str, source: str, where: str) -> None:
+    if len(value) > MAX_FIELD_CHARS:
+        raise CardError(
+            f"{source}: field '{_shown(where)}' has {len(value)} characters, more than the "
+            f"{MAX_FIELD_CHARS} a card field may hold."
+        )
+    found = _SURROGATE.search(value)
+    if found:
+        raise CardError(
+            f"{source}: field '{_shown(where)}' holds a lone surrogate "
+            f"(\\u{ord(found.group()):04x}), which is not text; fix the card's JSON."
+        )
+
+
+def _shown(where: str) -> str:
+    """A field path fit to print: a surrogate in a key itself is escaped, not printed."""
+    shown = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", where) or "card"
+    return shown if len(shown) <= 60 else shown[:60] + "…"
+
+
+def _utf16_json(raw: bytes) -> str | None:
+    """The text of UTF-16 JSON that starts with a byte-order mark, else None."""
+    if not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    try:
+        text = raw.decode("utf-16")
+    except UnicodeDecodeError:
+        return None
+    return text if text.lstrip().startswith(("{", "[")) else None
+
+
+class _BadNumber(Exception):
+    """Raised by the JSON number hooks; turned into a CardError naming the file."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:  # Python refuses > 4300 digits with a bare ValueError
+        raise _BadNumber(f"a number with {len(text)} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _BadNumber(f"a number with {len(text)} digits")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"the number {text[:20]}, too large for a float")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _BadNumber(f"{text}, which is not valid JSON")
 
 
 def _json_object(raw: bytes, source: str, what: str) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CardError(f"{source}: {what} is not UTF-8 text (byte {exc.start}).") from exc
+        text = _utf16_json(raw)  # Windows editors save "Unicode" as UTF-16 with a BOM
+        if text is None:
+            raise CardError(f"{source}: {what} is not UTF-8 text (byte {exc.start}).") from exc
+    if not text.strip():
+        raise CardError(f"{source}: {what} is empty; it is not a card.")
     try:
-        return json.loads(text)
+        return json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
     except json.JSONDecodeError as exc:
         raise CardError(
             f"{source}: {what} is malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
         ) from exc
+    except _BadNumber as exc:
+        raise CardError(f"{source}: {what} holds {exc}; this is not a card.") from exc
     except RecursionError as exc:
         raise CardError(f"{source}: {what} is nested too deeply to be a card.") from exc
+    except ValueError as exc:  # anything else json or int() refuses
+        raise CardError(f"{source}: {what} is not a readable JSON card ({exc}).") from exc
 
 
 # --- PNG -----------------------------------------------------------------------

@@ -377,3 +377,93 @@ def test_a_png_decompression_bomb_is_never_inflated_past_the_card_limit(tmp_path
     with pytest.raises(CardError, match="larger than"):
         load_card(path)
     assert time.monotonic() - started < 5
+
+
+# --- hostile cards: every one is one CardError sentence naming the file ------------------
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"name": "x", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b'{"name": "\\ud800"}', ["'name'", "lone surrogate", "\\ud800"]),
+        (
+            b'{"spec": "chara_card_v2", "data": {"name": "x", "description": "a\\udc00"}}',
+            ["'data.description'", "lone surrogate"],
+        ),
+        (b'{"name": "x", "\\udbff": 1}', ["lone surrogate", "\\udbff"]),
+        (make_png(chara=base64.b64encode(b'{"name": "\\ud800"}')), ["lone surrogate"]),
+        (b'{"name": "x", "n": ' + b"9" * 4301 + b"}", ["4301 digits"]),
+        (b'{"name": "x", "n": 1.' + b"5" * 5000 + b"}", ["digits"]),
+        (b'{"name": "x", "n": 1e999999}', ["1e999999", "too large"]),
+        (b'{"name": "x", "n": NaN}', ["NaN"]),
+        (b'{"name": "x", "n": -Infinity}', ["-Infinity"]),
+        (_nested(500), ["'deep.0.0", "nested more than"]),
+        (_nested(990), ["nested"]),  # json itself may hit the recursion limit first
+        (b'{"name": "x", "deep": ' + b'{"a": ' * 900 + b"1" + b"}" * 900 + b"}", ["nested"]),
+        (_nested(200_000), ["nested too deeply"]),
+        (b"", ["empty"]),
+        (b"\xef\xbb\xbf  \n", ["empty"]),
+        (b"null", ["JSON object", "NoneType"]),
+        (b'"a string"', ["JSON object", "str"]),
+        (b"PK\x03\x04" + b"\0" * 40, ["ZIP archive", ".charx"]),
+        (make_png()[:-7], ["truncated"]),
+    ],
+    ids=[
+        "surrogate-name",
+        "surrogate-v2-field",
+        "surrogate-key",
+        "surrogate-in-png",
+        "int-over-4300-digits",
+        "float-5000-digits",
+        "float-overflow",
+        "nan",
+        "infinity",
+        "nested-500",
+        "nested-990",
+        "nested-dicts-900",
+        "nested-200000",
+        "empty",
+        "bom-and-blanks",
+        "null",
+        "string",
+        "charx-zip",
+        "png-cut-in-iend",
+    ],
+)
+def test_hostile_cards_are_one_sentence_naming_the_file(tmp_path, raw, words):
+    path = tmp_path / "hostile.json"
+    path.write_bytes(raw)
+    with pytest.raises(CardError) as error:
+        load_card(path)
+    message = str(error.value)
+    assert message.startswith(str(path))
+    for word in words:
+        assert word in message
+    assert "\n" not in message and len(message) < 400
+
+
+def test_a_python_dict_with_nan_or_a_surrogate_is_refused_too():
+    with pytest.raises(CardError, match="nan"):
+        card_from_dict({"name": "x", "weight": float("nan")}, "dict card")
+    with pytest.raises(CardError, match="surrogate"):
+        card_from_dict({"spec": "chara_card_v2", "data": {"name": "\udc80"}}, "dict card")
+
+
+def test_a_utf16_card_with_a_byte_order_mark_is_read():
+    card = parse_card(json.dumps(V2, ensure_ascii=False).encode("utf-16"), "u16.json")
+    assert card.name == "诸葛亮"
+
+
+def test_an_accepted_card_can_always_be_written_back_and_copied():
+    """What the importer accepts, the persona store can save, export and duplicate."""
+    deep: object = "leaf"
+    for _ in range(90):  # deep, but within the limit
+        deep = [deep]
+    card = parse_card(json.dumps({"name": "x", "extensions_blob": deep}).encode(), "ok.json")
+    card.model_copy(deep=True)
+    assert parse_card(card_png(card)).to_dict() == card.to_dict()
+    assert parse_card(card.to_json().encode()).to_dict() == card.to_dict()
