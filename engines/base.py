@@ -93,7 +93,8 @@ class Engine(Protocol):
     template_name: str  # the chat template in use
     context_length: int  # tokens the context window holds
     last_stats: GenerationStats | None  # set when a stream_chat generator finishes
-    adapter_format: str | None  # the LoRA form load_adapter takes: "gguf", "peft" (None: any)
+    kind: str  # its entry in engines/registry.py ("cpu", "gpu", "remote"; the demo: "demo")
+    adapter_format: str | None  # what load_adapter takes: "gguf", "peft", "name" (None: any)
     active_adapter: str | None  # the adapter in use, None for the base model
     default_adapter: str | None  # the adapter used when a persona names none (the first --adapter)
 

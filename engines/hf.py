@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, StoppingCriteriaList
 
+from engines import registry
 from engines.base import (
     ChatMessage,
     ContextOverflowError,
@@ -74,7 +75,19 @@ class _Turn:
 
 
 class HFEngine(AdapterMixin, TemplateSwitch):
-    adapter_format = "peft"  # the LoRA form load_adapter takes
+    kind = "gpu"  # its entry in engines/registry.py
+    adapter_format = registry.get(kind).adapter_format
+
+    @classmethod
+    def from_spec(cls, spec) -> HFEngine:
+        return cls(
+            spec.model,
+            template=spec.template,
+            load_8bit=spec.load_8bit,
+            load_4bit=spec.load_4bit,
+            trust_remote_code=spec.trust_remote_code,
+            n_ctx=spec.n_ctx,
+        )
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from engines import llamacpp_cache, llamacpp_setup
+from engines import llamacpp_cache, llamacpp_setup, registry
 from engines.base import (
     AdapterError,
     ChatMessage,
@@ -41,7 +41,18 @@ log = logging.getLogger("cosplay.llama_cpp")
 
 
 class LlamaCppEngine(KVStateFiles, TemplateSwitch):
-    adapter_format = "gguf"  # the LoRA form load_adapter takes
+    kind = "cpu"  # its entry in engines/registry.py
+    adapter_format = registry.get(kind).adapter_format
+
+    @classmethod
+    def from_spec(cls, spec) -> LlamaCppEngine:
+        return cls(
+            spec.model,
+            n_ctx=spec.n_ctx,
+            n_threads=spec.n_threads,
+            n_gpu_layers=spec.n_gpu_layers,
+            template=spec.template,
+        )
 
     def __init__(
         self,
@@ -296,10 +307,13 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
     # --- adapters ----------------------------------------------------------------------
 
     def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a GGUF LoRA adapter next to the base model (no reload); activate it with set_adapter."""
+        """Load a GGUF LoRA adapter next to the base model (no reload); activate it with
+        set_adapter. A PEFT adapter directory is exported to GGUF (next to it) first."""
         import llama_cpp
 
         path = Path(path).expanduser()
+        if path.is_dir():
+            path = self._exported(path)
         if not path.is_file():
             raise AdapterError(f"The LoRA adapter {path} does not exist; check the path.")
         with self._lock:
@@ -318,6 +332,19 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                 )
             self._adapters[name] = handle
             self._adapter_sources[name] = str(path)
+
+    def _exported(self, directory: Path) -> Path:
+        """The GGUF form of a PEFT adapter directory, written next to it against this base."""
+        from engines.gguf_lora import export_gguf
+
+        try:
+            return export_gguf(directory, base=self.model_path)
+        except OSError as exc:
+            raise AdapterError(
+                f"Could not write the GGUF form of {directory} ({exc.strerror or exc}); run "
+                f"`cosplay export-gguf {directory} --base {self.model_path} --out SOMEWHERE.gguf` "
+                "and load that file."
+            ) from exc
 
     @property
     def adapter_sources(self) -> dict[str, str]:

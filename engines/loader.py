@@ -1,35 +1,46 @@
-"""Pick and load an engine from what the user passed: a .gguf file → CPU engine, else the GPU engine."""
+"""Load the engine for what the user passed (`--model` and friends): see engines/registry.py."""
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
-from engines.base import Engine, ModelLoadError
+from engines import registry
+from engines.base import Engine
 
 
 @dataclass
 class ModelSpec:
     """Everything needed to load a model; what `--model` and friends resolve to."""
 
-    model: str  # a .gguf file, a HF directory, or a Hub repo id
-    engine: str = "auto"  # auto | cpu | gpu
+    model: str  # a .gguf file, a HF directory or repo id, or an OpenAI-compatible server's URL
+    engine: str = registry.AUTO  # auto or a registry name
     template: str | None = None
     n_ctx: int | None = None
     n_threads: int | None = None
     n_gpu_layers: int = 0
-    adapters: dict[str, str] = field(default_factory=dict)  # name -> path or repo id
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> path, repo id or model name
     load_8bit: bool = False
     load_4bit: bool = False
     trust_remote_code: bool = False
+    api_key_env: str | None = None  # the environment variable holding a server's API key
 
-    def resolved_engine(self) -> str:
-        if self.engine in ("cpu", "gpu"):
-            return self.engine
-        if self.engine != "auto":
-            raise ModelLoadError(f"Unknown engine {self.engine!r}; use cpu, gpu or auto.")
-        return "cpu" if self.model.lower().endswith(".gguf") else "gpu"
+    def kind(self) -> registry.EngineKind:
+        return registry.choose(self.model, self.engine)
+
+    def to_setting(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_setting(cls, value: object) -> ModelSpec | None:
+        """A remembered spec, or None when it is missing or from an incompatible version."""
+        if not isinstance(value, dict):
+            return None
+        known = {name: value[name] for name in cls.__dataclass_fields__ if name in value}
+        try:
+            return cls(**known) if isinstance(known.get("model"), str) else None
+        except TypeError:
+            return None
 
 
 def cuda_available() -> bool:
@@ -42,38 +53,17 @@ def cuda_available() -> bool:
 
 
 def load_engine(spec: ModelSpec) -> Engine:
-    if spec.resolved_engine() == "cpu":
-        from engines.llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine(
-            spec.model,
-            n_ctx=spec.n_ctx,
-            n_threads=spec.n_threads,
-            n_gpu_layers=spec.n_gpu_layers,
-            template=spec.template,
-            adapters=spec.adapters,
-        )
-    if spec.model.lower().endswith(".gguf"):
-        raise ModelLoadError(
-            f"{spec.model} is a GGUF file, which the CPU engine runs; leave out --engine gpu."
-        )
-    if Path(spec.model).expanduser().is_file():
-        raise ModelLoadError(
-            f"{spec.model} is a file but not a .gguf; pass a GGUF file or a Hugging Face model directory."
-        )
+    """The engine for `spec`, its adapters loaded and the first one active; an adapter that
+    fails to load frees the model before the error reaches the user."""
+    engine = spec.kind().engine_class().from_spec(spec)
     try:
-        from engines.hf import HFEngine
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"The GPU engine needs torch and transformers ({exc.name} is missing); "
-            'install them with `pip install -e ".[gpu]"` or pass a .gguf model.'
-        ) from exc
-    return HFEngine(
-        spec.model,
-        template=spec.template,
-        adapters=spec.adapters,
-        load_8bit=spec.load_8bit,
-        load_4bit=spec.load_4bit,
-        trust_remote_code=spec.trust_remote_code,
-        n_ctx=spec.n_ctx,
-    )
+        for name, source in spec.adapters.items():
+            if name not in engine.adapter_sources:
+                engine.load_adapter(name, source)
+    except BaseException:
+        engine.close()
+        raise
+    if spec.adapters:  # the first --adapter serves every persona that names none
+        engine.default_adapter = next(iter(spec.adapters))
+        engine.set_adapter(engine.default_adapter)
+    return engine

@@ -20,7 +20,6 @@ from engines.base import ChatMessage, Engine, GenerationParams
 from sessions.cards import CharacterCard
 from sessions.context import PromptPlan, build_prompt
 from sessions.models import Message, Session
-from sessions.paths import data_paths
 from sessions.personas import PersonaError, PersonaStore
 from sessions.turns import history_messages
 
@@ -231,7 +230,7 @@ def plan_prompt(
     """Persona text + examples + as much recent history as fits n_ctx − max_new_tokens.
 
     `card` is the speaker's card; without it the session's persona (`session.persona`)
-    is read from `personas` (a PersonaStore; default: the one under $COSPLAY_HOME).
+    is read from `personas` (a PersonaStore).
     `user` defaults to `session.settings["user"]`; `cast` (for group scenes) to
     `session.settings["cast"]`. A session with no persona gets the plain system prompt.
     """
@@ -278,8 +277,9 @@ def plan_prompt(
 
 
 def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCard | None, str]:
-    store = personas if personas is not None else PersonaStore(data_paths().personas)
+    if personas is None:
+        return None, f"persona {name!r} not given; replying without it"
     try:
-        return store.get(name).card, ""
+        return personas.get(name).card, ""
     except PersonaError:
         return None, f"persona {name!r} not found; replying without it"

@@ -7,8 +7,9 @@ directory's `cosplay.json` records the base model and the template too. Before e
 reloading the model) and that template; a persona with neither gets the engine's defaults.
 
 The CPU engine takes GGUF LoRAs: the card's `adapter_gguf`, else the export next to the
-adapter (`cosplay export-gguf`'s default place), else the adapter is exported on first use
-against the loaded base GGUF. The GPU engine takes the PEFT directory (or Hub repo id).
+adapter (`cosplay export-gguf`'s default place), else the PEFT directory, which the engine
+exports on first use. The GPU engine takes the PEFT directory (or Hub repo id); a remote
+server, the adapter's name (it serves each adapter as a model).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import AdapterError, Engine
-from engines.loader import ModelSpec, cuda_available
+from engines import registry
+from engines.base import AdapterError, CosplayError, Engine
 from sessions.cards import CharacterCard
 
 TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adapter
@@ -27,16 +28,26 @@ TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adap
 
 def training_result(adapter: str) -> dict:
     """The `cosplay.json` next to a local adapter (its directory, or the GGUF LoRA's folder),
-    or {} (none, a Hub repo id, or unreadable)."""
+    or {} when there is none (or the adapter is a Hub repo id); a damaged one is an error."""
     if not adapter:
         return {}
     path = Path(adapter).expanduser()
     path = (path.parent if path.is_file() else path) / TRAINING_RESULT
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError) as exc:
+        raise CosplayError(
+            f"The training record {path} cannot be read ({exc}); restore it, or delete it and "
+            "set the persona's base model and template by hand."
+        ) from exc
+    if not isinstance(meta, dict):
+        raise CosplayError(
+            f"The training record {path} is not a JSON object; restore it, or delete it and "
+            "set the persona's base model and template by hand."
+        )
+    return meta
 
 
 @dataclass(frozen=True)
@@ -57,10 +68,10 @@ class PersonaRuntime:
         ext = card.cosplay
         result = training_result(ext.adapter)
         engine = ext.engine.strip().lower()
-        if engine not in ("", "cpu", "gpu"):
+        if engine and engine not in registry.local_names():
             raise AdapterError(
                 f"The persona {card.name!r} asks for engine {ext.engine!r}; "
-                "set it to cpu, gpu or nothing."
+                f"set it to {', '.join(registry.local_names())} or nothing."
             )
         return cls(
             name=card.name,
@@ -88,6 +99,8 @@ class PersonaRuntime:
         if not (self.adapter or self.adapter_gguf):
             return None
         form = getattr(engine, "adapter_format", None)
+        if form == "name":  # a server serves each adapter as a model named like it
+            return self.adapter_name
         if form == "gguf":
             return self._gguf_adapter(engine)
         if form == "peft":
@@ -100,6 +113,8 @@ class PersonaRuntime:
         return self.adapter or self.adapter_gguf
 
     def _gguf_adapter(self, engine: Engine) -> str:
+        """The GGUF LoRA named or exported next to the adapter, else the PEFT directory
+        (the CPU engine exports it to GGUF on first use)."""
         directory = Path(self.adapter).expanduser() if self.adapter else None
         candidates = [self.adapter_gguf]
         if self.adapter.lower().endswith(".gguf"):
@@ -116,26 +131,17 @@ class PersonaRuntime:
                 "GGUF file or a PEFT adapter directory here); fix the persona's adapter path, or "
                 "export one with `cosplay export-gguf ADAPTER_DIR --base BASE.gguf`."
             )
-        from engines.train.gguf_export import export_gguf
-
-        base = getattr(engine, "model_path", None)
-        try:
-            return str(export_gguf(directory, base=base))
-        except OSError as exc:
-            raise AdapterError(
-                f"Could not write the GGUF form of {directory} ({exc.strerror or exc}); run "
-                f"`cosplay export-gguf {directory} --base {base} --out SOMEWHERE.gguf` and set the "
-                "persona's GGUF adapter to it."
-            ) from exc
+        return str(directory)
 
     # --- which model to load when none is given -------------------------------------------------
 
-    def model_spec(self, *, cuda: Callable[[], bool] = cuda_available) -> ModelSpec | None:
-        """The base model this persona's adapter was trained on, on the engine it asks for.
+    def base_model(self, *, cuda: Callable[[], bool]) -> tuple[str, str] | None:
+        """The base model this persona's adapter was trained on and the engine to run it
+        (`cuda()`: whether a CUDA GPU is here), or None when no base is known here.
 
         No engine named: the GPU engine where CUDA is, else the base GGUF when known, else
-        the HF base (the GPU engine runs on the CPU too, slowly). None when no base is known
-        here (a persona copied from another machine names paths this one lacks).
+        the HF base (the GPU engine runs on the CPU too, slowly). A base that is neither here
+        nor a Hub repo id (a persona copied from another machine) counts as unknown.
         """
         gguf = self.base_gguf if _here(self.base_gguf) else ""
         hf = self.base if _here(self.base) or not Path(self.base).is_absolute() else ""
@@ -147,8 +153,8 @@ class PersonaRuntime:
                     f"The persona {self.name!r} runs on the CPU engine but has no base GGUF"
                     f"{missing}; pass --model BASE.gguf."
                 )
-            return ModelSpec(model=gguf, engine="cpu")
-        return ModelSpec(model=hf, engine="gpu") if hf else None
+            return gguf, "cpu"
+        return (hf, "gpu") if hf else None
 
 
 def _here(path: str) -> bool:

@@ -18,6 +18,10 @@ def persona(name: str = "孔明", **cosplay) -> CharacterCard:
     return CharacterCard.new(name, description="丞相").with_cosplay(CosplayExtension(**cosplay))
 
 
+def no_cuda() -> bool:
+    return False
+
+
 def GGUFEngine() -> FakeEngine:  # noqa: N802 - reads like the engine it stands for
     """A fake engine that takes GGUF LoRAs, like the CPU engine."""
     return FakeEngine(adapter_format="gguf")
@@ -96,22 +100,49 @@ def test_the_training_result_fills_what_the_card_leaves_out(tmp_path):
 def test_which_base_model_loads_for_a_persona(fields, cuda, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "b.gguf").write_bytes(b"GGUF")
-    spec = PersonaRuntime.of(persona(adapter="a", **fields)).model_spec(cuda=lambda: cuda)
-    assert (spec.model, spec.engine) == expected if expected else spec is None
+    chosen = PersonaRuntime.of(persona(adapter="a", **fields)).base_model(cuda=lambda: cuda)
+    assert chosen == expected
 
 
 def test_paths_from_another_machine_are_not_loaded(tmp_path):
     elsewhere = {"base": "/home/other/base-hf", "base_gguf": "/home/other/base.gguf"}
-    assert PersonaRuntime.of(persona(adapter="a", **elsewhere)).model_spec() is None
+    assert PersonaRuntime.of(persona(adapter="a", **elsewhere)).base_model(cuda=no_cuda) is None
     hub = PersonaRuntime.of(persona(adapter="a", base="Qwen/Qwen2.5-0.5B-Instruct"))
-    assert hub.model_spec(cuda=lambda: False).model == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert hub.base_model(cuda=no_cuda) == ("Qwen/Qwen2.5-0.5B-Instruct", "gpu")
+
+
+def test_a_card_never_makes_cosplay_download_a_model(tmp_path, monkeypatch, capsys):
+    """A card naming a Hub repo (engine gpu) must not start a download: the CLI refuses with
+    the command that would download it, before any model loads."""
+    from sessions.personas import PersonaStore
+    from tui.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    home = tmp_path / "home"
+    (home / "personas").mkdir(parents=True)
+    card = persona(adapter="org/lora", base="org/some-model", engine="gpu")
+    PersonaStore(home / "personas").save(card)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a card started a download")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", no_download)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", no_download)
+    code = main(["--home", str(home), "ask", "--persona", card.name, "hello"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "never downloads a model a card names: pass --model org/some-model" in err
+    assert err.count("\n") == 1
 
 
 def test_persona_engine_mistakes_are_one_sentence():
     with pytest.raises(AdapterError, match="has no base GGUF; pass --model BASE.gguf"):
-        PersonaRuntime.of(persona(adapter="a", base="hf", engine="cpu")).model_spec()
+        PersonaRuntime.of(persona(adapter="a", base="hf", engine="cpu")).base_model(cuda=no_cuda)
     with pytest.raises(AdapterError, match=r"\(/gone/base.gguf is not here\); pass --model"):
-        PersonaRuntime.of(persona(base_gguf="/gone/base.gguf", engine="cpu")).model_spec()
+        PersonaRuntime.of(persona(base_gguf="/gone/base.gguf", engine="cpu")).base_model(
+            cuda=no_cuda
+        )
     with pytest.raises(AdapterError, match="asks for engine 'tpu'; set it to cpu, gpu"):
         PersonaRuntime.of(persona(engine="tpu"))
 
@@ -170,7 +201,7 @@ def test_the_cpu_engine_exports_and_loads_a_peft_adapter_on_first_use(tmp_path, 
 
 def test_a_persona_adapter_for_another_base_is_one_sentence(tmp_path, tiny_llama, tiny_qwen2):
     from engines.llamacpp import LlamaCppEngine
-    from engines.train.gguf_export import export_gguf
+    from engines.gguf_lora import export_gguf
     from tests.test_gguf_export import make_adapter
 
     adapter_dir = tmp_path / "qwen-persona"

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 
-from engines.base import Engine
-from sessions.paths import data_paths
+from engines.base import CosplayError, Engine
 from sessions.store import Store
+from sessions.workspace import Workspace
+from tui.actions import APP, CHAT, key_label, read_keymap
 from tui.chat_screen import ChatScreen
 from tui.modals import TextPromptScreen
 
@@ -19,19 +20,31 @@ class CosplayApp(App):
 
     def __init__(
         self,
-        store: Store,
+        workspace: Workspace,
         engine: Engine | None,
         session_id: int | None = None,
         persona: str | None = None,
+        *,
+        owns_workspace: bool = False,
     ):
         super().__init__()
-        self.store = store
+        self.workspace = workspace
+        self.store = workspace.store
         self.engine = engine
         self.session_id = session_id
         self.persona = persona
+        self._owns_workspace = owns_workspace  # opened by make_app(home=): closed on exit
 
     def on_mount(self) -> None:
-        self.push_screen(ChatScreen(self.store, self.engine, self.session_id, self.persona))
+        try:
+            self.set_keymap(read_keymap(self.workspace.paths.keymap))
+        except CosplayError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+        self.push_screen(ChatScreen(self.workspace, self.engine, self.session_id, self.persona))
+
+    def on_unmount(self) -> None:
+        if self._owns_workspace:
+            self.workspace.close()
 
     @property
     def chat(self) -> ChatScreen:
@@ -72,79 +85,31 @@ class CosplayApp(App):
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         chat = self.chat
-        entries = [
-            ("New chat", "Start a new session (Ctrl+N)", chat.action_new_session),
-            ("Rename chat", "Rename the current session (F2)", chat.action_rename_session),
-            (
-                "Delete chat",
-                "Delete the current session after confirming (F8)",
-                chat.action_delete_session,
-            ),
-            (
-                "Regenerate reply",
-                "Write the last reply again, keeping the old one (Ctrl+R)",
-                chat.action_regenerate,
-            ),
-            ("Stop generating", "Stop the reply being written (Esc)", chat.action_stop),
-            (
-                "Edit last message",
-                "Edit your last message and send it again, keeping the old one (Ctrl+E)",
-                chat.action_edit_last,
-            ),
-            (
-                "Previous version",
-                "Show the previous version of the last reply or of your last message (Alt+←)",
-                lambda: chat.action_switch_version(-1),
-            ),
-            (
-                "Next version",
-                "Show the next version of the last reply or of your last message (Alt+→)",
-                lambda: chat.action_switch_version(1),
-            ),
-            (
-                "Generation parameters",
-                "Show or hide the parameters panel (Ctrl+T)",
-                chat.action_toggle_params,
-            ),
-            (
-                "Personas",
-                "Browse, edit, import personas; start a chat with one (F3)",
-                chat.action_personas,
-            ),
-            (
-                "Add character to scene",
-                "Add a persona to this session: a group scene",
-                chat.action_add_character,
-            ),
-            (
-                "Remove character from scene",
-                "Take a persona out of this session",
-                chat.action_remove_character,
-            ),
-            (
-                "Toggle session list",
-                "Show or hide the sessions sidebar (Ctrl+B)",
-                chat.action_toggle_sidebar,
-            ),
-            (
-                "Training monitor",
-                "Watch a `cosplay train` run: its loss curve, live",
-                self.action_training_monitor,
-            ),
-        ]
-        for title, help_text, callback in entries:
-            yield SystemCommand(title, help_text, callback)
+        for actions, target in ((CHAT, chat), (APP, self)):
+            for action in actions:
+                keys = key_label(self._keymap.get(action.id, action.keys))
+                help_text = action.help[0].upper() + action.help[1:]
+                yield SystemCommand(
+                    action.title,
+                    f"{help_text} ({keys})" if keys else help_text,
+                    lambda target=target, name=action.action: target.run_action(name),
+                )
 
 
 def make_app(
     *,
     home: str | Path | None = None,
+    workspace: Workspace | None = None,
     store: Store | None = None,
     engine: Engine | None = None,
     session_id: int | None = None,
     persona: str | None = None,
 ) -> CosplayApp:
-    """Build the app; with no store, open the one under `home` ($COSPLAY_HOME or the platform dir)."""
-    if store is None:
-        store = Store(data_paths(home).ensure().database)
-    return CosplayApp(store, engine, session_id=session_id, persona=persona)
+    """Build the app on a workspace, on a store (tests: personas next to its database), or on
+    the data dir `home` ($COSPLAY_HOME or the platform dir), which the app closes on exit."""
+    owns = workspace is None and store is None
+    if workspace is None:
+        workspace = Workspace.of(store) if store is not None else Workspace(home)
+    return CosplayApp(
+        workspace, engine, session_id=session_id, persona=persona, owns_workspace=owns
+    )

@@ -1,8 +1,8 @@
 """The chat screen: sessions on the left, the transcript, the input, the status line.
 
-The screen owns the session, the engine and persistence; widgets post
-messages up. Generation runs in a thread worker that streams into the store
-(flushed as it grows) and posts each piece to the screen, which appends it to
+The reply flow is `sessions.conversation.Conversation`'s; the screen only shows it.
+Widgets post messages up. Generation runs in a thread worker that streams into the
+store (flushed as it grows) and posts each piece to the screen, which appends it to
 the reply's Markdown stream.
 """
 
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from textual import work
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message as TextualMessage
 from textual.screen import Screen
@@ -21,20 +19,12 @@ from textual.widgets import Footer, Static
 
 from engines.base import CosplayError, Engine, GenerationParams
 from sessions.context import PromptPlan
-from sessions.group import (
-    next_speakers,
-    reply_order,
-    run_group_turn,
-)
+from sessions.conversation import Conversation, ReplyEvents, Turn
 from sessions.models import Message, Role, Session, Status
-from sessions.personas import PersonaStore
-from sessions.prompt import plan_prompt
-from sessions.runtime import use_persona
-from sessions.store import Store
-from sessions.turns import run_reply
-from tui.cli_chat import LAST_SESSION
+from sessions.workspace import Workspace
+from tui.actions import CHAT
 from tui.modals import WelcomeScreen
-from tui.session_actions import DEFAULT_PARAMS, NEW_TITLE, SessionActions
+from tui.session_actions import SessionActions
 from tui.version_actions import VersionActions
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
@@ -61,38 +51,27 @@ class ReplyDone(TextualMessage):
 
 
 class ChatScreen(SessionActions, VersionActions, Screen):
-    BINDINGS = [
-        Binding("escape", "stop", "Stop"),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
-        Binding("ctrl+e", "edit_last", "Edit last", priority=True),
-        Binding("ctrl+n", "new_session", "New chat", priority=True),
-        Binding("f2", "rename_session", "Rename"),
-        Binding("f8", "delete_session", "Delete chat"),
-        Binding("ctrl+t", "toggle_params", "Parameters", priority=True),
-        Binding("ctrl+b", "toggle_sidebar", "Sessions", priority=True),
-        Binding("f3", "personas", "Personas"),
-        Binding("alt+left", "switch_version(-1)", "Prev version", show=False),
-        Binding("alt+right", "switch_version(1)", "Next version", show=False),
-    ]
+    BINDINGS = [action.binding() for action in CHAT if action.keys]
 
     def __init__(
         self,
-        store: Store,
+        workspace: Workspace,
         engine: Engine | None,
         session_id: int | None = None,
         persona: str | None = None,
     ):
         super().__init__()
-        self.store = store
+        self.workspace = workspace
+        self.store = workspace.store
+        self.personas = workspace.personas
         self.engine = engine
-        self.personas = PersonaStore(Path(store.path).parent / "personas")
         self._start_persona = persona
         self._streaming: MessageView | None = None
         self.session: Session | None = None
+        self.conversation: Conversation | None = None
         self.generating = False
         self.cancel_event = threading.Event()
         self._requested_session = session_id
-        self._last_plan: PromptPlan | None = None
         self._last_reply: Message | None = None
         self._next_versions = (1, 1)  # the version counter the next streamed reply shows
         self._editing: Message | None = None  # the user message being edited in the input box
@@ -112,11 +91,11 @@ class ChatScreen(SessionActions, VersionActions, Screen):
     def on_mount(self) -> None:
         self.query_one("#params").display = False
         known = [s.id for s in self.store.list_sessions()]
-        session_id = self._requested_session or self.store.get_setting(LAST_SESSION)
+        session_id = self._requested_session or self.workspace.last_session()
         if self._start_persona:
-            session_id = self._create_session(self._start_persona).id
+            session_id = self.workspace.new_session(self._start_persona).id
         elif session_id not in known:
-            session_id = known[0] if known else self._create_session().id
+            session_id = known[0] if known else self.workspace.new_session().id
         self.load_session(session_id)
         self.query_one(ChatInput).focus()
         if self.engine is None:
@@ -126,11 +105,12 @@ class ChatScreen(SessionActions, VersionActions, Screen):
 
     @property
     def params(self) -> GenerationParams:
-        return GenerationParams(**self.session.settings.get("params", {}))
+        return self.conversation.params()
 
     def load_session(self, session_id: int) -> None:
         self.session = self.store.get_session(session_id)
-        self.store.set_setting(LAST_SESSION, session_id)
+        self.conversation = Conversation(self.workspace, self.engine, session_id)
+        self.workspace.remember_session(session_id)
         transcript = self.query_one("#transcript", VerticalScroll)
         transcript.remove_children()
         transcript.mount_all(self._view(m) for m in self.store.branch(session_id))
@@ -170,94 +150,60 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         if self._editing is not None:
             self.resend_edited(event.text)
             return
-        user = self.store.add_message(
-            self.session.id, Role.USER, event.text, parent_id=self.session.leaf_id
-        )
-        if self.session.title == NEW_TITLE:
-            self.store.update_session(
-                self.session.id, title=event.text.strip().splitlines()[0][:40]
-            )
+        user = self.conversation.say(event.text)
         self.session = self.store.get_session(self.session.id)
         self.query_one(ChatInput).clear()
         self.query_one("#transcript").mount(self._view(user))
         self.refresh_sidebar()
-        self.start_reply(user.id, event.text)
+        self.start_reply(user)
 
-    def start_reply(self, parent_id: int, text: str = "") -> None:
-        """Generate the reply (or, in a scene, the replies) to the message `parent_id`."""
-        speakers: list[str] = []
-        if self.cast:
-            try:
-                speakers = next_speakers(self.cast, reply_order(self.session), text)
-            except CosplayError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            if not speakers:
-                self.notify("Manual order: address someone with @名字 to get a reply.")
-                return
-        self._run_generation(parent_id, speakers)
+    def start_reply(self, message: Message) -> None:
+        """Generate the reply (or, in a scene, the replies) to `message`."""
+        try:
+            turn = self.conversation.turn_after(message)
+        except CosplayError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if turn is None:
+            self.notify("Manual order: address someone with @名字 to get a reply.")
+            return
+        self._run_generation(turn)
 
-    def _run_generation(self, parent_id: int, speakers: list[str]) -> None:
-        """Start the worker for the reply to `parent_id` (scene: these speakers, in order)."""
+    def _run_generation(self, turn: Turn) -> None:
+        """Start the worker that streams the turn's replies."""
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status("replying…  Esc stops")
-        self.generate(self.session.id, parent_id, speakers, self.params, self.cancel_event)
+        self.generate(self.conversation, turn, self.params, self.cancel_event)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
     def generate(
         self,
-        session_id: int,
-        parent_id: int,
-        speakers: list[str],
+        conversation: Conversation,
+        turn: Turn,
         params: GenerationParams,
         cancel: threading.Event,
     ) -> None:
+        store, session_id = conversation.store, conversation.session_id
         plan, error = None, None
-        piece = lambda text: self.post_message(ReplyPiece(text))  # noqa: E731
+
+        def started(speaker: str, speaker_plan: PromptPlan) -> None:
+            nonlocal plan
+            plan = speaker_plan
+            leaf = store.get_session(session_id).leaf_id  # the reply before this one, if any
+            self.post_message(ReplyStarted(speaker, leaf if leaf != turn.parent_id else None))
+
         try:
-            if speakers:  # a persona session: each speaker with its own card and adapter
-
-                def started(turn) -> None:
-                    nonlocal plan
-                    plan = turn.plan
-                    leaf = self.store.get_session(session_id).leaf_id
-                    self.post_message(
-                        ReplyStarted(turn.speaker, leaf if leaf != parent_id else None)
-                    )
-
-                self.store.update_session(session_id, leaf_id=parent_id)
-                run_group_turn(
-                    self.store,
-                    self.engine,
-                    self.personas,
-                    session_id,
-                    speakers,
-                    params,
-                    cancel,
-                    on_start=started,
-                    on_piece=lambda _speaker, text: piece(text),
-                )
-            else:
-                session = self.store.get_session(session_id)
-                branch = self.store.branch(session_id, parent_id)
-                use_persona(self.engine, None)  # the engine's own adapter and template
-                plan = plan_prompt(session, branch, self.engine, params)
-                self.post_message(ReplyStarted("Assistant", None))
-                run_reply(
-                    self.store,
-                    self.engine,
-                    session_id=session_id,
-                    parent_id=parent_id,
-                    prompt=plan.messages,
-                    params=params,
-                    cancel=cancel,
-                    on_piece=piece,
-                )
+            conversation.reply(
+                turn,
+                params,
+                cancel,
+                ReplyEvents(started, lambda text: self.post_message(ReplyPiece(text))),
+            )
         except Exception as exc:  # shown as a notification; the user's text is already saved
             error = exc
-        leaf = self.store.get_session(session_id).leaf_id
-        self.post_message(ReplyDone(leaf if leaf != parent_id else None, plan, error))
+        leaf = store.get_session(session_id).leaf_id
+        self.post_message(ReplyDone(leaf if leaf != turn.parent_id else None, plan, error))
 
     async def _finish_streaming(self, message_id: int | None) -> None:
         if self._streaming is not None and message_id is not None:
@@ -293,7 +239,6 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         await self._finish_streaming(event.finished_id)
         self.generating = False
         self.session = self.store.get_session(self.session.id)
-        self._last_plan = event.plan or self._last_plan
         if event.finished_id is not None:
             self._last_reply = self.store.get_message(event.finished_id)
         self.update_status()
@@ -316,7 +261,7 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         settings["params"] = event.params.model_dump(exclude_defaults=True)
         settings["max_history_rounds"] = event.max_history_rounds
         self.session = self.store.update_session(self.session.id, settings=settings)
-        self.store.set_setting(DEFAULT_PARAMS, settings["params"])
+        self.workspace.set_default_params(settings["params"])
 
     def action_toggle_params(self) -> None:
         panel = self.query_one(ParamsPanel)
@@ -346,8 +291,9 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             parts.append(f"{meta.get('tokens_per_s', 0):.1f} tok/s")
         else:
             parts.append(f"ctx {self.engine.context_length}")
-        if self._last_plan and self._last_plan.summary:
-            parts.append(self._last_plan.summary)
+        plan = self.conversation.last_plan if self.conversation else None
+        if plan and plan.summary:
+            parts.append(plan.summary)
         if note:  # first: the status line is cut at the terminal's width
             parts.insert(0, note)
         self.query_one("#status", Static).update(" · ".join(parts))

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from sessions.paths import data_paths
 from sessions.personas import Persona, PersonaStore
 from sessions.runtime import training_result
+from sessions.workspace import data_paths
 
 
 def persona_store(args: argparse.Namespace) -> PersonaStore:

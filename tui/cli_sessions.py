@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sessions.models import Message, Session
 from sessions.store import Store
-from tui.cli_chat import open_store
+from sessions.workspace import Workspace
 
 
 def message_record(message: Message) -> dict:
@@ -55,8 +55,8 @@ def _stamp(seconds: float) -> str:
 
 
 def run_sessions(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    try:
+    with Workspace(args.home) as workspace:
+        store = workspace.store
         if args.action == "list":
             sessions = store.list_sessions()
             if args.json:
@@ -98,8 +98,6 @@ def run_sessions(args: argparse.Namespace) -> int:
         elif args.action == "delete":
             store.delete_session(args.id)
             print(f"Deleted session {args.id}.")
-    finally:
-        store.close()
     return 0
 
 

@@ -5,39 +5,27 @@ A mixin of ChatScreen, kept apart so the screen module stays about turns.
 
 from __future__ import annotations
 
-from sessions.group import session_cast, set_cast, start_session
-from sessions.models import Session
+from sessions.group import session_cast, set_cast
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_screen import PersonasScreen
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.session_list import SessionList
 
-DEFAULT_PARAMS = "default_params"  # settings key: parameters new sessions start with
-NEW_TITLE = "New chat"
-
 
 class SessionActions:
-    """Needs from the screen: store, personas, session, generating, load_session, refresh_sidebar."""
+    """Needs from the screen: workspace, store, personas, session, generating, load_session,
+    refresh_sidebar."""
 
     @property
     def cast(self) -> list[str]:
         return session_cast(self.session)
-
-    def _create_session(self, personas: str | list[str] | None = None) -> Session:
-        """A new session; with personas it opens with their greetings (several: a scene)."""
-        settings = {"params": self.store.get_setting(DEFAULT_PARAMS, {})}
-        if personas:
-            names = [personas] if isinstance(personas, str) else personas
-            cards = [self.personas.get(name).card for name in names]
-            return start_session(self.store, cards, settings=settings)
-        return self.store.create_session(NEW_TITLE, settings=settings)
 
     def action_personas(self) -> None:
         """Open the personas screen; choosing personas starts a new session with them."""
 
         def chosen(names: list[str] | None) -> None:
             if names and not self.generating:
-                self.load_session(self._create_session(names).id)
+                self.load_session(self.workspace.new_session(names).id)
                 self.query_one(ChatInput).focus()
 
         self.app.push_screen(PersonasScreen(self.personas.directory), chosen)
@@ -80,7 +68,7 @@ class SessionActions:
         if self.generating:
             self.notify("Still replying: press Esc to stop first.", severity="warning")
             return
-        self.load_session(self._create_session().id)
+        self.load_session(self.workspace.new_session().id)
         self.query_one(ChatInput).focus()
 
     def action_rename_session(self) -> None:
@@ -101,7 +89,7 @@ class SessionActions:
                 return
             self.store.delete_session(self.session.id)
             remaining = self.store.list_sessions()
-            self.load_session(remaining[0].id if remaining else self._create_session().id)
+            self.load_session(remaining[0].id if remaining else self.workspace.new_session().id)
             self.notify("Session deleted.")
 
         self.app.push_screen(

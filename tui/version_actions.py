@@ -6,13 +6,14 @@ A mixin of ChatScreen, kept apart so the screen module stays about streaming tur
 
 from __future__ import annotations
 
+from engines.base import CosplayError
 from sessions.models import Role
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 
 
 class VersionActions:
-    """Needs from the screen: store, engine, session, cast, generating, _editing,
+    """Needs from the screen: store, engine, session, conversation, generating, _editing,
     _next_versions, load_session, start_reply, _run_generation, update_status."""
 
     def action_regenerate(self) -> None:
@@ -22,16 +23,20 @@ class VersionActions:
         if not branch:
             return
         last = branch[-1]
-        views = self.query(MessageView)
-        if last.role == Role.ASSISTANT and last.parent_id is not None:
-            parent = self.store.get_message(last.parent_id)
-            speaker = [last.name] if self.cast and last.name in self.cast else []
-            views.last().remove()
-            count = len(self.store.siblings(last)) + 1
-            self._next_versions = (count, count)
-            self._run_generation(parent.id, speaker)
-        elif last.role == Role.USER:
-            self.start_reply(last.id, last.content)
+        if last.role == Role.USER:
+            self.start_reply(last)
+            return
+        try:
+            turn = self.conversation.regenerate()
+        except CosplayError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if turn is None:
+            return
+        self.query(MessageView).last().remove()
+        count = len(self.store.siblings(last)) + 1
+        self._next_versions = (count, count)
+        self._run_generation(turn)
 
     def action_edit_last(self) -> None:
         """Put your last message in the input box; Enter sends it as a new version of it
@@ -75,8 +80,8 @@ class VersionActions:
 
     def resend_edited(self, text: str) -> None:
         """Send `text` as a new version of the message being edited, and reply to it."""
-        parent, self._editing = self._editing.parent_id, None
-        user = self.store.add_message(self.session.id, Role.USER, text, parent_id=parent)
+        user = self.conversation.edit(self._editing, text)
+        self._editing = None
         self.query_one(ChatInput).clear()
         self.load_session(self.session.id)
-        self.start_reply(user.id, text)
+        self.start_reply(user)

@@ -1,0 +1,210 @@
+"""Every action of the app in one table: the key bindings, the command palette and the
+README's key table are all made from it (tests/test_actions.py compares the README).
+
+Adding an action is one row here plus its `action_…` method on the screen (or the app).
+Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
+
+    regenerate = "ctrl+g"
+    stop = "escape,ctrl+s"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.binding import Binding
+
+from engines.base import CosplayError
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str  # the binding id, the name to rebind it with in keys.toml
+    action: str  # the Textual action: a method `action_<name>` of the screen or the app
+    keys: str  # the default keys, comma separated ("" for palette-only actions)
+    title: str  # the footer label and the palette entry
+    help: str  # what it does, for the palette and the README
+    footer: bool = True  # shown in the footer
+    priority: bool = False  # wins over the focused widget's own binding (the input box's)
+    palette: bool = True  # listed in the command palette
+
+    def binding(self) -> Binding:
+        return Binding(
+            self.keys,
+            self.action,
+            self.title,
+            show=self.footer,
+            priority=self.priority,
+            id=self.id,
+        )
+
+
+# The chat screen's actions (methods of tui.chat_screen.ChatScreen and its mixins).
+CHAT = (
+    Action(
+        "stop",
+        "stop",
+        "escape",
+        "Stop",
+        "stop generating (the partial reply is kept, marked stopped)",
+    ),
+    Action(
+        "regenerate",
+        "regenerate",
+        "ctrl+r",
+        "Regenerate",
+        "write the last reply again (the old one is kept as another version)",
+        priority=True,
+    ),
+    Action(
+        "edit_last",
+        "edit_last",
+        "ctrl+e",
+        "Edit last",
+        "edit your last message: Enter sends it as a new version (the old one and its replies are kept); the key again cancels",
+        priority=True,
+    ),
+    Action(
+        "previous_version",
+        "switch_version(-1)",
+        "alt+left",
+        "Previous version",
+        "show the previous version of the last reply, or of your last message when the reply has one version",
+        footer=False,
+    ),
+    Action(
+        "next_version",
+        "switch_version(1)",
+        "alt+right",
+        "Next version",
+        "show the next version of the last reply, or of your last message",
+        footer=False,
+    ),
+    Action(
+        "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
+    ),
+    Action("rename_session", "rename_session", "f2", "Rename", "rename the session"),
+    Action(
+        "delete_session", "delete_session", "f8", "Delete chat", "delete the session (asks first)"
+    ),
+    Action(
+        "personas",
+        "personas",
+        "f3",
+        "Personas",
+        "personas: browse, search, view, create, edit, duplicate, import, export, delete; Enter starts a chat; Space marks several for a group scene",
+    ),
+    Action(
+        "toggle_params",
+        "toggle_params",
+        "ctrl+t",
+        "Parameters",
+        "generation parameters (temperature, top-p, top-k, min-p, repetition penalty, max new tokens, seed, sampling on/off, beams, stop strings, max history rounds)",
+        priority=True,
+    ),
+    Action(
+        "toggle_sidebar",
+        "toggle_sidebar",
+        "ctrl+b",
+        "Sessions",
+        "show / hide the session list (in the list: `n` new, `r` rename, Delete deletes)",
+        priority=True,
+    ),
+    Action(
+        "add_character",
+        "add_character",
+        "",
+        "Add character to scene",
+        "add a persona to this session: a group scene",
+    ),
+    Action(
+        "remove_character",
+        "remove_character",
+        "",
+        "Remove character from scene",
+        "take a persona out of this session",
+    ),
+)
+
+# The app's own actions (methods of tui.app.CosplayApp).
+APP = (
+    Action(
+        "training_monitor",
+        "training_monitor",
+        "",
+        "Training monitor",
+        "watch a `cosplay train` run: its loss curve, live",
+    ),
+)
+
+# Keys that Textual or the input box own, listed in the README with the table's.
+BUILT_IN_KEYS = (
+    ("Enter", "send the message"),
+    ("Ctrl+J (Shift+Enter / Alt+Enter where the terminal reports them)", "new line in the message"),
+    ("Ctrl+P", "command palette: every action here, including those with no key"),
+    ("Ctrl+Q", "quit (a reply being written stops and is kept, marked stopped)"),
+)
+
+KEY_NAMES = {
+    "escape": "Esc",
+    "left": "←",
+    "right": "→",
+    "ctrl": "Ctrl",
+    "alt": "Alt",
+    "shift": "Shift",
+}
+
+
+def key_label(keys: str) -> str:
+    """`ctrl+r,f5` → `Ctrl+R / F5`, as people write keys."""
+
+    def one(key: str) -> str:
+        parts = key.strip().split("+")
+        return "+".join(
+            KEY_NAMES.get(p, p.upper() if len(p) <= 3 else p.capitalize()) for p in parts
+        )
+
+    return " / ".join(one(key) for key in keys.split(",") if key.strip())
+
+
+def markdown_table() -> str:
+    """The README's key table."""
+    rows = ["| key | action |", "|---|---|"]
+    rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[:2]]
+    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + APP if a.keys]
+    rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[2:]]
+    return "\n".join(rows)
+
+
+def read_keymap(path: Path) -> dict[str, str]:
+    """The user's rebindings from keys.toml ({} when there is none): action id → keys."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CosplayError(
+            f"The key file {path} cannot be read ({exc}); fix or delete it."
+        ) from exc
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CosplayError(
+            f"The key file {path} is not valid TOML ({exc}); fix or delete it."
+        ) from exc
+    known = {a.id for a in CHAT + APP if a.keys}  # palette-only actions have no binding
+    keymap = {}
+    for name, keys in table.items():
+        if name not in known:
+            raise CosplayError(
+                f"The key file {path} names an unknown action {name!r}; use one of "
+                f"{', '.join(sorted(known))}."
+            )
+        if not isinstance(keys, str) or not keys.strip():
+            raise CosplayError(
+                f'The key file {path} gives {name!r} no keys; write them like "ctrl+g".'
+            )
+        keymap[name] = keys
+    return keymap
