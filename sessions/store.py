@@ -4,7 +4,15 @@ Every write commits at once (autocommit, WAL), so a crash or `kill -9` loses
 nothing that was written. Messages form a tree: regenerating or editing adds a
 sibling, and a session points at its current leaf, so no reply is overwritten.
 One connection is shared by the UI thread and the generation worker, guarded
-by a lock.
+by a lock. Several processes may share the file (two `cosplay ask` loops): every
+write transaction takes SQLite's write lock first (BEGIN IMMEDIATE), so
+appending to the current leaf (`parent_id=LEAF`) reads and moves the leaf
+atomically and turns chain instead of forking.
+
+SQLite's errors become one StoreError sentence each: locked by another process,
+read-only, disk full, cannot open, and only a truly damaged file is "not a
+readable Cosplay database". A damaged or newer row degrades alone (an unknown
+status reads as error, bad JSON as {}); it never stops list/show/branch.
 """
 
 from __future__ import annotations
@@ -25,6 +33,15 @@ from sessions.models import Message, Role, Session, Status
 
 class StoreError(CosplayError):
     """The database cannot be opened or a record is missing."""
+
+
+class _Leaf:
+    def __repr__(self) -> str:
+        return "LEAF"
+
+
+LEAF: Any = _Leaf()  # add_message(parent_id=LEAF): under the session's leaf, read atomically
+BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's write lock
 
 
 def _migrate_1(db: sqlite3.Connection) -> None:
@@ -56,9 +73,49 @@ def _migrate_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migrate_2(db: sqlite3.Connection) -> None:
+    """AUTOINCREMENT ids: a deleted session's (or message's) id is never given out again, so a
+    `--session N` kept in a script or a saved KV state file never lands in another chat.
+    SQLite cannot alter a key, so both tables are rebuilt (foreign keys are off meanwhile)."""
+    session_columns = "id, title, created_at, updated_at, leaf_id, persona, settings"
+    message_columns = "id, session_id, parent_id, role, content, status, name, created_at, meta"
+    for statement in (
+        """CREATE TABLE sessions_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            leaf_id INTEGER,
+            persona TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{}'
+        )""",
+        f"INSERT INTO sessions_v2 ({session_columns}) SELECT {session_columns} FROM sessions",
+        "DROP TABLE sessions",
+        "ALTER TABLE sessions_v2 RENAME TO sessions",
+        """CREATE TABLE messages_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'complete',
+            name TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{}'
+        )""",
+        f"INSERT INTO messages_v2 ({message_columns}) SELECT {message_columns} FROM messages",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_v2 RENAME TO messages",
+        "CREATE INDEX messages_session ON messages(session_id)",
+        "CREATE INDEX messages_parent ON messages(parent_id)",
+    ):
+        db.execute(statement)
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; each runs
-# inside one transaction (so use db.execute, not executescript, which commits on its own).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1]
+# inside one transaction (so use db.execute, not executescript, which commits on its own),
+# with foreign keys off (a rebuilt table's DROP would otherwise cascade to its children).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -69,15 +126,25 @@ def migrate(db: sqlite3.Connection) -> None:
             f"The database was written by a newer Cosplay (schema {version} > {SCHEMA_VERSION}); "
             "upgrade Cosplay to open it."
         )
-    for target in range(version, SCHEMA_VERSION):
-        db.execute("BEGIN")
-        try:
-            MIGRATIONS[target](db)
-            db.execute(f"PRAGMA user_version = {target + 1}")
-            db.execute("COMMIT")
-        except Exception:
-            db.execute("ROLLBACK")
-            raise
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
+    try:
+        for target in range(version, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] != target:
+                    db.execute("ROLLBACK")  # another process migrated it meanwhile
+                    continue
+                MIGRATIONS[target](db)
+                db.execute(f"PRAGMA user_version = {target + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+    finally:
+        db.execute("PRAGMA foreign_keys=ON")
 
 
 class Store:
@@ -86,36 +153,63 @@ class Store:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
-        except sqlite3.DatabaseError as exc:
+        except OSError as exc:
             raise StoreError(
-                f"{self.path} is not a readable Cosplay database ({exc}); "
-                "move it aside and Cosplay will start a new one."
-            ) from exc
+                f"Cannot create the folder for the database {self.path} "
+                f"({exc.strerror or exc}); check the path and its permissions."
+            ) from None
+        db = None
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db)
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(self.path, exc) from None
+            raise
+        self._db = db
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _guard(self) -> Iterator[None]:
+        """Hold the connection's lock; SQLite's errors become one StoreError sentence."""
         with self._lock:
-            self._db.execute("BEGIN")
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; it takes the write lock at once, so what it reads stays true
+        until it commits (another process's writes wait, up to BUSY_TIMEOUT)."""
+        with self._guard():
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._guard():
             return self._db.execute(sql, args).fetchall()
+
+    def _execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._guard():
+            return self._db.execute(sql, args)
 
     # --- sessions -------------------------------------------------------------
 
@@ -123,16 +217,15 @@ class Store:
         self, title: str = "New chat", persona: str = "", settings: dict | None = None
     ) -> Session:
         now = time.time()
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO sessions (title, created_at, updated_at, persona, settings)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (title, now, now, persona, json.dumps(settings or {}, ensure_ascii=False)),
-            )
-            return self.get_session(cur.lastrowid)
+        cur = self._execute(
+            "INSERT INTO sessions (title, created_at, updated_at, persona, settings)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (title, now, now, persona, json.dumps(settings or {}, ensure_ascii=False)),
+        )
+        return self.get_session(cur.lastrowid)
 
     def get_session(self, session_id: int) -> Session:
-        rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        rows = self._query(f"{_SESSIONS} WHERE s.id = ?", (session_id,))
         if not rows:
             raise StoreError(
                 f"There is no session {session_id}; `cosplay sessions list` shows the ids."
@@ -142,8 +235,7 @@ class Store:
     def list_sessions(self) -> list[Session]:
         """Most recently used first."""
         return [
-            _session(r)
-            for r in self._query("SELECT * FROM sessions ORDER BY updated_at DESC, id DESC")
+            _session(r) for r in self._query(f"{_SESSIONS} ORDER BY s.updated_at DESC, s.id DESC")
         ]
 
     def update_session(self, session_id: int, **fields: Any) -> Session:
@@ -155,10 +247,9 @@ class Store:
             fields["settings"] = json.dumps(fields["settings"], ensure_ascii=False)
         fields["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE sessions SET {assignments} WHERE id = ?", (*fields.values(), session_id)
-            )
+        self._execute(
+            f"UPDATE sessions SET {assignments} WHERE id = ?", (*fields.values(), session_id)
+        )
         return self.get_session(session_id)
 
     def delete_session(self, session_id: int) -> None:
@@ -182,9 +273,25 @@ class Store:
         meta: dict | None = None,
         make_leaf: bool = True,
     ) -> Message:
-        """Append a message under `parent_id` and (by default) make it the session's leaf."""
+        """Append a message under `parent_id` and (by default) make it the session's leaf.
+
+        `parent_id=LEAF` appends under the session's current leaf, read in the same write
+        transaction: two processes appending to one session chain their messages instead of
+        both answering the leaf they read earlier.
+        """
         now = time.time()
         with self._transaction() as db:
+            if parent_id is LEAF:
+                parent_id = self._current_leaf(session_id)
+            elif parent_id is not None:
+                found = db.execute(
+                    "SELECT 1 FROM messages WHERE id = ? AND session_id = ?",
+                    (parent_id, session_id),
+                ).fetchone()
+                if found is None:
+                    raise StoreError(
+                        f"There is no message {parent_id} in session {session_id} to reply to."
+                    )
             cur = db.execute(
                 "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
                 " created_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -207,6 +314,14 @@ class Store:
                 )
         return self.get_message(message_id)
 
+    def _current_leaf(self, session_id: int) -> int | None:
+        rows = self._db.execute(f"{_SESSIONS} WHERE s.id = ?", (session_id,)).fetchall()
+        if not rows:
+            raise StoreError(
+                f"There is no session {session_id}; `cosplay sessions list` shows the ids."
+            )
+        return _session(rows[0]).leaf_id
+
     def update_message(
         self,
         message_id: int,
@@ -226,10 +341,9 @@ class Store:
         if not fields:
             return
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
-            )
+        self._execute(
+            f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
+        )
 
     def get_message(self, message_id: int) -> Message:
         rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
@@ -300,38 +414,124 @@ class Store:
 
     def get_setting(self, key: str, default: Any = None) -> Any:
         rows = self._query("SELECT value FROM settings WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else default
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0]["value"])
+        except (TypeError, ValueError, RecursionError):  # a damaged value reads as unset
+            return default
 
     def set_setting(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value, ensure_ascii=False)),
-            )
+        self._execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, ensure_ascii=False)),
+        )
+
+
+# A session row with its leaf checked: a leaf that is gone, or that belongs to another
+# session (a damaged row), falls back to the session's newest message.
+_SESSIONS = """
+    SELECT s.*, (SELECT m.id FROM messages m WHERE m.id = s.leaf_id AND m.session_id = s.id)
+        AS valid_leaf, (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id) AS last_id
+    FROM sessions s"""
 
 
 def _session(row: sqlite3.Row) -> Session:
+    leaf = row["leaf_id"]
+    if leaf is not None and row["valid_leaf"] is None:
+        leaf = row["last_id"]
     return Session(
         id=row["id"],
-        title=row["title"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        leaf_id=row["leaf_id"],
-        persona=row["persona"],
-        settings=json.loads(row["settings"]),
+        title=_text(row["title"]),
+        created_at=_number(row["created_at"]),
+        updated_at=_number(row["updated_at"]),
+        leaf_id=leaf,
+        persona=_text(row["persona"]),
+        settings=_json_object(row["settings"]),
     )
 
 
 def _message(row: sqlite3.Row) -> Message:
+    """A message row; a damaged or newer one degrades instead of failing: an unknown role or
+    status reads as an errored assistant message (kept out of prompts), bad meta as {}."""
+    meta = _json_object(row["meta"])
+    try:
+        status = Status(row["status"])
+    except ValueError:
+        status, meta["stored_status"] = Status.ERROR, _text(row["status"])
+    try:
+        role = Role(row["role"])
+    except ValueError:
+        role, status, meta["stored_role"] = Role.ASSISTANT, Status.ERROR, _text(row["role"])
     return Message(
         id=row["id"],
         session_id=row["session_id"],
         parent_id=row["parent_id"],
-        role=Role(row["role"]),
-        content=row["content"],
-        status=Status(row["status"]),
-        name=row["name"],
-        created_at=row["created_at"],
-        meta=json.loads(row["meta"]),
+        role=role,
+        content=_text(row["content"]),
+        status=status,
+        name=_text(row["name"]),
+        created_at=_number(row["created_at"]),
+        meta=meta,
     )
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """One sentence for an SQLite error, by its result code: only a damaged file is called
+    unreadable (a locked, read-only or full one is healthy and must not be moved aside)."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        return StoreError(
+            f"The database {path} is locked by another Cosplay process; close it and retry."
+        )
+    if code.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"The database {path} is read-only (its file, folder or disk); Cosplay cannot "
+            "save to it: check the permissions, or give --home a writable folder."
+        )
+    if code == "SQLITE_FULL" or "is full" in text:
+        return StoreError(
+            f"The disk holding {path} is full; free some space and retry "
+            "(what was saved before is intact)."
+        )
+    if code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return StoreError(
+            f"Cannot open the database {path}; check that its folder exists and is writable."
+        )
+    if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or (
+        "not a database" in text or "malformed" in text
+    ):
+        return StoreError(
+            f"{path} is not a readable Cosplay database ({exc}); "
+            "move it aside and Cosplay will start a new one."
+        )
+    if code.startswith("SQLITE_IOERR") or "i/o error" in text:
+        return StoreError(
+            f"Reading or writing the database {path} failed ({exc}); check the disk and retry."
+        )
+    return StoreError(f"The database {path} failed ({exc}).")

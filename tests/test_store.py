@@ -91,3 +91,274 @@ def test_a_parent_id_cycle_in_a_damaged_database_does_not_hang(tmp_path):
     branch = store.branch(session.id, second.id)
     assert [m.content for m in branch] == ["a", "b"]
     assert store.deepest_leaf(first.id) in (first.id, second.id)
+
+
+# --- several processes, ids, old schemas ------------------------------------------------
+
+_APPENDER = """
+import sys, time
+from pathlib import Path
+from sessions.store import LEAF, Store
+path, session, tag, count, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5])
+store = Store(path)
+while not go.exists():
+    time.sleep(0.005)
+for i in range(count):
+    store.add_message(session, "user", f"{tag}{i}", parent_id=LEAF)
+store.close()
+"""
+
+
+def test_two_processes_appending_to_one_session_chain_their_turns(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sessions.store import LEAF
+
+    path = tmp_path / "c.db"
+    store = Store(path)
+    session = store.create_session()
+    first = store.add_message(session.id, Role.USER, "start", parent_id=LEAF)
+    go, count = tmp_path / "go", 40
+    root = Path(__file__).resolve().parent.parent
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _APPENDER, str(path), str(session.id), tag, str(count), str(go)],
+            cwd=root,
+        )
+        for tag in ("a", "b")
+    ]
+    go.touch()
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    messages = store.all_messages(session.id)
+    assert len(messages) == 2 * count + 1
+    parents = [m.parent_id for m in messages]
+    assert len(set(parents)) == len(parents)  # no message has two children: no fork
+    branch = store.branch(session.id)
+    assert len(branch) == 2 * count + 1 and branch[0].id == first.id
+    for tag in ("a", "b"):  # each process's own messages stay in order
+        mine = [m.content for m in branch if m.content.startswith(tag)]
+        assert mine == [f"{tag}{i}" for i in range(count)]
+
+
+def test_leaf_appends_under_the_current_leaf_and_refuses_a_missing_session(tmp_path):
+    from sessions.store import LEAF
+
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    one = store.add_message(session.id, Role.USER, "one", parent_id=LEAF)
+    two = store.add_message(session.id, Role.ASSISTANT, "two", parent_id=LEAF)
+    assert (one.parent_id, two.parent_id) == (None, one.id)
+    with pytest.raises(StoreError, match="no session 99"):
+        store.add_message(99, Role.USER, "x", parent_id=LEAF)
+    with pytest.raises(StoreError, match="no message 12345 in session"):
+        store.add_message(session.id, Role.USER, "x", parent_id=12345)
+
+
+def test_ids_of_deleted_sessions_and_messages_are_never_reused(tmp_path):
+    store = Store(tmp_path / "c.db")
+    keep, drop = store.create_session("keep"), store.create_session("drop")
+    message = store.add_message(drop.id, Role.USER, "gone")
+    store.delete_session(drop.id)
+    again = store.create_session("new")
+    assert again.id > drop.id
+    assert store.add_message(again.id, Role.USER, "new").id > message.id
+    store.close()
+    assert Store(tmp_path / "c.db").create_session().id > again.id > keep.id
+
+
+def _old_schema_db(path):
+    """A database as Cosplay wrote it at schema 1 (plain INTEGER PRIMARY KEY ids)."""
+    from sessions.store import _migrate_1
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    _migrate_1(db)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO sessions VALUES (1, 'kept', 1.0, 2.0, 3, 'Seraphina', '{\"rounds\": 4}')"
+    )
+    db.execute("INSERT INTO sessions VALUES (5, 'second', 1.0, 1.5, NULL, '', '{}')")
+    rows = [
+        (1, 1, None, "user", "hi", "complete", "", 1.0, "{}"),
+        (2, 1, 1, "assistant", "one", "complete", "S", 1.1, '{"seed": 7}'),
+        (3, 1, 1, "assistant", "two", "cancelled", "S", 1.2, "{}"),
+    ]
+    db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.execute("INSERT INTO settings VALUES ('last_session', '1')")
+    db.close()
+
+
+def test_an_old_schema_database_migrates_with_every_row_intact(tmp_path):
+    path = tmp_path / "old.db"
+    _old_schema_db(path)
+    store = Store(path)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    schema = " ".join(r[0] for r in store._db.execute("SELECT sql FROM sqlite_master") if r[0])
+    assert schema.count("AUTOINCREMENT") == 2
+    assert store._db.execute("PRAGMA foreign_key_check").fetchall() == []
+    kept = store.get_session(1)
+    assert (kept.title, kept.persona, kept.settings, kept.leaf_id) == (
+        "kept",
+        "Seraphina",
+        {"rounds": 4},
+        3,
+    )
+    assert [m.content for m in store.branch(1)] == ["hi", "two"]
+    assert [m.id for m in store.siblings(store.get_message(3))] == [2, 3]
+    assert store.get_message(2).meta == {"seed": 7}
+    assert store.get_setting("last_session") == 1
+    assert [s.id for s in store.list_sessions()] == [1, 5]
+    assert store.create_session().id == 6
+    store.delete_session(1)  # foreign keys still cascade after the rebuild
+    assert store.all_messages(1) == []
+    store.close()
+
+
+# --- locked, read-only, full: a healthy database is never called unreadable -------------
+
+
+def test_a_database_locked_by_another_process_is_one_sentence(tmp_path, monkeypatch):
+    import sessions.store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "c.db"
+    store = Store(path)
+    session = store.create_session()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    store2 = Store(path)  # opening a WAL database still works
+    with pytest.raises(StoreError) as error:
+        store2.add_message(session.id, Role.USER, "hi")
+    assert str(error.value) == (
+        f"The database {path} is locked by another Cosplay process; close it and retry."
+    )
+    with pytest.raises(StoreError, match="locked by another Cosplay process"):
+        store2.update_session(session.id, title="t")
+    other.execute("COMMIT")
+    store2.add_message(session.id, Role.USER, "hi")  # works once the lock is gone
+    other.close()
+
+
+def test_opening_a_database_locked_exclusively_says_locked_not_unreadable(tmp_path, monkeypatch):
+    import sessions.store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "c.db"
+    other = sqlite3.connect(path, isolation_level=None)  # rollback journal, not yet WAL
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreError, match="locked by another Cosplay process"):
+        Store(path)
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_full_disk_mid_write_is_a_sentence_and_loses_nothing(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    kept = store.add_message(session.id, Role.USER, "kept")
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # the disk fills up
+    with pytest.raises(StoreError, match="is full; free some space"):
+        store.add_message(session.id, Role.ASSISTANT, "x" * 200_000)
+    assert store.get_session(session.id).leaf_id == kept.id
+    assert [m.content for m in store.branch(session.id)] == ["kept"]
+
+
+def test_a_folder_in_place_of_the_database_cannot_be_opened(tmp_path):
+    path = tmp_path / "c.db"
+    path.mkdir()
+    with pytest.raises(StoreError) as error:
+        Store(path)
+    assert "Cannot open the database" in str(error.value)
+    assert "move it aside" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "words"),
+    [
+        ("SQLITE_BUSY", "database is locked", "locked by another Cosplay process"),
+        ("SQLITE_LOCKED_SHAREDCACHE", "database table is locked", "locked by another"),
+        ("SQLITE_READONLY", "attempt to write a readonly database", "read-only"),
+        ("SQLITE_READONLY_DBMOVED", "attempt to write a readonly database", "read-only"),
+        ("SQLITE_FULL", "database or disk is full", "is full"),
+        ("SQLITE_CANTOPEN", "unable to open database file", "Cannot open"),
+        ("SQLITE_IOERR_WRITE", "disk I/O error", "check the disk"),
+        ("SQLITE_NOTADB", "file is not a database", "move it aside"),
+        ("SQLITE_CORRUPT", "database disk image is malformed", "move it aside"),
+    ],
+)
+def test_sqlite_errors_are_told_apart_by_their_code(tmp_path, code, text, words):
+    from sessions.store import store_error
+
+    exc = sqlite3.OperationalError(text)
+    exc.sqlite_errorname = code
+    message = str(store_error(tmp_path / "c.db", exc))
+    assert words in message and str(tmp_path / "c.db") in message
+    if words != "move it aside":
+        assert "move it aside" not in message and "not a readable" not in message
+
+
+def test_a_read_only_database_is_not_called_unreadable(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only files")
+    path = tmp_path / "c.db"
+    Store(path).close()
+    for file in tmp_path.iterdir():
+        file.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(StoreError) as error:
+            Store(path).create_session()
+        assert "read-only" in str(error.value) or "Cannot open" in str(error.value)
+        assert "move it aside" not in str(error.value)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+# --- damaged or newer rows degrade one by one ---------------------------------------------
+
+
+def test_damaged_and_newer_rows_degrade_per_row(tmp_path):
+    path = tmp_path / "c.db"
+    store = Store(path)
+    good = store.create_session("good")
+    store.add_message(good.id, Role.USER, "fine")
+    bad = store.create_session("bad")
+    user = store.add_message(bad.id, Role.USER, "hello")
+    reply = store.add_message(bad.id, Role.ASSISTANT, "thinking…", parent_id=user.id)
+    tool = store.add_message(bad.id, Role.ASSISTANT, "result", parent_id=reply.id)
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "UPDATE messages SET status = 'thinking', meta = 'not json' WHERE id = ?", (reply.id,)
+    )
+    db.execute("UPDATE messages SET role = 'tool', meta = '[1, 2]' WHERE id = ?", (tool.id,))
+    db.execute("UPDATE messages SET content = ? WHERE id = ?", (b"\xff raw bytes", user.id))
+    db.execute("UPDATE sessions SET settings = '{broken', leaf_id = 999 WHERE id = ?", (bad.id,))
+    db.execute("INSERT INTO settings VALUES ('last_model', 'not json')")
+    db.commit()
+    db.close()
+
+    store = Store(path)
+    assert {s.title for s in store.list_sessions()} == {"good", "bad"}
+    session = store.get_session(bad.id)
+    assert session.settings == {} and session.leaf_id == tool.id  # the dangling leaf
+    branch = store.branch(bad.id)
+    assert [m.id for m in branch] == [user.id, reply.id, tool.id]
+    assert branch[0].content == "\ufffd raw bytes"
+    assert (branch[1].status, branch[1].meta) == (Status.ERROR, {"stored_status": "thinking"})
+    assert (branch[2].role, branch[2].status) == (Role.ASSISTANT, Status.ERROR)
+    assert branch[2].meta == {"stored_role": "tool"}
+    assert store.siblings(branch[1]) == [branch[1]]
+    assert store.get_setting("last_model", "default") == "default"
+    assert [m.content for m in store.branch(good.id)] == ["fine"]  # the rest is untouched
+    from sessions.store import LEAF
+
+    follow = store.add_message(bad.id, Role.USER, "next", parent_id=LEAF)
+    assert follow.parent_id == tool.id
