@@ -1,0 +1,515 @@
+"""Remote engine: a model served by any OpenAI-compatible server over HTTP.
+
+llama-server, vLLM, Ollama, text-generation-webui and llama-cpp-python's
+`llama_cpp.server` all speak it: `cosplay chat --model http://host:8080/v1`.
+The server holds the model and applies its own chat template; we send chat
+messages and read the reply as server-sent events. Only the standard library's
+`http.client` is used, one connection per request, so nothing heavy is imported.
+
+Endpoints used (paths under the URL given, normally `…/v1`, or beside it):
+* `GET /v1/models` at load: the server is up, takes the key, and which model ids it
+  serves (the first is the default; `?model=ID` on the URL picks another).
+* `POST /v1/chat/completions` with `stream: true` and `stream_options.include_usage`
+  for token counts; where no usage comes (llama_cpp.server), the reply's pieces are counted
+  and the prompt is estimated as in `count_tokens`.
+* `count_tokens`, tried in order until one answers: `POST /tokenize` (llama-server, vLLM),
+  `POST /extras/tokenize/count` (llama_cpp.server), `POST /v1/internal/token-count`
+  (text-generation-webui); else about one token per 3 bytes of UTF-8. These count the
+  message texts; the template's markup is added as MESSAGE_OVERHEAD tokens per message.
+* `context_length`: `n_ctx` if given, else vLLM's `max_model_len` in the model list, else
+  llama-server's `GET /props`, else DEFAULT_N_CTX (4096).
+
+Speaker names are not sent: messages go out as role and content only. The session layer
+already writes "Name: " into the text where a template does not render names ("server" is
+not a name-aware template), and some servers reject or silently drop the `name` field.
+Sampling settings outside the OpenAI spec (top_k, min_p, typical_p, repetition penalty) are
+sent under the names llama.cpp and vLLM read; a server that rejects them gets the request
+again without them. A reply without a seed gets a random one, recorded in `last_stats`.
+Cancelling stops at the next chunk, or at once while the server is still reading the prompt
+(a watcher shuts the socket); either way the server sees the client go and stops. An adapter
+is another model id on the server (vLLM's LoRA modules, Ollama's models); a named template
+cannot be applied remotely and is ignored with a log line. llama_cpp.server by default
+interrupts a stream when another request comes in, so a `count_tokens` during a reply ends
+that reply early there; it also ends a stream whose prompt overflows its context without a
+word, which is why an unreported context size shows up in that error.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+from engines.base import (
+    AdapterError,
+    ChatMessage,
+    ContextOverflowError,
+    CosplayError,
+    GenerationError,
+    GenerationParams,
+    GenerationStats,
+    ModelLoadError,
+)
+
+DEFAULT_N_CTX = 4096
+PROBE_TIMEOUT_S = 10.0  # the longest wait for the model list, /props and tokenize answers
+MESSAGE_OVERHEAD = 8  # tokens a chat template adds around one message (ChatML and Llama 3: ~5)
+REPLY_OVERHEAD = 8  # the generation prompt and a BOS
+_EXTRAS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repetition_penalty")
+_TOKENIZERS = (  # (path, api path?, request body, the count in the answer)
+    ("/tokenize", False, lambda text, model: {"content": text, "prompt": text, "model": model,
+        "add_special": False, "add_special_tokens": False},
+        lambda a: a["count"] if "count" in a else len(a["tokens"])),
+    ("/extras/tokenize/count", False, lambda text, model: {"input": text, "model": model},
+        lambda a: a["count"]),
+    ("/internal/token-count", True, lambda text, model: {"text": text}, lambda a: a["length"]),
+)  # fmt: skip
+
+log = logging.getLogger("cosplay.remote")
+
+
+class _HTTPFailure(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status, self.message = status, message
+
+
+def _error_text(raw: bytes) -> str:
+    """The server's own words from an error body (OpenAI, FastAPI or plain text)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()[:300] or "no details"
+    error = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        error = error.get("message", error)
+    return str(error).strip()[:300]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _sse_events(response: http.client.HTTPResponse) -> Iterator[tuple[str, str]]:
+    """(field, payload) per server-sent event: "data" or "error" (llama-server's)."""
+    data: list[str] = []
+    while line := response.readline():
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        if not text:
+            if data:
+                yield "data", "\n".join(data)
+            data = []
+        elif text.startswith("data:"):
+            data.append(text[5:].removeprefix(" "))
+        elif text.startswith("error:"):
+            yield "error", text[6:].strip()
+    if data:
+        yield "data", "\n".join(data)
+
+
+def _close_on_cancel(cancel: threading.Event, done: threading.Event, sock: socket.socket) -> None:
+    """Wake a read blocked on a slow server (a long prompt) once `cancel` is set."""
+    while not done.wait(0.05):
+        if cancel.is_set():
+            _shut(sock)
+            return
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the server sees the disconnect and stops
+        except OSError:
+            pass
+
+
+class OpenAIRemoteEngine:
+    kind = "remote"  # its entry in engines/registry.py
+    adapter_format = "name"  # an "adapter" is another model id the server serves
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        template: str | None = None,
+        n_ctx: int | None = None,
+        adapters: dict[str, str] | None = None,
+        timeout: float = 300.0,
+    ):
+        """Connect to the server at `base_url`; `timeout` bounds every wait, the first token
+        included (the load-time checks wait at most PROBE_TIMEOUT_S)."""
+        parts = urllib.parse.urlsplit(base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ModelLoadError(
+                f"{base_url} is not a server URL; pass one like http://host:8080/v1."
+            )
+        if n_ctx is not None and n_ctx < 16:
+            raise ModelLoadError(f"--n-ctx {n_ctx} is too small; give at least 16 tokens.")
+        self._https = parts.scheme == "https"
+        self._hostname = parts.hostname
+        try:
+            self._port = parts.port or (443 if self._https else 80)
+        except ValueError:
+            raise ModelLoadError(
+                f"{base_url} has a bad port; pass one like http://host:8080/v1."
+            ) from None
+        path = parts.path.rstrip("/")
+        self._api = path or "/v1"
+        self._root = path.removesuffix("/v1") if path.endswith("/v1") else path
+        self.host = f"{self._hostname}:{self._port}"
+        self.url = f"{parts.scheme}://{self.host}{self._api}"
+        self._api_key = api_key
+        self.timeout = timeout
+        self.last_stats: GenerationStats | None = None
+        self.template_name = "server"  # the server renders prompts with its own template
+        self.speaker = ""
+        self.active_adapter: str | None = None
+        self.default_adapter: str | None = None
+        self._adapter_sources: dict[str, str] = {}  # adapter name -> model id
+        self._token_cache: dict[str, int] = {}  # message text -> tokens, as the server counted
+        self._tokenizer = 0  # index into _TOKENIZERS of the endpoint to try next
+        self._send_extras = True  # False once the server rejected the non-OpenAI fields
+        self._stream_sock: socket.socket | None = None
+
+        listing = self._list_models()
+        wanted = urllib.parse.parse_qs(parts.query).get("model", [None])[0]
+        if wanted and wanted not in self._models:
+            raise ModelLoadError(
+                f"The server at {self.url} serves no model {wanted!r} (it lists "
+                f"{', '.join(self._models[:8])}); pick one of those with ?model=ID."
+            )
+        self.base_model = self.model = wanted or self._models[0]
+        self.model_name = f"{self.host}/{self.base_model}"
+        reported = None if n_ctx else self._server_context(listing)
+        self.context_length = n_ctx or reported or DEFAULT_N_CTX
+        self._ctx_guessed = not (n_ctx or reported)  # then an overflow error names --n-ctx
+        self.set_template(template)
+        for name, model_id in (adapters or {}).items():
+            self.load_adapter(name, model_id)
+
+    @classmethod
+    def from_spec(cls, spec) -> OpenAIRemoteEngine:
+        """From a `ModelSpec`: `model` is the URL, `api_key_env` names the key's variable."""
+        variable = getattr(spec, "api_key_env", None)
+        key = None
+        if variable:
+            key = os.environ.get(variable)
+            if not key:
+                raise ModelLoadError(
+                    f"The environment variable {variable} (from --api-key-env) is not set; "
+                    "export it with the server's API key."
+                )
+        return cls(
+            spec.model,
+            api_key=key,
+            template=spec.template,
+            n_ctx=spec.n_ctx,
+            adapters=dict(spec.adapters or {}),
+        )
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _open(self, method: str, path: str, body: dict | None = None, timeout: float = 0):
+        """Send one request on a fresh connection: (connection, its socket, response)."""
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = kind(self._hostname, self._port, timeout=timeout or self.timeout)
+        headers = {"Accept": "application/json, text/event-stream"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        try:
+            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+            sock = conn.sock
+            return conn, sock, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """A JSON request with a short timeout; raises _HTTPFailure on an error status."""
+        conn, _, response = self._open(method, path, body, PROBE_TIMEOUT_S)
+        try:
+            raw = response.read()
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise _HTTPFailure(response.status, _error_text(raw))
+        answer = json.loads(raw)
+        if not isinstance(answer, dict):
+            raise ValueError("not a JSON object")
+        return answer
+
+    def _list_models(self) -> dict:
+        try:
+            listing = self._call("GET", f"{self._api}/models")
+            self._models = [str(entry["id"]) for entry in listing["data"]]
+        except _HTTPFailure as exc:
+            if exc.status in (401, 403):
+                fix = (
+                    "check the key in the variable --api-key-env names"
+                    if self._api_key
+                    else "pass --api-key-env VAR with a variable holding the server's key"
+                )
+                raise ModelLoadError(
+                    f"The server at {self.url} refused access ({exc.message}); {fix}."
+                ) from None
+            raise ModelLoadError(
+                f"The server at {self.url} answered {exc.status} for /models ({exc.message}); "
+                "pass its OpenAI-compatible base URL, such as http://host:8080/v1."
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ModelLoadError(
+                f"Cannot reach the server at {self.url} ({_reason(exc)}); check that it is "
+                "running and that the host and port are right."
+            ) from None
+        except (ValueError, KeyError, TypeError):
+            raise ModelLoadError(
+                f"{self.url} is not an OpenAI-compatible server (its /models answer is not a "
+                "model list); pass the URL of its /v1 API."
+            ) from None
+        if not self._models:
+            raise ModelLoadError(f"The server at {self.url} serves no model; load one there first.")
+        return listing
+
+    def _server_context(self, listing: dict) -> int | None:
+        for entry in listing["data"]:
+            if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
+                return entry["max_model_len"]  # vLLM
+        try:
+            props = self._call("GET", f"{self._root}/props")  # llama-server
+        except (_HTTPFailure, OSError, http.client.HTTPException, ValueError):
+            return None
+        settings = props.get("default_generation_settings") or {}
+        n_ctx = settings.get("n_ctx") or props.get("n_ctx")
+        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return self._count(messages, ask_server=True)
+
+    def _count(self, messages: list[ChatMessage], ask_server: bool) -> int:
+        total = REPLY_OVERHEAD
+        for message in messages:
+            total += MESSAGE_OVERHEAD + self._text_tokens(message.get("content", ""), ask_server)
+        return total
+
+    def _text_tokens(self, text: str, ask_server: bool) -> int:
+        if not text:
+            return 0
+        if text in self._token_cache:
+            return self._token_cache[text]
+        count = self._server_count(text) if ask_server else None
+        if count is None:
+            return math.ceil(len(text.encode("utf-8")) / 3)  # not cached: ask again next time
+        if len(self._token_cache) > 4096:
+            self._token_cache.clear()
+        self._token_cache[text] = count
+        return count
+
+    def _server_count(self, text: str) -> int | None:
+        """The server's count of `text`, trying each known endpoint until one answers."""
+        while self._tokenizer < len(_TOKENIZERS):
+            path, under_api, body, read = _TOKENIZERS[self._tokenizer]
+            try:
+                answer = self._call("POST", (self._api if under_api else self._root) + path,
+                                    body(text, self.model))  # fmt: skip
+                return int(read(answer))
+            except _HTTPFailure as exc:
+                if exc.status not in (400, 404, 405, 422, 501):
+                    return None  # busy or broken now: estimate this time, ask again later
+            except (OSError, http.client.HTTPException):
+                return None
+            except (ValueError, KeyError, TypeError):
+                pass
+            self._tokenizer += 1  # this server has no such endpoint
+        return None
+
+    # --- generation -----------------------------------------------------------------------
+
+    def _request_body(self, messages: list[ChatMessage], params: GenerationParams, seed: int):
+        body: dict = {
+            "model": self.model,
+            "messages": [
+                {"role": m.get("role", "user"), "content": m.get("content", "")} for m in messages
+            ],
+            "stream": True,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature if params.do_sample else 0.0,
+            "top_p": params.top_p,
+            "seed": seed,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self._send_extras:
+            body["stream_options"] = {"include_usage": True}
+            penalty = params.repetition_penalty
+            body.update(top_k=params.top_k, min_p=params.min_p, typical_p=params.typical_p,
+                        repeat_penalty=penalty, repetition_penalty=penalty)  # fmt: skip
+        return body
+
+    def _start(self, messages, params, seed):
+        """POST the chat request: (connection, socket, response) of a 200 stream."""
+        while True:
+            body = self._request_body(messages, params, seed)
+            try:
+                conn, sock, response = self._open("POST", f"{self._api}/chat/completions", body)
+            except (OSError, http.client.HTTPException) as exc:
+                raise GenerationError(
+                    f"Lost the server at {self.url} ({_reason(exc)}); check that it is still "
+                    "running, then retry."
+                ) from None
+            if response.status < 400:
+                return conn, sock, response
+            message = _error_text(response.read())
+            conn.close()
+            named = any(f in message for f in ("stream_options",) + _EXTRAS)
+            if response.status in (400, 422) and self._send_extras and named:
+                self._send_extras = False  # a strict server: ask again with the standard fields
+                continue
+            if response.status in (401, 403):
+                fix = "check the API key"
+            elif response.status == 400 and "context" in message.lower():
+                raise ContextOverflowError(
+                    f"The server at {self.url} says the prompt is too long ({message}); lower "
+                    "max history rounds or give the server a larger context."
+                )
+            elif response.status == 404:
+                fix = f"check that it serves the model {self.model!r}"
+            else:
+                fix = "check the server's log"
+            raise GenerationError(
+                f"The server at {self.url} answered {response.status} ({message}); {fix}."
+            )
+
+    def stream_chat(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+    ) -> Iterator[str]:
+        if params.num_beams > 1:
+            raise CosplayError("Beam search is not available on a remote server; set beams to 1.")
+        started = time.perf_counter()
+        seed = secrets.randbits(31) if params.seed is None else params.seed
+        stats = GenerationStats(seed=seed, finish_reason="error")
+        self.last_stats = None
+        usage: dict = {}
+        pieces, finish, ended = 0, None, False
+        conn, sock, response = self._start(messages, params, seed)
+        self._stream_sock, done = sock, threading.Event()
+        threading.Thread(target=_close_on_cancel, args=(cancel, done, sock), daemon=True).start()
+        try:
+            for field, payload in _sse_events(response):
+                if cancel.is_set():
+                    break
+                if payload == "[DONE]":
+                    ended = True
+                    break
+                chunk = json.loads(payload) if field == "data" else {"error": payload}
+                if "error" in chunk:
+                    raise GenerationError(
+                        f"The server at {self.url} stopped the reply "
+                        f"({_error_text(payload.encode())}); check the server's log."
+                    )
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    finish = choice.get("finish_reason") or finish
+                    text = (choice.get("delta") or {}).get("content")
+                    if text and not cancel.is_set():
+                        if not pieces:
+                            stats.ttft_s = time.perf_counter() - started
+                        pieces += 1
+                        yield text
+            if cancel.is_set():
+                stats.finish_reason = "cancelled"
+            elif ended or finish:
+                stats.finish_reason = "length" if finish == "length" else "stop"
+            else:
+                hint = (
+                    f"; if the prompt was too long for the server, pass its context size with "
+                    f"--n-ctx (now {self.context_length}, a guess)"
+                    if self._ctx_guessed and not pieces
+                    else ""
+                )
+                raise GenerationError(
+                    f"The server at {self.url} closed the stream before the reply finished; "
+                    f"check the server's log{hint}."
+                )
+        except GeneratorExit:
+            stats.finish_reason = "cancelled"  # the caller stopped reading
+            raise
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+            if not cancel.is_set():
+                raise GenerationError(
+                    f"The reply from {self.url} broke off ({_reason(exc)}); check that the "
+                    "server is still running, then retry."
+                ) from None
+            stats.finish_reason = "cancelled"
+        finally:
+            done.set()
+            _shut(sock)
+            conn.close()
+            self._stream_sock = None
+            stats.completion_tokens = usage.get("completion_tokens") or pieces
+            stats.prompt_tokens = usage.get("prompt_tokens") or self._count(messages, False)
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            stats.prompt_eval_tokens = max(stats.prompt_tokens - cached, 0)
+            stats.total_s = time.perf_counter() - started
+            self.last_stats = stats
+
+    # --- adapters, template, facts ----------------------------------------------------------
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Serve adapter `name` as the server's model id `path` (checked against its list)."""
+        model_id = str(path)
+        known = self._adapter_sources.get(name)
+        if known is not None and known != model_id:
+            raise AdapterError(
+                f"An adapter named {name!r} is already the model {known!r}; "
+                "give this one another name."
+            )
+        if model_id not in self._models:
+            self._list_models()  # the server may have loaded it since
+        if model_id not in self._models:
+            raise AdapterError(
+                f"The server at {self.url} serves no model {model_id!r} (it lists "
+                f"{', '.join(self._models[:8])}); give the adapter as NAME=MODEL_ID."
+            )
+        self._adapter_sources[name] = model_id
+
+    @property
+    def adapter_sources(self) -> dict[str, str]:
+        """Each adapter's name and the model id it is served as."""
+        return dict(self._adapter_sources)
+
+    def set_adapter(self, name: str | None) -> None:
+        if name is not None and name not in self._adapter_sources:
+            raise AdapterError(f"No adapter named {name!r} is loaded; load it first.")
+        self.active_adapter = name
+        self.model = self._adapter_sources[name] if name else self.base_model
+
+    def set_template(self, name: str | None, *, speaker: str = "") -> None:
+        """The server applies its own template: a named one cannot be honoured remotely."""
+        if name:
+            log.info("template %r ignored: the server at %s applies its own", name, self.url)
+        self.speaker = speaker
+
+    def describe(self) -> dict[str, str]:
+        facts = {"engine": "remote", "device": self.host, "model": self.model}
+        if self.active_adapter:
+            facts["adapter"] = self.active_adapter
+        return facts
+
+    def close(self) -> None:
+        """Drop the reply in flight, if any; each request has its own connection."""
+        _shut(self._stream_sock)
