@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from engines.base import ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
+# What `gguf.GGUFReader` raises on a truncated or damaged file (ValueError for a bad magic,
+# version or type; IndexError when the file ends early). Not MemoryError: that is no damage.
+GGUF_READ_ERRORS = (ValueError, LookupError, OSError, struct.error, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
 
     try:
         reader = GGUFReader(path, "r")
-    except Exception as exc:  # the reader raises ValueError, IndexError… on a damaged file
+    except GGUF_READ_ERRORS as exc:
         raise ModelLoadError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again."
         ) from exc

@@ -8,7 +8,6 @@ the weights, so a late failure would leave the base model half-modified.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import warnings
@@ -17,9 +16,7 @@ from pathlib import Path
 
 from engines.base import AdapterError
 from engines.hf_load import ADAPTER_PATTERNS, resolve_source
-
-SAFE_WEIGHTS = "adapter_model.safetensors"
-PICKLE_WEIGHTS = "adapter_model.bin"
+from engines.peft_dir import PICKLE_WEIGHTS, SAFE_WEIGHTS, read_peft_config
 
 
 @dataclass(frozen=True)
@@ -35,18 +32,7 @@ class AdapterFiles:
 
 
 def adapter_files(name: str, directory: Path, ref: str, allow_pickle: bool) -> AdapterFiles:
-    config_path = directory / "adapter_config.json"
-    if not config_path.is_file():
-        raise AdapterError(
-            f"The adapter {name!r} ({ref}) has no adapter_config.json, so it is not a PEFT adapter; "
-            "pass the directory that `save_pretrained` wrote."
-        )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AdapterError(
-            f"The adapter_config.json of {name!r} ({ref}) cannot be read ({exc}); download it again."
-        ) from exc
+    config = read_peft_config(directory, label=f"the adapter {name!r} ({ref})")
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise AdapterError(
@@ -91,13 +77,13 @@ def _lora_parts(key: str) -> tuple[str, str] | None:
 
 def fit_problem(base_model, weights: Path) -> str | None:
     """Why these LoRA weights cannot wrap `base_model`, or None if every matrix fits."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     modules = dict(base_model.named_modules())
     try:
         with safe_open(str(weights), framework="pt") as handle:
             shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error types for a bad header
+    except (SafetensorError, OSError, ValueError) as exc:  # a bad header; not MemoryError
         return f"its weights file cannot be read ({exc})"
     seen = 0
     for key, shape in shapes.items():

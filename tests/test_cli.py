@@ -83,6 +83,45 @@ def test_out_of_range_parameter_is_one_sentence(capsys, tiny_gguf):
     assert "invalid max_new_tokens" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--scheduler", "bogus"], "argument --scheduler: invalid choice: 'bogus'"),
+        (["--warmup", "-5"], "--warmup must be ≥ 0 (got -5)."),
+        (["--lr", "0"], "--lr must be > 0 (got 0)."),
+        (["--learning-rate", "1.5"], "--learning-rate must be < 1 (got 1.5)."),
+        (["--lora-dropout", "1"], "--lora-dropout must be < 1 (got 1)."),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1 (got 0)."),
+        (["--batch-size", "four"], "argument --batch-size: invalid int value: 'four'"),
+        (["--epochs", "0"], "--epochs or --max-steps must be positive."),
+        (["--target-modules", ","], "--target-modules must name at least one module"),
+        (["--quantize", "16bit"], "argument --quantize: invalid choice: '16bit'"),
+        (["--format", "csv"], "argument --format: invalid choice: 'csv'"),
+        (["--out", "FILE"], "is a file; pass a directory for the adapter"),
+        (["--out", "FILE/sub"], "is a file; pass a directory for the adapter"),
+        (["--base", "model.gguf"], "not a GGUF file"),
+        (["--out", ""], "--out must not be empty."),
+    ],
+)
+def test_bad_training_arguments_are_one_line_and_exit_2(capsys, tmp_path, flags, expected):
+    """Refused before any model or data is read: exit 2, one line on stderr, no traceback."""
+    afile = tmp_path / "a-file"
+    afile.write_text("not a directory")
+    flags = [str(afile) + f[4:] if f.startswith("FILE") else f for f in flags]
+    argv = ["train", "--base", "some/model", "--data", str(tmp_path / "d.jsonl")]
+    argv += ["--out", str(tmp_path / "out"), *flags]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse errors exit from inside the parser
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err
+    assert len(err.splitlines()) == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_ask_streams_and_saves_both_turns_then_sessions_commands(capsys, tiny_gguf, tmp_path):
     assert (
         main(["ask", "--model", str(tiny_gguf), "--max-tokens", "8", "--seed", "4", "孔明何在？"])

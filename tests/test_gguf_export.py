@@ -9,8 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engines.train import ExportError
-from engines.train.gguf_export import export_gguf
+from engines.gguf_lora import ExportError, export_gguf
 from tui.cli import main
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

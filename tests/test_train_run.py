@@ -237,7 +237,12 @@ def test_dry_run_shows_format_counts_and_marked_samples(tiny_llama, tmp_path, ca
     assert "template: cosplay" in report and "speakers: 孔明 4" in report
     assert "tokens min" in report and "skipped line 5" in report
     assert "孔明曰：⟦“目今失了彝陵，势已危急。”" in report
+    assert "options (optimisation): --epochs 3 --max-steps 0 --learning-rate 0.0002" in report
     assert not (tmp_path / "o").exists()
+    assert main([*argv, "--dry-run", "--skip-bad", "--lr", "1e-3", "--dry-run-samples", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "--learning-rate 0.001" in report
+    assert "--- sample 1 ---" in report and "--- sample 2 ---" not in report
 
 
 def test_option_and_path_errors_are_one_sentence(tiny_llama, tmp_path, capsys):
@@ -246,7 +251,7 @@ def test_option_and_path_errors_are_one_sentence(tiny_llama, tmp_path, capsys):
     cases = [
         ([*base, "--base", str(tiny_llama["gguf"])], "not a GGUF file"),
         ([*base, "--base", str(tmp_path / "nowhere")], "Cannot load the tokenizer"),
-        ([*base, "--base", str(tiny_llama["hf"]), "--lora-r", "0"], "--lora-r must be at least 1"),
+        ([*base, "--base", str(tiny_llama["hf"]), "--lora-r", "0"], "--lora-r must be ≥ 1 (got 0)"),
         ([*base, "--base", str(tiny_llama["hf"]), "--resume"], "no checkpoint"),
         ([*base, "--base", str(tiny_llama["hf"]), "--quantize", "4bit"], "needs a CUDA GPU"),
     ]
@@ -256,6 +261,41 @@ def test_option_and_path_errors_are_one_sentence(tiny_llama, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_a_full_disk_while_checkpointing_is_one_sentence(tiny_llama, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from transformers import Trainer
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", full)
+    data = write_data(tmp_path / "d.jsonl", copies=1)
+    out = tmp_path / "run"
+    argv = ["train", "--base", str(tiny_llama["hf"]), "--data", str(data), "--out", str(out)]
+    argv += ["--max-steps", "2", "--save-steps", "1", "--batch-size", "2", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]  # above it: transformers' weight-loading bar
+    assert last.startswith(f"cosplay: The disk holding {out} is full") and "free space" in last
+    assert err.count("cosplay:") == 1 and "Traceback" not in err
+
+
+def test_a_corrupt_run_file_is_reported_not_ignored(tiny_llama, tmp_path, capsys):
+    """Resuming compares the options with cosplay_run.json; a damaged one used to skip the check."""
+    data = write_data(tmp_path / "d.jsonl", copies=1)
+    out = tmp_path / "run"
+    argv = ["train", "--base", str(tiny_llama["hf"]), "--data", str(data), "--out", str(out)]
+    argv += ["--max-steps", "2", "--save-steps", "2", "--batch-size", "2", "--no-progress"]
+    assert main(argv) == 0
+    (out / "cosplay.json").unlink()  # pretend the run never finished
+    (out / "cosplay_run.json").write_text('{"params": {"lora_r": ')
+    assert main([*argv, "--lora-r", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'cosplay_run.json'} is corrupt" in err.splitlines()[-1]
+    assert err.count("cosplay:") == 1 and "Traceback" not in err
 
 
 def _cuda() -> bool:

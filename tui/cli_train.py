@@ -16,184 +16,21 @@ EXIT_INTERRUPTED = 130
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options come from `TrainOptions`; only what happens after training is here."""
+    from engines.train.options import add_arguments
+
+    add_arguments(parser)
     parser.add_argument(
-        "--base", required=True, help="the HF base model: a local directory or a repo id"
-    )
-    parser.add_argument(
-        "--data", required=True, help="dataset: .json / .jsonl records or a .txt file"
-    )
-    parser.add_argument(
-        "--out", required=True, help="output directory for the adapter, checkpoints and log"
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--format",
-        dest="data_format",
-        default="auto",
-        choices=["auto", "cosplay", "alpaca", "sharegpt", "messages", "vicuna", "text"],
-        help="dataset format (default: detected from the records)",
-    )
-    data.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="skip and count malformed records instead of stopping",
-    )
-    data.add_argument(
-        "--template",
-        default="auto",
-        help="chat template: auto (cosplay data → cosplay, else the model's own), model, or a named one",
-    )
-    data.add_argument(
-        "--cutoff-len", type=int, default=512, help="max tokens per sample (default 512)"
-    )
-    data.add_argument(
-        "--text-overlap", type=int, default=64, help="token overlap between chunks of raw text"
-    )
-    data.add_argument(
-        "--val-size",
-        type=float,
-        default=0.0,
-        help="held-out samples for eval loss: a fraction (0.1) or a count (50)",
-    )
-    data.add_argument(
-        "--speaker",
-        help="the character this adapter speaks as (default: the most frequent speaker)",
-    )
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default 3)")
-    opt.add_argument(
-        "--max-steps",
-        type=int,
-        default=0,
-        help="stop after this many optimizer steps (overrides --epochs)",
-    )
-    opt.add_argument(
-        "--learning-rate",
-        "--lr",
-        type=float,
-        default=2e-4,
-        help="peak learning rate (default 2e-4)",
-    )
-    opt.add_argument(
-        "--scheduler",
-        default="cosine",
-        help="learning-rate schedule: cosine, linear, constant… (default cosine)",
-    )
-    opt.add_argument(
-        "--warmup",
-        type=float,
-        default=0.03,
-        help="warmup: a fraction of the steps (<1) or a step count",
-    )
-    opt.add_argument(
-        "--batch-size", type=int, default=4, help="samples per device per step (default 4)"
-    )
-    opt.add_argument(
-        "--grad-accum", type=int, default=1, help="gradient accumulation steps (default 1)"
-    )
-    opt.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    lora = parser.add_argument_group("LoRA")
-    lora.add_argument("--lora-r", type=int, default=8, help="rank (default 8)")
-    lora.add_argument("--lora-alpha", type=int, default=16, help="alpha (default 16)")
-    lora.add_argument("--lora-dropout", type=float, default=0.05, help="dropout (default 0.05)")
-    lora.add_argument(
-        "--target-modules",
-        default="all-linear",
-        help="comma-separated module names, or all-linear (default)",
-    )
-    lora.add_argument("--rslora", action="store_true", help="rank-stabilised scaling alpha/sqrt(r)")
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--eval-steps", type=int, default=50, help="evaluate every N steps (with --val-size)"
-    )
-    run.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps")
-    run.add_argument("--save-total-limit", type=int, default=3, help="keep at most N checkpoints")
-    run.add_argument("--logging-steps", type=int, default=1, help="log the loss every N steps")
-    run.add_argument(
-        "--quantize",
-        choices=["auto", "4bit", "8bit", "none"],
-        default="auto",
-        help="base weights: auto = 4-bit QLoRA on CUDA, full precision elsewhere",
-    )
-    run.add_argument(
-        "--gradient-checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="trade compute for memory (default: on with a GPU)",
-    )
-    run.add_argument(
-        "--group-by-length",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="batch samples of similar length together: less padding, faster (default: on)",
-    )
-    run.add_argument(
-        "--trust-remote-code", action="store_true", help="allow the model's own Python code"
-    )
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the last checkpoint in --out (an unfinished run continues anyway)",
-    )
-    run.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="show the detected format, counts, token lengths and rendered samples; train nothing",
-    )
-    run.add_argument(
-        "--gguf",
-        nargs="?",
-        const=True,
-        default=None,
-        metavar="BASE.gguf",
-        help="also export the adapter as a GGUF LoRA for the CPU engine (checked against BASE.gguf if given)",
-    )
-    run.add_argument(
         "--persona", metavar="NAME", help="create or update this persona with the adapter bound"
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from engines.train.options import TrainOptions
     from engines.train.trainer import train
 
-    result = train(
-        base=args.base,
-        data=args.data,
-        out=args.out,
-        template=args.template,
-        data_format=args.data_format,
-        skip_bad=args.skip_bad,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        scheduler=args.scheduler,
-        warmup=args.warmup,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        cutoff_len=args.cutoff_len,
-        text_overlap=args.text_overlap,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=args.target_modules,
-        use_rslora=args.rslora,
-        val_size=args.val_size,
-        eval_steps=args.eval_steps,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        logging_steps=args.logging_steps,
-        seed=args.seed,
-        quantize=args.quantize,
-        gradient_checkpointing=args.gradient_checkpointing,
-        group_by_length=args.group_by_length,
-        speaker=args.speaker,
-        trust_remote_code=args.trust_remote_code,
-        resume=True if args.resume else None,
-        gguf=args.gguf,
-        progress=not args.no_progress,
-        dry_run=args.dry_run,
-    )
+    options = TrainOptions.from_namespace(args)
+    result = train(options=options)
     if result.status == "dry-run":
         print(result.report)
         return 0
@@ -215,7 +52,7 @@ def run_train(args: argparse.Namespace) -> int:
             args.persona,
             result.out,
             gguf_path=result.gguf_path,
-            base_gguf=args.gguf if isinstance(args.gguf, str) else None,
+            base_gguf=options.gguf if isinstance(options.gguf, str) else None,
             template=result.template,
             speaker=result.speaker,
             home=args.home,
@@ -239,9 +76,9 @@ def bind_persona(
 ) -> Path:
     """Create or update the persona `name` so it uses this adapter (in `data.extensions.cosplay`)."""
     from sessions.cards import CharacterCard, CosplayExtension
-    from sessions.paths import data_paths
     from sessions.personas import PersonaError, PersonaStore
     from sessions.runtime import training_result
+    from sessions.workspace import data_paths
 
     store = PersonaStore(data_paths(home).ensure().personas)
     try:
@@ -292,7 +129,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from engines.train.gguf_export import export_gguf
+    from engines.gguf_lora import export_gguf
 
     path = export_gguf(args.adapter_dir, base=args.base, out=args.out, outtype=args.outtype)
     print(f"Wrote {path}; load it on the CPU engine with `--adapter {path}`.")

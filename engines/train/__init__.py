@@ -1,4 +1,4 @@
-"""Persona LoRA training: dataset readers, dialogue extraction, the trainer and GGUF export.
+"""Persona LoRA training: dataset readers, dialogue extraction, options and the trainer.
 
 Nothing heavy is imported here: `engines.train.trainer` imports torch and
 transformers inside its functions, so the CLI can list its options cheaply.
@@ -15,8 +15,4 @@ class TrainingError(CosplayError):
     """Training cannot start or continue: bad options, output dir or checkpoint."""
 
 
-class ExportError(CosplayError):
-    """An adapter cannot be written as a GGUF LoRA."""
-
-
-__all__ = ["DatasetError", "ExportError", "TrainingError"]
+__all__ = ["DatasetError", "TrainingError"]

@@ -7,27 +7,22 @@ different data or a different LoRA shape by accident.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engines.train import TrainingError
+from engines.train.options import soft_options
 
 RUN_FILE = "cosplay_run.json"
 RESULT_FILE = "cosplay.json"
-# Options that may change between an interrupted run and its resumption.
-SOFT_OPTIONS = {
-    "eval_steps",
-    "save_steps",
-    "save_total_limit",
-    "logging_steps",
-    "progress",
-    "gguf",
-    "persona",
-    "resume",
-    "data",  # the path may move; the hash is compared instead
-    "out",
-}
+# Options that may change between an interrupted run and its resumption (`Cli(soft=True)`;
+# `data` among them: the path may move, the hash is compared instead).
+SOFT_OPTIONS = soft_options()
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _NEEDED = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
@@ -66,16 +61,49 @@ def validate_checkpoint(path: Path) -> int:
         ) from None
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path, fix: str) -> dict | None:
+    """The JSON object in `path`; None when there is no such file, and a TrainingError
+    (ending with `fix`) when the file is there but unreadable or damaged."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise TrainingError(f"{path} cannot be read ({reason}); {fix}.") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise TrainingError(f"{path} is corrupt (not valid JSON: {exc}); {fix}.") from None
+    if not isinstance(value, dict):
+        raise TrainingError(f"{path} is corrupt (not a JSON object); {fix}.")
+    return value
+
+
+def read_result(adapter: str | Path) -> dict:
+    """The `cosplay.json` that `cosplay train` wrote next to an adapter (its directory, or the
+    folder of its GGUF LoRA); {} when there is none (a Hub repo id, a hand-made adapter), a
+    TrainingError naming the file when it is damaged."""
+    if not adapter:
+        return {}
+    path = Path(adapter).expanduser()
+    path = (path.parent if path.is_file() else path) / RESULT_FILE
+    return (
+        read_json(
+            path,
+            "delete it (the adapter still loads, without its training template and base) "
+            "or train the adapter again",
+        )
+        or {}
+    )
 
 
 def check_same_run(out: Path, run: dict) -> None:
     """Refuse to resume a checkpoint made with other data or options."""
-    previous = read_json(out / RUN_FILE)
+    previous = read_json(
+        out / RUN_FILE,
+        "delete it to resume without comparing the options, or start over with a new --out",
+    )
     if previous is None:
         return
     changed = sorted(
@@ -90,6 +118,30 @@ def check_same_run(out: Path, run: dict) -> None:
             f"The checkpoints in {out} come from a run with different {', '.join(changed)}; use the "
             "same options to resume, or a new --out to start over."
         )
+
+
+@contextmanager
+def disk_space_guard(out: Path) -> Iterator[None]:
+    """A full disk while saving checkpoints or the adapter is one sentence, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise _disk_full(out) from None
+    except RuntimeError as exc:  # torch.save reports a failed write as RuntimeError
+        message = str(exc)
+        if "No space left on device" not in message and "file write failed" not in message:
+            raise
+        raise _disk_full(out) from None
+
+
+def _disk_full(out: Path) -> TrainingError:
+    return TrainingError(
+        f"The disk holding {out} is full, so the checkpoint or adapter could not be saved; "
+        "free space there (or delete old checkpoint-* directories) and run the same command "
+        "again to resume."
+    )
 
 
 def write_json(path: Path, value: dict) -> None:

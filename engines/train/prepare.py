@@ -1,4 +1,4 @@
-"""Before any weights load: option checks, tokenizer, template, split, dry-run report, resume point.
+"""Before any weights load: path checks, tokenizer, template, split, dry-run report, resume point.
 
 Only the tokenizer is loaded here (through transformers); torch is not needed.
 """
@@ -14,41 +14,25 @@ from engines.train import TrainingError
 from engines.train.checkpoints import RESULT_FILE, check_same_run, checkpoints, validate_checkpoint
 from engines.train.data import LoadedData
 from engines.train.encode import Encoded, render_marked
+from engines.train.options import TrainOptions
 
 
-def check_options(p: dict) -> None:
-    problems = []
-    if p["epochs"] <= 0 and p["max_steps"] <= 0:
-        problems.append("--epochs or --max-steps must be positive")
-    for name in (
-        "batch_size",
-        "grad_accum",
-        "cutoff_len",
-        "lora_r",
-        "lora_alpha",
-        "eval_steps",
-        "save_steps",
-        "logging_steps",
-    ):
-        if p[name] < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 < p["learning_rate"] < 1:
-        problems.append("--learning-rate must be between 0 and 1")
-    if not 0 <= p["lora_dropout"] < 1:
-        problems.append("--lora-dropout must be in [0, 1)")
-    if p["val_size"] < 0:
-        problems.append("--val-size must be 0 or more")
-    if p["quantize"] not in ("auto", "4bit", "8bit", "none"):
-        problems.append("--quantize must be auto, 4bit, 8bit or none")
-    if not p["target_modules"]:
-        problems.append("--target-modules must name at least one module")
-    if problems:
-        raise TrainingError(f"Invalid training options: {'; '.join(problems)}.")
-    if str(p["base"]).lower().endswith(".gguf"):
+def check_paths(options: TrainOptions) -> None:
+    """What the option types cannot tell: a GGUF given as the base, an --out that is a file."""
+    if options.base.lower().endswith(".gguf"):
         raise TrainingError(
             "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
             "pass the GGUF to `cosplay export-gguf --base` afterwards."
         )
+    out = Path(options.out).expanduser()
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise TrainingError(
+                    f"--out {options.out} cannot be a directory because {path} is a file; "
+                    "pass a directory for the adapter (it is created if missing)."
+                )
+            break
 
 
 def load_tokenizer(base: str, trust_remote_code: bool):
@@ -96,7 +80,7 @@ def split_samples(
     return [f for i, f in enumerate(features) if i not in held], [features[i] for i in sorted(held)]
 
 
-def dry_run_report(dataset, template, encoded, dropped, tokenizer, shown: int) -> str:
+def dry_run_report(dataset, template, encoded, dropped, tokenizer, options: TrainOptions) -> str:
     lengths = [len(item.input_ids) for item in encoded]
     trained = [sum(label != -100 for label in item.labels) for item in encoded]
     lines = [
@@ -115,9 +99,10 @@ def dry_run_report(dataset, template, encoded, dropped, tokenizer, shown: int) -
     )
     for bad in dataset.skipped[:5]:
         lines.append(f"skipped line {bad.line}: {bad.problem}")
+    lines += options.describe()
     lines.append("")
     lines.append("trained tokens are shown between ⟦ ⟧")
-    for number, item in enumerate(encoded[:shown], start=1):
+    for number, item in enumerate(encoded[: options.dry_run_samples], start=1):
         lines.append(f"--- sample {number} ---")
         lines.append(render_marked(item, tokenizer))
     return "\n".join(lines)

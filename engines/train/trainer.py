@@ -1,4 +1,4 @@
-"""`train()`: one function whose keyword arguments are the options of `cosplay train`.
+"""`train()`: one function whose options (`TrainOptions`) are those of `cosplay train`.
 
 transformers `Trainer` + PEFT LoRA (alpaca-lora's shape, today's APIs): the
 prompt is masked with -100 and `DataCollatorForSeq2Seq` keeps those labels;
@@ -15,19 +15,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from engines.train import TrainingError
 from engines.train.checkpoints import (
     RESULT_FILE,
     RUN_FILE,
+    disk_space_guard,
     validate_checkpoint,
     write_json,
 )
 from engines.train.data import file_sha256, load_dataset
 from engines.train.encode import encode_all
+from engines.train.options import TrainOptions
 from engines.train.prepare import (
-    check_options,
+    check_paths,
     dry_run_report,
     load_tokenizer,
     pick_template,
@@ -51,87 +53,54 @@ class TrainResult:
 
 
 def train(
+    options: TrainOptions | None = None,
     *,
-    base: str | Path,
-    data: str | Path,
-    out: str | Path,
-    template: str = "auto",
-    data_format: str = "auto",
-    skip_bad: bool = False,
-    epochs: float = 3.0,
-    max_steps: int = 0,
-    learning_rate: float = 2e-4,
-    scheduler: str = "cosine",
-    warmup: float = 0.03,
-    batch_size: int = 4,
-    grad_accum: int = 1,
-    cutoff_len: int = 512,
-    text_overlap: int = 64,
-    lora_r: int = 8,
-    lora_alpha: int = 16,
-    lora_dropout: float = 0.05,
-    target_modules: str | Sequence[str] = "all-linear",
-    use_rslora: bool = False,
-    val_size: float = 0.0,
-    eval_steps: int = 50,
-    save_steps: int = 100,
-    save_total_limit: int = 3,
-    logging_steps: int = 1,
-    seed: int = 42,
-    quantize: Literal["auto", "4bit", "8bit", "none"] = "auto",
-    gradient_checkpointing: bool | None = None,
-    group_by_length: bool = True,
-    speaker: str | None = None,
-    trust_remote_code: bool = False,
-    resume: bool | None = None,
-    gguf: bool | str | None = None,
-    progress: bool = True,
-    dry_run: bool = False,
-    dry_run_samples: int = 3,
     callbacks: Sequence[object] = (),
+    **values: Any,
 ) -> TrainResult:
     """Fine-tune a LoRA adapter on `data` over the HF model `base`, writing it to `out`.
 
-    `resume=None` continues an unfinished run found in `out`; True insists on it.
-    `gguf` exports the adapter for the CPU engine at the end (a base GGUF path,
+    Takes a `TrainOptions` or its fields as keywords (`train(base=..., data=..., out=...)`).
+    `resume=None` continues an unfinished run found in `out`; True insists on it, False
+    refuses to. `gguf` exports the adapter for the CPU engine at the end (a base GGUF path,
     or True to take the shapes from the HF base). `callbacks` are extra
     `TrainerCallback`s (the TUI uses one to stop a run).
     """
-    params = {k: v for k, v in locals().items() if k not in ("callbacks",)}
-    params = {
-        k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-        for k, v in params.items()
-    }
-    check_options(params)
-    out = Path(out).expanduser()
-    dataset = load_dataset(data, fmt=data_format, skip_bad=skip_bad)
-    tokenizer = load_tokenizer(str(base), trust_remote_code)
-    chat_template = pick_template(template, dataset, tokenizer, str(base))
-    speaker = speaker or dataset.main_speaker
+    if options is None:
+        options = TrainOptions.build(**values)
+    elif values:
+        options = TrainOptions.build(**{**options.model_dump(), **values})
+    check_paths(options)
+    params = options.model_dump(mode="json")
+    out = Path(options.out).expanduser()
+    dataset = load_dataset(options.data, fmt=options.data_format, skip_bad=options.skip_bad)
+    tokenizer = load_tokenizer(options.base, options.trust_remote_code)
+    chat_template = pick_template(options.template, dataset, tokenizer, options.base)
+    speaker = options.speaker or dataset.main_speaker
     encoded, dropped = encode_all(
         dataset.samples,
         chat_template,
         tokenizer,
-        cutoff_len=cutoff_len,
-        overlap=text_overlap,
+        cutoff_len=options.cutoff_len,
+        overlap=options.text_overlap,
         char_name=speaker or "",
     )
     if not encoded:
         raise TrainingError(
-            f"No sample of {dataset.path} keeps any reply within --cutoff-len {cutoff_len}; raise it."
+            f"No sample of {dataset.path} keeps any reply within --cutoff-len "
+            f"{options.cutoff_len}; raise it."
         )
-    if dry_run:
-        return TrainResult(
-            out,
-            "dry-run",
-            report=dry_run_report(
-                dataset, chat_template, encoded, dropped, tokenizer, dry_run_samples
-            ),
-        )
+    if options.dry_run:
+        report = dry_run_report(dataset, chat_template, encoded, dropped, tokenizer, options)
+        return TrainResult(out, "dry-run", report=report)
 
-    train_items, eval_items = split_samples(encoded, val_size, seed)
-    run = {"base": _local_or_ref(base), "data_sha256": file_sha256(dataset.path), "params": params}
-    resume_from = resume_point(out, resume, run)
+    train_items, eval_items = split_samples(encoded, options.val_size, options.seed)
+    run = {
+        "base": _local_or_ref(options.base),
+        "data_sha256": file_sha256(dataset.path),
+        "params": params,
+    }
+    resume_from = resume_point(out, options.resume, run)
     return _run(
         params=params,
         run=run,
@@ -339,73 +308,76 @@ def _run(
     trainer.remove_callback(PrinterCallback)
     main = trainer.is_world_process_zero()
     start_step = validate_checkpoint(resume_from) if resume_from else 0
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_from:
-            truncate_log(log_path, start_step)
-        else:
-            log_path.unlink(missing_ok=True)
-            write_json(out / RUN_FILE, run)
-
-    interrupt.install()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        if resume_from and "checkpoint" in str(exc).lower():
-            raise TrainingError(
-                f"The checkpoint {resume_from} cannot be loaded ({str(exc).splitlines()[0]}); delete it "
-                "to resume from the one before, or start over with a new --out."
-            ) from None
-        raise
-    finally:
-        interrupt.uninstall()
-
-    state = trainer.state
-    train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
-    eval_loss = next(
-        (h["eval_loss"] for h in reversed(state.log_history) if "eval_loss" in h), None
-    )
-    result = TrainResult(out, "finished", state.global_step, state.max_steps, train_loss, eval_loss)
-    result.template, result.speaker = template.name, speaker
-    if interrupt.stopped_at is not None and state.global_step < state.max_steps:
-        result.status = "interrupted"
+    with disk_space_guard(out):  # checkpoints, the adapter, its metadata and GGUF
         if main:
+            out.mkdir(parents=True, exist_ok=True)
+            if resume_from:
+                truncate_log(log_path, start_step)
+            else:
+                log_path.unlink(missing_ok=True)
+                write_json(out / RUN_FILE, run)
+
+        interrupt.install()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            if resume_from and "checkpoint" in str(exc).lower():
+                raise TrainingError(
+                    f"The checkpoint {resume_from} cannot be loaded ({str(exc).splitlines()[0]}); delete it "
+                    "to resume from the one before, or start over with a new --out."
+                ) from None
+            raise
+        finally:
+            interrupt.uninstall()
+
+        state = trainer.state
+        train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
+        eval_loss = next(
+            (h["eval_loss"] for h in reversed(state.log_history) if "eval_loss" in h), None
+        )
+        result = TrainResult(
+            out, "finished", state.global_step, state.max_steps, train_loss, eval_loss
+        )
+        result.template, result.speaker = template.name, speaker
+        if interrupt.stopped_at is not None and state.global_step < state.max_steps:
+            result.status = "interrupted"
+            if main:
+                append_log(
+                    log_path, {"event": "end", "status": "interrupted", "step": state.global_step}
+                )
+            return result
+
+        evaluated = any(
+            h.get("step") == state.global_step and "eval_loss" in h for h in state.log_history
+        )
+        if eval_items and not evaluated:
+            eval_loss = trainer.evaluate().get("eval_loss", eval_loss)
+            result.eval_loss = eval_loss
+        trainer.save_model(
+            str(out)
+        )  # rank 0 only; PEFT writes adapter_config.json + adapter_model.safetensors
+        if main:
+            _finish(
+                result,
+                params=params,
+                run=run,
+                dataset=dataset,
+                template=template,
+                speaker=speaker,
+                state=state,
+                model_config=model.config,
+            )
             append_log(
-                log_path, {"event": "end", "status": "interrupted", "step": state.global_step}
+                log_path,
+                {
+                    "event": "end",
+                    "status": "finished",
+                    "step": state.global_step,
+                    "train_loss": train_loss,
+                    "eval_loss": eval_loss,
+                },
             )
         return result
-
-    evaluated = any(
-        h.get("step") == state.global_step and "eval_loss" in h for h in state.log_history
-    )
-    if eval_items and not evaluated:
-        eval_loss = trainer.evaluate().get("eval_loss", eval_loss)
-        result.eval_loss = eval_loss
-    trainer.save_model(
-        str(out)
-    )  # rank 0 only; PEFT writes adapter_config.json + adapter_model.safetensors
-    if main:
-        _finish(
-            result,
-            params=params,
-            run=run,
-            dataset=dataset,
-            template=template,
-            speaker=speaker,
-            state=state,
-            model_config=model.config,
-        )
-        append_log(
-            log_path,
-            {
-                "event": "end",
-                "status": "finished",
-                "step": state.global_step,
-                "train_loss": train_loss,
-                "eval_loss": eval_loss,
-            },
-        )
-    return result
 
 
 def _local_or_ref(ref: str | Path) -> str:
@@ -440,7 +412,7 @@ def _finish(
         "architecture": getattr(model_config, "model_type", None),
     }
     if params["gguf"]:
-        from engines.train.gguf_export import export_gguf
+        from engines.gguf_lora import export_gguf
 
         base_gguf = _local_or_ref(params["gguf"]) if isinstance(params["gguf"], str) else None
         result.gguf_path = export_gguf(

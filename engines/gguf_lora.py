@@ -1,4 +1,7 @@
-"""PEFT LoRA adapter → GGUF LoRA for the CPU engine, with the `gguf` package alone (no torch).
+"""GGUF LoRA files: PEFT LoRA adapter → GGUF LoRA for the CPU engine, with `gguf` alone (no torch).
+
+Used by `cosplay train --gguf`, `cosplay export-gguf` and by chat, which exports a
+persona's PEFT adapter on first use with the CPU engine.
 
 What llama.cpp's `convert_lora_to_gguf.py` writes, for Llama and Qwen2:
 `general.type = adapter`, `adapter.type = lora`, `adapter.lora.alpha`, and
@@ -21,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from engines.atomic import written_atomically
-from engines.train import ExportError
+from engines.base import CosplayError
+from engines.ggufinfo import GGUF_READ_ERRORS
+from engines.peft_dir import SAFE_WEIGHTS, read_peft_config
+
+
+class ExportError(CosplayError):
+    """An adapter cannot be written as a GGUF LoRA."""
+
 
 SUPPORTED = {"llama": "LLAMA", "qwen2": "QWEN2"}
 HF_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
@@ -48,7 +58,7 @@ def shape_from_gguf(path: str | Path) -> BaseShape:
 
     try:
         reader = gguf.GGUFReader(path, "r")
-    except Exception as exc:  # the reader raises assorted errors on a non-GGUF file
+    except GGUF_READ_ERRORS as exc:  # not MemoryError: that is no damaged file
         raise ExportError(
             f"{path} is not a readable GGUF file ({type(exc).__name__}); pass the base .gguf."
         ) from None
@@ -100,26 +110,19 @@ def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    config_path = adapter_dir / "adapter_config.json"
-    weights_path = adapter_dir / "adapter_model.safetensors"
-    if not config_path.is_file():
-        raise ExportError(
-            f"{adapter_dir} holds no adapter_config.json; pass a PEFT adapter directory."
-        )
+    config = read_peft_config(adapter_dir, error=ExportError)
+    weights_path = adapter_dir / SAFE_WEIGHTS
     if not weights_path.is_file():
         raise ExportError(
             f"{adapter_dir} holds no adapter_model.safetensors; save the adapter with safetensors "
             "(PEFT's default) and export again."
         )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ExportError(f"{config_path} is not valid JSON; the adapter is damaged.") from None
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
         tensors = load_file(str(weights_path))
-    except Exception as exc:  # safetensors raises its own error type on damaged files
+    except (SafetensorError, OSError, ValueError) as exc:  # not MemoryError
         raise ExportError(
             f"{weights_path} cannot be read ({exc}); the adapter is damaged."
         ) from None
@@ -171,9 +174,14 @@ def _base_shape(
         return shape_from_hf_config(hf_config)
     base_dir = Path(str(config.get("base_model_name_or_path") or "")).expanduser()
     if (base_dir / "config.json").is_file():
-        return shape_from_hf_config(
-            json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
-        )
+        try:
+            hf = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ExportError(
+                f"The base model's {base_dir / 'config.json'} cannot be read; pass the base "
+                "model's .gguf with --base."
+            ) from None
+        return shape_from_hf_config(hf if isinstance(hf, dict) else {})
     raise ExportError(
         f"Cannot tell the base model of {adapter_dir}; pass the base model's .gguf with --base."
     )
