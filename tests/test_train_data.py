@@ -243,3 +243,30 @@ def test_a_large_json_array_loads_in_linear_time_and_names_the_bad_line(tmp_path
     broken.write_text('[\n{"instruction": "a", "output": "b"},\n{"instruction": oops}\n]')
     with pytest.raises(DatasetError, match="line 3"):
         load_dataset(broken)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"text": ' + "9" * 5000 + "}", "a number with 5000 digits"),
+        ('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ],
+    ids=["int-over-4300-digits", "nested-100000"],
+)
+def test_hostile_json_lines_are_bad_records_not_tracebacks(tmp_path, line, problem):
+    path = write_jsonl(tmp_path / "d.jsonl", [line + "\n", {"text": "fine"}])
+    with pytest.raises(DatasetError, match=f"line 1: .*{problem}"):
+        load_dataset(path)
+    loaded = load_dataset(path, skip_bad=True)
+    assert [s.text for s in loaded.samples] == ["fine"] and loaded.skipped[0].line == 1
+    array = tmp_path / "d.json"
+    array.write_text("[\n" + line + "\n]", encoding="utf-8")
+    with pytest.raises(DatasetError, match=problem):
+        load_dataset(array)
+
+
+def test_keys_with_line_breaks_stay_on_one_line(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"a\nb": 1}])
+    with pytest.raises(DatasetError) as error:
+        load_dataset(path)
+    assert "\n" not in str(error.value) and "'a\\nb'" in str(error.value)

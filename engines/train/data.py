@@ -21,6 +21,7 @@ from engines.train.textio import read_text
 
 FORMATS = ("cosplay", "alpaca", "sharegpt", "messages", "vicuna", "text")
 TEXT_SUFFIXES = (".txt", ".md", ".text")
+MAX_NUMBER_DIGITS = 400
 
 # `某某曰：` / `某某笑道：` / `某某说：` at the end of a cosplay context.
 _SPEAKER_PREFIX = re.compile(r"([^，。！？；：“”‘’、,.!?;:\s]{1,12}?)(曰|道|说|云|问|答)[：:]\s*$")
@@ -78,6 +79,13 @@ class _BadRecord(Exception):
     """Raised by a record parser; turned into a DatasetError or a skip by the reader."""
 
 
+def _keys(record: dict) -> str:
+    """A record's keys fit for a one-line message (a key may hold a line break)."""
+    keys = sorted(record)
+    shown = ", ".join(k if k.isprintable() and len(k) <= 40 else repr(k)[:40] for k in keys[:12])
+    return (shown + (", …" if len(keys) > 12 else "")) or "none"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -103,9 +111,9 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
         return
     if stripped.startswith("{") and path.suffix.lower() == ".json":
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            pass  # JSONL that happens to be named .json
+            value = _DECODER.decode(text)
+        except (ValueError, RecursionError):
+            pass  # JSONL that happens to be named .json (or a bad record, reported per line)
         else:
             if isinstance(value, dict) and isinstance(value.get("data"), list):
                 for index, item in enumerate(value["data"]):
@@ -119,13 +127,16 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            value = _DECODER.decode(line)
         except json.JSONDecodeError as exc:
-            yield number, _BadRecord(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            value = _BadRecord(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        except (ValueError, RecursionError) as exc:
+            value = _BadRecord(_unusable(exc))
+        yield number, value
 
 
 def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     pos = text.index("[") + 1
     line, counted = 1, 0  # the line number at `counted`, advanced as records are read
     while True:
@@ -143,10 +154,30 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
                 f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}); fix the file "
                 "(a broken JSON array cannot be skipped record by record)."
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise DatasetError(
+                f"{path}, line {line}: {_unusable(exc)}; fix the file "
+                "(a broken JSON array cannot be skipped record by record)."
+            ) from None
         yield line, value
         pos = _skip_space(text, pos)
         if pos < len(text) and text[pos] == ",":
             pos += 1
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS:  # int() refuses over 4300 digits with a bare ValueError
+        raise ValueError(f"a number with {len(text)} digits")
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+
+
+def _unusable(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    return f"the JSON holds {exc}, which no record needs"
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -362,8 +393,7 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
                 detected = detect_format(record)
                 if detected is None:
                     raise _BadRecord(
-                        f"cannot tell the format from its keys ({', '.join(sorted(record)) or 'none'}); "
-                        "pass --format"
+                        f"cannot tell the format from its keys ({_keys(record)}); pass --format"
                     )
             sample = PARSERS[detected](record)
         except _BadRecord as exc:
