@@ -240,3 +240,42 @@ def test_an_export_that_fails_midway_leaves_neither_a_half_file_nor_the_old_one_
         export_gguf(adapter_dir, base=tiny_llama["gguf"], out=out)
     assert out.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_out_of_memory_is_not_reported_as_a_damaged_file(
+    tmp_path, adapter_dir, tiny_llama, monkeypatch
+):
+    """Only what the readers raise on a bad file becomes 'cannot be read'; MemoryError propagates."""
+    import gguf
+    import safetensors.numpy
+
+    from engines.base import ModelLoadError
+    from engines.ggufinfo import read_gguf_info
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    (tmp_path / "cut.gguf").write_bytes(b"GGUF")  # the header ends early: IndexError inside gguf
+    with pytest.raises(ModelLoadError, match="truncated or corrupt"):
+        read_gguf_info(tmp_path / "cut.gguf")
+    with pytest.raises(ExportError, match="not a readable GGUF"):
+        export_gguf(adapter_dir, base=tmp_path / "cut.gguf")
+
+    monkeypatch.setattr(gguf, "GGUFReader", no_memory)
+    with pytest.raises(MemoryError):
+        read_gguf_info(tiny_llama["gguf"])
+    with pytest.raises(MemoryError):
+        export_gguf(adapter_dir, base=tiny_llama["gguf"])
+    monkeypatch.undo()
+    monkeypatch.setattr(safetensors.numpy, "load_file", no_memory)
+    with pytest.raises(MemoryError):
+        export_gguf(adapter_dir, base=tiny_llama["gguf"])
+
+
+def test_a_damaged_adapter_config_is_one_sentence(adapter_dir):
+    (adapter_dir / "adapter_config.json").write_text("{not json")
+    with pytest.raises(ExportError, match=r"adapter_config.json of .* cannot be read.*damaged"):
+        export_gguf(adapter_dir)
+    (adapter_dir / "adapter_config.json").write_text("[]")
+    with pytest.raises(ExportError, match="not a JSON object"):
+        export_gguf(adapter_dir)
