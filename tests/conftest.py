@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny random models built once per test session, and a private data home."""
+"""Shared fixtures: tiny random models built once per test session, a private data home, torch
+held to the CI's two cores, and `wait_until` for pilot tests (a condition, not a sleep)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -73,3 +76,22 @@ def evaluated(engine, monkeypatch):
 
     monkeypatch.setattr(engine._llm, "eval", counting_eval)
     return counts
+
+
+def pytest_configure(config):
+    """torch's thread pool sized like CI's machine, so timings and load here match CI's."""
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached in time")

@@ -55,7 +55,7 @@ def get_json(url: str, body: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The base URL of a llama_cpp.server serving "tiny" (the default) and "smollm2"."""
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    import llama_cpp.server.app  # noqa: F401 - the dev extra installs it: missing is a failure
     from tests.real_model import shipped_gguf
 
     directory = tmp_path_factory.mktemp("remote")
@@ -251,6 +251,31 @@ def test_from_spec_reads_the_key_from_the_named_variable(server, monkeypatch):
 def test_a_wrong_path_is_a_load_error(server):
     with pytest.raises(ModelLoadError, match="answered 404 .*base URL"):
         OpenAIRemoteEngine(server.url.replace("/v1", "/nothing/v1"), api_key=KEY)
+
+
+def test_cosplay_ask_chats_with_the_server_and_saves_the_turn(
+    server, tmp_path, monkeypatch, capsys
+):
+    """`cosplay ask --model URL`: the registry picks the remote engine from the URL, the real
+    model answers, and the reply is saved with the server's facts (never the key)."""
+    from sessions.store import Store
+    from tui.cli import main
+
+    monkeypatch.setenv("COSPLAY_TEST_KEY", KEY)
+    home = tmp_path / "home"
+    argv = ["--home", str(home), "ask", "--model", f"{server.url}?model=smollm2"]
+    argv += ["--api-key-env", "COSPLAY_TEST_KEY", "--temperature", "0", "--max-tokens", "24"]
+    assert main([*argv, "What is the capital of France?"]) == 0
+    out, err = capsys.readouterr()
+    assert "Paris" in out and "(session 1)" in err
+    store = Store(home / "cosplay.db")
+    [_, answer] = store.branch(1)
+    assert answer.content.strip() in out and answer.meta["engine"]["engine"] == "remote"
+    assert answer.meta["completion_tokens"] > 0
+    assert KEY not in json.dumps(store.get_setting("last_model"))
+    store.close()
+    assert main(["--home", str(home), "ask", "--engine", "cpu", "--model", server.url, "hi"]) == 2
+    assert "is not what the cpu engine runs (a .gguf file)" in capsys.readouterr().err
 
 
 # --- errors without a server -----------------------------------------------------------------

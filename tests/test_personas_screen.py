@@ -9,6 +9,7 @@ from textual.widgets import Input, OptionList, Static, TextArea
 
 from sessions.cards import load_card
 from sessions.personas import PersonaStore
+from tests.conftest import wait_until
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_editor import PersonaEditor
 from tui.personas_screen import PersonasScreen
@@ -28,14 +29,6 @@ class Host(App):
 
     def done(self, name) -> None:
         self.chosen = name
-
-
-async def wait_until(pilot, predicate, tries: int = 50) -> None:
-    for _ in range(tries):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached")
 
 
 def names(app) -> list[str]:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.conftest import wait_until
 from tui.cli import main
 from tui.training_screen import (
     LogTail,
@@ -89,8 +90,8 @@ async def test_screen_follows_a_growing_log(tmp_path):
             handle.write(
                 log_lines([*TRAIN[5:], *EVAL, {"event": "end", "status": "finished", "step": 10}])
             )
-        await pilot.pause(0.3)
-        status = str(screen.query_one("#training-status").render())
+        await wait_until(pilot, lambda: "finished" in status_of(screen))
+        status = status_of(screen)
         assert "finished" in status and "eval loss 0.6000" in status and "900 tok/s" in status
         assert len(plot.log_data.train) == 10 and len(plot.log_data.eval) == 2
 
@@ -100,14 +101,17 @@ async def test_screen_follows_a_growing_log(tmp_path):
     assert app.return_code == 0
 
 
+def status_of(screen) -> str:
+    return str(screen.query_one("#training-status").render())
+
+
 async def test_screen_waits_for_a_log_that_does_not_exist_yet(tmp_path):
     app = TrainingMonitorApp(tmp_path, poll_seconds=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert "Waiting for" in str(app.screen.query_one("#training-status").render())
         (tmp_path / "train_log.jsonl").write_text(log_lines([START, *TRAIN[:3]]))
-        await pilot.pause(0.3)
-        assert "step 3/20" in str(app.screen.query_one("#training-status").render())
+        await wait_until(pilot, lambda: "step 3/20" in status_of(app.screen))
 
 
 def test_train_monitor_needs_a_run_directory(tmp_path, capsys):

@@ -6,20 +6,13 @@ import re
 from engines.fake import FakeEngine
 from sessions.models import Role, Status
 from sessions.store import Store
+from tests.conftest import wait_until
 from tui.app import make_app
 from tui.chat_screen import ChatScreen
 from tui.modals import ConfirmScreen, WelcomeScreen
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
-
-
-async def wait_until(pilot, predicate, timeout=10.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def chat_screen(app) -> ChatScreen:
