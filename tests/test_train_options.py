@@ -15,7 +15,6 @@ from engines.train.checkpoints import (
     check_same_run,
     disk_space_guard,
     read_json,
-    read_result,
 )
 from engines.train.options import TrainOptions, add_arguments, flags_of
 
@@ -112,17 +111,6 @@ def test_a_missing_run_file_is_none_and_a_corrupt_one_an_error(tmp_path):
     (tmp_path / "cosplay_run.json").write_text("{broken")
     with pytest.raises(TrainingError, match="cosplay_run.json is corrupt"):
         check_same_run(tmp_path, {"params": {}, "data_sha256": "x"})
-
-
-def test_read_result_reports_a_damaged_cosplay_json(tmp_path):
-    assert read_result("") == {} and read_result("someone/adapter") == {}
-    assert read_result(str(tmp_path)) == {}
-    (tmp_path / "cosplay.json").write_text(json.dumps({"base": "b"}))
-    (tmp_path / "x.gguf").write_bytes(b"GGUF")
-    assert read_result(str(tmp_path / "x.gguf")) == {"base": "b"}
-    (tmp_path / "cosplay.json").write_bytes(b"\xff\xfe{")
-    with pytest.raises(TrainingError, match="cosplay.json cannot be read"):
-        read_result(str(tmp_path))
 
 
 def test_disk_space_guard(tmp_path):

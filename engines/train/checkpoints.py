@@ -80,24 +80,6 @@ def read_json(path: Path, fix: str) -> dict | None:
     return value
 
 
-def read_result(adapter: str | Path) -> dict:
-    """The `cosplay.json` that `cosplay train` wrote next to an adapter (its directory, or the
-    folder of its GGUF LoRA); {} when there is none (a Hub repo id, a hand-made adapter), a
-    TrainingError naming the file when it is damaged."""
-    if not adapter:
-        return {}
-    path = Path(adapter).expanduser()
-    path = (path.parent if path.is_file() else path) / RESULT_FILE
-    return (
-        read_json(
-            path,
-            "delete it (the adapter still loads, without its training template and base) "
-            "or train the adapter again",
-        )
-        or {}
-    )
-
-
 def check_same_run(out: Path, run: dict) -> None:
     """Refuse to resume a checkpoint made with other data or options."""
     previous = read_json(
