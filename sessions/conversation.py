@@ -18,6 +18,7 @@ from sessions.group import next_speakers, reply_order, run_group_turn, session_c
 from sessions.models import Message, Role, Session
 from sessions.prompt import plan_prompt
 from sessions.runtime import use_persona
+from sessions.store import LEAF
 from sessions.turns import run_reply
 from sessions.workspace import NEW_TITLE, Workspace
 
@@ -72,9 +73,8 @@ class Conversation:
         """Save the user's message at the end of the current branch; a new chat takes its title
         from it."""
         session = self.session
-        message = self.store.add_message(
-            self.session_id, Role.USER, text, parent_id=session.leaf_id
-        )
+        # LEAF: read the leaf and append in one transaction, so two processes' turns chain.
+        message = self.store.add_message(self.session_id, Role.USER, text, parent_id=LEAF)
         if session.title == NEW_TITLE and text.strip():
             self.store.update_session(self.session_id, title=text.strip().splitlines()[0][:40])
         return message

@@ -28,7 +28,7 @@ from sessions.models import Message, Role, Session
 from sessions.personas import PersonaStore
 from sessions.prompt import UserPersona, greetings, plan_prompt
 from sessions.runtime import use_persona
-from sessions.store import Store
+from sessions.store import LEAF, Store
 from sessions.turns import run_reply
 
 CAST_KEY = "cast"
@@ -261,12 +261,11 @@ def run_group_turn(
         turn = plan_turn(store, session_id, engine, params, personas, speaker, user=user)
         if on_start is not None:
             on_start(turn)
-        parent = store.get_session(session_id).leaf_id
         reply = run_reply(
             store,
             engine,
             session_id=session_id,
-            parent_id=parent,
+            parent_id=LEAF,  # after the reply before it, read and appended in one transaction
             prompt=turn.plan.messages,
             params=turn.params,
             cancel=cancel,

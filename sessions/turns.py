@@ -36,7 +36,7 @@ def run_reply(
     engine: Engine,
     *,
     session_id: int,
-    parent_id: int | None,
+    parent_id: int | None,  # or store.LEAF: after the current leaf
     prompt: list[ChatMessage],
     params: GenerationParams,
     cancel: threading.Event,

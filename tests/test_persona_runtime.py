@@ -200,8 +200,8 @@ def test_the_cpu_engine_exports_and_loads_a_peft_adapter_on_first_use(tmp_path, 
 
 
 def test_a_persona_adapter_for_another_base_is_one_sentence(tmp_path, tiny_llama, tiny_qwen2):
-    from engines.llamacpp import LlamaCppEngine
     from engines.gguf_lora import export_gguf
+    from engines.llamacpp import LlamaCppEngine
     from tests.test_gguf_export import make_adapter
 
     adapter_dir = tmp_path / "qwen-persona"
