@@ -190,7 +190,13 @@ class OpenAIRemoteEngine:
                 f"{', '.join(self._models[:8])}); pick one of those with ?model=ID."
             )
         self.base_model = self.model = wanted or self._models[0]
-        self.model_name = f"{self.host}/{self.base_model}"
+        # llama_cpp.server names a model by its file path: show the file's name
+        shown = (
+            self.base_model.rsplit("/", 1)[-1]
+            if self.base_model.startswith("/")
+            else self.base_model
+        )
+        self.model_name = f"{self.host}/{shown}"
         reported = None if n_ctx else self._server_context(listing)
         self.context_length = n_ctx or reported or DEFAULT_N_CTX
         self._ctx_guessed = not (n_ctx or reported)  # then an overflow error names --n-ctx

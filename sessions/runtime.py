@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engines import registry
 from engines.base import AdapterError, CosplayError, Engine
+from engines.peft_dir import is_peft_dir
 from sessions.cards import CharacterCard
 
 TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adapter
@@ -124,7 +125,7 @@ class PersonaRuntime:
         for candidate in candidates:
             if candidate and Path(candidate).expanduser().is_file():
                 return str(Path(candidate).expanduser())
-        if directory is None or not (directory / "adapter_config.json").is_file():
+        if directory is None or not is_peft_dir(directory):
             source = self.adapter_gguf or self.adapter
             raise AdapterError(
                 f"The persona {self.name!r} has no GGUF LoRA for the CPU engine ({source} is not a "

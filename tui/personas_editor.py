@@ -8,6 +8,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
+from engines import registry
 from sessions.cards import CharacterCard, CosplayExtension
 
 GREETING_SEPARATOR = "\n---\n"  # between alternate greetings in their text area
@@ -117,8 +118,9 @@ class PersonaEditor(ModalScreen[CharacterCard | None]):
             self.query_one("#field-name", Input).focus()
             return
         engine = self.query_one("#field-engine", Input)
-        if engine.value.strip().lower() not in ("", "cpu", "gpu"):
-            self.notify("Engine must be cpu, gpu or empty.", severity="error")
+        if engine.value.strip().lower() not in ("", *registry.local_names()):
+            choices = ", ".join(registry.local_names())
+            self.notify(f"Engine must be {choices} or empty.", severity="error")
             engine.focus()
             return
         self.dismiss(self.edited_card())
