@@ -8,6 +8,7 @@ functions so that importing this module stays cheap.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,42 @@ def _remote_code_error(name: str, exc: Exception) -> ModelLoadError | None:
     return None
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (transformers' messages run over several), shortened."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def check_weights(path: Path, name: str, trust_remote_code: bool) -> None:
+    """Safetensors weights, or one sentence before anything loads.
+
+    Pickle weights (`pytorch_model.bin`) can run code when loaded, as an adapter's can
+    (hf_adapters refuses those too): they load only with --trust-remote-code, which
+    already trusts the model's own code. A directory with no weights at all is refused
+    here instead of loading a randomly initialised model that answers gibberish."""
+    files = [entry.name for entry in path.iterdir() if entry.is_file()]
+    if any(file.endswith(".safetensors") for file in files):
+        return
+    pickles = sorted(file for file in files if file.endswith(PICKLE_SUFFIXES))
+    if pickles and trust_remote_code:
+        return
+    if pickles:
+        raise ModelLoadError(
+            f"The weights of {name} are pickle files ({', '.join(pickles[:3])}), which can run "
+            "code when loaded; convert them to safetensors, or load with --trust-remote-code if "
+            "you trust the model."
+        )
+    raise ModelLoadError(
+        f"{name} has no weights (no *.safetensors file); the download is incomplete: fetch the "
+        "model again."
+    )
+
+
 def load_config(path: Path, name: str, trust_remote_code: bool):
+    """The model's config, after checking the directory holds a config and loadable weights."""
     from transformers import AutoConfig
 
     if not (path / "config.json").is_file():
@@ -241,11 +277,13 @@ def load_config(path: Path, name: str, trust_remote_code: bool):
             "directory, a Hub repo id or a .gguf file."
         )
     try:
-        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError) as exc:
         raise _remote_code_error(name, exc) or ModelLoadError(
-            f"The config.json of {name} cannot be read ({exc}); download the model again."
+            f"The config.json of {name} cannot be read ({one_line(exc)}); download the model again."
         ) from exc
+    check_weights(path, name, trust_remote_code)  # before the tokenizer and the weights load
+    return config
 
 
 def load_tokenizer(path: Path, name: str, trust_remote_code: bool):
@@ -255,7 +293,7 @@ def load_tokenizer(path: Path, name: str, trust_remote_code: bool):
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError, TypeError) as exc:
         raise _remote_code_error(name, exc) or ModelLoadError(
-            f"The tokenizer of {name} cannot be loaded ({exc}); make sure the directory has its "
+            f"The tokenizer of {name} cannot be loaded ({one_line(exc)}); make sure the directory has its "
             "tokenizer files."
         ) from exc
 
@@ -276,10 +314,16 @@ def load_model(path: Path, name: str, config, placement: Placement, trust_remote
     elif quant is not None:
         kwargs["device_map"] = {"": "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError(
             f"{name} does not fit in GPU memory; try --load-4bit or --load-8bit, or a smaller model."
+        ) from exc
+    except pickle.UnpicklingError as exc:  # torch's weights-only unpickler refused the file
+        raise ModelLoadError(
+            f"The pickle weights of {name} hold more than tensors (torch's weights-only loader "
+            "refused them), so they are not loaded; convert the model to safetensors with a tool "
+            "you trust."
         ) from exc
     except (ValueError, KeyError, OSError, RuntimeError, ImportError, SafetensorError) as exc:
         known = _remote_code_error(name, exc)
@@ -292,13 +336,19 @@ def load_model(path: Path, name: str, config, placement: Placement, trust_remote
         if quant is not None:
             raise ModelLoadError(
                 f"bitsandbytes could not load {name} {placement.quantization} on {placement.device} "
-                f"({exc}); quantized loading wants a CUDA GPU: drop --load-8bit/--load-4bit, or use a "
+                f"({one_line(exc)}); quantized loading wants a CUDA GPU: drop --load-8bit/--load-4bit, or use a "
                 "GGUF with the CPU engine."
             ) from exc
         raise ModelLoadError(
-            f"transformers could not load the weights of {name} ({exc}); the download may be "
+            f"transformers could not load the weights of {name} ({one_line(exc)}); the download may be "
             "incomplete: fetch the model again."
         ) from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # transformers would fill them with random numbers: the model answers gibberish
+        raise ModelLoadError(
+            f"The weights of {name} lack {len(missing)} of the model's tensors ({missing[0]}, …); "
+            "the files are incomplete or belong to another model: fetch the model again."
+        )
     if quant is None and not placement.device.startswith("cuda"):
         model.to(placement.device)
     model.eval()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -98,6 +100,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+@contextmanager
+def _writing(what: str, folder: Path) -> Iterator[None]:
+    """A full disk or a read-only personas folder: one sentence, nothing half written."""
+    try:
+        yield
+    except OSError as exc:
+        raise PersonaError(
+            f"Cannot {what} in {folder} ({exc.strerror or exc}); free some space or make the "
+            "folder writable."
+        ) from exc
+
+
 class PersonaStore:
     def __init__(self, directory: str | Path, *, builtins: bool = True):
         self.directory = Path(directory)
@@ -175,18 +189,18 @@ class PersonaStore:
         are moved to the new name; renaming onto another existing user persona is refused.
         """
         path = self.path_for(card.name)
-        if previous_name is not None and previous_name != card.name:
-            if self.exists(card.name):
-                raise PersonaError(
-                    f"A persona named {card.name!r} already exists; choose another name."
-                )
-            old = self.path_for(previous_name)
+        renamed = previous_name is not None and previous_name != card.name
+        if renamed and self.exists(card.name):
+            raise PersonaError(
+                f"A persona named {card.name!r} already exists; choose another name."
+            )
+        with _writing(f"save the persona {card.name!r}", self.directory):
             _write_atomic(path, card.to_json().encode("utf-8"))
-            if old.with_suffix(".png").is_file():
-                os.replace(old.with_suffix(".png"), path.with_suffix(".png"))
-            old.unlink(missing_ok=True)
-        else:
-            _write_atomic(path, card.to_json().encode("utf-8"))
+            if renamed:
+                old = self.path_for(previous_name)  # type: ignore[arg-type]
+                if old.with_suffix(".png").is_file():
+                    os.replace(old.with_suffix(".png"), path.with_suffix(".png"))
+                old.unlink(missing_ok=True)
         return Persona(card, builtin=False, path=path)
 
     def create(self, card: CharacterCard) -> Persona:
@@ -205,8 +219,9 @@ class PersonaStore:
             raise PersonaError(
                 f"There is no persona named {name!r}; `cosplay personas list` shows them."
             )
-        path.unlink()
-        path.with_suffix(".png").unlink(missing_ok=True)
+        with _writing(f"delete the persona {name!r}", self.directory):
+            path.unlink()
+            path.with_suffix(".png").unlink(missing_ok=True)
 
     def duplicate(self, name: str, new_name: str | None = None) -> Persona:
         source = self.get(name)
@@ -219,7 +234,8 @@ class PersonaStore:
         persona = self.create(card)
         image = self.avatar(name)
         if image is not None:
-            _write_atomic(persona.path.with_suffix(".png"), image)  # type: ignore[union-attr]
+            with _writing(f"save the picture of {new_name!r}", self.directory):
+                _write_atomic(persona.path.with_suffix(".png"), image)  # type: ignore[union-attr]
         return persona
 
     def import_file(self, file: str | Path, *, replace: bool = False) -> Persona:
@@ -233,16 +249,26 @@ class PersonaStore:
             )
         raw = file.read_bytes()
         persona = self.save(card)
-        if raw.startswith(b"\x89PNG"):
-            _write_atomic(path.with_suffix(".png"), strip_card_chunks(raw, str(file)))
-        else:
-            path.with_suffix(".png").unlink(missing_ok=True)
+        with _writing(f"save the picture of {card.name!r}", self.directory):
+            if raw.startswith(b"\x89PNG"):
+                _write_atomic(path.with_suffix(".png"), strip_card_chunks(raw, str(file)))
+            else:
+                path.with_suffix(".png").unlink(missing_ok=True)
         return persona
 
     def export(self, name: str, out: str | Path) -> Path:
         """Write `name` as V2 JSON (.json) or a PNG card with `chara` and `ccv3` chunks (.png)."""
         out = Path(out)
         card = self.get(name).card
+        if out.is_dir():
+            raise PersonaError(
+                f"Cannot export to {out}: it is a folder; give a .json or .png file."
+            )
+        for parent in out.parents:
+            if parent.exists() and not parent.is_dir():
+                raise PersonaError(
+                    f"Cannot export to {out}: {parent} is a file, not a folder; choose another path."
+                )
         suffix = out.suffix.lower()
         if suffix == ".json":
             data = card.to_json().encode("utf-8")

@@ -166,8 +166,8 @@ def test_ask_streams_and_saves_both_turns_then_sessions_commands(capsys, tiny_gg
     ("flags", "expected"),
     [
         (["--n-ctx", "100000000"], "lower --n-ctx"),
-        (["--n-ctx", "0"], "too small"),
-        (["--threads", "-3"], "at least 1"),
+        (["--n-ctx", "0"], "--n-ctx must be between 16 and"),
+        (["--threads", "-3"], "--threads must be between 1 and"),
         (["--session", "0"], "There is no session 0"),
     ],
 )
@@ -218,3 +218,192 @@ def test_piping_into_a_reader_that_leaves_early_is_not_an_error(tmp_path):
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr
+
+
+BIG = "99999999999999999999"  # beyond SQLite's (and C's) 64-bit integers
+NO_MODEL = "/no/such/model.gguf"  # a command that loads a model must fail before loading it
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        # chat / ask: refused before any model loads
+        (["ask", "--model", "", "hi"], "--model must not be empty."),
+        (["ask", "-m", NO_MODEL, ""], "TEXT must not be empty."),
+        (["ask", "-m", NO_MODEL, "  "], "TEXT must not be empty."),
+        (["ask", "-m", NO_MODEL, "--persona", " ", "hi"], "--persona must not be empty."),
+        (["ask", "-m", NO_MODEL, "--adapter", "", "hi"], "--adapter must not be empty."),
+        (["ask", "-m", NO_MODEL, "--template", "", "hi"], "--template must not be empty."),
+        (["ask", "-m", NO_MODEL, "--api-key-env", "", "hi"], "--api-key-env must not be empty."),
+        (["ask", "-m", NO_MODEL, "--max-tokens", "-5", "hi"], "invalid max_new_tokens"),
+        (["ask", "-m", NO_MODEL, "--max-tokens", "0", "hi"], "invalid max_new_tokens"),
+        (["ask", "-m", NO_MODEL, "--max-tokens", BIG, "hi"], "--max-tokens is far too large"),
+        (["ask", "-m", NO_MODEL, "--seed", "-1", "hi"], "invalid seed"),
+        (["ask", "-m", NO_MODEL, "--seed", BIG, "hi"], "--seed is far too large"),
+        (["ask", "-m", NO_MODEL, "--temperature", "nan", "hi"], "--temperature must be a finite"),
+        (["ask", "-m", NO_MODEL, "--temperature=-inf", "hi"], "--temperature must be a finite"),
+        (["ask", "-m", NO_MODEL, "--temperature", "99", "hi"], "invalid temperature"),
+        (["ask", "-m", NO_MODEL, "--n-ctx", "0", "hi"], "--n-ctx must be between 16 and"),
+        (["ask", "-m", NO_MODEL, "--n-ctx", BIG, "hi"], "--n-ctx must be between 16 and"),
+        (["ask", "-m", NO_MODEL, "--threads", "0", "hi"], "--threads must be between 1 and"),
+        (["ask", "-m", NO_MODEL, "--gpu-layers", "-2", "hi"], "--gpu-layers must be between -1"),
+        (["ask", "-m", NO_MODEL, "--session", BIG, "hi"], f"There is no session {BIG};"),
+        (["ask", "-m", NO_MODEL, "--session", str(2**70), "hi"], "There is no session 1180591"),
+        (["ask", "-m", NO_MODEL, "--session", str(-(2**64)), "hi"], "There is no session -1844"),
+        (["chat", "--demo", "--session", BIG], f"There is no session {BIG};"),
+        (["chat", "--model", "", "--demo"], "--model must not be empty."),
+        (["chat", "--demo", "--persona", ""], "--persona must not be empty."),
+        # undecodable bytes (Python's surrogate escapes): one sentence naming the argument
+        (["ask", "\udcff\udcfe", "-m", NO_MODEL], "The argument '\\xff\\xfe' is not valid UTF-8"),
+        (["ask", "-m", NO_MODEL, "--persona", "ab\udcff", "hi"], "'ab\\xff' is not valid UTF-8"),
+        (["--home", "/tmp/\udcff", "sessions", "list"], "'/tmp/\\xff' is not valid UTF-8"),
+        (["personas", "show", "\udce9t\udce9"], "is not valid UTF-8"),
+        # sessions
+        (["sessions", "show", BIG], f"There is no session {BIG};"),
+        (["sessions", "export", BIG], f"There is no session {BIG};"),
+        (["sessions", "delete", BIG], f"There is no session {BIG};"),
+        (["sessions", "delete", "-1"], "There is no session -1;"),
+        (["sessions", "delete", "0"], "There is no session 0;"),
+        (["sessions", "show", "one"], "invalid int value: 'one'"),
+        (["sessions", "export", "1", "--out", "DIR"], "is a directory; give a file name"),
+        (["sessions", "export", "1", "--out", "FILE/x.md"], "is a file, not a folder"),
+        (["sessions", "export", "1", "--out", ""], "--out must not be empty."),
+        (["sessions", "export", "1", "--format", "pdf"], "invalid choice: 'pdf'"),
+        # personas
+        (["personas", "import", "/no/card.json"], "Cannot read /no/card.json"),
+        (["personas", "import", "DIR"], "(Is a directory)"),
+        (["personas", "import", "FILE"], "malformed JSON"),
+        (["personas", "import", ""], "FILE must not be empty."),
+        (["personas", "show", ""], "NAME must not be empty."),
+        (["personas", "show", "Nobody"], "There is no persona named 'Nobody'"),
+        (["personas", "export", "诸葛亮", "DIR"], "it is a folder; give a .json or .png file"),
+        (["personas", "export", "诸葛亮", "FILE/x.json"], "is a file, not a folder"),
+        (["personas", "export", "诸葛亮", "x.txt"], "must end in .json or .png"),
+        (["personas", "delete", "诸葛亮"], "is a built-in persona and cannot be deleted"),
+        (["personas", "list", "--search", ""], "--search must not be empty."),
+        # data extract
+        (["data", "extract", "/no/novel.txt", "--out", "OUT"], "does not exist"),
+        (["data", "extract", "DIR", "--out", "OUT"], "is a directory; pass the novel's text file"),
+        (["data", "extract", "", "--out", "OUT"], "NOVEL must not be empty."),
+        (["data", "extract", "NOVEL", "--out", "DIR"], "is a directory; give a file name"),
+        (["data", "extract", "NOVEL", "--out", "FILE/x.jsonl"], "is a file, not a folder"),
+        (["data", "extract", "NOVEL", "--out", ""], "--out must not be empty."),
+        (["data", "extract", "NOVEL", "--out", "OUT", "--context-chars", "-1"], "0 or more"),
+        (["data", "extract", "NOVEL", "--out", "OUT", "--top", "-1"], "--top must be 0 or more"),
+        (["data", "extract", "NOVEL", "--out", "OUT", "--top", BIG], "--top is far too large"),
+        (["data", "extract", "NOVEL", "--out", "OUT", "--speaker", ""], "--speaker must not be"),
+        (["data", "extract", "NOVEL", "--out", "OUT", "--alias", "x"], "--alias needs --speaker"),
+        # export-gguf
+        (["export-gguf", "/no/adapter", "--base", "/no/b.gguf"], "no adapter_config.json"),
+        (["export-gguf", "FILE", "--base", "/no/b.gguf"], "no adapter_config.json"),
+        (["export-gguf", "", "--base", "/no/b.gguf"], "ADAPTER_DIR must not be empty."),
+        (["export-gguf", "DIR", "--base", ""], "--base must not be empty."),
+        (["export-gguf", "DIR", "--base", "/no/b.gguf", "--out", "DIR"], "is a directory"),
+        (["export-gguf", "DIR", "--base", "b.gguf", "--out", "FILE/a.gguf"], "not a folder"),
+        (["export-gguf", "DIR", "--base", "/no/b.gguf", "--outtype", "q4"], "invalid choice"),
+        # train-monitor
+        (["train-monitor", "/no/run"], "There is no training run in /no/run"),
+        (["train-monitor", "FILE"], "There is no training run in"),
+        (["train-monitor", ""], "RUN_DIR must not be empty."),
+    ],
+)
+def test_bad_command_arguments_are_one_line_and_exit_2(
+    capsys, tmp_path, cosplay_home, argv, expected
+):
+    """Every subcommand: empty strings, absurd numbers, missing files, folders for files and
+    files for folders are refused with one line on stderr (no traceback, no model loaded)."""
+    from sessions.store import Store
+
+    store = Store(cosplay_home / "cosplay.db")  # session 1, for the export cases
+    store.create_session("kept")
+    store.close()
+    places = {
+        "FILE": tmp_path / "a-file",
+        "DIR": tmp_path / "a-dir",
+        "NOVEL": tmp_path / "novel.txt",
+        "OUT": tmp_path / "out.jsonl",
+    }
+    places["FILE"].write_text("not a directory")
+    places["DIR"].mkdir()
+    places["NOVEL"].write_text("她说：“你好。”", encoding="utf-8")
+    for key, path in places.items():
+        argv = [str(path) + arg[len(key) :] if arg.startswith(key) else arg for arg in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse errors exit from inside the parser
+        code = exit_info.code
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert expected in err, err
+    assert len(err.splitlines()) == 1 and err.startswith("cosplay: ") and err.endswith("\n"), err
+    assert "Traceback" not in err and "Loading" not in err
+    assert not places["OUT"].exists()
+    store = Store(cosplay_home / "cosplay.db")  # nothing deleted, nothing added
+    assert [s.title for s in store.list_sessions()] == ["kept"]
+    store.close()
+
+
+def test_undecodable_bytes_on_the_real_command_line_are_one_sentence(tmp_path):
+    """The bytes arrive through sys.argv (surrogate escapes), not through main(argv)."""
+    env = {**os.environ, "COSPLAY_HOME": str(tmp_path / "home")}
+    for argv in (
+        [b"ask", b"\xff\xfe", b"--model", b"x"],
+        [b"--home", b"/tmp/\xff", b"sessions", b"list"],
+        [b"personas", b"import", tmp_path.as_posix().encode() + b"/\xe9.json"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "tui.cli", *argv], capture_output=True, env=env, timeout=120
+        )
+        err = result.stderr.decode("utf-8")
+        assert result.returncode == 2, err
+        assert err.startswith("cosplay: The argument '") and "is not valid UTF-8" in err, err
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "home" / "cosplay.db").exists()
+
+
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), PermissionError(13, "Permission denied")]
+)
+def test_importing_onto_a_full_or_read_only_personas_folder_is_one_sentence(
+    capsys, tmp_path, monkeypatch, error
+):
+    import sessions.personas
+
+    card = tmp_path / "card.json"
+    card.write_text('{"name": "Aria", "description": "x"}', encoding="utf-8")
+
+    def failing_write(path, data):
+        raise error
+
+    monkeypatch.setattr(sessions.personas, "_write_atomic", failing_write)
+    assert main(["personas", "import", str(card)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cosplay: Cannot save the persona 'Aria' in ") and error.strerror in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_full_disk_during_a_session_export_keeps_the_earlier_file(
+    capsys, tmp_path, cosplay_home, monkeypatch
+):
+    from pathlib import Path
+
+    from sessions.store import Store
+
+    store = Store(cosplay_home / "cosplay.db")
+    store.create_session("kept")
+    store.close()
+    out = tmp_path / "s.md"
+    out.write_text("the earlier export", encoding="utf-8")
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["sessions", "export", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"cosplay: Cannot write {out} (No space left on device); free some space or "
+        "choose a folder you can write to.\n"
+    )
+    monkeypatch.undo()
+    assert out.read_text(encoding="utf-8") == "the earlier export"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
 
 from pydantic import ValidationError
@@ -61,14 +63,105 @@ def _log_to_file() -> None:
         )
 
 
+SQLITE_INT = 2**63  # session ids are SQLite integers: -2**63 ≤ id < 2**63
+ID_ARGUMENTS = {"session", "id"}  # `--session N`, `sessions show|export|delete ID`
+# Empty values these take are handled where they are read, with a message of their own.
+EMPTY_HANDLED_ELSEWHERE = {"home"}
+# The model flags of `chat` and `ask`, checked before any model loads (dest -> (low, high, hint)).
+MODEL_LIMITS = {
+    "n_ctx": (16, 2**32 - 1, "the context window in tokens"),
+    "threads": (1, 2**31 - 1, "the CPU engine's thread count"),
+    "gpu_layers": (-1, 2**31 - 1, "-1 offloads every layer"),
+}
+
+
+def _check_utf8(argv: list[str]) -> None:
+    """Python hands over undecodable bytes as lone surrogates, which crash later when printed,
+    stored in SQLite or written as JSON: refuse them here, naming the argument."""
+    for value in argv:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+            raise CosplayError(
+                f"The argument '{shown}' is not valid UTF-8; pass text and names in UTF-8 and "
+                "rename a file or folder whose name is not."
+            ) from None
+
+
+def _chosen_actions(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The arguments of the parser and of each subcommand `args` went through."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                yield from _chosen_actions(chosen, args)
+        else:
+            yield action
+
+
+def _label(action: argparse.Action, argv: list[str]) -> str:
+    """The option as typed (`-m` or `--model`), or a positional's name (`TEXT`)."""
+    for option in action.option_strings:
+        if any(arg == option or arg.startswith(option + "=") for arg in argv):
+            return option
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return action.metavar or action.dest.upper()
+
+
+def _check_values(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]
+) -> None:
+    """What argparse lets through and nothing downstream should see: empty strings, ids beyond
+    SQLite's 64 bits, nan and infinite numbers, absurd model flags. Runs before any command,
+    so a command that loads a model refuses these before loading it."""
+    for action in _chosen_actions(parser, args):
+        value = getattr(args, action.dest, None)
+        if action.nargs == 0 or value is None or value == action.default:
+            continue
+        label = _label(action, argv)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.strip():
+                if action.dest not in EMPTY_HANDLED_ELSEWHERE:
+                    raise CosplayError(f"{label} must not be empty.")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise CosplayError(f"{label} must be a finite number (got {item}).")
+            elif isinstance(item, int) and not isinstance(item, bool):
+                if action.dest in ID_ARGUMENTS and not -SQLITE_INT <= item < SQLITE_INT:
+                    raise CosplayError(
+                        f"There is no session {item}; `cosplay sessions list` shows the ids."
+                    )
+                if action.dest in MODEL_LIMITS:
+                    low, high, hint = MODEL_LIMITS[action.dest]
+                    if not low <= item <= high:
+                        raise CosplayError(
+                            f"{label} must be between {low} and {high}, {hint} (got {item})."
+                        )
+                if abs(item) >= SQLITE_INT:
+                    raise CosplayError(f"{label} is far too large (got {item}).")
+    if hasattr(args, "max_tokens"):  # `ask`
+        _check_generation(args)
+
+
+def _check_generation(args: argparse.Namespace) -> None:
+    """`ask`'s sampling flags, validated as GenerationParams would, before the model loads."""
+    from engines.base import GenerationParams
+
+    fields = {"max_new_tokens": args.max_tokens, "seed": args.seed, "temperature": args.temperature}
+    GenerationParams(**{name: value for name, value in fields.items() if value is not None})
+
+
 def main(argv: list[str] | None = None) -> int:
     _log_to_file()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    if args.command is None:  # bare `cosplay`: reopen the last model and session
-        args = parser.parse_args([*argv, "chat"])
     try:
+        _check_utf8(argv)
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `cosplay`: reopen the last model and session
+            args = parser.parse_args([*argv, "chat"])
+        _check_values(parser, args, argv)
         return int(args.func(args) or 0)
     except CosplayError as exc:
         sys.stderr.write(f"cosplay: {exc}\n")

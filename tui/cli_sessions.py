@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 
+from engines.atomic import written_atomically
+from engines.base import CosplayError
 from sessions.models import Message, Session
 from sessions.store import Store
 from sessions.workspace import Workspace
@@ -50,6 +53,25 @@ def to_markdown(store: Store, session: Session) -> str:
     return "\n".join(lines)
 
 
+def write_export(out: Path, text: str) -> None:
+    """Write an export whole or not at all: a full disk leaves an earlier file as it was."""
+    if out.is_dir():
+        raise CosplayError(f"--out {out} is a directory; give a file name, e.g. {out}/session.md.")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CosplayError(
+                f"--out {out}: {parent} is a file, not a folder; choose another path."
+            )
+    try:
+        with written_atomically(out) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CosplayError(
+            f"Cannot write {out} ({exc.strerror or exc}); free some space or choose a folder "
+            "you can write to."
+        ) from exc
+
+
 def _stamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
@@ -91,8 +113,7 @@ def run_sessions(args: argparse.Namespace) -> int:
             else:
                 text = to_markdown(store, session)
             if args.out:
-                with open(args.out, "w", encoding="utf-8") as handle:
-                    handle.write(text + "\n")
+                write_export(Path(args.out).expanduser(), text + "\n")
             else:
                 print(text)
         elif args.action == "delete":

@@ -113,6 +113,7 @@ def run_extract(args: argparse.Namespace) -> int:
     ]
     if aliases and not args.speaker:
         raise CosplayError("--alias needs --speaker: name the character the aliases belong to.")
+    check_extract_arguments(args)
     report = extract_file(
         args.novel,
         args.out,
@@ -128,10 +129,42 @@ def run_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_extract_arguments(args: argparse.Namespace) -> None:
+    """What `data extract` refuses before reading the novel: negative counts, a folder given
+    as the novel, an --out below a file."""
+    for flag, value in (("--context-chars", args.context_chars), ("--top", args.top)):
+        if value < 0:
+            raise CosplayError(f"{flag} must be 0 or more (got {value}).")
+    novel = Path(args.novel).expanduser()
+    if novel.is_dir():
+        raise CosplayError(f"The novel {novel} is a directory; pass the novel's text file.")
+    _check_out_file(Path(args.out).expanduser())
+
+
+def _check_out_file(out: Path) -> None:
+    """--out names a file to write: not a folder, and not below a file."""
+    if out.is_dir():
+        raise CosplayError(f"--out {out} is a directory; give a file name in it.")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CosplayError(
+                f"--out {out}: {parent} is a file, not a folder; choose another path."
+            )
+
+
 def run_export(args: argparse.Namespace) -> int:
     from engines.gguf_lora import export_gguf
 
-    path = export_gguf(args.adapter_dir, base=args.base, out=args.out, outtype=args.outtype)
+    if args.out:
+        _check_out_file(Path(args.out).expanduser())
+    try:
+        path = export_gguf(args.adapter_dir, base=args.base, out=args.out, outtype=args.outtype)
+    except OSError as exc:  # a full disk or a folder it may not write to
+        where = f" {exc.filename}" if exc.filename else ""
+        raise CosplayError(
+            f"Cannot write the GGUF adapter ({exc.strerror or exc}{where}); free some space or "
+            "choose an --out you can write to."
+        ) from exc
     print(f"Wrote {path}; load it on the CPU engine with `--adapter {path}`.")
     return 0
 
