@@ -38,6 +38,14 @@ class RunLog:
     lr: float | None = None
 
     def feed(self, record: dict) -> None:
+        """One log record; a damaged one (a loss that is no number, a step of "x") is skipped
+        rather than crashing the monitor."""
+        try:
+            self._feed(record)
+        except (TypeError, ValueError, OverflowError):
+            pass
+
+    def _feed(self, record: dict) -> None:
         event = record.get("event")
         step = int(record.get("step") or 0)
         if event == "start":
@@ -47,15 +55,35 @@ class RunLog:
             self.max_steps = int(record.get("max_steps") or self.max_steps)
             self.status, self.step = "running", step
         elif event == "end":
-            self.status = record.get("status", "finished")
+            status = record.get("status", "finished")
+            self.status = status if isinstance(status, str) else "finished"
         elif "loss" in record:
-            self.train.append((step, float(record["loss"])))
-            self.tokens_per_s = record.get("tokens_per_s", self.tokens_per_s)
-            self.lr = record.get("lr", self.lr)
+            self.train.append((step, _finite(record["loss"])))
+            # optional extras: a damaged one is left out, the loss is kept
+            self.tokens_per_s = _finite_or(record.get("tokens_per_s"), self.tokens_per_s)
+            self.lr = _finite_or(record.get("lr"), self.lr)
         elif "eval_loss" in record:
+            loss = _finite(record["eval_loss"])
             if not self.eval or self.eval[-1][0] != step:
-                self.eval.append((step, float(record["eval_loss"])))
+                self.eval.append((step, loss))
         self.step = max(self.step, step)
+
+
+def _finite(value: object) -> float:
+    """A logged number as a float; anything else (text, nan, a list) is a damaged record."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not finite: {number}")
+    return number
+
+
+def _finite_or(value: object, default: float | None) -> float | None:
+    try:
+        return _finite(value)
+    except (TypeError, ValueError):
+        return default
 
 
 class LogTail:
@@ -73,9 +101,12 @@ class LogTail:
             return []
         if size < self.offset:  # rewritten (a resumed run truncates it): start over
             self.offset, self._partial = 0, b""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            chunk = handle.read()
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:  # a folder by that name, or unreadable: nothing new to show
+            return []
         self.offset += len(chunk)
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
@@ -283,6 +314,10 @@ class TrainingMonitorApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(TrainingScreen(self.run_dir, poll_seconds=self.poll_seconds))
+
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        """As in the chat app: a notification is text (a run folder may be named `[b]x`)."""
+        super().notify(message, markup=False, **kwargs)
 
 
 def run_monitor_app(run_dir: Path) -> None:
