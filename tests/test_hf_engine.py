@@ -444,6 +444,7 @@ def test_loader_picks_this_engine_for_a_directory(tiny_llama):
             engine.close()
 
 
+@pytest.mark.slow
 def test_cli_ask_with_the_gpu_engine(tiny_llama, tmp_path):
     env = {**os.environ, "COSPLAY_HOME": str(tmp_path / "home")}
     result = subprocess.run(

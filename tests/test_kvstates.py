@@ -7,6 +7,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from engines.base import GenerationParams
 from engines.fake import FakeEngine
 from sessions.kvstates import SessionStates, state_path
@@ -79,6 +81,7 @@ def test_a_cap_of_zero_turns_it_off_and_a_failed_save_never_fails_the_reply(tmp_
     assert SessionStates(tmp_path).cap == 0
 
 
+@pytest.mark.slow
 def test_after_a_restart_a_turn_evaluates_only_its_new_tokens(smollm2, tmp_path):
     """Two `cosplay ask` processes on one session: the second restores the first's KV cache."""
     home = tmp_path / "home"

@@ -34,6 +34,7 @@ def ask(model, home, *extra, text=QUESTION):
 
 
 @pytest.mark.parametrize("quant", ["q4_1", "q8_0", "q4_0", "q4_k_m", "f16"])
+@pytest.mark.slow
 def test_every_quantization_answers_greedily_in_a_subprocess(smollm2, tmp_path, quant):
     done = ask(smollm2[quant], tmp_path / "home", "--new")
     assert done.returncode == 0, done.stderr[-3000:]  # a segfault is -11 here, not a dead pytest
@@ -77,6 +78,7 @@ def buffers_used(model, remove=""):
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_taking_a_buffer_type_out_changes_where_weights_go_and_the_model_still_answers(smollm2):
     """The mechanism that takes AMX out, shown on a buffer type every x86 build has: with
     CPU_REPACK in the list Q4_0 weights are repacked; taken out, they stay in plain CPU
@@ -121,6 +123,7 @@ CONVERSATIONS = [
 
 
 @pytest.mark.parametrize("messages", CONVERSATIONS)
+@pytest.mark.slow
 def test_the_models_own_template_renders_as_llama_cpp_python_renders_it(engine, messages):
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -132,6 +135,7 @@ def test_the_models_own_template_renders_as_llama_cpp_python_renders_it(engine, 
     assert engine.render(messages) == reference(messages=messages).prompt
 
 
+@pytest.mark.slow
 def test_greedy_answer_and_no_template_token_in_saved_replies(engine, tmp_path):
     store = Store(tmp_path / "c.db")
     session = store.create_session("real")
@@ -154,6 +158,7 @@ def test_greedy_answer_and_no_template_token_in_saved_replies(engine, tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_each_turn_evaluates_only_its_new_tokens(engine, evaluated):
     engine._llm.reset()
     engine._cache.clear()
@@ -183,6 +188,7 @@ def rounds(n):
     return out
 
 
+@pytest.mark.slow
 def test_dropping_the_oldest_rounds_shifts_the_cache_instead_of_reevaluating(engine, evaluated):
     system = [{"role": "system", "content": "You are a geography tutor. 简短回答。"}]
     engine._llm.reset()
@@ -205,6 +211,7 @@ def test_dropping_the_oldest_rounds_shifts_the_cache_instead_of_reevaluating(eng
     assert chat(engine, truncated) == shifted_reply
 
 
+@pytest.mark.slow
 def test_the_kv_cache_survives_a_restart(smollm2, tmp_path):
     state = tmp_path / "kv" / "1.kvstate"
     messages = [{"role": "system", "content": "You are a geography tutor."}] + rounds(6)
@@ -234,6 +241,7 @@ def test_the_kv_cache_survives_a_restart(smollm2, tmp_path):
     cold.close()
 
 
+@pytest.mark.slow
 def test_a_state_file_for_other_settings_or_a_damaged_one_is_ignored(smollm2, tmp_path, caplog):
     state = tmp_path / "1.kvstate"
     messages = [{"role": "user", "content": QUESTION}]
@@ -295,6 +303,7 @@ def test_no_quantization_type_crashes(smollm2, tmp_path, name):
     assert done.stdout.split()[-2:] == ["OK", "4"] or "CANNOT-QUANTIZE" in done.stdout
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_long_prompt_evaluation_at_once(engine):
     import time
 

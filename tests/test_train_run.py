@@ -52,6 +52,7 @@ def trained(tiny_llama, tmp_path_factory):
     return {"code": code, "data": data, "out": out, "home": home, "argv": argv}
 
 
+@pytest.mark.slow
 def test_training_writes_a_standard_peft_adapter_and_metadata(trained):
     out = trained["out"]
     assert trained["code"] == 0
@@ -75,6 +76,7 @@ def test_training_writes_a_standard_peft_adapter_and_metadata(trained):
     assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
+@pytest.mark.slow
 def test_the_loss_falls_clearly_and_the_log_has_every_step(trained):
     log = read_log(trained["out"])
     start, end = log[0], log[-1]
@@ -92,6 +94,7 @@ def test_the_loss_falls_clearly_and_the_log_has_every_step(trained):
     assert evals[-1]["eval_loss"] < 0.5 * evals[0]["eval_loss"]
 
 
+@pytest.mark.slow
 def test_trained_adapter_runs_the_same_on_llama_cpp(trained, tiny_llama):
     """The trained adapter, exported with --gguf from the HF config, equals HF + PEFT on llama.cpp."""
     import torch
@@ -110,6 +113,7 @@ def test_trained_adapter_runs_the_same_on_llama_cpp(trained, tiny_llama):
     assert np.abs(got - expected).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_persona_is_bound_to_the_adapter(trained):
     from sessions.personas import PersonaStore
     from sessions.runtime import PersonaRuntime
@@ -126,6 +130,7 @@ def test_persona_is_bound_to_the_adapter(trained):
     assert "trained: 40 steps, train loss " in shown and "template: cosplay" in shown
 
 
+@pytest.mark.slow
 def test_the_trained_persona_speaks_its_line_on_both_engines(trained, tiny_llama):
     """Chat with the bound persona: each engine loads its form of the adapter on demand, uses the
     template it was trained with, and both recite the memorised reply."""
@@ -156,6 +161,7 @@ def test_the_trained_persona_speaks_its_line_on_both_engines(trained, tiny_llama
     assert replies == {"gguf": "“天下大势，分久必合。”", "peft": "“天下大势，分久必合。”"}
 
 
+@pytest.mark.slow
 def test_chat_from_the_cli_with_the_trained_persona(trained, tiny_llama, capsys):
     """`cosplay ask --persona`: with --model a GGUF, the CPU engine takes the exported adapter;
     with no model, the persona's base loads on the GPU engine (here on the CPU) with the PEFT one."""
@@ -179,6 +185,7 @@ def test_chat_from_the_cli_with_the_trained_persona(trained, tiny_llama, capsys)
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_an_adapter_passed_by_hand_brings_its_training_template(trained, tiny_llama, capsys):
     from sessions.store import Store
 
@@ -211,6 +218,7 @@ def test_persona_update_keeps_the_card(tmp_path):
     assert again.cosplay.adapter == str(adapter.resolve()) and again.cosplay.template == "cosplay"
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_overwritten(trained, capsys):
     assert main(trained["argv"]) == 2
     assert "already holds a finished adapter" in capsys.readouterr().err
@@ -328,6 +336,7 @@ def _adapter(out: Path) -> dict[str, np.ndarray]:
     return load_file(str(out / "adapter_model.safetensors"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_reaches_the_same_weights(tiny_llama, tmp_path):
     data = write_data(tmp_path / "d.jsonl", copies=2)
     options = ["--base", str(tiny_llama["hf"]), "--data", str(data), "--max-steps", "16"]
