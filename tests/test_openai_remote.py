@@ -56,6 +56,7 @@ def get_json(url: str, body: dict | None = None) -> dict:
 def server(tmp_path_factory):
     """The base URL of a llama_cpp.server serving "tiny" (the default) and "smollm2"."""
     import llama_cpp.server.app  # noqa: F401 - the dev extra installs it: missing is a failure
+
     from tests.real_model import shipped_gguf
 
     directory = tmp_path_factory.mktemp("remote")

@@ -85,9 +85,14 @@ CHAT = (
     Action(
         "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
     ),
-    Action("rename_session", "rename_session", "f2", "Rename", "rename the session"),
+    Action("rename_session", "rename_session", "f2", "Rename", "rename the session", footer=False),
     Action(
-        "delete_session", "delete_session", "f8", "Delete chat", "delete the session (asks first)"
+        "delete_session",
+        "delete_session",
+        "f8",
+        "Delete chat",
+        "delete the session (asks first)",
+        footer=False,
     ),
     Action(
         "personas",
@@ -111,6 +116,7 @@ CHAT = (
         "Sessions",
         "show / hide the session list (in the list: `n` new, `r` rename, Delete deletes)",
         priority=True,
+        footer=False,
     ),
     Action(
         "add_character",

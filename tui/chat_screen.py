@@ -266,6 +266,8 @@ class ChatScreen(SessionActions, VersionActions, Screen):
     def action_toggle_params(self) -> None:
         panel = self.query_one(ParamsPanel)
         panel.display = not panel.display
+        if panel.display and self.size.width < 110:  # room for the transcript beside it
+            self.query_one(SessionList).display = False
         if panel.display:
             panel.query("Input").first().focus()
         else:
@@ -280,12 +282,9 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             self.query_one("#status", Static).update("no model loaded · see `cosplay chat --help`")
             return
         facts = self.engine.describe()
-        parts = [self.engine.model_name, f"template {self.engine.template_name}"]
-        parts += [v for k, v in facts.items() if k in ("engine", "device", "dtype", "quantization")]
-        if "adapter" in facts:
-            parts.append(f"adapter {facts['adapter']}")
+        parts = [self.engine.model_name]
         meta = self._last_reply.meta if self._last_reply else {}
-        if meta:
+        if meta:  # what matters most first: the line is cut at the terminal's width
             used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)
             parts.append(f"ctx {used}/{self.engine.context_length}")
             parts.append(f"{meta.get('tokens_per_s', 0):.1f} tok/s")
@@ -294,6 +293,11 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         plan = self.conversation.last_plan if self.conversation else None
         if plan and plan.summary:
             parts.append(plan.summary)
+        if facts.get("adapter") not in (None, "", "none"):
+            parts.append(f"adapter {facts['adapter']}")
+        parts.append(f"template {self.engine.template_name}")
+        engine = [facts.get(k, "") for k in ("engine", "device", "dtype", "quantization")]
+        parts.append(" ".join(dict.fromkeys(v for v in engine if v and v != "none")))
         if note:  # first: the status line is cut at the terminal's width
             parts.insert(0, note)
         self.query_one("#status", Static).update(" · ".join(parts))

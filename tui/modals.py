@@ -52,23 +52,23 @@ class TextPromptScreen(ModalScreen[str | None]):
 WELCOME = """\
 # Welcome to Cosplay
 
-No model is loaded yet. Start Cosplay with a model:
+No model is loaded. **Esc** reads your saved sessions; **Ctrl+Q** quits.
+Start Cosplay with a model (it is remembered: next time plain `cosplay`):
 
 ```
-cosplay chat --model path/to/model.gguf          # CPU engine (llama.cpp)
-cosplay chat --model path/to/hf-model-dir         # GPU engine (transformers)
-cosplay chat --demo                               # try the app with a scripted engine
+cosplay chat --model MODEL.gguf       # CPU engine
+cosplay chat --model HF_MODEL_DIR     # GPU engine
+cosplay chat --model http://HOST:PORT/v1   # a server
+cosplay chat --demo                   # no model
 ```
 
-No model on disk? A small Chinese-capable one for a laptop (about 400 MB):
+No model on disk? A small Chinese-capable one (about 400 MB):
 
 ```
-huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf --local-dir models
-cosplay chat --model models/qwen2.5-0.5b-instruct-q4_k_m.gguf
+huggingface-cli download \\
+  Qwen/Qwen2.5-0.5B-Instruct-GGUF \\
+  qwen2.5-0.5b-instruct-q4_k_m.gguf --local-dir models
 ```
-
-Cosplay remembers the last model: next time plain `cosplay` is enough.
-You can still read your saved sessions: press **Esc**. **Ctrl+Q** quits.
 """
 
 
