@@ -30,6 +30,7 @@ def split_pieces(text: str) -> list[str]:
 
 class FakeEngine:
     kind = "demo"
+
     def __init__(
         self,
         replies: list[str] | None = None,
