@@ -12,7 +12,10 @@ from sessions.store import Store
 
 WRITER = textwrap.dedent(
     """
-    import sys, threading
+    import signal, sys, threading
+    # Python leaves SIGINT ignored when the parent ignored it (a job started with `&`):
+    # install the default handler so Ctrl+C reaches the reply as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from engines.fake import FakeEngine
     from engines.base import GenerationParams
     from sessions.store import Store
