@@ -21,18 +21,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engines.base import CosplayError
 from sessions.kvstates import state_path
 from sessions.models import Message, Role, Session, Status
-
-
-class StoreError(CosplayError):
-    """The database cannot be opened or a record is missing."""
+from sessions.store_schema import StoreError, migrate, store_error
 
 
 class _Leaf:
@@ -42,109 +38,6 @@ class _Leaf:
 
 LEAF: Any = _Leaf()  # add_message(parent_id=LEAF): under the session's leaf, read atomically
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's write lock
-
-
-def _migrate_1(db: sqlite3.Connection) -> None:
-    for statement in (
-        """CREATE TABLE sessions (
-            id INTEGER PRIMARY KEY,
-            title TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            leaf_id INTEGER,
-            persona TEXT NOT NULL DEFAULT '',
-            settings TEXT NOT NULL DEFAULT '{}'
-        )""",
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-            parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
-            role TEXT NOT NULL,
-            content TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'complete',
-            name TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            meta TEXT NOT NULL DEFAULT '{}'
-        )""",
-        "CREATE INDEX messages_session ON messages(session_id)",
-        "CREATE INDEX messages_parent ON messages(parent_id)",
-        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ):
-        db.execute(statement)
-
-
-def _migrate_2(db: sqlite3.Connection) -> None:
-    """AUTOINCREMENT ids: a deleted session's (or message's) id is never given out again, so a
-    `--session N` kept in a script or a saved KV state file never lands in another chat.
-    SQLite cannot alter a key, so both tables are rebuilt (foreign keys are off meanwhile)."""
-    session_columns = "id, title, created_at, updated_at, leaf_id, persona, settings"
-    message_columns = "id, session_id, parent_id, role, content, status, name, created_at, meta"
-    for statement in (
-        """CREATE TABLE sessions_v2 (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            title TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            leaf_id INTEGER,
-            persona TEXT NOT NULL DEFAULT '',
-            settings TEXT NOT NULL DEFAULT '{}'
-        )""",
-        f"INSERT INTO sessions_v2 ({session_columns}) SELECT {session_columns} FROM sessions",
-        "DROP TABLE sessions",
-        "ALTER TABLE sessions_v2 RENAME TO sessions",
-        """CREATE TABLE messages_v2 (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-            parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
-            role TEXT NOT NULL,
-            content TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'complete',
-            name TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            meta TEXT NOT NULL DEFAULT '{}'
-        )""",
-        f"INSERT INTO messages_v2 ({message_columns}) SELECT {message_columns} FROM messages",
-        "DROP TABLE messages",
-        "ALTER TABLE messages_v2 RENAME TO messages",
-        "CREATE INDEX messages_session ON messages(session_id)",
-        "CREATE INDEX messages_parent ON messages(parent_id)",
-    ):
-        db.execute(statement)
-
-
-# Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; each runs
-# inside one transaction (so use db.execute, not executescript, which commits on its own),
-# with foreign keys off (a rebuilt table's DROP would otherwise cascade to its children).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"The database was written by a newer Cosplay (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade Cosplay to open it."
-        )
-    if version == SCHEMA_VERSION:
-        return
-    db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
-    try:
-        for target in range(version, SCHEMA_VERSION):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("PRAGMA user_version").fetchone()[0] != target:
-                    db.execute("ROLLBACK")  # another process migrated it meanwhile
-                    continue
-                MIGRATIONS[target](db)
-                db.execute(f"PRAGMA user_version = {target + 1}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-    finally:
-        db.execute("PRAGMA foreign_keys=ON")
 
 
 class Store:
@@ -498,40 +391,3 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return 0.0
-
-
-def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    """One sentence for an SQLite error, by its result code: only a damaged file is called
-    unreadable (a locked, read-only or full one is healthy and must not be moved aside)."""
-    code = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc).lower()
-    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
-        return StoreError(
-            f"The database {path} is locked by another Cosplay process; close it and retry."
-        )
-    if code.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
-        return StoreError(
-            f"The database {path} is read-only (its file, folder or disk); Cosplay cannot "
-            "save to it: check the permissions, or give --home a writable folder."
-        )
-    if code == "SQLITE_FULL" or "is full" in text:
-        return StoreError(
-            f"The disk holding {path} is full; free some space and retry "
-            "(what was saved before is intact)."
-        )
-    if code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        return StoreError(
-            f"Cannot open the database {path}; check that its folder exists and is writable."
-        )
-    if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or (
-        "not a database" in text or "malformed" in text
-    ):
-        return StoreError(
-            f"{path} is not a readable Cosplay database ({exc}); "
-            "move it aside and Cosplay will start a new one."
-        )
-    if code.startswith("SQLITE_IOERR") or "i/o error" in text:
-        return StoreError(
-            f"Reading or writing the database {path} failed ({exc}); check the disk and retry."
-        )
-    return StoreError(f"The database {path} failed ({exc}).")

@@ -3,7 +3,8 @@ import sqlite3
 import pytest
 
 from sessions.models import Role, Status
-from sessions.store import SCHEMA_VERSION, Store, StoreError
+from sessions.store import Store, StoreError
+from sessions.store_schema import SCHEMA_VERSION
 
 
 def test_migrates_a_blank_file_to_the_current_schema(tmp_path):
@@ -171,7 +172,7 @@ def test_ids_of_deleted_sessions_and_messages_are_never_reused(tmp_path):
 
 def _old_schema_db(path):
     """A database as Cosplay wrote it at schema 1 (plain INTEGER PRIMARY KEY ids)."""
-    from sessions.store import _migrate_1
+    from sessions.store_schema import _migrate_1
 
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -292,7 +293,7 @@ def test_a_folder_in_place_of_the_database_cannot_be_opened(tmp_path):
     ],
 )
 def test_sqlite_errors_are_told_apart_by_their_code(tmp_path, code, text, words):
-    from sessions.store import store_error
+    from sessions.store_schema import store_error
 
     exc = sqlite3.OperationalError(text)
     exc.sqlite_errorname = code
