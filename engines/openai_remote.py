@@ -6,6 +6,8 @@ The server holds the model and applies its own chat template; we send chat
 messages and read the reply as server-sent events. Only the standard library's
 `http.client` is used, one connection per request, so nothing heavy is imported.
 
+The HTTP (address, requests, server-sent events, socket shutdown) is engines/openai_http.py.
+
 Endpoints used (paths under the URL given, normally `…/v1`, or beside it):
 * `GET /v1/models` at load: the server is up, takes the key, and which model ids it
   serves (the first is the default; `?model=ID` on the URL picks another).
@@ -45,7 +47,6 @@ import secrets
 import socket
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 
 from engines.base import (
@@ -58,9 +59,17 @@ from engines.base import (
     GenerationStats,
     ModelLoadError,
 )
+from engines.openai_http import (
+    HTTPFailure,
+    Server,
+    close_on_cancel,
+    error_text,
+    reason,
+    shut,
+    sse_events,
+)
 
 DEFAULT_N_CTX = 4096
-PROBE_TIMEOUT_S = 10.0  # the longest wait for the model list, /props and tokenize answers
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds around one message (ChatML and Llama 3: ~5)
 REPLY_OVERHEAD = 8  # the generation prompt and a BOS
 _EXTRAS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repetition_penalty")
@@ -74,63 +83,6 @@ _TOKENIZERS = (  # (path, api path?, request body, the count in the answer)
 )  # fmt: skip
 
 log = logging.getLogger("cosplay.remote")
-
-
-class _HTTPFailure(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status, self.message = status, message
-
-
-def _error_text(raw: bytes) -> str:
-    """The server's own words from an error body (OpenAI, FastAPI or plain text)."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace").strip()[:300] or "no details"
-    error = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        error = error.get("message", error)
-    return str(error).strip()[:300]
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _sse_events(response: http.client.HTTPResponse) -> Iterator[tuple[str, str]]:
-    """(field, payload) per server-sent event: "data" or "error" (llama-server's)."""
-    data: list[str] = []
-    while line := response.readline():
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        if not text:
-            if data:
-                yield "data", "\n".join(data)
-            data = []
-        elif text.startswith("data:"):
-            data.append(text[5:].removeprefix(" "))
-        elif text.startswith("error:"):
-            yield "error", text[6:].strip()
-    if data:
-        yield "data", "\n".join(data)
-
-
-def _close_on_cancel(cancel: threading.Event, done: threading.Event, sock: socket.socket) -> None:
-    """Wake a read blocked on a slow server (a long prompt) once `cancel` is set."""
-    while not done.wait(0.05):
-        if cancel.is_set():
-            _shut(sock)
-            return
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # the server sees the disconnect and stops
-        except OSError:
-            pass
 
 
 class OpenAIRemoteEngine:
@@ -148,29 +100,12 @@ class OpenAIRemoteEngine:
         timeout: float = 300.0,
     ):
         """Connect to the server at `base_url`; `timeout` bounds every wait, the first token
-        included (the load-time checks wait at most PROBE_TIMEOUT_S)."""
-        parts = urllib.parse.urlsplit(base_url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ModelLoadError(
-                f"{base_url} is not a server URL; pass one like http://host:8080/v1."
-            )
+        included (the load-time checks wait at most openai_http.PROBE_TIMEOUT_S)."""
         if n_ctx is not None and n_ctx < 16:
             raise ModelLoadError(f"--n-ctx {n_ctx} is too small; give at least 16 tokens.")
-        self._https = parts.scheme == "https"
-        self._hostname = parts.hostname
-        try:
-            self._port = parts.port or (443 if self._https else 80)
-        except ValueError:
-            raise ModelLoadError(
-                f"{base_url} has a bad port; pass one like http://host:8080/v1."
-            ) from None
-        path = parts.path.rstrip("/")
-        self._api = path or "/v1"
-        self._root = path.removesuffix("/v1") if path.endswith("/v1") else path
-        self.host = f"{self._hostname}:{self._port}"
-        self.url = f"{parts.scheme}://{self.host}{self._api}"
-        self._api_key = api_key
-        self.timeout = timeout
+        self.server = Server(base_url, api_key=api_key, timeout=timeout)
+        self.host, self.url = self.server.host, self.server.url
+        self._api, self._root = self.server.api, self.server.root
         self.last_stats: GenerationStats | None = None
         self.template_name = "server"  # the server renders prompts with its own template
         self.speaker = ""
@@ -183,7 +118,7 @@ class OpenAIRemoteEngine:
         self._stream_sock: socket.socket | None = None
 
         listing = self._list_models()
-        wanted = urllib.parse.parse_qs(parts.query).get("model", [None])[0]
+        wanted = self.server.wanted_model
         if wanted and wanted not in self._models:
             raise ModelLoadError(
                 f"The server at {self.url} serves no model {wanted!r} (it lists "
@@ -224,48 +159,15 @@ class OpenAIRemoteEngine:
             adapters=dict(spec.adapters or {}),
         )
 
-    # --- HTTP ---------------------------------------------------------------------------
-
-    def _open(self, method: str, path: str, body: dict | None = None, timeout: float = 0):
-        """Send one request on a fresh connection: (connection, its socket, response)."""
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = kind(self._hostname, self._port, timeout=timeout or self.timeout)
-        headers = {"Accept": "application/json, text/event-stream"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-            sock = conn.sock
-            return conn, sock, conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        """A JSON request with a short timeout; raises _HTTPFailure on an error status."""
-        conn, _, response = self._open(method, path, body, PROBE_TIMEOUT_S)
-        try:
-            raw = response.read()
-        finally:
-            conn.close()
-        if response.status >= 400:
-            raise _HTTPFailure(response.status, _error_text(raw))
-        answer = json.loads(raw)
-        if not isinstance(answer, dict):
-            raise ValueError("not a JSON object")
-        return answer
-
     def _list_models(self) -> dict:
         try:
-            listing = self._call("GET", f"{self._api}/models")
+            listing = self.server.call("GET", f"{self._api}/models")
             self._models = [str(entry["id"]) for entry in listing["data"]]
-        except _HTTPFailure as exc:
+        except HTTPFailure as exc:
             if exc.status in (401, 403):
                 fix = (
                     "check the key in the variable --api-key-env names"
-                    if self._api_key
+                    if self.server.api_key
                     else "pass --api-key-env VAR with a variable holding the server's key"
                 )
                 raise ModelLoadError(
@@ -277,7 +179,7 @@ class OpenAIRemoteEngine:
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ModelLoadError(
-                f"Cannot reach the server at {self.url} ({_reason(exc)}); check that it is "
+                f"Cannot reach the server at {self.url} ({reason(exc)}); check that it is "
                 "running and that the host and port are right."
             ) from None
         except (ValueError, KeyError, TypeError):
@@ -294,8 +196,8 @@ class OpenAIRemoteEngine:
             if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
                 return entry["max_model_len"]  # vLLM
         try:
-            props = self._call("GET", f"{self._root}/props")  # llama-server
-        except (_HTTPFailure, OSError, http.client.HTTPException, ValueError):
+            props = self.server.call("GET", f"{self._root}/props")  # llama-server
+        except (HTTPFailure, OSError, http.client.HTTPException, ValueError):
             return None
         settings = props.get("default_generation_settings") or {}
         n_ctx = settings.get("n_ctx") or props.get("n_ctx")
@@ -330,10 +232,10 @@ class OpenAIRemoteEngine:
         while self._tokenizer < len(_TOKENIZERS):
             path, under_api, body, read = _TOKENIZERS[self._tokenizer]
             try:
-                answer = self._call("POST", (self._api if under_api else self._root) + path,
+                answer = self.server.call("POST", (self._api if under_api else self._root) + path,
                                     body(text, self.model))  # fmt: skip
                 return int(read(answer))
-            except _HTTPFailure as exc:
+            except HTTPFailure as exc:
                 if exc.status not in (400, 404, 405, 422, 501):
                     return None  # busy or broken now: estimate this time, ask again later
             except (OSError, http.client.HTTPException):
@@ -371,15 +273,17 @@ class OpenAIRemoteEngine:
         while True:
             body = self._request_body(messages, params, seed)
             try:
-                conn, sock, response = self._open("POST", f"{self._api}/chat/completions", body)
+                conn, sock, response = self.server.open(
+                    "POST", f"{self._api}/chat/completions", body
+                )
             except (OSError, http.client.HTTPException) as exc:
                 raise GenerationError(
-                    f"Lost the server at {self.url} ({_reason(exc)}); check that it is still "
+                    f"Lost the server at {self.url} ({reason(exc)}); check that it is still "
                     "running, then retry."
                 ) from None
             if response.status < 400:
                 return conn, sock, response
-            message = _error_text(response.read())
+            message = error_text(response.read())
             conn.close()
             named = any(f in message for f in ("stream_options",) + _EXTRAS)
             if response.status in (400, 422) and self._send_extras and named:
@@ -413,9 +317,9 @@ class OpenAIRemoteEngine:
         pieces, finish, ended = 0, None, False
         conn, sock, response = self._start(messages, params, seed)
         self._stream_sock, done = sock, threading.Event()
-        threading.Thread(target=_close_on_cancel, args=(cancel, done, sock), daemon=True).start()
+        threading.Thread(target=close_on_cancel, args=(cancel, done, sock), daemon=True).start()
         try:
-            for field, payload in _sse_events(response):
+            for field, payload in sse_events(response):
                 if cancel.is_set():
                     break
                 if payload == "[DONE]":
@@ -425,7 +329,7 @@ class OpenAIRemoteEngine:
                 if "error" in chunk:
                     raise GenerationError(
                         f"The server at {self.url} stopped the reply "
-                        f"({_error_text(payload.encode())}); check the server's log."
+                        f"({error_text(payload.encode())}); check the server's log."
                     )
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
@@ -457,13 +361,13 @@ class OpenAIRemoteEngine:
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
             if not cancel.is_set():
                 raise GenerationError(
-                    f"The reply from {self.url} broke off ({_reason(exc)}); check that the "
+                    f"The reply from {self.url} broke off ({reason(exc)}); check that the "
                     "server is still running, then retry."
                 ) from None
             stats.finish_reason = "cancelled"
         finally:
             done.set()
-            _shut(sock)
+            shut(sock)
             conn.close()
             self._stream_sock = None
             stats.completion_tokens = usage.get("completion_tokens") or pieces
@@ -518,4 +422,4 @@ class OpenAIRemoteEngine:
 
     def close(self) -> None:
         """Drop the reply in flight, if any; each request has its own connection."""
-        _shut(self._stream_sock)
+        shut(self._stream_sock)
