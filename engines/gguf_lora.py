@@ -25,7 +25,7 @@ import numpy as np
 
 from engines.atomic import written_atomically
 from engines.base import CosplayError
-from engines.ggufinfo import GGUF_READ_ERRORS
+from engines.ggufinfo import open_gguf
 from engines.peft_dir import SAFE_WEIGHTS, read_peft_config
 
 
@@ -54,19 +54,12 @@ def shape_from_gguf(path: str | Path) -> BaseShape:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ExportError(f"The base model {path} does not exist; pass the base .gguf with --base.")
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(path, "r")
-    except GGUF_READ_ERRORS as exc:  # not MemoryError: that is no damaged file
-        raise ExportError(
+    reader, value = open_gguf(
+        path,
+        lambda exc: ExportError(
             f"{path} is not a readable GGUF file ({type(exc).__name__}); pass the base .gguf."
-        ) from None
-
-    def value(key: str):
-        field = reader.get_field(key)
-        return field.contents() if field is not None else None
-
+        ),
+    )
     arch = value("general.architecture") or ""
     if value("general.type") == "adapter":
         raise ExportError(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import ModelLoadError
+from engines.base import CosplayError, ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
 # What `gguf.GGUFReader` raises on a truncated or damaged file (ValueError for a bad magic,
@@ -34,19 +35,12 @@ def read_gguf_info(path: Path) -> GGUFInfo:
             f"{path} is not a GGUF file; the CPU engine needs a .gguf model "
             "(use --engine gpu for a Hugging Face model directory)."
         )
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path, "r")
-    except GGUF_READ_ERRORS as exc:
-        raise ModelLoadError(
+    _, value = open_gguf(
+        path,
+        lambda exc: ModelLoadError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again."
-        ) from exc
-
-    def value(key: str):
-        field = reader.get_field(key)
-        return field.contents() if field is not None else None
-
+        ),
+    )
     architecture = value("general.architecture") or ""
     return GGUFInfo(
         architecture=architecture,
@@ -54,3 +48,20 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         chat_template=value("tokenizer.chat_template"),
         file_type=value("general.type") or "model",
     )
+
+
+def open_gguf(path: Path, damaged: Callable[[Exception], CosplayError]):
+    """A GGUFReader of `path` and a getter of its metadata values (None when absent); a file
+    the reader refuses raises `damaged(exc)` (MemoryError is not damage: it passes)."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path, "r")
+    except GGUF_READ_ERRORS as exc:
+        raise damaged(exc) from None
+
+    def value(key: str):
+        field = reader.get_field(key)
+        return field.contents() if field is not None else None
+
+    return reader, value
