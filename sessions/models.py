@@ -30,6 +30,7 @@ class Message:
     status: Status = Status.COMPLETE
     name: str = ""  # the speaker (a persona name in group scenes)
     created_at: float = 0.0
+    depth: int = 0  # messages above it on its branch (a root is 0)
     meta: dict[str, Any] = field(
         default_factory=dict
     )  # model, template, params, seed, tokens, timings
@@ -44,3 +45,4 @@ class Session:
     leaf_id: int | None = None  # the current message; the transcript is the path root → leaf
     persona: str = ""  # persona name ('' = the plain assistant); group scenes list several
     settings: dict[str, Any] = field(default_factory=dict)  # generation params, history rounds…
+    length: int = 0  # messages on the current branch (root to leaf)

@@ -118,7 +118,7 @@ class Store:
         return self.get_session(cur.lastrowid)
 
     def get_session(self, session_id: int) -> Session:
-        rows = self._query(f"{_SESSIONS} WHERE s.id = ?", (session_id,))
+        rows = self._query(f"{_SESSIONS} WHERE q.id = ?", (session_id,))
         if not rows:
             raise StoreError(
                 f"There is no session {session_id}; `cosplay sessions list` shows the ids."
@@ -128,7 +128,7 @@ class Store:
     def list_sessions(self) -> list[Session]:
         """Most recently used first."""
         return [
-            _session(r) for r in self._query(f"{_SESSIONS} ORDER BY s.updated_at DESC, s.id DESC")
+            _session(r) for r in self._query(f"{_SESSIONS} ORDER BY q.updated_at DESC, q.id DESC")
         ]
 
     def update_session(self, session_id: int, **fields: Any) -> Session:
@@ -176,18 +176,20 @@ class Store:
         with self._transaction() as db:
             if parent_id is LEAF:
                 parent_id = self._current_leaf(session_id)
-            elif parent_id is not None:
+            depth = 0
+            if parent_id is not None:
                 found = db.execute(
-                    "SELECT 1 FROM messages WHERE id = ? AND session_id = ?",
+                    "SELECT depth FROM messages WHERE id = ? AND session_id = ?",
                     (parent_id, session_id),
                 ).fetchone()
                 if found is None:
                     raise StoreError(
                         f"There is no message {parent_id} in session {session_id} to reply to."
                     )
+                depth = found["depth"] + 1
             cur = db.execute(
                 "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
-                " created_at, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, meta, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     parent_id,
@@ -197,6 +199,7 @@ class Store:
                     name,
                     now,
                     json.dumps(meta or {}, ensure_ascii=False),
+                    depth,
                 ),
             )
             message_id = cur.lastrowid
@@ -208,7 +211,7 @@ class Store:
         return self.get_message(message_id)
 
     def _current_leaf(self, session_id: int) -> int | None:
-        rows = self._db.execute(f"{_SESSIONS} WHERE s.id = ?", (session_id,)).fetchall()
+        rows = self._db.execute(f"{_SESSIONS} WHERE q.id = ?", (session_id,)).fetchall()
         if not rows:
             raise StoreError(
                 f"There is no session {session_id}; `cosplay sessions list` shows the ids."
@@ -234,9 +237,12 @@ class Store:
         if not fields:
             return
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._execute(
-            f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
-        )
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
+            )
+            if content is not None:  # counted for its old text
+                db.execute("DELETE FROM token_counts WHERE message_id = ?", (message_id,))
 
     def get_message(self, message_id: int) -> Message:
         rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
@@ -246,25 +252,35 @@ class Store:
 
     def branch(self, session_id: int, leaf_id: int | None = None) -> list[Message]:
         """The transcript: messages from the root down to the leaf (the session's current one)."""
+        return self.branch_tail(session_id, leaf_id)
+
+    def branch_tail(
+        self, session_id: int, leaf_id: int | None = None, limit: int | None = None
+    ) -> list[Message]:
+        """The last `limit` messages (all: None) of the branch ending at `leaf_id` (the
+        session's leaf), root side first. Walks up from the leaf only as far as it returns, so
+        a screenful of a 10,000-message chat costs what it costs in a short one; the earlier
+        part is `branch_tail(session_id, first.parent_id, …)`."""
         if leaf_id is None:
             leaf_id = self.get_session(session_id).leaf_id
-        if leaf_id is None:
+        if leaf_id is None or (limit is not None and limit < 1):
             return []
-        # The depth bound stops a damaged tree (a parent_id cycle) from looping forever: a
+        # The bound also stops a damaged tree (a parent_id cycle) from looping forever: a
         # branch is never longer than the session has messages.
+        bound = "?" if limit is not None else "(SELECT COUNT(*) FROM messages WHERE session_id = ?)"
         rows = self._query(
-            """
-            WITH RECURSIVE path(id, parent_id, depth) AS (
-                SELECT id, parent_id, 0 FROM messages WHERE id = ? AND session_id = ?
+            f"""
+            WITH RECURSIVE path(id, parent_id, n) AS (
+                SELECT id, parent_id, 1 FROM messages WHERE id = ? AND session_id = ?
                 UNION ALL
-                SELECT m.id, m.parent_id, path.depth + 1
+                SELECT m.id, m.parent_id, path.n + 1
                 FROM messages m JOIN path ON m.id = path.parent_id
-                WHERE path.depth < (SELECT COUNT(*) FROM messages WHERE session_id = ?)
+                WHERE path.n < {bound}
             )
             SELECT messages.* FROM path JOIN messages ON messages.id = path.id
-            ORDER BY path.depth
+            ORDER BY path.n
             """,
-            (leaf_id, session_id, session_id),
+            (leaf_id, session_id, limit if limit is not None else session_id),
         )
         branch, seen = [], set()
         for row in rows:  # leaf first; a cycle ends at its first repeat
@@ -273,6 +289,25 @@ class Store:
             seen.add(row["id"])
             branch.append(_message(row))
         return branch[::-1]
+
+    def versions(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
+        """Each message's place among its versions (siblings, oldest first) and their number:
+        {id: (index from 1, count)}, in one query."""
+        if not messages:
+            return {}
+        marks = ", ".join("?" * len(messages))
+        rows = self._query(
+            f"""
+            SELECT m.id,
+                (SELECT COUNT(*) FROM messages s WHERE s.session_id = m.session_id
+                    AND s.parent_id IS m.parent_id AND s.id <= m.id) AS place,
+                (SELECT COUNT(*) FROM messages s WHERE s.session_id = m.session_id
+                    AND s.parent_id IS m.parent_id) AS count
+            FROM messages m WHERE m.id IN ({marks})
+            """,
+            tuple(m.id for m in messages),
+        )
+        return {row["id"]: (row["place"], row["count"]) for row in rows}
 
     def siblings(self, message: Message) -> list[Message]:
         """All versions of this message (same parent, same session), oldest first."""
@@ -289,15 +324,47 @@ class Store:
 
     def deepest_leaf(self, message_id: int) -> int:
         """Follow the newest child down from a message: where a switched-to branch ends."""
-        current, seen = message_id, {message_id}
-        while True:
-            rows = self._query(
-                "SELECT id FROM messages WHERE parent_id = ? ORDER BY id DESC LIMIT 1", (current,)
+        rows = self._query(
+            """
+            WITH RECURSIVE down(id, n) AS (
+                SELECT ?, 0
+                UNION ALL
+                SELECT (SELECT MAX(c.id) FROM messages c WHERE c.parent_id = down.id), down.n + 1
+                FROM down
+                WHERE down.id IS NOT NULL
+                    AND down.n <= (SELECT COUNT(*) FROM messages)  -- a damaged tree's cycle
             )
-            if not rows or rows[0]["id"] in seen:  # a leaf, or a damaged tree's cycle
-                return current
-            current = rows[0]["id"]
-            seen.add(current)
+            SELECT id FROM down WHERE id IS NOT NULL ORDER BY n DESC LIMIT 1
+            """,
+            (message_id,),
+        )
+        return rows[0]["id"]
+
+    # --- token counts -----------------------------------------------------------
+
+    def token_counts(self, message_ids: list[int], tokenizer: str) -> dict[int, int]:
+        """The saved token counts of these messages under `tokenizer` (those counted so far)."""
+        if not message_ids:
+            return {}
+        marks = ", ".join("?" * len(message_ids))
+        rows = self._query(
+            f"SELECT message_id, tokens FROM token_counts"
+            f" WHERE tokenizer = ? AND message_id IN ({marks})",
+            (tokenizer, *message_ids),
+        )
+        return {row["message_id"]: row["tokens"] for row in rows}
+
+    def save_token_counts(self, tokenizer: str, counts: dict[int, int]) -> None:
+        """Remember messages' token counts under `tokenizer` (a message deleted meanwhile is
+        skipped)."""
+        if not counts:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO token_counts (message_id, tokenizer, tokens)"
+                " SELECT id, ?, ? FROM messages WHERE id = ?",
+                [(tokenizer, tokens, message_id) for message_id, tokens in counts.items()],
+            )
 
     def all_messages(self, session_id: int) -> list[Message]:
         rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
@@ -324,10 +391,15 @@ class Store:
 
 # A session row with its leaf checked: a leaf that is gone, or that belongs to another
 # session (a damaged row), falls back to the session's newest message.
+# `leaf_depth` gives the branch's length without walking it.
 _SESSIONS = """
-    SELECT s.*, (SELECT m.id FROM messages m WHERE m.id = s.leaf_id AND m.session_id = s.id)
-        AS valid_leaf, (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id) AS last_id
-    FROM sessions s"""
+    SELECT q.*, (SELECT m.depth FROM messages m WHERE m.id = CASE WHEN q.leaf_id IS NULL
+        THEN NULL ELSE COALESCE(q.valid_leaf, q.last_id) END) AS leaf_depth
+    FROM (SELECT s.*,
+        (SELECT m.id FROM messages m WHERE m.id = s.leaf_id AND m.session_id = s.id)
+            AS valid_leaf,
+        (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id) AS last_id
+    FROM sessions s) q"""
 
 
 def _session(row: sqlite3.Row) -> Session:
@@ -342,6 +414,7 @@ def _session(row: sqlite3.Row) -> Session:
         leaf_id=leaf,
         persona=_text(row["persona"]),
         settings=_json_object(row["settings"]),
+        length=0 if leaf is None or row["leaf_depth"] is None else row["leaf_depth"] + 1,
     )
 
 
@@ -367,6 +440,7 @@ def _message(row: sqlite3.Row) -> Message:
         name=_text(row["name"]),
         created_at=_number(row["created_at"]),
         meta=meta,
+        depth=row["depth"] if isinstance(row["depth"], int) else 0,
     )
 
 

@@ -83,10 +83,40 @@ def _migrate_2(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """Each message's depth in its tree (a root is 0), so a long chat's position and length are
+    known without walking it; and token counts per message and tokenizer, so planning a turn
+    never re-tokenizes the history it has already counted."""
+    db.execute("ALTER TABLE messages ADD COLUMN depth INTEGER NOT NULL DEFAULT 0")
+    # Walk down from the roots (a damaged cycle is never reached from one and stays 0).
+    db.execute("CREATE TEMP TABLE depths (id INTEGER PRIMARY KEY, depth INTEGER NOT NULL)")
+    db.execute(
+        """INSERT OR IGNORE INTO depths
+        WITH RECURSIVE tree(id, depth) AS (
+            SELECT id, 0 FROM messages WHERE parent_id IS NULL
+            UNION ALL
+            SELECT m.id, tree.depth + 1 FROM messages m JOIN tree ON m.parent_id = tree.id
+        ) SELECT id, depth FROM tree"""
+    )
+    db.execute(
+        "UPDATE messages SET depth = (SELECT depth FROM depths WHERE depths.id = messages.id)"
+        " WHERE id IN (SELECT id FROM depths)"
+    )
+    db.execute("DROP TABLE depths")
+    db.execute(
+        """CREATE TABLE token_counts (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            tokenizer TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (message_id, tokenizer)
+        ) WITHOUT ROWID"""
+    )
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; each runs
 # inside one transaction (so use db.execute, not executescript, which commits on its own),
 # with foreign keys off (a rebuilt table's DROP would otherwise cascade to its children).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

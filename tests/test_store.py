@@ -208,6 +208,8 @@ def test_an_old_schema_database_migrates_with_every_row_intact(tmp_path):
         3,
     )
     assert [m.content for m in store.branch(1)] == ["hi", "two"]
+    assert [(m.id, m.depth) for m in store.branch(1)] == [(1, 0), (3, 1)]  # depths filled in
+    assert store.get_message(2).depth == 1 and kept.length == 2
     assert [m.id for m in store.siblings(store.get_message(3))] == [2, 3]
     assert store.get_message(2).meta == {"seed": 7}
     assert store.get_setting("last_session") == 1
@@ -363,3 +365,68 @@ def test_damaged_and_newer_rows_degrade_per_row(tmp_path):
 
     follow = store.add_message(bad.id, Role.USER, "next", parent_id=LEAF)
     assert follow.parent_id == tool.id
+
+
+# --- a long chat: read from the leaf up, as far as asked ---------------------------------
+
+
+def _chain(store, session_id, n, parent=None):
+    ids = []
+    for i in range(n):
+        role = Role.USER if i % 2 == 0 else Role.ASSISTANT
+        parent = store.add_message(session_id, role, f"m{i}", parent_id=parent).id
+        ids.append(parent)
+    return ids
+
+
+def test_branch_tail_reads_only_the_end_of_a_long_branch_and_pages_upwards(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    ids = _chain(store, session.id, 50)
+    assert store.get_session(session.id).length == 50
+    tail = store.branch_tail(session.id, limit=20)
+    assert [m.id for m in tail] == ids[-20:]
+    assert [m.depth for m in tail] == list(range(30, 50))
+    above = store.branch_tail(session.id, tail[0].parent_id, limit=20)
+    assert [m.id for m in above] == ids[10:30]
+    assert [m.id for m in store.branch_tail(session.id, ids[5], limit=100)] == ids[:6]
+    assert store.branch_tail(session.id, limit=0) == []
+    assert store.branch(session.id) == store.branch_tail(session.id, limit=None)
+
+
+def test_versions_of_a_screenful_come_in_one_query(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    root = store.add_message(session.id, Role.USER, "hi")
+    first = store.add_message(session.id, Role.ASSISTANT, "a", parent_id=root.id)
+    second = store.add_message(session.id, Role.ASSISTANT, "b", parent_id=root.id)
+    other_root = store.add_message(session.id, Role.USER, "hello")  # a second version of hi
+    versions = store.versions([root, first, second, other_root])
+    assert versions == {root.id: (1, 2), first.id: (1, 2), second.id: (2, 2), other_root.id: (2, 2)}
+    assert store.versions([]) == {}
+
+
+def test_deepest_leaf_follows_the_newest_child_down(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    ids = _chain(store, session.id, 6)
+    side = store.add_message(session.id, Role.ASSISTANT, "side", parent_id=ids[0])
+    assert store.deepest_leaf(ids[0]) == side.id  # the newest child wins
+    assert store.deepest_leaf(ids[1]) == ids[-1]
+    assert store.deepest_leaf(ids[-1]) == ids[-1]
+
+
+def test_token_counts_are_kept_per_tokenizer_and_forgotten_when_the_text_changes(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    a, b = (store.add_message(session.id, Role.USER, t) for t in ("one", "two"))
+    store.save_token_counts("smol", {a.id: 3, b.id: 4, 999_999: 1})  # a missing id is skipped
+    store.save_token_counts("other", {a.id: 5})
+    assert store.token_counts([a.id, b.id], "smol") == {a.id: 3, b.id: 4}
+    assert store.token_counts([a.id, b.id], "other") == {a.id: 5}
+    store.update_message(b.id, status="complete")  # same text: still counted
+    assert store.token_counts([b.id], "smol") == {b.id: 4}
+    store.update_message(b.id, content="two, longer")
+    assert store.token_counts([a.id, b.id], "smol") == {a.id: 3}
+    store.delete_session(session.id)
+    assert store._db.execute("SELECT COUNT(*) FROM token_counts").fetchone()[0] == 0
