@@ -1,6 +1,9 @@
 """The chat screen: sessions on the left, the transcript, the input, the status line.
 
 The reply flow is `sessions.conversation.Conversation`'s; the screen only shows it.
+The transcript holds the end of the branch, a page of messages (one query for the page and one
+for its version counts), and loads the page above when it is scrolled to the top, so opening a
+10,000-message chat costs what opening a short one does.
 Widgets post messages up. Generation runs in a thread worker that streams into the
 store (flushed as it grows) and posts each piece to the screen, which appends it to
 the reply's Markdown stream.
@@ -30,6 +33,12 @@ from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
+
+
+def page_size(screen_height: int) -> int:
+    """Messages loaded at a time: a message takes three rows at least (header, text, gap), so
+    half the screen's height in messages fills it with a margin."""
+    return max(10, screen_height // 2)
 
 
 @dataclass
@@ -75,6 +84,8 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         self._last_reply: Message | None = None
         self._next_versions = (1, 1)  # the version counter the next streamed reply shows
         self._editing: Message | None = None  # the user message being edited in the input box
+        self._first_shown: Message | None = None  # the top of the transcript's loaded part
+        self._loading_earlier = False
 
     # --- layout --------------------------------------------------------------------------
 
@@ -82,7 +93,8 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         with Horizontal(id="body"):
             yield SessionList(id="sidebar")
             with Vertical(id="main"):
-                yield VerticalScroll(id="transcript")
+                with VerticalScroll(id="transcript"):
+                    yield Static(id="earlier", markup=False)
                 yield ChatInput(id="input")
                 yield Static(id="status", markup=False)
             yield ParamsPanel(GenerationParams(), None, id="params")
@@ -97,6 +109,7 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         elif session_id not in known:
             session_id = known[0] if known else self.workspace.new_session().id
         self.load_session(session_id)
+        self.watch(self.query_one("#transcript"), "scroll_y", self._transcript_scrolled, init=False)
         self.query_one(ChatInput).focus()
         if self.engine is None:
             self.app.push_screen(WelcomeScreen())
@@ -112,9 +125,13 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         self.conversation = Conversation(self.workspace, self.engine, session_id)
         self.workspace.remember_session(session_id)
         transcript = self.query_one("#transcript", VerticalScroll)
-        transcript.remove_children()
-        transcript.mount_all(self._view(m) for m in self.store.branch(session_id))
+        transcript.remove_children(MessageView)
+        page = self.store.branch_tail(session_id, limit=page_size(self.app.size.height))
+        self._first_shown = page[0] if page else None
+        self._show_earlier_count()
+        transcript.mount_all(self._views(page))
         transcript.scroll_end(animate=False)
+        self.call_after_refresh(self._fill_screen)
         transcript.anchor()
         self.query_one(ParamsPanel).load(
             self.params, self.session.settings.get("max_history_rounds")
@@ -130,10 +147,53 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             return message.name
         return "You" if message.role == Role.USER else "Assistant"
 
-    def _view(self, message: Message) -> MessageView:
-        siblings = self.store.siblings(message)
-        index = next(i for i, s in enumerate(siblings) if s.id == message.id) + 1
-        return MessageView(message, speaker=self._speaker(message), versions=(index, len(siblings)))
+    def _views(self, messages: list[Message]) -> list[MessageView]:
+        versions = self.store.versions(messages)
+        return [
+            MessageView(m, speaker=self._speaker(m), versions=versions.get(m.id, (1, 1)))
+            for m in messages
+        ]
+
+    def _show_earlier_count(self) -> None:
+        """The line above the loaded part: how many messages are above it (none: hidden)."""
+        earlier = self._first_shown.depth if self._first_shown else 0
+        line = self.query_one("#earlier", Static)
+        line.display = earlier > 0
+        line.update(f"↑ {earlier:,} earlier message(s): scroll up to load them")
+
+    def _transcript_scrolled(self, scroll_y: float) -> None:
+        if scroll_y <= 0 and self._first_shown and self._first_shown.parent_id is not None:
+            self.load_earlier()
+
+    def _fill_screen(self) -> None:
+        """Short messages may not fill the screen, and then nothing scrolls to load more."""
+        transcript = self.query_one("#transcript", VerticalScroll)
+        if transcript.max_scroll_y <= 0:
+            self._transcript_scrolled(0)
+
+    @work(exclusive=True, group="earlier")
+    async def load_earlier(self) -> None:
+        """Mount the page above the loaded part, keeping what is on screen where it is."""
+        first = self._first_shown
+        if first is None or first.parent_id is None:
+            return
+        limit = page_size(self.app.size.height)
+        page = self.store.branch_tail(self.session.id, first.parent_id, limit=limit)
+        if not page:
+            return
+        transcript = self.query_one("#transcript", VerticalScroll)
+        height = transcript.virtual_size.height
+        self._first_shown = page[0]
+        self._show_earlier_count()
+        await transcript.mount_all(self._views(page), after="#earlier")
+        transcript.release_anchor()
+
+        def keep_place() -> None:
+            grown = transcript.virtual_size.height - height
+            transcript.scroll_to(y=transcript.scroll_y + grown, animate=False)
+            self._fill_screen()
+
+        self.call_after_refresh(keep_place)
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -153,7 +213,7 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         user = self.conversation.say(event.text)
         self.session = self.store.get_session(self.session.id)
         self.query_one(ChatInput).clear()
-        self.query_one("#transcript").mount(self._view(user))
+        self.query_one("#transcript").mount_all(self._views([user]))
         self.refresh_sidebar()
         self.start_reply(user)
 

@@ -7,7 +7,7 @@ A mixin of ChatScreen, kept apart so the screen module stays about streaming tur
 from __future__ import annotations
 
 from engines.base import CosplayError
-from sessions.models import Role
+from sessions.models import Message, Role
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 
@@ -19,10 +19,10 @@ class VersionActions:
     def action_regenerate(self) -> None:
         if self.generating or self.engine is None:
             return
-        branch = self.store.branch(self.session.id)
-        if not branch:
+        tail = self.store.branch_tail(self.session.id, limit=1)
+        if not tail:
             return
-        last = branch[-1]
+        last = tail[-1]
         if last.role == Role.USER:
             self.start_reply(last)
             return
@@ -49,7 +49,7 @@ class VersionActions:
             box.clear()
             self.update_status()
             return
-        users = [m for m in self.store.branch(self.session.id) if m.role == Role.USER]
+        users = [m for m in self.latest_round() if m.role == Role.USER]
         if not users:
             self.notify("Nothing to edit yet: you have not sent a message in this session.")
             return
@@ -64,10 +64,9 @@ class VersionActions:
         message (regenerating and editing keep every version)."""
         if self.generating:
             return
-        branch = self.store.branch(self.session.id)
-        users = [i for i, m in enumerate(branch) if m.role == Role.USER]
-        latest_round = branch[users[-1] :] if users else branch  # no message yet: greetings
-        branched = [m for m in latest_round if len(self.store.siblings(m)) > 1]
+        latest_round = self.latest_round()
+        versions = self.store.versions(latest_round)
+        branched = [m for m in latest_round if versions[m.id][1] > 1]
         if not branched:
             return
         current = branched[-1]
@@ -77,6 +76,20 @@ class VersionActions:
             leaf = self.store.deepest_leaf(siblings[index].id)
             self.store.update_session(self.session.id, leaf_id=leaf)
             self.load_session(self.session.id)
+
+    def latest_round(self) -> list[Message]:
+        """The end of the branch from your last message on (all of it when you have not spoken:
+        greetings), read a page at a time from the leaf."""
+        tail: list[Message] = []
+        leaf = self.session.leaf_id
+        while leaf is not None:
+            page = self.store.branch_tail(self.session.id, leaf, limit=16)
+            tail = page + tail
+            users = [i for i, m in enumerate(tail) if m.role == Role.USER]
+            if users:
+                return tail[users[-1] :]
+            leaf = page[0].parent_id if page else None
+        return tail
 
     def resend_edited(self, text: str) -> None:
         """Send `text` as a new version of the message being edited, and reply to it."""
