@@ -366,6 +366,63 @@ class Store:
                 [(tokenizer, tokens, message_id) for message_id, tokens in counts.items()],
             )
 
+    def delete_message(self, message_id: int) -> int | None:
+        """Delete a message and everything below it (its replies, their versions…). When the
+        session's branch ran through it, the branch moves to the newest version left beside it
+        (down to that version's end), else to its parent. Returns the session's leaf."""
+        message = self.get_message(message_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))  # cascades down
+            leaf = db.execute(
+                "SELECT m.id FROM sessions s JOIN messages m ON m.id = s.leaf_id WHERE s.id = ?",
+                (message.session_id,),
+            ).fetchone()
+            if leaf is not None:  # the branch did not run through it
+                return leaf["id"]
+            sibling = db.execute(
+                "SELECT MAX(id) AS id FROM messages WHERE session_id = ? AND parent_id IS ?",
+                (message.session_id, message.parent_id),
+            ).fetchone()["id"]
+            new_leaf = message.parent_id if sibling is None else self.deepest_leaf(sibling)
+            db.execute(
+                "UPDATE sessions SET leaf_id = ?, updated_at = ? WHERE id = ?",
+                (new_leaf, time.time(), message.session_id),
+            )
+        return new_leaf
+
+    def fork_session(self, message_id: int, title: str) -> Session:
+        """A new session holding a copy of the branch from the root down to `message_id` (its
+        persona and settings too): a chat to take elsewhere, leaving the original as it is."""
+        message = self.get_message(message_id)
+        source = self.get_session(message.session_id)
+        path = self.branch_tail(source.id, message_id)
+        now = time.time()
+        with self._transaction() as db:
+            session_id = db.execute(
+                "INSERT INTO sessions (title, created_at, updated_at, persona, settings)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (title, now, now, source.persona, json.dumps(source.settings, ensure_ascii=False)),
+            ).lastrowid
+            parent = None
+            for depth, m in enumerate(path):
+                parent = db.execute(
+                    "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
+                    " created_at, meta, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        parent,
+                        m.role.value,
+                        m.content,
+                        m.status.value,
+                        m.name,
+                        m.created_at,
+                        json.dumps(m.meta, ensure_ascii=False),
+                        depth,
+                    ),
+                ).lastrowid
+            db.execute("UPDATE sessions SET leaf_id = ? WHERE id = ?", (parent, session_id))
+        return self.get_session(session_id)
+
     def all_messages(self, session_id: int) -> list[Message]:
         rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
         return [_message(r) for r in rows]

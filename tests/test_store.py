@@ -430,3 +430,39 @@ def test_token_counts_are_kept_per_tokenizer_and_forgotten_when_the_text_changes
     assert store.token_counts([a.id, b.id], "smol") == {a.id: 3}
     store.delete_session(session.id)
     assert store._db.execute("SELECT COUNT(*) FROM token_counts").fetchone()[0] == 0
+
+
+def test_deleting_a_message_takes_its_subtree_and_moves_the_branch_beside_it(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    hi = store.add_message(session.id, Role.USER, "hi")
+    first = store.add_message(session.id, Role.ASSISTANT, "one", parent_id=hi.id)
+    below = store.add_message(session.id, Role.USER, "more", parent_id=first.id)
+    second = store.add_message(session.id, Role.ASSISTANT, "two", parent_id=hi.id)
+    third = store.add_message(session.id, Role.ASSISTANT, "three", parent_id=hi.id)
+    store.update_session(session.id, leaf_id=below.id)
+    assert store.delete_message(second.id) == below.id  # not on the branch: it stays
+    assert store.delete_message(first.id) == third.id  # on it: the version beside it
+    assert [m.id for m in store.all_messages(session.id)] == [hi.id, third.id]
+    assert store.delete_message(third.id) == hi.id  # no version left: the parent
+    assert store.delete_message(hi.id) is None
+    assert store.get_session(session.id).leaf_id is None and store.branch(session.id) == []
+
+
+def test_forking_copies_the_branch_down_to_a_message_into_a_new_session(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session("三国", persona="诸葛亮", settings={"params": {"seed": 3}})
+    ids = _chain(store, session.id, 5)
+    store.add_message(
+        session.id, Role.ASSISTANT, "another version", parent_id=ids[0], make_leaf=False
+    )
+    fork = store.fork_session(ids[2], "三国 (branch)")
+    assert (fork.title, fork.persona, fork.settings) == (
+        "三国 (branch)",
+        "诸葛亮",
+        {"params": {"seed": 3}},
+    )
+    copied = store.branch(fork.id)
+    assert [m.content for m in copied] == ["m0", "m1", "m2"] and fork.length == 3
+    assert len(store.all_messages(fork.id)) == 3  # the other version stays behind
+    assert [m.content for m in store.branch(session.id)] == [f"m{i}" for i in range(5)]
