@@ -1,4 +1,5 @@
-"""The engine protocol every backend implements, its parameters and its errors.
+"""The engine protocol every backend implements, its parameters and (from engines/errors.py)
+its errors.
 
 Nothing here imports a heavy library: the TUI and the session layer import this
 module freely, and an engine module is imported only when that engine is chosen.
@@ -11,6 +12,15 @@ from collections.abc import Iterator
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from engines.errors import (  # noqa: F401  re-exported: the errors live in engines/errors.py
+    AdapterError,
+    ContextOverflowError,
+    CosplayError,
+    GenerationError,
+    ModelLoadError,
+    TemplateError,
+)
 
 
 class ChatMessage(TypedDict, total=False):
@@ -59,30 +69,6 @@ class GenerationStats(BaseModel):
         if self.completion_tokens <= 1 or decode_s <= 0:
             return 0.0
         return (self.completion_tokens - 1) / decode_s
-
-
-class CosplayError(Exception):
-    """A problem the user can fix; its message is one sentence naming the thing and the fix."""
-
-
-class ModelLoadError(CosplayError):
-    """The model file or directory is missing, corrupt, or cannot be loaded."""
-
-
-class AdapterError(CosplayError):
-    """A LoRA adapter is missing, unsafe, or does not fit the base model."""
-
-
-class TemplateError(CosplayError):
-    """A chat template is unknown or fails to render."""
-
-
-class ContextOverflowError(CosplayError):
-    """The prompt does not fit in the model's context window."""
-
-
-class GenerationError(CosplayError):
-    """Generation failed inside the engine."""
 
 
 @runtime_checkable

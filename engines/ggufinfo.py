@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import CosplayError, ModelLoadError
+from engines.errors import CosplayError, ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
 # What reading a truncated or damaged file raises, with `gguf.GGUFReader` or our own walk

@@ -3,7 +3,10 @@
 Each command family lives in its own module with a `register(subparsers)`
 function; this module only assembles them and turns user mistakes
 (CosplayError) into one sentence on stderr and exit code 2. Nothing heavy is
-imported here, so `cosplay --help` is fast.
+imported here, nor by a module's `register`: a command whose arguments need
+heavy imports (pydantic models, the engine table) adds them in
+`parser.later(add)`, run only when the command line names that command. So
+`cosplay --help` and `cosplay sessions list` start fast (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ import importlib
 import math
 import os
 import sys
+from collections.abc import Callable
 
-from pydantic import ValidationError
-
-from engines.base import CosplayError
+from engines.errors import CosplayError
 from tui import __version__
 
 # Modules contributing subcommands, each with `register(subparsers)`.
@@ -31,12 +33,26 @@ EXIT_USER_ERROR = 2
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._later: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def later(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call `add(self)` to add this command's arguments once the command is needed."""
+        self._later.append(add)
+
+    def complete(self) -> None:
+        while self._later:
+            self._later.pop(0)(self)
+
     def error(self, message: str) -> None:  # one sentence, exit 2, no usage dump
         sys.stderr.write(f"cosplay: {message}; see `{self.prog} --help`.\n")
         raise SystemExit(EXIT_USER_ERROR)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given `argv`, only the commands it names get their arguments
+    (the others keep just their name and help, all `cosplay --help` shows)."""
     parser = _Parser(
         prog="cosplay",
         description="Roleplay chat with local language models in the terminal.",
@@ -48,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for name, command in subparsers.choices.items():
+        if argv is None or name in argv:
+            command.complete()
     return parser
 
 
 def _log_to_file() -> None:
     """COSPLAY_LOG=FILE: debug log (ours and llama.cpp's) to that file; the TUI owns the screen."""
     import logging
-    import os
 
     path = os.environ.get("COSPLAY_LOG")
     if path:
@@ -154,31 +172,39 @@ def _check_generation(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _log_to_file()
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     try:
         _check_utf8(argv)
         args = parser.parse_args(argv)
         if args.command is None:  # bare `cosplay`: reopen the last model and session
+            parser = build_parser([*argv, "chat"])
             args = parser.parse_args([*argv, "chat"])
         _check_values(parser, args, argv)
         return int(args.func(args) or 0)
     except CosplayError as exc:
         sys.stderr.write(f"cosplay: {exc}\n")
         return EXIT_USER_ERROR
-    except ValidationError as exc:  # a generation parameter out of range
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "value"
-        sys.stderr.write(f"cosplay: invalid {field}: {error['msg']}.\n")
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("cosplay: interrupted.\n")
         return 130
     except BrokenPipeError:  # `cosplay sessions list | head`: the reader left; not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
+    except Exception as exc:
+        if not _is_validation_error(exc):
+            raise
+        error = exc.errors()[0]  # a generation parameter out of range
+        field = ".".join(str(part) for part in error["loc"]) or "value"
+        sys.stderr.write(f"cosplay: invalid {field}: {error['msg']}.\n")
+        return EXIT_USER_ERROR
+
+
+def _is_validation_error(exc: Exception) -> bool:
+    """Whether `exc` is pydantic's ValidationError (not imported here: if pydantic was never
+    imported, nothing raised one)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,24 @@
-"""`cosplay chat` (the TUI) and `cosplay ask` (one reply on stdout)."""
+"""`cosplay chat` (the TUI) and `cosplay ask` (one reply on stdout).
+
+The sessions, the engines and the TUI are imported when a command runs, not when the parser
+is built (tui/cli.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from engines.base import CosplayError, Engine
-from sessions.cards import CharacterCard
-from sessions.conversation import Conversation, ReplyEvents
-from sessions.models import Session
-from sessions.workspace import Workspace
-from tui.cli_model import add_model_arguments, load, model_spec
+from engines.errors import CosplayError
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+    from sessions.cards import CharacterCard
+    from sessions.conversation import Conversation
+    from sessions.models import Session
+    from sessions.workspace import Workspace
 
 
 def persona_card(args: argparse.Namespace, workspace: Workspace) -> CharacterCard | None:
@@ -22,7 +29,9 @@ def persona_card(args: argparse.Namespace, workspace: Workspace) -> CharacterCar
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    from sessions.workspace import Workspace
     from tui.app import make_app
+    from tui.cli_model import load, model_spec
 
     with Workspace(args.home) as workspace:
         persona = persona_card(args, workspace)
@@ -60,6 +69,10 @@ def _continued_session(args: argparse.Namespace, workspace: Workspace) -> Sessio
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    from sessions.conversation import Conversation
+    from sessions.workspace import Workspace
+    from tui.cli_model import load, model_spec
+
     with Workspace(args.home) as workspace:
         persona = persona_card(args, workspace)
         if persona is not None and args.session is not None:
@@ -85,6 +98,8 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace, conversation: Conversation) -> None:
     """Save the text, stream the reply (or each addressed character's) to stdout."""
+    from sessions.conversation import ReplyEvents
+
     params = conversation.params()
     for flag, field in (("max_tokens", "max_new_tokens"), ("seed", "seed")):
         if getattr(args, flag) is not None:
@@ -114,6 +129,14 @@ def _ask(args: argparse.Namespace, conversation: Conversation) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     chat = subparsers.add_parser("chat", help="open the chat TUI (the default command)")
+    chat.later(_chat_arguments)
+    ask = subparsers.add_parser("ask", help="stream one reply to stdout and save both turns")
+    ask.later(_ask_arguments)
+
+
+def _chat_arguments(chat: argparse.ArgumentParser) -> None:
+    from tui.cli_model import add_model_arguments
+
     add_model_arguments(chat)
     chat.add_argument("--session", type=int, help="open this session")
     chat.add_argument("--new", action="store_true", help="start a new session")
@@ -121,7 +144,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat.add_argument("--persona", metavar="NAME", help="start a new session with this persona")
     chat.set_defaults(func=run_chat)
 
-    ask = subparsers.add_parser("ask", help="stream one reply to stdout and save both turns")
+
+def _ask_arguments(ask: argparse.ArgumentParser) -> None:
+    from tui.cli_model import add_model_arguments
+
     add_model_arguments(ask)
     ask.add_argument("--session", type=int, help="continue this session (default: the last one)")
     ask.add_argument("--new", action="store_true", help="start a new session")

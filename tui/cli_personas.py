@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from sessions.personas import Persona, PersonaStore
-from sessions.runtime import training_result
-from sessions.workspace import data_paths
+if TYPE_CHECKING:  # imported when a command runs: the cards are pydantic models
+    from sessions.personas import Persona, PersonaStore
 
 
 def persona_store(args: argparse.Namespace) -> PersonaStore:
+    from sessions.personas import PersonaStore
+    from sessions.workspace import data_paths
+
     return PersonaStore(data_paths(args.home).ensure().personas)
 
 
@@ -61,6 +64,8 @@ def describe(persona: Persona) -> str:
 
 def _training_summary(adapter: str) -> str:
     """'40 steps, train loss 0.0518, eval loss 0.1079' from the adapter's cosplay.json."""
+    from sessions.runtime import training_result
+
     final = training_result(adapter).get("final") or {}
     if not isinstance(final, dict) or not final.get("step"):
         return ""

@@ -7,12 +7,13 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engines.atomic import written_atomically
-from engines.base import CosplayError
-from sessions.models import Message, Session
-from sessions.store import Store
-from sessions.workspace import Workspace
+from engines.errors import CosplayError
+
+if TYPE_CHECKING:
+    from sessions.models import Message, Session
+    from sessions.store import Store
 
 
 def message_record(message: Message) -> dict:
@@ -55,6 +56,8 @@ def to_markdown(store: Store, session: Session) -> str:
 
 def write_export(out: Path, text: str) -> None:
     """Write an export whole or not at all: a full disk leaves an earlier file as it was."""
+    from engines.atomic import written_atomically
+
     if out.is_dir():
         raise CosplayError(f"--out {out} is a directory; give a file name, e.g. {out}/session.md.")
     for parent in out.parents:
@@ -77,6 +80,8 @@ def _stamp(seconds: float) -> str:
 
 
 def run_sessions(args: argparse.Namespace) -> int:
+    from sessions.workspace import Workspace
+
     with Workspace(args.home) as workspace:
         store = workspace.store
         if args.action == "list":

@@ -1,7 +1,8 @@
 """`cosplay train`, `cosplay data extract`, `cosplay export-gguf` and `cosplay train-monitor`.
 
 torch / transformers / peft are imported only when a command runs (inside
-`engines.train.trainer.train`), so `cosplay --help` stays fast.
+`engines.train.trainer.train`), and `train`'s arguments (from the pydantic TrainOptions) are
+added only when the command line names it, so `cosplay --help` stays fast.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engines.base import CosplayError
+from engines.errors import CosplayError
 
 EXIT_INTERRUPTED = 130
 
@@ -178,7 +179,7 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="fine-tune a persona LoRA from dialogue data")
-    add_train_arguments(train)
+    train.later(add_train_arguments)  # from TrainOptions, a pydantic model
     train.set_defaults(func=run_train)
 
     data = subparsers.add_parser("data", help="prepare training data")

@@ -1,0 +1,73 @@
+"""`cosplay --help` and the light commands start without importing a heavy library: building the
+parser imports no pydantic, Textual, llama.cpp, torch or numpy (tui/cli.py's `parser.later`).
+Each check runs in a fresh interpreter and looks at `sys.modules`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["pydantic", "textual", "llama_cpp", "torch", "transformers", "numpy", "jinja2", "gguf"]
+
+CHILD = """
+import json, sys
+from tui.cli import build_parser, main
+argv, run = json.loads(sys.argv[1]), sys.argv[2] == "run"
+try:
+    main(argv) if run else build_parser(argv).parse_args(argv)
+except SystemExit:
+    pass
+print(json.dumps(sorted(name for name in {heavy} if name in sys.modules)))
+"""
+
+
+def heavy_imports(argv: list[str], *, run: bool) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD.format(heavy=HEAVY), json.dumps(argv), "run" if run else ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["sessions", "--help"]])
+def test_help_imports_nothing_heavy(argv):
+    assert heavy_imports(argv, run=True) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sessions", "list"],
+        ["sessions", "export", "3", "--format", "json"],
+        ["personas", "list", "--json"],
+        ["data", "extract", "novel.txt", "--out", "x.jsonl"],
+        ["export-gguf", "adapter", "--base", "base.gguf"],
+    ],
+)
+def test_parsing_a_light_command_imports_nothing_heavy(argv):
+    assert heavy_imports(argv, run=False) == []
+
+
+def test_the_heavy_commands_still_get_their_arguments():
+    from tui.cli import build_parser
+
+    args = build_parser(["ask"]).parse_args(["ask", "--model", "m.gguf", "--threads", "2", "hi"])
+    assert (args.model, args.threads, args.text) == ("m.gguf", 2, "hi")
+    args = build_parser(["train"]).parse_args(["train", "--base", "b", "--data", "d", "--out", "o"])
+    assert args.func.__name__ == "run_train"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sessions/workspace.py imports the personas (pydantic cards) and engines.base at "
+    "module level, and sessions/kvstates.py imports engines.base; remove this mark once they "
+    "import them where used",
+)
+def test_sessions_list_runs_without_pydantic(tmp_path):
+    assert heavy_imports(["--home", str(tmp_path), "sessions", "list"], run=True) == []
