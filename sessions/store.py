@@ -27,8 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from sessions.kvstates import state_path
-from sessions.models import Message, Role, Session, Status
-from sessions.store_schema import StoreError, migrate, store_error
+from sessions.models import Message, Role, SearchHit, Session, Status
+from sessions.store_schema import (
+    SEARCH_TABLE,
+    SEARCHED_ROLES,
+    StoreError,
+    migrate,
+    search_index_ready,
+    store_error,
+)
 
 
 class _Leaf:
@@ -290,6 +297,32 @@ class Store:
             branch.append(_message(row))
         return branch[::-1]
 
+    def branch_below(
+        self, session_id: int, message: Message, limit: int, leaf_id: int | None = None
+    ) -> list[Message]:
+        """The next `limit` messages below `message` on the branch ending at `leaf_id` (the
+        session's leaf): the page under a transcript's loaded part. The walk up from the leaf
+        reads only ids, and stops at `message`'s depth."""
+        if leaf_id is None:
+            leaf_id = self.get_session(session_id).leaf_id
+        if leaf_id is None or limit < 1:
+            return []
+        rows = self._query(
+            """
+            WITH RECURSIVE path(id, parent_id, depth) AS (
+                SELECT id, parent_id, depth FROM messages WHERE id = ? AND session_id = ?
+                UNION ALL
+                SELECT m.id, m.parent_id, m.depth FROM messages m JOIN path ON m.id = path.parent_id
+                WHERE path.depth > ? + 1 AND m.depth < path.depth  -- depth falls: no cycle
+            )
+            SELECT messages.* FROM path JOIN messages ON messages.id = path.id
+            WHERE path.depth > ? AND path.depth <= ? ORDER BY path.depth
+            """,
+            (leaf_id, session_id, message.depth, message.depth, message.depth + limit),
+        )
+        page = [_message(row) for row in rows]
+        return page if page and page[0].parent_id == message.id else []
+
     def versions(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
         """Each message's place among its versions (siblings, oldest first) and their number:
         {id: (index from 1, count)}, in one query."""
@@ -444,6 +477,298 @@ class Store:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, ensure_ascii=False)),
         )
+
+    # --- full-text search ---------------------------------------------------------
+
+    def search(self, query: str, limit: int = 50, session_id: int | None = None) -> list[SearchHit]:
+        """User and assistant messages holding every word of `query` (split at spaces; each a
+        literal substring, case-insensitive for English: no operator or wildcard is special),
+        newest first, each with a one-line snippet around the match. Words of 3+ characters
+        are looked up in the trigram index; shorter ones (曹操, 孔) cannot be, so they filter
+        its hits with LIKE, and a query of short words only scans the messages (so does every
+        query where SQLite has no FTS5)."""
+        words = _search_words(query)
+        if not words or limit < 1:
+            return []
+        long_words = [w for w in words if len(w) >= 3]
+        with self._guard():
+            if long_words and search_index_ready(self._db):
+                short_words = [w for w in words if len(w) < 3]
+                return self._search_index(long_words, short_words, limit, session_id)
+            return self._search_scan(words, limit, session_id)
+
+    def _search_index(
+        self, long_words: list[str], short_words: list[str], limit: int, session_id: int | None
+    ) -> list[SearchHit]:
+        # Each word a quoted phrase ("" for a quote inside): FTS5 syntax stays literal text.
+        phrases = " ".join('"' + word.replace('"', '""') + '"' for word in long_words)
+        filters, args = _search_filters(short_words, session_id)
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                f"SELECT m.id FROM {SEARCH_TABLE} JOIN messages m ON m.id = {SEARCH_TABLE}.rowid"
+                f" WHERE {SEARCH_TABLE} MATCH ?{filters}"
+                " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+                (phrases, *args, limit),
+            )
+        ]
+        if not ids:
+            return []
+        # Snippets for these rows only. `rowid IN (…)` alone would run the MATCH once per id
+        # (50 ids: ~80 ms for common words); a range plus a filter (+) runs it once (~1 ms).
+        rows = self._db.execute(
+            f"""SELECT {_HIT_COLUMNS},
+                snippet({SEARCH_TABLE}, 0, ?, ?, '…', {_SNIPPET_TOKENS}) AS snippet
+            FROM {SEARCH_TABLE} JOIN messages m ON m.id = {SEARCH_TABLE}.rowid
+                LEFT JOIN sessions s ON s.id = m.session_id
+            WHERE {SEARCH_TABLE} MATCH ? AND {SEARCH_TABLE}.rowid BETWEEN ? AND ?
+                AND +{SEARCH_TABLE}.rowid IN ({", ".join("?" * len(ids))})
+            """,
+            (_OPEN, _CLOSE, phrases, min(ids), max(ids), *ids),
+        ).fetchall()
+        found = {row["id"]: row for row in rows}
+        hits = []
+        for message_id in ids:  # newest first, as the first query ordered them
+            if message_id in found:
+                row = found[message_id]
+                text, spans = _marked_snippet(_text(row["snippet"]))
+                spans += _occurrences(text, short_words, 0, len(text))
+                hits.append(_search_hit(row, text, spans))
+        return hits
+
+    def _search_scan(self, words: list[str], limit: int, session_id: int | None) -> list[SearchHit]:
+        filters, args = _search_filters(words, session_id)
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                f"SELECT m.id FROM messages m WHERE m.role IN {SEARCHED_ROLES}{filters}"
+                " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+                (*args, limit),
+            )
+        ]
+        if not ids:
+            return []
+        rows = self._db.execute(
+            f"""SELECT {_HIT_COLUMNS}, m.content
+            FROM messages m LEFT JOIN sessions s ON s.id = m.session_id
+            WHERE m.id IN ({", ".join("?" * len(ids))})""",
+            ids,
+        ).fetchall()
+        found = {row["id"]: row for row in rows}
+        hits = []
+        for message_id in ids:
+            if message_id in found:
+                row = found[message_id]
+                text, spans = _scan_snippet(_text(row["content"]), words)
+                hits.append(_search_hit(row, text, spans))
+        return hits
+
+    # --- whole-tree import and VACUUM (sessions/chat_import.py, `sessions delete --vacuum`) ---
+
+    def insert_tree(
+        self,
+        *,
+        title: str,
+        persona: str = "",
+        settings: dict | None = None,
+        created_at: float | None = None,
+        messages: list[dict[str, Any]],
+        leaf: int | None = None,
+    ) -> Session:
+        """A new session holding a whole message tree, written in ONE transaction: any failure
+        leaves no session and no message behind. Each message is a dict with role, content and
+        optionally status, name, meta, created_at, and `parent`: the index in `messages` of an
+        earlier message (None: a root). `leaf` is the index of the session's leaf (None: the
+        last message)."""
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO sessions (title, created_at, updated_at, persona, settings)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    title,
+                    now if created_at is None else created_at,
+                    now,
+                    persona,
+                    json.dumps(settings or {}, ensure_ascii=False),
+                ),
+            )
+            session_id = cur.lastrowid
+            ids: list[int] = []
+            depths: list[int] = []
+            for index, message in enumerate(messages):
+                parent = message.get("parent")
+                if parent is not None and not (isinstance(parent, int) and 0 <= parent < index):
+                    raise ValueError(f"message {index}: parent {parent!r} is not an earlier one")
+                depth = 0 if parent is None else depths[parent] + 1
+                cur = db.execute(
+                    "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
+                    " created_at, meta, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        None if parent is None else ids[parent],
+                        Role(message["role"]).value,
+                        message["content"],
+                        Status(message.get("status", Status.COMPLETE)).value,
+                        message.get("name", ""),
+                        message.get("created_at", now),
+                        json.dumps(message.get("meta") or {}, ensure_ascii=False),
+                        depth,
+                    ),
+                )
+                ids.append(cur.lastrowid)
+                depths.append(depth)
+            if ids:
+                leaf_id = ids[-1 if leaf is None else leaf]
+                db.execute("UPDATE sessions SET leaf_id = ? WHERE id = ?", (leaf_id, session_id))
+        return self.get_session(session_id)
+
+    def vacuum(self) -> None:
+        """Leave no deleted row recoverable from the files: merge full-text indexes (an FTS5
+        index keeps deleted text until its segments merge), rebuild the database (VACUUM), and
+        empty the write-ahead log, which still holds pages written before the delete."""
+        with self._guard():
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%'"
+            ).fetchall():
+                name = row["name"].replace('"', '""')
+                self._db.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'optimize\')')
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# --- full-text search: the query's words, the LIKE filters, one-line snippets -------------
+
+_HIT_COLUMNS = "m.id, m.session_id, m.role, m.name, m.created_at, m.depth, s.title"
+_SNIPPET_TOKENS = 32  # trigrams: about as many characters of context around the match
+_SNIPPET_CHARS = 36  # the scan's own snippets, to look the same
+_OPEN, _CLOSE = "\ufdd0", "\ufdd1"  # match markers: Unicode noncharacters, never in text
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _search_words(query: str) -> list[str]:
+    """The query's words, split at any space (an ideographic one too), control characters
+    dropped, each once."""
+    words: list[str] = []
+    for word in query.split():
+        word = "".join(c for c in word if not _is_control(c))
+        if word and word not in words:
+            words.append(word)
+    return words
+
+
+def _is_control(char: str) -> bool:
+    return char < " " or "\x7f" <= char <= "\x9f" or char in (_OPEN, _CLOSE)
+
+
+def _search_filters(words: list[str], session_id: int | None) -> tuple[str, list[Any]]:
+    """SQL conditions on `m`: each word a LIKE substring (% _ \\ escaped; ASCII letters
+    match either case, as the trigram index does), and the session if one is given."""
+    filters, args = "", []
+    for word in words:
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        filters += " AND m.content LIKE ? ESCAPE '\\'"
+        args.append(f"%{escaped}%")
+    if session_id is not None:
+        filters += " AND m.session_id = ?"
+        args.append(session_id)
+    return filters, args
+
+
+def _marked_snippet(snippet: str) -> tuple[str, list[tuple[int, int]]]:
+    """FTS5's snippet with its match markers taken out, as text and spans."""
+    text, spans, start = [], [], None
+    for char in snippet:
+        if char == _OPEN:
+            start = len(text)
+        elif char == _CLOSE:
+            if start is not None and start < len(text):
+                spans.append((start, len(text)))
+            start = None
+        else:
+            text.append(char)
+    return "".join(text), spans
+
+
+def _occurrences(text: str, words: list[str], begin: int, end: int) -> list[tuple[int, int]]:
+    """Where the words occur in text[begin:end] (ASCII letters in either case)."""
+    folded = text.translate(_ASCII_FOLD)
+    spans = []
+    for word in words:
+        word = word.translate(_ASCII_FOLD)
+        at = folded.find(word, begin, end)
+        while at >= 0:
+            spans.append((at, at + len(word)))
+            at = folded.find(word, at + 1, end)
+    return spans
+
+
+def _scan_snippet(content: str, words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """About _SNIPPET_CHARS characters of `content` centred on the first match of a word."""
+    folded = content.translate(_ASCII_FOLD)
+    first, length = 0, 0
+    for word in words:
+        at = folded.find(word.translate(_ASCII_FOLD))
+        if at >= 0 and (length == 0 or at < first):
+            first, length = at, len(word)
+    begin = max(0, first - max(0, _SNIPPET_CHARS - length) // 2)
+    end = min(len(content), max(begin + _SNIPPET_CHARS, first + length))
+    begin = max(0, min(begin, end - _SNIPPET_CHARS))
+    spans = _occurrences(content, words, begin, end)
+    prefix = "…" if begin > 0 else ""
+    text = prefix + content[begin:end] + ("…" if end < len(content) else "")
+    shift = len(prefix) - begin
+    return text, [(start + shift, stop + shift) for start, stop in spans]
+
+
+def _one_line(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The snippet on one line (each run of spaces, line breaks and control characters one
+    space, none at the ends) and its match spans, merged and moved to match."""
+    out: list[str] = []
+    place: list[int] = []  # place[i]: where text[i] went in out
+    for char in text:
+        if char.isspace() or _is_control(char):
+            if not out or out[-1] != " ":
+                out.append(" ")
+        else:
+            out.append(char)
+        place.append(len(out) - 1)
+    place.append(len(out))
+    lead = 1 if out[:1] == [" "] else 0
+    line = "".join(out).strip(" ")
+    moved = []
+    for start, stop in sorted(spans):
+        if not 0 <= start < stop <= len(text):
+            continue
+        start = min(max(place[start] - lead, 0), len(line))
+        stop = min(max(place[stop - 1] + 1 - lead, 0), len(line))
+        if start >= stop:
+            continue
+        if moved and start <= moved[-1][1]:
+            moved[-1] = (moved[-1][0], max(moved[-1][1], stop))
+        else:
+            moved.append((start, stop))
+    return line, tuple(moved)
+
+
+def _search_hit(row: sqlite3.Row, text: str, spans: list[tuple[int, int]]) -> SearchHit:
+    try:
+        role = Role(row["role"])
+    except ValueError:
+        role = Role.ASSISTANT
+    line, highlights = _one_line(text, spans)
+    return SearchHit(
+        message_id=row["id"],
+        session_id=row["session_id"],
+        session_title=_text(row["title"]),
+        role=role,
+        name=_text(row["name"]),
+        snippet=line,
+        created_at=_number(row["created_at"]),
+        depth=row["depth"] if isinstance(row["depth"], int) else 0,
+        highlights=highlights,
+    )
 
 
 # A session row with its leaf checked: a leaf that is gone, or that belongs to another

@@ -466,3 +466,15 @@ def test_forking_copies_the_branch_down_to_a_message_into_a_new_session(tmp_path
     assert [m.content for m in copied] == ["m0", "m1", "m2"] and fork.length == 3
     assert len(store.all_messages(fork.id)) == 3  # the other version stays behind
     assert [m.content for m in store.branch(session.id)] == [f"m{i}" for i in range(5)]
+
+
+def test_branch_below_pages_down_towards_the_leaf(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    ids = _chain(store, session.id, 30)
+    m5 = store.get_message(ids[5])
+    assert [m.id for m in store.branch_below(session.id, m5, 4)] == ids[6:10]
+    assert [m.id for m in store.branch_below(session.id, m5, 100)] == ids[6:]
+    assert store.branch_below(session.id, store.get_message(ids[-1]), 5) == []
+    side = store.add_message(session.id, Role.ASSISTANT, "side", parent_id=ids[0], make_leaf=False)
+    assert store.branch_below(session.id, side, 5) == []  # not on the current branch

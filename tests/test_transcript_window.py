@@ -5,8 +5,8 @@ from sessions.models import Role
 from sessions.store import Store
 from tests.conftest import wait_until
 from tui.app import make_app
-from tui.chat_screen import page_size
 from tui.widgets.message_view import MessageView
+from tui.widgets.transcript import page_size
 
 
 def long_session(store: Store, n: int, text: str = "第{i}句：曹操说了一些话。\n\n" * 3) -> int:
@@ -47,7 +47,7 @@ async def test_a_long_chat_mounts_its_end_and_loads_earlier_pages_in_place(tmp_p
 
 
 async def test_pages_that_do_not_fill_the_screen_load_more_until_they_do(tmp_path, monkeypatch):
-    monkeypatch.setattr("tui.chat_screen.page_size", lambda height: 3)
+    monkeypatch.setattr("tui.widgets.transcript.page_size", lambda height: 3)
     store = Store(tmp_path / "c.db")
     session_id = long_session(store, 200, text="{i}")
     app = make_app(store=store, engine=FakeEngine([]), session_id=session_id)

@@ -1,9 +1,7 @@
 """The chat screen: sessions on the left, the transcript, the input, the status line.
 
 The reply flow is `sessions.conversation.Conversation`'s; the screen only shows it.
-The transcript holds the end of the branch, a page of messages (one query for the page and one
-for its version counts), and loads the page above when it is scrolled to the top, so opening a
-10,000-message chat costs what opening a short one does.
+The transcript (tui/widgets/transcript.py) loads the branch a page at a time.
 Widgets post messages up. Generation runs in a thread worker that streams into the
 store (flushed as it grows) and posts each piece to the screen, which appends it to
 the reply's Markdown stream.
@@ -15,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from textual import work
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message as TextualMessage
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -33,12 +31,7 @@ from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
-
-
-def page_size(screen_height: int) -> int:
-    """Messages loaded at a time: a message takes three rows at least (header, text, gap), so
-    half the screen's height in messages fills it with a margin."""
-    return max(10, screen_height // 2)
+from tui.widgets.transcript import Transcript
 
 
 @dataclass
@@ -84,8 +77,6 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         self._last_reply: Message | None = None
         self._next_versions = (1, 1)  # the version counter the next streamed reply shows
         self._editing: Message | None = None  # the user message being edited in the input box
-        self._first_shown: Message | None = None  # the top of the transcript's loaded part
-        self._loading_earlier = False
 
     # --- layout --------------------------------------------------------------------------
 
@@ -93,8 +84,7 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         with Horizontal(id="body"):
             yield SessionList(id="sidebar")
             with Vertical(id="main"):
-                with VerticalScroll(id="transcript"):
-                    yield Static(id="earlier", markup=False)
+                yield Transcript(self.store, self._speaker, id="transcript")
                 yield ChatInput(id="input")
                 yield Static(id="status", markup=False)
             yield ParamsPanel(GenerationParams(), None, id="params")
@@ -109,7 +99,6 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         elif session_id not in known:
             session_id = known[0] if known else self.workspace.new_session().id
         self.load_session(session_id)
-        self.watch(self.query_one("#transcript"), "scroll_y", self._transcript_scrolled, init=False)
         self.query_one(ChatInput).focus()
         if self.engine is None:
             self.app.push_screen(WelcomeScreen())
@@ -120,19 +109,21 @@ class ChatScreen(SessionActions, VersionActions, Screen):
     def params(self) -> GenerationParams:
         return self.conversation.params()
 
-    def load_session(self, session_id: int) -> None:
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one(Transcript)
+
+    def load_session(self, session_id: int, show: int | None = None) -> None:
+        """Open a session at the end of its branch, or around message `show` (focused)."""
         self.session = self.store.get_session(session_id)
         self.conversation = Conversation(self.workspace, self.engine, session_id)
         self.workspace.remember_session(session_id)
-        transcript = self.query_one("#transcript", VerticalScroll)
-        transcript.remove_children(MessageView)
-        page = self.store.branch_tail(session_id, limit=page_size(self.app.size.height))
-        self._first_shown = page[0] if page else None
-        self._show_earlier_count()
-        transcript.mount_all(self._views(page))
-        transcript.scroll_end(animate=False)
-        self.call_after_refresh(self._fill_screen)
-        transcript.anchor()
+        if show is None:
+            self.transcript.show_end(session_id)
+        else:
+            view = self.transcript.show_around(session_id, show)
+            if view is not None:
+                self.call_after_refresh(view.focus, scroll_visible=False)
         self.query_one(ParamsPanel).load(
             self.params, self.session.settings.get("max_history_rounds")
         )
@@ -146,54 +137,6 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         if message.name:
             return message.name
         return "You" if message.role == Role.USER else "Assistant"
-
-    def _views(self, messages: list[Message]) -> list[MessageView]:
-        versions = self.store.versions(messages)
-        return [
-            MessageView(m, speaker=self._speaker(m), versions=versions.get(m.id, (1, 1)))
-            for m in messages
-        ]
-
-    def _show_earlier_count(self) -> None:
-        """The line above the loaded part: how many messages are above it (none: hidden)."""
-        earlier = self._first_shown.depth if self._first_shown else 0
-        line = self.query_one("#earlier", Static)
-        line.display = earlier > 0
-        line.update(f"↑ {earlier:,} earlier message(s): scroll up to load them")
-
-    def _transcript_scrolled(self, scroll_y: float) -> None:
-        if scroll_y <= 0 and self._first_shown and self._first_shown.parent_id is not None:
-            self.load_earlier()
-
-    def _fill_screen(self) -> None:
-        """Short messages may not fill the screen, and then nothing scrolls to load more."""
-        transcript = self.query_one("#transcript", VerticalScroll)
-        if transcript.max_scroll_y <= 0:
-            self._transcript_scrolled(0)
-
-    @work(exclusive=True, group="earlier")
-    async def load_earlier(self) -> None:
-        """Mount the page above the loaded part, keeping what is on screen where it is."""
-        first = self._first_shown
-        if first is None or first.parent_id is None:
-            return
-        limit = page_size(self.app.size.height)
-        page = self.store.branch_tail(self.session.id, first.parent_id, limit=limit)
-        if not page:
-            return
-        transcript = self.query_one("#transcript", VerticalScroll)
-        height = transcript.virtual_size.height
-        self._first_shown = page[0]
-        self._show_earlier_count()
-        await transcript.mount_all(self._views(page), after="#earlier")
-        transcript.release_anchor()
-
-        def keep_place() -> None:
-            grown = transcript.virtual_size.height - height
-            transcript.scroll_to(y=transcript.scroll_y + grown, animate=False)
-            self._fill_screen()
-
-        self.call_after_refresh(keep_place)
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -210,10 +153,12 @@ class ChatScreen(SessionActions, VersionActions, Screen):
         if self._editing is not None:
             self.resend_edited(event.text)
             return
+        if not self.transcript.reaches_end:  # looking at earlier messages: back to the end
+            self.transcript.show_end(self.session.id)
         user = self.conversation.say(event.text)
         self.session = self.store.get_session(self.session.id)
         self.query_one(ChatInput).clear()
-        self.query_one("#transcript").mount_all(self._views([user]))
+        self.transcript.append(self.transcript.make_views([user])[0])
         self.refresh_sidebar()
         self.start_reply(user)
 
@@ -287,9 +232,7 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             placeholder, speaker=event.speaker, versions=self._next_versions
         )
         self._next_versions = (1, 1)
-        transcript = self.query_one("#transcript", VerticalScroll)
-        await transcript.mount(self._streaming)
-        transcript.anchor()
+        await self.transcript.append(self._streaming)
 
     async def on_reply_piece(self, event: ReplyPiece) -> None:
         if self._streaming is not None:
