@@ -46,3 +46,19 @@ class Session:
     persona: str = ""  # persona name ('' = the plain assistant); group scenes list several
     settings: dict[str, Any] = field(default_factory=dict)  # generation params, history rounds…
     length: int = 0  # messages on the current branch (root to leaf)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A message found by `Store.search`: where it is (open its session on the branch through
+    it: `store.deepest_leaf(message_id)`) and one line of its text around the match."""
+
+    message_id: int
+    session_id: int
+    session_title: str
+    role: Role
+    name: str  # the speaker ('' for a plain user or assistant message)
+    snippet: str  # plain text on one line, '…' where cut; show it as text, never as markup
+    created_at: float
+    depth: int  # messages above it on its branch
+    highlights: tuple[tuple[int, int], ...] = ()  # [start, end) of the matches in snippet

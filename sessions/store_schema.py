@@ -4,6 +4,7 @@ sentence each: only a truly damaged file is called unreadable)."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -113,10 +114,126 @@ def _migrate_3(db: sqlite3.Connection) -> None:
     )
 
 
+# --- full-text search (schema 4) ---------------------------------------------------
+# An FTS5 index of user and assistant messages' text with the trigram tokenizer (any run of
+# 3+ characters matches, Chinese included, case-insensitively). External content: the index
+# keeps only the trigrams and reads the text (for snippets) from messages, so nothing is
+# stored twice. Triggers keep it in step; a streaming flush re-indexes its reply (about a
+# millisecond for a few thousand characters). Without FTS5 or trigram (SQLite < 3.34) there
+# is no index and search scans with LIKE. The index is trusted only while all three
+# triggers exist: a Cosplay on such an SQLite drops them (else every write would fail with
+# "no such module"), and the next one that has FTS5 rebuilds the index from scratch.
+SEARCH_TABLE = "messages_fts"
+SEARCH_TRIGGERS = ("messages_fts_insert", "messages_fts_delete", "messages_fts_update")
+SEARCHED_ROLES = "('user', 'assistant')"
+
+
+@functools.cache
+def fts_available() -> bool:
+    """Whether this process's SQLite has FTS5 with the trigram tokenizer."""
+    try:
+        probe = sqlite3.connect(":memory:")
+    except sqlite3.Error:
+        return False
+    try:
+        probe.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        probe.close()
+
+
+def search_index_ready(db: sqlite3.Connection) -> bool:
+    """Whether search may use the FTS index: FTS5 is here and the triggers keep it in step."""
+    return fts_available() and _search_triggers(db) == set(SEARCH_TRIGGERS)
+
+
+def _search_triggers(db: sqlite3.Connection) -> set[str]:
+    marks = ", ".join("?" * len(SEARCH_TRIGGERS))
+    rows = db.execute(
+        f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})",
+        SEARCH_TRIGGERS,
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _build_search_index(db: sqlite3.Connection) -> None:
+    """(Re)create the index from the messages as they are, and its triggers."""
+    for name in SEARCH_TRIGGERS:
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    db.execute(f"DROP TABLE IF EXISTS {SEARCH_TABLE}")
+    for statement in (
+        f"""CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5(
+            content, content='messages', content_rowid='id', tokenize='trigram'
+        )""",
+        f"""INSERT INTO {SEARCH_TABLE} (rowid, content)
+            SELECT id, content FROM messages WHERE role IN {SEARCHED_ROLES}""",
+        # An external-content index forgets a row by being told the exact values it indexed:
+        # old.* is that, as long as these triggers have always been there (see above).
+        f"""CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+            WHEN new.role IN {SEARCHED_ROLES} BEGIN
+                INSERT INTO {SEARCH_TABLE} (rowid, content) VALUES (new.id, new.content);
+            END""",
+        f"""CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+            WHEN old.role IN {SEARCHED_ROLES} BEGIN
+                INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, content)
+                    VALUES ('delete', old.id, old.content);
+            END""",
+        # Only a change of text (or role, or id) re-indexes: a status or meta update is free.
+        f"""CREATE TRIGGER messages_fts_update AFTER UPDATE OF id, role, content ON messages
+            WHEN old.content IS NOT new.content OR old.role IS NOT new.role
+                OR old.id IS NOT new.id BEGIN
+                INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, content)
+                    SELECT 'delete', old.id, old.content WHERE old.role IN {SEARCHED_ROLES};
+                INSERT INTO {SEARCH_TABLE} (rowid, content)
+                    SELECT new.id, new.content WHERE new.role IN {SEARCHED_ROLES};
+            END""",
+    ):
+        db.execute(statement)
+
+
+def _migrate_4(db: sqlite3.Connection) -> None:
+    """The full-text search index, filled from the existing messages. Without FTS5 the
+    version still moves on (search scans instead); sync_search_index builds the index
+    whenever a Cosplay with FTS5 opens the file."""
+    if fts_available():
+        _build_search_index(db)
+
+
+def sync_search_index(db: sqlite3.Connection) -> None:
+    """Run at every open, after the migrations: with FTS5, (re)build an index whose triggers
+    are missing (written meanwhile by a Cosplay without FTS5); without it, drop the
+    triggers, which would make every write fail. One cheap query when all is in order."""
+    if db.execute("PRAGMA user_version").fetchone()[0] < 4:
+        return
+    wanted = set(SEARCH_TRIGGERS) if fts_available() else set()
+    if _search_triggers(db) == wanted:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _search_triggers(db) != wanted:  # another process may have done it meanwhile
+            if wanted:
+                _build_search_index(db)
+            else:
+                for name in SEARCH_TRIGGERS:
+                    db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; each runs
 # inside one transaction (so use db.execute, not executescript, which commits on its own),
 # with foreign keys off (a rebuilt table's DROP would otherwise cascade to its children).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -128,6 +245,7 @@ def migrate(db: sqlite3.Connection) -> None:
             "upgrade Cosplay to open it."
         )
     if version == SCHEMA_VERSION:
+        sync_search_index(db)
         return
     db.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
     try:
@@ -146,6 +264,7 @@ def migrate(db: sqlite3.Connection) -> None:
                 raise
     finally:
         db.execute("PRAGMA foreign_keys=ON")
+    sync_search_index(db)
 
 
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
