@@ -1,10 +1,21 @@
 """Build the prompt for one turn so that it fits the context window.
 
 Order of sacrifice: example dialogues go first (block by block, last block
-first), then the oldest history rounds — dropped in blocks of several rounds,
-so the start of the prompt stays the same for several turns and the engine's
-KV cache keeps hitting. The persona/system text and the current round are
-never dropped; if they alone do not fit, that is a ContextOverflowError.
+first), then the oldest history rounds — dropped in blocks, so the start of the
+prompt stays the same for several turns and the engine's KV cache keeps
+hitting. The persona/system text and the current round are never dropped; if
+they alone do not fit, that is a ContextOverflowError.
+
+Planning never reads more history than the window can hold. The history is read
+from the newest message back, a page at a time (a `Window`), each message with an
+estimate of what it adds to the prompt (`TokenEstimate`; the caller keeps them per
+message, so a long chat is counted once, not on every turn). The estimates choose
+the cut; the assembled prompt is then counted exactly, once, and again only when
+it does not fit (or when the count shows that more fits than estimated). A round
+starts at each message the speaker sees as the user's; the cut is at such a
+message, moved forward to the first one past a multiple of BLOCK_MESSAGES in the
+branch (`depth`: messages above it), so it stays put for about DROP_BLOCK turns
+however much of the chat was read.
 """
 
 from __future__ import annotations
@@ -13,26 +24,38 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engines.base import ChatMessage, ContextOverflowError
+from engines.base import ChatMessage, ContextOverflowError, CosplayError
 
 # Rounds dropped together when history overflows: the prompt prefix then changes
 # only once every DROP_BLOCK turns instead of on every turn.
 DROP_BLOCK = 4
+# The same block measured in messages (a round is a message and its reply): the cut is
+# anchored on multiples of it in the branch, which a window knows without reading the start.
+BLOCK_MESSAGES = 2 * DROP_BLOCK
+FIRST_PAGE = 32  # messages read first; later pages are sized from what is still missing
+MAX_PAGE = 2048
+
+Count = Callable[[list[ChatMessage]], int]
 
 
 @dataclass
 class PromptPlan:
     messages: list[ChatMessage]
-    prompt_tokens: int
-    dropped_rounds: int = 0  # history rounds left out (by the budget or by max_rounds)
+    prompt_tokens: int  # the engine's exact count of `messages`
+    # History rounds left out (by the budget or by max_rounds); None where the planner did not
+    # read that far back (a long chat): then `dropped_messages` says how much was left out.
+    dropped_rounds: int | None = 0
     dropped_examples: int = 0  # example-dialogue blocks left out
     notes: list[str] = field(default_factory=list)
+    dropped_messages: int = 0  # messages of the branch above the first one kept
 
     @property
     def summary(self) -> str:
         parts = []
         if self.dropped_rounds:
             parts.append(f"{self.dropped_rounds} earlier round(s) left out")
+        elif self.dropped_rounds is None and self.dropped_messages:
+            parts.append(f"{self.dropped_messages} earlier message(s) left out")
         if self.dropped_examples:
             parts.append(f"{self.dropped_examples} example dialogue(s) left out")
         return ", ".join(parts)
@@ -49,11 +72,151 @@ def split_rounds(history: list[ChatMessage]) -> list[list[ChatMessage]]:
     return rounds
 
 
+# --- what one message costs ---------------------------------------------------------------
+
+# Openings a message is counted after, by its role: a user turn before an assistant line and
+# a full exchange before a user line, so templates that insist on alternating roles render,
+# templates that fold the system text into the first user turn have none to fold, and a
+# default system message that a template adds (SmolLM2's ChatML) is in both counts.
+_DOT = "."
+_BEFORE_ASSISTANT: list[ChatMessage] = [{"role": "user", "content": _DOT}]
+_BEFORE_USER: list[ChatMessage] = [*_BEFORE_ASSISTANT, {"role": "assistant", "content": _DOT}]
+
+
+class TokenEstimate:
+    """What one history message adds to a prompt, in tokens: the engine's count of an opening
+    plus the message, minus its count of the opening alone. Exact for templates that render
+    each message on its own (ChatML and most); an estimate elsewhere. A template that cannot
+    render the pair gets a rough size instead — the exact count of the whole prompt decides."""
+
+    def __init__(self, count_tokens: Count):
+        self._count = count_tokens
+        self._bases: dict[str, int | None] = {}
+        self.counted = 0  # messages counted with the engine (for tests and benchmarks)
+
+    def __call__(self, message: ChatMessage) -> int:
+        role = message.get("role", "user")
+        opening = _BEFORE_ASSISTANT if role == "assistant" else _BEFORE_USER
+        self.counted += 1
+        try:
+            if role not in self._bases:
+                self._bases[role] = self._count(opening)
+            base = self._bases[role]
+            if base is not None:
+                return max(1, self._count([*opening, message]) - base)
+        except CosplayError:
+            self._bases[role] = None
+        return rough_tokens(message)
+
+
+def rough_tokens(message: ChatMessage) -> int:
+    """A size for a message no template rendered: about 3 bytes a token, plus its framing."""
+    return len(message.get("content", "").encode("utf-8")) // 3 + 4
+
+
+# --- the history, read from the newest message back ------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One history message as the prompt gets it (before the speaker's view), where it stands
+    in its branch (`depth`: messages above it), what it is estimated to add to the prompt
+    (None: not counted yet) and, for a stored message, its id."""
+
+    message: ChatMessage
+    depth: int
+    tokens: int | None = None
+    id: int | None = None
+
+
+# read(limit) → the next `limit` branch messages above those read (fewer entries where some
+# are left out of prompts), root side first, and whether the root has been read.
+Reader = Callable[[int], tuple[list[Entry], bool]]
+
+
+class Window:
+    """The end of the history, read backwards as far as planning asks. A message is estimated
+    (`estimate(message)`) only when planning reaches it; `counted` keeps those estimates of
+    stored messages ({id: tokens}) for the caller to save."""
+
+    def __init__(
+        self,
+        read: Reader,
+        estimate: Callable[[ChatMessage], int],
+        unread: Callable[[], list[ChatMessage]] | None = None,
+    ):
+        self.entries: list[Entry] = []  # root side first
+        self.complete = False  # the root has been read: `entries` is the whole history
+        self.counted: dict[int, int] = {}
+        # The messages above those read, where the caller holds them anyway (a history in
+        # memory): then left-out rounds are counted exactly however little was read.
+        self.unread = unread
+        self._read = read
+        self._estimate = estimate
+        self._sums = [0]  # _sums[k]: the estimated tokens of the last k entries
+
+    def extend(self, limit: int) -> None:
+        """Read up to `limit` more messages, above those read so far."""
+        if not self.complete:
+            older, self.complete = self._read(max(1, limit))
+            self.entries[:0] = older
+
+    def recent(self, count: int) -> list[ChatMessage]:
+        """The last `count` history messages (fewer in a shorter history)."""
+        while len(self.entries) < count and not self.complete:
+            self.extend(max(count - len(self.entries), FIRST_PAGE))
+        return [entry.message for entry in self.entries[-count:]] if count > 0 else []
+
+    def tokens_from(self, index: int) -> int:
+        """The estimated tokens of the entries from `index` to the end."""
+        need = len(self.entries) - index
+        while len(self._sums) <= need:
+            self._count_next()
+        return self._sums[need]
+
+    def fits(self, index: int, allowance: float) -> bool:
+        """Whether the entries from `index` on are estimated at `allowance` tokens or fewer,
+        counting (from the end) only as many as it takes to tell."""
+        need = len(self.entries) - index
+        while len(self._sums) <= need and self._sums[-1] <= allowance:
+            self._count_next()
+        return len(self._sums) > need and self._sums[need] <= allowance
+
+    def average(self) -> float:
+        """Estimated tokens per message, over those counted (a guess before any)."""
+        return self._sums[-1] / (len(self._sums) - 1) if len(self._sums) > 1 else 64.0
+
+    def _count_next(self) -> None:
+        entry = self.entries[-len(self._sums)]
+        if entry.tokens is None:
+            entry.tokens = self._estimate(entry.message)
+            if entry.id is not None:
+                self.counted[entry.id] = entry.tokens
+        self._sums.append(self._sums[-1] + entry.tokens)
+
+
+def list_window(history: list[ChatMessage], count_tokens: Count) -> Window:
+    """A window over a history held in memory (its position is its depth)."""
+    end = len(history)
+
+    def read(limit: int) -> tuple[list[Entry], bool]:
+        nonlocal end
+        start = max(0, end - limit)
+        page = [Entry(m, depth) for depth, m in enumerate(history[start:end], start)]
+        end = start
+        return page, start == 0
+
+    return Window(read, TokenEstimate(count_tokens), unread=lambda: history[:end])
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
 def build_prompt(
     *,
     system: str,
     history: list[ChatMessage],
-    count_tokens: Callable[[list[ChatMessage]], int],
+    count_tokens: Count,
     budget: int,
     max_rounds: int | None = None,
     examples: list[list[ChatMessage]] | None = None,
@@ -64,50 +227,177 @@ def build_prompt(
     `history` ends with the turn being answered. `max_rounds` keeps at most that many
     earlier rounds besides the current one (the seed chat server's "max history rounds").
     """
-    examples = list(examples or [])
-    rounds = split_rounds(history)
-    dropped = 0
-    if max_rounds is not None and len(rounds) - 1 > max_rounds:
-        dropped = len(rounds) - 1 - max_rounds
-
-    def assemble(n_examples: int, n_dropped: int) -> list[ChatMessage]:
-        head: list[ChatMessage] = [{"role": "system", "content": system}] if system else []
-        for block in examples[:n_examples]:
-            head.extend(block)
-        body = [m for r in rounds[n_dropped:] for m in r]
-        tail: list[ChatMessage] = (
-            [{"role": "system", "content": post_history}] if post_history else []
-        )
-        return head + body + tail
-
-    n_examples = len(examples)
-    tokens = count_tokens(assemble(n_examples, dropped))
-    while tokens > budget and n_examples > 0:
-        n_examples -= 1
-        tokens = count_tokens(assemble(n_examples, dropped))
-
-    if tokens > budget:
-        # Smallest number of extra rounds to drop (binary search: cost falls as we drop),
-        # then rounded up to a whole block so the prefix stays put for a while.
-        low, high = dropped + 1, len(rounds) - 1
-        if low > high or count_tokens(assemble(0, high)) > budget:
-            raise ContextOverflowError(
-                f"The persona and your message take {count_tokens(assemble(0, len(rounds) - 1))} "
-                f"tokens, more than the {budget} this context allows; shorten the message, "
-                "lower max new tokens, or load the model with a larger context (--n-ctx)."
-            )
-        while low < high:
-            middle = (low + high) // 2
-            if count_tokens(assemble(0, middle)) <= budget:
-                high = middle
-            else:
-                low = middle + 1
-        dropped = min(math.ceil(low / DROP_BLOCK) * DROP_BLOCK, len(rounds) - 1)
-        tokens = count_tokens(assemble(0, dropped))
-
-    return PromptPlan(
-        messages=assemble(n_examples, dropped),
-        prompt_tokens=tokens,
-        dropped_rounds=dropped,
-        dropped_examples=len(examples) - n_examples,
+    return plan_window(
+        list_window(history, count_tokens),
+        system=system,
+        count_tokens=count_tokens,
+        budget=budget,
+        max_rounds=max_rounds,
+        examples=examples,
+        post_history=post_history,
     )
+
+
+def plan_window(
+    window: Window,
+    *,
+    system: str,
+    count_tokens: Count,
+    budget: int,
+    max_rounds: int | None = None,
+    examples: list[list[ChatMessage]] | None = None,
+    post_history: str = "",
+    view: Callable[[list[ChatMessage]], list[ChatMessage]] | None = None,
+    starts_round: Callable[[ChatMessage], bool] | None = None,
+) -> PromptPlan:
+    """`build_prompt` over a window that reads the history back only as far as it must.
+
+    `view` turns the kept history into prompt messages (the speaker's view of a scene; default:
+    as they are); `starts_round(message)` says where a round starts (default: a user message).
+    """
+    return _Planner(
+        window,
+        system=system,
+        count_tokens=count_tokens,
+        budget=budget,
+        max_rounds=max_rounds,
+        examples=list(examples or []),
+        post_history=post_history,
+        view=view or list,
+        starts_round=starts_round or (lambda message: message.get("role") == "user"),
+    ).plan()
+
+
+@dataclass
+class _Planner:
+    window: Window
+    system: str
+    count_tokens: Count
+    budget: int
+    max_rounds: int | None
+    examples: list[list[ChatMessage]]
+    post_history: str
+    view: Callable[[list[ChatMessage]], list[ChatMessage]]
+    starts_round: Callable[[ChatMessage], bool]
+
+    def assemble(self, n_examples: int, history: list[Entry]) -> list[ChatMessage]:
+        head: list[ChatMessage] = (
+            [{"role": "system", "content": self.system}] if self.system else []
+        )
+        for block in self.examples[:n_examples]:
+            head.extend(block)
+        tail: list[ChatMessage] = (
+            [{"role": "system", "content": self.post_history}] if self.post_history else []
+        )
+        return head + self.view([entry.message for entry in history]) + tail
+
+    def starts(self) -> list[int]:
+        """Indexes of the entries read that start a round."""
+        return [i for i, e in enumerate(self.window.entries) if self.starts_round(e.message)]
+
+    def first_considered(self, starts: list[int]) -> int | None:
+        """Where the history that may be kept begins: the root, or the oldest round that
+        max_rounds allows; None while neither has been read."""
+        if self.max_rounds is not None and len(starts) > self.max_rounds:
+            return starts[-(self.max_rounds + 1)]
+        return 0 if self.window.complete else None
+
+    def next_page(self, missing_tokens: float) -> int:
+        average = max(1.0, self.window.average())
+        return max(8, min(MAX_PAGE, int(missing_tokens / average * 1.25) + 8))
+
+    def plan(self) -> PromptPlan:
+        window = self.window
+        # The current round (from the last round start) is always kept: read up to it.
+        while not window.complete and not self.starts():
+            window.extend(max(FIRST_PAGE, len(window.entries)))
+        starts = self.starts()
+        current = starts[-1] if starts else 0
+        kept_always = window.entries[current:]
+        base = self.count_tokens(self.assemble(0, kept_always))
+        if base > self.budget:
+            raise ContextOverflowError(
+                f"The persona and your message take {base} tokens, more than the {self.budget} "
+                "this context allows; shorten the message, lower max new tokens, or load the "
+                "model with a larger context (--n-ctx)."
+            )
+        # What the prompt costs besides the history (as the estimates see it), and so how many
+        # estimated history tokens fit.
+        allowance = self.budget - (base - window.tokens_from(current))
+
+        # Read back until the history outgrows the allowance, or it all has been read.
+        while True:
+            starts = self.starts()
+            first = self.first_considered(starts)
+            if first is not None or not window.fits(0, allowance):
+                break
+            window.extend(self.next_page(allowance - window.tokens_from(0)))
+        entries = window.entries
+        current = starts[-1] if starts else 0  # (indexes moved as older pages came in)
+
+        n_examples = len(self.examples)
+        too_long = -1  # the latest cut known (exactly) not to fit
+        if first is not None and window.fits(first, allowance):
+            # All the history that may be kept fits, by the estimate: examples go first.
+            while True:
+                if n_examples == 0 and first == current:
+                    tokens = base
+                else:
+                    tokens = self.count_tokens(self.assemble(n_examples, entries[first:]))
+                if tokens <= self.budget:
+                    return self.result(n_examples, first, tokens)
+                if n_examples == 0:
+                    too_long = first
+                    break
+                n_examples -= 1
+        n_examples = 0
+        cuts = [i for i in starts if i <= current and (first is None or i >= first)]
+        if first is not None and first not in cuts:
+            cuts.insert(0, first)  # the root (a greeting before any user message)
+
+        def choose(allow: float) -> int | None:
+            """The cut for `allow` estimated history tokens: the earliest that fits, moved on
+            to the first round start past the next multiple of BLOCK_MESSAGES."""
+            fitting: list[int] = []
+            for i in reversed(cuts):  # latest first: count no further back than fits
+                if i <= too_long or not window.fits(i, allow):
+                    break
+                fitting.insert(0, i)
+            if not fitting:
+                return None
+            earliest = fitting[0]
+            if earliest == first:
+                return earliest  # nothing left out beyond max_rounds
+            mark = math.ceil(entries[earliest].depth / BLOCK_MESSAGES) * BLOCK_MESSAGES
+            return next((i for i in fitting if entries[i].depth >= mark), earliest)
+
+        best: tuple[int, int] = (current, base)  # the current round alone always fits
+        tried: set[int] = set()
+        shortfall = 0  # tokens the estimate missed in the last exact count
+        while (cut := choose(allowance - shortfall)) is not None and cut not in tried:
+            tried.add(cut)
+            tokens = base if cut == current else self.count_tokens(self.assemble(0, entries[cut:]))
+            if tokens <= self.budget:
+                best = min(best, (cut, tokens))
+            else:
+                too_long = max(too_long, cut)
+            shortfall = tokens - (self.budget - allowance) - window.tokens_from(cut)
+        return self.result(n_examples, *best)
+
+    def result(self, n_examples: int, cut: int, tokens: int) -> PromptPlan:
+        entries = self.window.entries
+        complete = self.window.complete
+        dropped_rounds: int | None = None
+        if complete or self.window.unread is not None:
+            unread = [] if complete else self.window.unread()
+            left_out = unread + [e.message for e in entries[:cut]]
+            dropped_rounds = sum(
+                1 for i, message in enumerate(left_out) if i == 0 or self.starts_round(message)
+            )
+        return PromptPlan(
+            messages=self.assemble(n_examples, entries[cut:]),
+            prompt_tokens=tokens,
+            dropped_rounds=dropped_rounds,
+            dropped_examples=len(self.examples) - n_examples,
+            dropped_messages=0 if complete and cut == 0 else entries[cut].depth,
+        )

@@ -12,16 +12,19 @@ creator_notes never reach the prompt.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from engines.base import ChatMessage, Engine, GenerationParams
 from sessions.cards import CharacterCard
-from sessions.context import PromptPlan, build_prompt
+from sessions.context import Entry, PromptPlan, TokenEstimate, Window, plan_window
 from sessions.models import Message, Session
 from sessions.personas import PersonaError, PersonaStore
-from sessions.turns import history_messages
+from sessions.store import Store
+from sessions.store_schema import StoreError
+from sessions.turns import prompt_message
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_ROLEPLAY_PROMPT = (
@@ -216,9 +219,99 @@ def speaker_view(
     return view
 
 
+def seen_as_user(message: ChatMessage, char: str) -> bool:
+    """Whether `char` sees this line as a user turn (the user's, or another character's): a
+    round of its conversation starts there."""
+    role, name = message.get("role"), message.get("name")
+    return role == "user" or (role == "assistant" and bool(name) and name != char)
+
+
+@dataclass(frozen=True)
+class StoredBranch:
+    """A session's branch as planning reads it: from `leaf_id` (None: the session's leaf) up,
+    only as far as the window reaches, each message's token count kept in the store."""
+
+    store: Store
+    session_id: int
+    leaf_id: int | None = None
+
+
+def tokenizer_key(engine: Engine) -> str:
+    """What a message's token count depends on: the engine's model (its tokenizer) and the chat
+    template that frames each message. An adapter changes neither, so switching one keeps
+    the counts; another model or template counts again."""
+    template = getattr(engine, "template", None)
+    model = getattr(engine, "model_path", None) or engine.model_name
+    identity = "\0".join(
+        [
+            str(getattr(engine, "kind", type(engine).__name__)),
+            str(model),
+            engine.template_name,
+            str(getattr(template, "source", "")),
+        ]
+    )
+    digest = hashlib.sha1(identity.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{engine.template_name}:{digest}"
+
+
+def history_window(branch: list[Message] | StoredBranch, engine: Engine) -> Window:
+    """The branch read backwards as planning asks, each message with its estimated token
+    cost: a stored branch's saved counts are reused, the rest counted when planning reaches
+    them (`save_counts` keeps them)."""
+    estimate = TokenEstimate(engine.count_tokens)
+    if isinstance(branch, StoredBranch):
+        return _stored_window(branch, tokenizer_key(engine), estimate)
+    end = len(branch)
+
+    def read(limit: int) -> tuple[list[Entry], bool]:
+        nonlocal end
+        start = max(0, end - limit)
+        page = branch[start:end]
+        end = start
+        return [Entry(m, message.depth) for message, m in _shown(page)], start == 0
+
+    return Window(read, estimate)
+
+
+def _stored_window(branch: StoredBranch, key: str, estimate: TokenEstimate) -> Window:
+    store = branch.store
+    above: int | None = branch.leaf_id  # the message whose branch is read next
+    if above is None:
+        above = store.get_session(branch.session_id).leaf_id
+
+    def read(limit: int) -> tuple[list[Entry], bool]:
+        nonlocal above
+        if above is None:
+            return [], True
+        page = store.branch_tail(branch.session_id, above, limit=limit)
+        above = page[0].parent_id if page else None
+        shown = _shown(page)
+        counts = store.token_counts([message.id for message, _ in shown], key)
+        entries = [
+            Entry(m, message.depth, counts.get(message.id), message.id) for message, m in shown
+        ]
+        return entries, above is None or len(page) < limit
+
+    return Window(read, estimate)
+
+
+def save_counts(window: Window, branch: list[Message] | StoredBranch, engine: Engine) -> None:
+    """Keep the token counts planning made, for the next turn (best effort: a read-only
+    database counts them again next time)."""
+    if isinstance(branch, StoredBranch) and window.counted:
+        try:
+            branch.store.save_token_counts(tokenizer_key(engine), window.counted)
+        except StoreError:
+            pass
+
+
+def _shown(page: list[Message]) -> list[tuple[Message, ChatMessage]]:
+    return [(message, m) for message in page if (m := prompt_message(message)) is not None]
+
+
 def plan_prompt(
     session: Session,
-    branch: list[Message],
+    branch: list[Message] | StoredBranch,
     engine: Engine,
     params: GenerationParams,
     *,
@@ -229,6 +322,8 @@ def plan_prompt(
 ) -> PromptPlan:
     """Persona text + examples + as much recent history as fits n_ctx − max_new_tokens.
 
+    `branch` is the transcript up to the message being answered: a `StoredBranch`, read from
+    its end only as far as the window reaches, or the messages themselves (root first).
     `card` is the speaker's card; without it the session's persona (`session.persona`)
     is read from `personas` (a PersonaStore).
     `user` defaults to `session.settings["user"]`; `cast` (for group scenes) to
@@ -242,38 +337,58 @@ def plan_prompt(
     # Reserve room for the reply, but never more than half the window.
     budget = engine.context_length - min(params.max_new_tokens, engine.context_length // 2)
     max_rounds = settings.get("max_history_rounds")
-    history = history_messages(branch)
-    if card is None:
-        plan = build_prompt(
-            system=settings.get("system_prompt") or DEFAULT_SYSTEM,
-            history=history,
-            count_tokens=engine.count_tokens,
-            budget=budget,
-            max_rounds=max_rounds,
-        )
-        plan.notes += notes
-        return plan
+    window = history_window(branch, engine)
+    try:
+        if card is None:
+            plan = plan_window(
+                window,
+                system=settings.get("system_prompt") or DEFAULT_SYSTEM,
+                count_tokens=engine.count_tokens,
+                budget=budget,
+                max_rounds=max_rounds,
+            )
+        else:
+            plan = _persona_plan(session, window, engine, card, budget, user, cast)
+    finally:
+        save_counts(window, branch, engine)
+    plan.notes += notes
+    return plan
+
+
+def _persona_plan(
+    session: Session,
+    window: Window,
+    engine: Engine,
+    card: CharacterCard,
+    budget: int,
+    user: UserPersona | None,
+    cast: list[str] | None,
+) -> PromptPlan:
+    settings = session.settings
     user = user or UserPersona.from_value(settings.get("user"))
     name_aware = getattr(engine, "template_name", "") in NAME_AWARE_TEMPLATES
-    plan = build_prompt(
+    book = card.data.character_book
+    recent = window.recent(book.scan_depth or LORE_SCAN_DEPTH) if book is not None else []
+    char, user_name = card.name, user.name
+    return plan_window(
+        window,
         system=system_text(
             card,
             user=user,
             original=settings.get("system_prompt") or DEFAULT_ROLEPLAY_PROMPT,
             cast=cast if cast is not None else settings.get("cast"),
-            history=history,
+            history=recent,
         ),
-        history=speaker_view(history, char=card.name, user=user.name, name_aware=name_aware),
         count_tokens=engine.count_tokens,
         budget=budget,
-        max_rounds=max_rounds,
-        examples=parse_examples(card.data.mes_example, char=card.name, user=user.name),
+        max_rounds=settings.get("max_history_rounds"),
+        examples=parse_examples(card.data.mes_example, char=char, user=user_name),
         post_history=post_history_text(
             card, user=user, original=settings.get("post_history_instructions") or ""
         ),
+        view=lambda kept: speaker_view(kept, char=char, user=user_name, name_aware=name_aware),
+        starts_round=lambda message: seen_as_user(message, char),
     )
-    plan.notes += notes
-    return plan
 
 
 def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCard | None, str]:

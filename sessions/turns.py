@@ -20,15 +20,18 @@ FLUSH_SECONDS = 0.5  # a kill -9 loses at most this much of a streaming reply
 
 def history_messages(branch: list[Message]) -> list[ChatMessage]:
     """The transcript as prompt messages (errored replies are not shown to the model)."""
-    messages: list[ChatMessage] = []
-    for message in branch:
-        if message.status == Status.ERROR or not message.content:
-            continue
-        entry: ChatMessage = {"role": message.role.value, "content": message.content}
-        if message.name:
-            entry["name"] = message.name
-        messages.append(entry)
-    return messages
+    return [entry for message in branch if (entry := prompt_message(message)) is not None]
+
+
+def prompt_message(message: Message) -> ChatMessage | None:
+    """One message as the prompt shows it; None for one it leaves out (an errored or empty
+    reply)."""
+    if message.status == Status.ERROR or not message.content:
+        return None
+    entry: ChatMessage = {"role": message.role.value, "content": message.content}
+    if message.name:
+        entry["name"] = message.name
+    return entry
 
 
 def run_reply(
