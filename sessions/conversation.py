@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from engines.base import CosplayError, Engine, GenerationParams
 from sessions.context import PromptPlan
-from sessions.group import next_speakers, reply_order, run_group_turn, session_cast
+from sessions.group import next_speakers, plan_turn, reply_order, run_group_turn, session_cast
 from sessions.models import Message, Role, Session
-from sessions.prompt import plan_prompt
+from sessions.prompt import StoredBranch, plan_prompt
 from sessions.runtime import use_persona
 from sessions.store import LEAF
 from sessions.turns import run_reply
@@ -80,9 +80,16 @@ class Conversation:
         return message
 
     def edit(self, message: Message, text: str) -> Message:
-        """Save `text` as a new version of the user's `message` (the old one and its replies are
-        kept) and make it current."""
-        return self.store.add_message(self.session_id, Role.USER, text, parent_id=message.parent_id)
+        """Save `text` as a new version of `message`, yours or a reply (the old one and what
+        follows it are kept), and make it current."""
+        return self.store.add_message(
+            self.session_id,
+            message.role,
+            text,
+            parent_id=message.parent_id,
+            name=message.name,
+            meta={"edited_from": message.id} if message.role != Role.USER else None,
+        )
 
     # --- who answers --------------------------------------------------------------------------
 
@@ -96,13 +103,14 @@ class Conversation:
         speakers = next_speakers(cast, reply_order(self.session), message.content, pick)
         return Turn(message.id, tuple(speakers)) if speakers else None
 
-    def regenerate(self) -> Turn | None:
-        """The turn that writes a new version of the last reply (its speaker again), or the reply
-        to your last message when it has none; None when there is nothing to regenerate."""
-        branch = self.store.branch(self.session_id)
-        if not branch:
+    def regenerate(self, message: Message | None = None) -> Turn | None:
+        """The turn that writes a new version of `message` (default: the last one) by its speaker
+        again, or a new reply to it when it is yours; None when there is nothing to regenerate
+        (an empty chat, a greeting)."""
+        tail = [message] if message else self.store.branch_tail(self.session_id, limit=1)
+        if not tail:
             return None
-        last = branch[-1]
+        last = tail[-1]
         if last.role == Role.USER:
             return self.turn_after(last)
         if last.parent_id is None:  # a greeting: no message to answer again
@@ -111,6 +119,32 @@ class Conversation:
         return Turn(last.parent_id, speakers)
 
     # --- replies ------------------------------------------------------------------------------
+
+    def plan(self, turn: Turn, params: GenerationParams) -> PromptPlan:
+        """The prompt of the turn's first reply, as `reply` sends it (a group turn: its first
+        speaker's, with that persona's adapter and template switched on). Generates and saves
+        nothing but the token counts of messages not counted before."""
+        engine = self._engine()
+        if turn.speakers:
+            return plan_turn(
+                self.store,
+                self.session_id,
+                engine,
+                params,
+                self.workspace.personas,
+                turn.speakers[0],
+                leaf_id=turn.parent_id,
+            ).plan
+        use_persona(engine, None)  # the engine's own adapter and template
+        branch = StoredBranch(self.store, self.session_id, turn.parent_id)
+        return plan_prompt(self.session, branch, engine, params, personas=self.workspace.personas)
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise CosplayError(
+                "No model is loaded: start with `cosplay chat --model PATH` (or --demo)."
+            )
+        return self.engine
 
     def reply(
         self,
@@ -122,10 +156,7 @@ class Conversation:
         """Stream the turn's replies into the store, each a child of the one before; the first
         answers `turn.parent_id`. Stops early once `cancel` is set; an engine error is saved on
         its reply and raised."""
-        if self.engine is None:
-            raise CosplayError(
-                "No model is loaded: start with `cosplay chat --model PATH` (or --demo)."
-            )
+        engine = self._engine()
         events = events or ReplyEvents()
         if turn.speakers:
             self.store.update_session(self.session_id, leaf_id=turn.parent_id)
@@ -136,7 +167,7 @@ class Conversation:
 
             return run_group_turn(
                 self.store,
-                self.engine,
+                engine,
                 self.workspace.personas,
                 self.session_id,
                 list(turn.speakers),
@@ -145,16 +176,12 @@ class Conversation:
                 on_start=started,
                 on_piece=lambda _speaker, text: events.piece(text),
             )
-        use_persona(self.engine, None)  # the engine's own adapter and template
-        branch = self.store.branch(self.session_id, turn.parent_id)
-        plan = plan_prompt(
-            self.session, branch, self.engine, params, personas=self.workspace.personas
-        )
+        plan = self.plan(turn, params)
         self.last_plan = plan
         events.started(ASSISTANT, plan)
         reply = run_reply(
             self.store,
-            self.engine,
+            engine,
             session_id=self.session_id,
             parent_id=turn.parent_id,
             prompt=plan.messages,

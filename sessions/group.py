@@ -26,7 +26,7 @@ from sessions.cards import CharacterCard
 from sessions.context import PromptPlan
 from sessions.models import Message, Role, Session
 from sessions.personas import PersonaStore
-from sessions.prompt import UserPersona, greetings, plan_prompt
+from sessions.prompt import StoredBranch, UserPersona, greetings, plan_prompt
 from sessions.runtime import use_persona
 from sessions.store import LEAF, Store
 from sessions.turns import run_reply
@@ -211,9 +211,11 @@ def plan_turn(
     speaker: str | None = None,
     *,
     user: UserPersona | None = None,
+    leaf_id: int | None = None,
 ) -> SpeakerTurn:
     """Switch the engine to `speaker`'s adapter and template (default speaker: the session's
-    persona) and plan its next reply from the current branch."""
+    persona) and plan its reply to `leaf_id` (None: the current leaf), reading the branch back
+    only as far as the context window reaches."""
     session = store.get_session(session_id)
     cast = session_cast(session)
     speaker = speaker or (cast[0] if cast else None)
@@ -222,9 +224,8 @@ def plan_turn(
     card = personas.get(speaker).card
     adapter = use_persona(engine, card)  # before planning: the template decides the prompt
     user = user or UserPersona.from_value(session.settings.get("user"))
-    plan = plan_prompt(
-        session, store.branch(session_id), engine, params, card=card, user=user, cast=cast
-    )
+    branch = StoredBranch(store, session_id, leaf_id)
+    plan = plan_prompt(session, branch, engine, params, card=card, user=user, cast=cast)
     others = [name for name in cast if name != speaker] + [user.name]
     return SpeakerTurn(
         speaker=speaker,
