@@ -1,4 +1,4 @@
-"""`cosplay sessions list | show | export | delete`: the saved conversations, for people and scripts."""
+"""`cosplay sessions list | show | search | export | delete`: the saved conversations, for people and scripts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from engines.errors import CosplayError
 
 if TYPE_CHECKING:
-    from sessions.models import Message, Session
+    from sessions.models import Message, SearchHit, Session
     from sessions.store import Store
 
 
@@ -79,65 +79,62 @@ def _stamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
 
 
-def export_chat(store: Store, args: argparse.Namespace) -> None:
-    """`sessions export ID --format md|json|st|tgw|txt [-o FILE]` (sessions/chat_export.py)."""
-    from sessions.chat_export import export_session
-
-    text, notes = export_session(store, args.id, args.format)
-    if args.format not in ("st", "tgw"):  # the apps write their files without a final newline
-        text += "\n"
-    if args.out:
-        write_export(Path(args.out).expanduser(), text)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    for note in notes:
-        print(f"cosplay: note: {note}", file=sys.stderr)
-
-
-def _printable(text: str) -> str:
-    """A title or name from a file, safe on a terminal: control characters (escape codes)
-    shown as '?', one line."""
-    return "".join(
-        "?" if ord(c) < 32 or 0x7F <= ord(c) < 0xA0 else c for c in " ".join(text.split())
-    )
-
-
-def import_chat_file(workspace, args: argparse.Namespace) -> None:
-    """`sessions import FILE [--json]` (sessions/chat_import.py): the format is read from the
-    content; prints the new session's id and a one-line summary."""
-    from sessions.chat_import import import_chat
-
-    def persona_exists(name: str) -> bool:
-        try:
-            return workspace.personas.exists(name)
-        except CosplayError:  # a damaged persona file: the chat is imported without it
-            return False
-
-    path = Path(args.file).expanduser()
-    session, chat = import_chat(
-        workspace.store,
-        path,
-        persona_exists=persona_exists,
-        settings={"params": workspace.default_params()},
-    )
-    record = {
-        "id": session.id,
-        "title": session.title,
-        "format": chat.kind,
-        "persona": session.persona,
-        "messages": len(chat.messages),
-        "branch_length": session.length,
+def search_record(hit: SearchHit) -> dict:
+    return {
+        "session_id": hit.session_id,
+        "message_id": hit.message_id,
+        "session_title": hit.session_title,
+        "role": hit.role.value,
+        "name": hit.name,
+        "snippet": hit.snippet,
+        "highlights": [list(span) for span in hit.highlights],
+        "created_at": hit.created_at,
+        "depth": hit.depth,
     }
+
+
+def _cells(text: str) -> int:
+    """Terminal columns: a Chinese character takes two."""
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` on one line in exactly `width` columns: cut with '…', or padded."""
+    text = " ".join(text.split())
+    if _cells(text) > width:
+        while text and _cells(text) > width - 1:
+            text = text[:-1]
+        text += "…"
+    return text + " " * (width - _cells(text))
+
+
+def print_search(store: Store, args: argparse.Namespace) -> None:
+    """`sessions search`: one line a hit, `session:message  [title]  name: …snippet…`."""
+    if args.limit < 1:
+        raise CosplayError(f"--limit must be at least 1 (got {args.limit}).")
+    if args.session is not None:
+        store.get_session(args.session)  # an unknown id is one sentence, not "no match"
+    hits = store.search(args.text, limit=args.limit, session_id=args.session)
     if args.json:
-        json.dump(record, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump([search_record(h) for h in hits], sys.stdout, ensure_ascii=False, indent=2)
         print()
         return
-    persona = f", persona {_printable(session.persona)}" if session.persona else ""
-    print(
-        f"Imported {_printable(path.name)} ({chat.label}) as session {session.id}: "
-        f"{len(chat.messages)} messages, {session.length} on the current branch{persona}; "
-        f"title {_printable(session.title)!r}."
-    )
+    if not hits:
+        where = f" in session {args.session}" if args.session is not None else ""
+        print(f"No messages{where} contain {args.text!r}.")
+        return
+    refs = [f"{h.session_id}:{h.message_id}" for h in hits]
+    ref_width = max(len(r) for r in refs)
+    title_width = min(max(_cells(" ".join(h.session_title.split())) for h in hits) + 2, 24)
+    for ref, hit in zip(refs, hits, strict=True):
+        title = _fit(f"[{' '.join(hit.session_title.split())}]", title_width)
+        speaker = " ".join((hit.name or hit.role.value).split())
+        print(f"{ref:<{ref_width}}  {title}  {speaker}: {hit.snippet}")
 
 
 def run_sessions(args: argparse.Namespace) -> int:
@@ -171,52 +168,51 @@ def run_sessions(args: argparse.Namespace) -> int:
             else:
                 print(to_markdown(store, session))
         elif args.action == "export":
-            export_chat(store, args)
-        elif args.action == "import":
-            import_chat_file(workspace, args)
+            session = store.get_session(args.id)
+            if args.format == "json":
+                text = json.dumps(
+                    session_record(store, session, True), ensure_ascii=False, indent=2
+                )
+            else:
+                text = to_markdown(store, session)
+            if args.out:
+                write_export(Path(args.out).expanduser(), text + "\n")
+            else:
+                print(text)
         elif args.action == "delete":
             store.delete_session(args.id)
-            if args.vacuum:
-                store.vacuum()
-            print(
-                f"Deleted session {args.id}{' and vacuumed the database' if args.vacuum else ''}."
-            )
+            print(f"Deleted session {args.id}.")
+        elif args.action == "search":
+            print_search(store, args)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sessions", help="list, show, export or delete saved sessions")
+    parser = subparsers.add_parser(
+        "sessions", help="list, show, search, export or delete saved sessions"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="all sessions, most recent first")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = actions.add_parser("show", help="one session's transcript")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    export = actions.add_parser(
-        "export",
-        help="write a session as a transcript, our JSON, or a SillyTavern / "
-        "text-generation-webui chat",
-        description="md, txt: the current branch as a transcript; json: the whole tree "
-        "(imports back identical); st: SillyTavern chat JSONL (versions as swipes); tgw: "
-        "text-generation-webui chat JSON (versions as versions).",
-    )
+    export = actions.add_parser("export", help="write a session as Markdown or JSON")
     export.add_argument("id", type=int)
-    export.add_argument("--format", choices=["md", "json", "st", "tgw", "txt"], default="md")
-    export.add_argument("-o", "--out", help="file to write (default: stdout)")
-    importing = actions.add_parser(
-        "import",
-        help="a SillyTavern, text-generation-webui or Cosplay JSON chat as a new session",
-        description="The format is told from the content: SillyTavern .jsonl (swipes become "
-        "versions), text-generation-webui .json (and its older data/data_visible form), or a "
-        "`sessions export --format json` file.",
-    )
-    importing.add_argument("file", metavar="FILE")
-    importing.add_argument("--json", action="store_true", help="machine-readable output")
+    export.add_argument("--format", choices=["md", "json"], default="md")
+    export.add_argument("--out", help="file to write (default: stdout)")
     delete = actions.add_parser("delete", help="delete a session and its messages")
     delete.add_argument("id", type=int)
-    delete.add_argument(
-        "--vacuum",
-        action="store_true",
-        help="then rebuild the database file so no deleted text stays recoverable in it",
+    search = actions.add_parser(
+        "search",
+        help="find messages in all sessions (words of any length, Chinese too)",
+        description="Messages holding every word of TEXT (each a literal substring; English "
+        "in either case), newest first: `SESSION:MESSAGE  [title]  speaker: …snippet…`.",
     )
+    search.add_argument("text", metavar="TEXT", help="the words to find")
+    search.add_argument("--session", type=int, metavar="ID", help="only this session")
+    search.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="at most N hits (default 50)"
+    )
+    search.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run_sessions)
