@@ -137,6 +137,67 @@ def print_search(store: Store, args: argparse.Namespace) -> None:
         print(f"{ref:<{ref_width}}  {title}  {speaker}: {hit.snippet}")
 
 
+def export_chat(store: Store, args: argparse.Namespace) -> None:
+    """`sessions export ID --format md|json|st|tgw|txt [-o FILE]` (sessions/chat_export.py)."""
+    from sessions.chat_export import export_session
+
+    text, notes = export_session(store, args.id, args.format)
+    if args.format not in ("st", "tgw"):  # the apps write their files without a final newline
+        text += "\n"
+    if args.out:
+        write_export(Path(args.out).expanduser(), text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    for note in notes:
+        print(f"cosplay: note: {note}", file=sys.stderr)
+
+
+def _printable(text: str) -> str:
+    """A title or name from a file, safe on a terminal: control characters (escape codes)
+    shown as '?', one line."""
+    return "".join(
+        "?" if ord(c) < 32 or 0x7F <= ord(c) < 0xA0 else c for c in " ".join(text.split())
+    )
+
+
+def import_chat_file(workspace, args: argparse.Namespace) -> None:
+    """`sessions import FILE [--json]` (sessions/chat_import.py): the format is read from the
+    content; prints the new session's id and a one-line summary."""
+    from sessions.chat_import import import_chat
+
+    def persona_exists(name: str) -> bool:
+        try:
+            return workspace.personas.exists(name)
+        except CosplayError:  # a damaged persona file: the chat is imported without it
+            return False
+
+    path = Path(args.file).expanduser()
+    session, chat = import_chat(
+        workspace.store,
+        path,
+        persona_exists=persona_exists,
+        settings={"params": workspace.default_params()},
+    )
+    record = {
+        "id": session.id,
+        "title": session.title,
+        "format": chat.kind,
+        "persona": session.persona,
+        "messages": len(chat.messages),
+        "branch_length": session.length,
+    }
+    if args.json:
+        json.dump(record, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return
+    persona = f", persona {_printable(session.persona)}" if session.persona else ""
+    print(
+        f"Imported {_printable(path.name)} ({chat.label}) as session {session.id}: "
+        f"{len(chat.messages)} messages, {session.length} on the current branch{persona}; "
+        f"title {_printable(session.title)!r}."
+    )
+
+
 def run_sessions(args: argparse.Namespace) -> int:
     from sessions.workspace import Workspace
 
@@ -168,20 +229,16 @@ def run_sessions(args: argparse.Namespace) -> int:
             else:
                 print(to_markdown(store, session))
         elif args.action == "export":
-            session = store.get_session(args.id)
-            if args.format == "json":
-                text = json.dumps(
-                    session_record(store, session, True), ensure_ascii=False, indent=2
-                )
-            else:
-                text = to_markdown(store, session)
-            if args.out:
-                write_export(Path(args.out).expanduser(), text + "\n")
-            else:
-                print(text)
+            export_chat(store, args)
+        elif args.action == "import":
+            import_chat_file(workspace, args)
         elif args.action == "delete":
             store.delete_session(args.id)
-            print(f"Deleted session {args.id}.")
+            if args.vacuum:
+                store.vacuum()
+            print(
+                f"Deleted session {args.id}{' and vacuumed the database' if args.vacuum else ''}."
+            )
         elif args.action == "search":
             print_search(store, args)
     return 0
@@ -197,12 +254,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="one session's transcript")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    export = actions.add_parser("export", help="write a session as Markdown or JSON")
+    export = actions.add_parser(
+        "export",
+        help="write a session as a transcript, our JSON, or a SillyTavern / "
+        "text-generation-webui chat",
+        description="md, txt: the current branch as a transcript; json: the whole tree "
+        "(imports back identical); st: SillyTavern chat JSONL (versions as swipes); tgw: "
+        "text-generation-webui chat JSON (versions as versions).",
+    )
     export.add_argument("id", type=int)
-    export.add_argument("--format", choices=["md", "json"], default="md")
-    export.add_argument("--out", help="file to write (default: stdout)")
+    export.add_argument("--format", choices=["md", "json", "st", "tgw", "txt"], default="md")
+    export.add_argument("-o", "--out", help="file to write (default: stdout)")
+    importing = actions.add_parser(
+        "import",
+        help="a SillyTavern, text-generation-webui or Cosplay JSON chat as a new session",
+        description="The format is told from the content: SillyTavern .jsonl (swipes become "
+        "versions), text-generation-webui .json (and its older data/data_visible form), or a "
+        "`sessions export --format json` file.",
+    )
+    importing.add_argument("file", metavar="FILE")
+    importing.add_argument("--json", action="store_true", help="machine-readable output")
     delete = actions.add_parser("delete", help="delete a session and its messages")
     delete.add_argument("id", type=int)
+    delete.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="then rebuild the database file so no deleted text stays recoverable in it",
+    )
     search = actions.add_parser(
         "search",
         help="find messages in all sessions (words of any length, Chinese too)",
