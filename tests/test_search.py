@@ -219,6 +219,24 @@ def test_snippets_are_one_line_around_the_match_with_its_place(tmp_path):
     assert sorted(hit.snippet[a:b] for a, b in hit.highlights) == ["QU", "fox"]
 
 
+def test_a_limit_beyond_what_one_statement_takes(tmp_path):
+    store = Store(tmp_path / "c.db")
+    # SQLite's default bound on a statement's parameters is 32,766 (this build's may be more):
+    # hold it to 999 so that 1,200 hits are too many for one statement.
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    session = store.create_session()
+    with store._transaction() as db:
+        db.executemany(
+            "INSERT INTO messages (session_id, role, content, created_at) VALUES (?, 'user', ?, ?)",
+            ((session.id, f"第{i}回 曹操说", i) for i in range(1200)),
+        )
+    ids = [row[0] for row in store._db.execute("SELECT id FROM messages ORDER BY id")]
+    for query in ("曹操说", "曹操"):  # the index, the scan
+        hits = store.search(query, limit=100_000)
+        assert [h.message_id for h in hits] == ids[::-1]
+        assert all(h.snippet.endswith("曹操说") for h in hits)
+
+
 # --- the index kept in step ------------------------------------------------------------
 
 
