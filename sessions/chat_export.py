@@ -135,11 +135,10 @@ def _kept(message: Message, key: str) -> dict:
 
 
 def _versions_note(store: Store, branch: list[Message]) -> dict[int, str]:
-    return {
-        mid: f"version {place}/{count}"
-        for mid, (place, count) in store.versions(branch).items()
-        if count > 1
-    }
+    places: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(branch), 500):  # SQLite binds at most 32766 values a query
+        places |= store.versions(branch[start : start + 500])
+    return {mid: f"version {p}/{n}" for mid, (p, n) in places.items() if n > 1}
 
 
 def to_markdown(store: Store, session: Session) -> str:
@@ -199,9 +198,15 @@ def to_cosplay_json(store: Store, session: Session) -> str:
         "created_at": session.created_at,
         "updated_at": session.updated_at,
         "leaf_id": session.leaf_id,
-        "messages": [message_record(m) for m in store.all_messages(session.id)],
     }
-    return json.dumps(record, ensure_ascii=False, indent=2)
+    # One message a line (compact, so the C encoder writes a long chat quickly; a diff of two
+    # exports shows whole messages); the session's fields indented above them.
+    head = json.dumps(record, ensure_ascii=False, indent=2)[:-2]
+    lines = [
+        json.dumps(message_record(m), ensure_ascii=False) for m in store.all_messages(session.id)
+    ]
+    body = "[\n    " + ",\n    ".join(lines) + "\n  ]" if lines else "[]"
+    return f'{head},\n  "messages": {body}\n}}'
 
 
 # --- SillyTavern ---------------------------------------------------------------------------------
@@ -217,18 +222,20 @@ def to_sillytavern(store: Store, session: Session) -> tuple[str, list[str]]:
         "create_date": st_create_date(session.created_at),
         "chat_metadata": {},
     }
-    lines = [header] + [_st_line(store, m, user, char) for m in branch]
+    family = _family(store, session.id)
+    lines = [header] + [_st_line(family[m.parent_id], m, user, char) for m in branch]
     text = "\n".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) for line in lines)
-    return text, _lost_branches(store, branch, "SillyTavern")
+    return text, _lost_branches(family, branch, "SillyTavern")
 
 
-def _st_line(store: Store, message: Message, user: str, char: str) -> dict:
-    siblings = store.siblings(message)
+def _st_line(siblings: list[Message], message: Message, user: str, char: str) -> dict:
+    # Each message was read from the store for this export alone, so its meta may be reused
+    # as it is: only top-level keys are replaced.
     carrier = next((s for s in siblings if isinstance(_kept(s, ST_KEY).get("line"), dict)), None)
     current = _place(siblings, message)
     if carrier is not None:
         kept = _kept(carrier, ST_KEY)
-        line = copy.deepcopy(kept["line"])
+        line = dict(kept["line"])
         old_info = line.get("swipe_info") if isinstance(line.get("swipe_info"), list) else []
         index = _kept(message, ST_KEY).get("swipe")
         if message.id != carrier.id:  # SillyTavern shows a swipe with its own date and extra
@@ -236,7 +243,7 @@ def _st_line(store: Store, message: Message, user: str, char: str) -> dict:
             info = old_info[index] if known else _st_swipe_info(message)
             for key in ("send_date", "gen_started", "gen_finished", "extra"):
                 if isinstance(info, dict) and key in info:
-                    line[key] = copy.deepcopy(info[key])
+                    line[key] = info[key]
     else:
         kept, old_info = {}, []
         line = _st_new_line(message, user, char)
@@ -251,9 +258,7 @@ def _st_line(store: Store, message: Message, user: str, char: str) -> dict:
             info = line["swipe_info"]  # the same swipes as the file had: its swipe_info as it was
         else:
             info = [
-                copy.deepcopy(old_info[i])
-                if isinstance(i, int) and 0 <= i < len(old_info)
-                else _st_swipe_info(s)
+                old_info[i] if isinstance(i, int) and 0 <= i < len(old_info) else _st_swipe_info(s)
                 for s, i in zip(siblings, indexes, strict=True)
             ]
         line["swipe_id"] = current
@@ -295,13 +300,18 @@ def _st_swipe_info(message: Message) -> dict:
     }
 
 
-def _lost_branches(store: Store, branch: list[Message], app: str) -> list[str]:
+def _family(store: Store, session_id: int) -> dict[int | None, list[Message]]:
+    """Every message of the session under its parent (versions oldest first), read once."""
+    family: dict[int | None, list[Message]] = {}
+    for message in store.all_messages(session_id):
+        family.setdefault(message.parent_id, []).append(message)
+    return family
+
+
+def _lost_branches(family: dict, branch: list[Message], app: str) -> list[str]:
     """A note when versions have replies of their own, which a linear chat cannot hold."""
-    if not branch:
-        return []
-    on_branch = {m.id for m in branch}
-    everything = store.all_messages(branch[0].session_id)
-    lost = sum(1 for m in everything if m.parent_id is not None and m.parent_id not in on_branch)
+    on_branch = {m.id for m in branch} | {None}  # root versions are the first line's swipes
+    lost = sum(len(kids) for parent, kids in family.items() if parent not in on_branch)
     if not lost:
         return []
     return [
@@ -317,6 +327,7 @@ def to_tgw(store: Store, session: Session) -> tuple[str, list[str]]:
     """JSON as modules/chat.py `save_history` writes it (`json.dumps(history, indent=4,
     ensure_ascii=False)`)."""
     branch = store.branch(session.id)
+    family = _family(store, session.id)
     internal: list[list[str]] = []
     visible: list[list[str]] = []
     metadata: dict[str, Any] = {}
@@ -329,7 +340,7 @@ def to_tgw(store: Store, session: Session) -> tuple[str, list[str]]:
         if m.role == Role.USER:
             internal.append([m.content, ""])
             visible.append([_tgw_visible(m), ""])
-            entries.append(("user", len(internal) - 1, _tgw_entry(store, m)))
+            entries.append(("user", len(internal) - 1, _tgw_entry(family[m.parent_id], m)))
             continue
         if not internal and (m.parent_id is None or _kept(m, TGW_KEY).get("greeting")):
             internal.append([TGW_GREETING, m.content])
@@ -340,7 +351,7 @@ def to_tgw(store: Store, session: Session) -> tuple[str, list[str]]:
         else:  # a reply after a reply: text-generation-webui's "send dummy reply" row
             internal.append(["", m.content])
             visible.append(["", _tgw_visible(m)])
-        entries.append(("assistant", len(internal) - 1, _tgw_entry(store, m)))
+        entries.append(("assistant", len(internal) - 1, _tgw_entry(family[m.parent_id], m)))
     for role, row, entry in entries:  # user_N before assistant_N, as the app adds them
         metadata[f"{role}_{row}"] = entry
     kept = session.settings.get(TGW_KEY)
@@ -348,7 +359,7 @@ def to_tgw(store: Store, session: Session) -> tuple[str, list[str]]:
     history = {"internal": internal, "visible": visible, "metadata": metadata}
     if isinstance(extra, dict):
         history.update({k: v for k, v in extra.items() if k not in history})
-    notes = _lost_branches(store, branch, "text-generation-webui")
+    notes = _lost_branches(family, branch, "text-generation-webui")
     if skipped:
         notes.append(
             f"{skipped} system/narrator message(s) were left out: text-generation-webui's "
@@ -366,11 +377,10 @@ def _tgw_visible(message: Message) -> str:
     return html.escape(message.content)
 
 
-def _tgw_entry(store: Store, message: Message) -> dict:
-    siblings = store.siblings(message)
+def _tgw_entry(siblings: list[Message], message: Message) -> dict:
     carrier = next((s for s in siblings if isinstance(_kept(s, TGW_KEY).get("entry"), dict)), None)
     if carrier is not None:
-        entry = copy.deepcopy(_kept(carrier, TGW_KEY)["entry"])
+        entry = dict(_kept(carrier, TGW_KEY)["entry"])
     else:
         entry = {"timestamp": tgw_timestamp(message.created_at)}
         model = message.meta.get("model")
