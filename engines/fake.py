@@ -8,6 +8,7 @@ check what the real engine would have seen.
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ class FakeEngine:
         self.params.append(params)
         started = time.perf_counter()
         reply = self._replies.pop(0) if self._replies else DEMO_REPLY
-        stats = GenerationStats(prompt_tokens=self.count_tokens(messages), seed=params.seed)
+        seed = secrets.randbits(32) if params.seed is None else params.seed  # as real engines
+        stats = GenerationStats(prompt_tokens=self.count_tokens(messages), seed=seed)
         stats.prompt_eval_tokens = stats.prompt_tokens
         self.last_stats = None
         pieces = split_pieces(reply)[: params.max_new_tokens]

@@ -239,7 +239,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             reply_data, ends = bytearray(), [0]  # the tokens' bytes; where the first n end
             eog = False
             self._cancel = cancel  # the abort callback stops a long prompt evaluation too
-            generator = self._llm.generate(
+            generator = self._generate(
                 tokens,
                 temp=params.temperature if params.do_sample else 0.0,
                 top_k=params.top_k,
@@ -286,6 +286,30 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                 self.last_stats = stats
             if tail:
                 yield tail
+
+    def _generate(self, tokens: list[int], **sampling) -> Iterator[int]:
+        """`Llama.generate`, after evaluating the prompt but its last token ourselves."""
+        self._evaluate_all_but_last(tokens)
+        yield from self._llm.generate(tokens, **sampling)
+
+    def _evaluate_all_but_last(self, tokens: list[int]) -> None:
+        """Evaluate the prompt up to its last token, which `generate` then evaluates alone. The
+        first reply token's logits then never depend on how much of the prompt the cache held
+        (llama.cpp's batched and one-token kernels round differently), so a regenerate with the
+        same seed writes the same text."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(cached, tokens[:-1], strict=False):
+            if a != b:
+                break
+            common += 1
+        if common == len(tokens) - 1 and common == llm.n_tokens:
+            return
+        llm._ctx.kv_cache_seq_rm(-1, common, -1)
+        llm.n_tokens = common
+        if common < len(tokens) - 1:
+            llm.eval(tokens[common:-1])
 
     def _set_abort(self, on: bool) -> None:
         """llama.cpp asks this between graph nodes whether to stop: on only while the prompt is

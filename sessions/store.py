@@ -355,6 +355,11 @@ class Store:
             )
         return [_message(r) for r in rows]
 
+    def children(self, message_id: int) -> list[Message]:
+        """The replies to a message (versions of one another), oldest first."""
+        rows = self._query("SELECT * FROM messages WHERE parent_id = ? ORDER BY id", (message_id,))
+        return [_message(r) for r in rows]
+
     def deepest_leaf(self, message_id: int) -> int:
         """Follow the newest child down from a message: where a switched-to branch ends."""
         rows = self._query(

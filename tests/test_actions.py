@@ -25,9 +25,9 @@ def test_the_readme_key_table_is_the_action_table():
 
 
 def test_every_action_has_a_method_and_a_unique_id():
-    ids = [a.id for a in actions.CHAT + actions.APP]
+    ids = [a.id for a in actions.CHAT + actions.MESSAGE + actions.APP]
     assert len(ids) == len(set(ids))
-    for action in actions.CHAT:
+    for action in actions.CHAT + actions.MESSAGE:
         assert hasattr(ChatScreen, "action_" + action.action.split("(")[0]), action
     from tui.app import CosplayApp
 
@@ -35,6 +35,9 @@ def test_every_action_has_a_method_and_a_unique_id():
         assert hasattr(CosplayApp, "action_" + action.action), action
     bound = {b.id for b in ChatScreen.BINDINGS}
     assert bound == {a.id for a in actions.CHAT if a.keys}
+    from tui.widgets.message_view import MessageView
+
+    assert {b.id for b in MessageView.BINDINGS} == {a.id for a in actions.MESSAGE}
 
 
 async def test_the_palette_lists_every_action_with_its_key(tmp_path):
@@ -42,7 +45,7 @@ async def test_the_palette_lists_every_action_with_its_key(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
-        for action in actions.CHAT + actions.APP:
+        for action in actions.CHAT + actions.MESSAGE + actions.APP:
             assert action.title in commands
         assert commands["Regenerate"].endswith("(Ctrl+R)")
 

@@ -30,10 +30,11 @@ class Action:
     priority: bool = False  # wins over the focused widget's own binding (the input box's)
     palette: bool = True  # listed in the command palette
 
-    def binding(self) -> Binding:
+    def binding(self, namespace: str = "") -> Binding:
+        """The key binding; `namespace` ("screen.") when a widget binds a screen's action."""
         return Binding(
             self.keys,
-            self.action,
+            namespace + self.action,
             self.title,
             show=self.footer,
             priority=self.priority,
@@ -81,6 +82,15 @@ CHAT = (
         "Next version",
         "show the next version of the last reply, or of your last message",
         footer=False,
+    ),
+    Action(
+        "focus_messages",
+        "focus_messages",
+        "alt+up",
+        "Messages",
+        "go to the messages (or click one): ↑/↓ move between them, the keys below act on the one focused, Esc goes back to typing",
+        footer=False,
+        priority=True,
     ),
     Action(
         "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
@@ -132,6 +142,93 @@ CHAT = (
         "Remove character from scene",
         "take a persona out of this session",
     ),
+    Action(
+        "user_persona",
+        "user_persona",
+        "",
+        "Your persona",
+        "who you are ({{user}}): your name and a description, in this chat and as the default for new chats",
+    ),
+)
+
+# Actions on one message, bound on a focused message (tui.widgets.message_view.MessageView) and
+# run by the chat screen (tui.message_actions.MessageActions); from the palette, or with no
+# message focused, they act on the latest message they fit.
+MESSAGE = (
+    Action(
+        "message_up",
+        "message_step(-1)",
+        "up,k",
+        "Previous message",
+        "focus the message above",
+        footer=False,
+    ),
+    Action(
+        "message_down",
+        "message_step(1)",
+        "down,j",
+        "Next message",
+        "focus the message below",
+        footer=False,
+    ),
+    Action(
+        "message_previous_version",
+        "message_version(-1)",
+        "left",
+        "‹ Version",
+        "show the message's previous version (the conversation below it follows that version)",
+    ),
+    Action(
+        "message_next_version",
+        "message_version(1)",
+        "right",
+        "Version ›",
+        "show the message's next version",
+    ),
+    Action(
+        "message_edit",
+        "message_edit",
+        "e,enter",
+        "Edit",
+        "edit the message in the input box: Enter saves it as a new version (a message of yours is then answered again); Ctrl+E cancels",
+    ),
+    Action(
+        "message_regenerate",
+        "message_regenerate",
+        "r",
+        "Regenerate it",
+        "write this reply again as a new version (on your message: a new reply to it)",
+    ),
+    Action(
+        "message_reroll_same_seed",
+        "message_regenerate(True)",
+        "R",
+        "Same seed",
+        "regenerate this reply with its own parameters and seed: the same text again on the same engine",
+        footer=False,
+    ),
+    Action(
+        "message_delete",
+        "message_delete",
+        "delete",
+        "Delete",
+        "delete the message and everything below it (asks first)",
+    ),
+    Action(
+        "message_branch",
+        "message_branch",
+        "b",
+        "Branch",
+        "start a new session from the conversation up to this message",
+    ),
+    Action("message_copy", "message_copy", "c", "Copy", "copy the message's text to the clipboard"),
+    Action(
+        "message_info",
+        "message_info",
+        "i",
+        "Info",
+        "how the message was made: model, adapter, template, parameters, seed, token counts, timings",
+    ),
 )
 
 # The app's own actions (methods of tui.app.CosplayApp).
@@ -157,6 +254,8 @@ KEY_NAMES = {
     "escape": "Esc",
     "left": "←",
     "right": "→",
+    "up": "↑",
+    "down": "↓",
     "ctrl": "Ctrl",
     "alt": "Alt",
     "shift": "Shift",
@@ -167,6 +266,8 @@ def key_label(keys: str) -> str:
     """`ctrl+r,f5` → `Ctrl+R / F5`, as people write keys."""
 
     def one(key: str) -> str:
+        if len(key.strip()) == 1:  # a letter: as typed; a capital one needs Shift
+            return f"Shift+{key.strip()}" if key.strip().isupper() else key.strip()
         parts = key.strip().split("+")
         return "+".join(
             KEY_NAMES.get(p, p.upper() if len(p) <= 3 else p.capitalize()) for p in parts
@@ -179,7 +280,7 @@ def markdown_table() -> str:
     """The README's key table."""
     rows = ["| key | action |", "|---|---|"]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[:2]]
-    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + APP if a.keys]
+    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + MESSAGE + APP if a.keys]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[2:]]
     return "\n".join(rows)
 
@@ -200,7 +301,7 @@ def read_keymap(path: Path) -> dict[str, str]:
         raise CosplayError(
             f"The key file {path} is not valid TOML ({exc}); fix or delete it."
         ) from exc
-    known = {a.id for a in CHAT + APP if a.keys}  # palette-only actions have no binding
+    known = {a.id for a in CHAT + MESSAGE + APP if a.keys}  # palette-only actions have no binding
     keymap = {}
     for name, keys in table.items():
         if name not in known:

@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from engines.base import CosplayError, Engine
 from sessions.store import Store
 from sessions.workspace import Workspace
-from tui.actions import APP, CHAT, key_label, read_keymap
+from tui.actions import APP, CHAT, MESSAGE, key_label, read_keymap
 from tui.chat_screen import ChatScreen
 from tui.modals import TextPromptScreen
 
@@ -85,7 +85,7 @@ class CosplayApp(App):
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         chat = self.chat
-        for actions, target in ((CHAT, chat), (APP, self)):
+        for actions, target in ((CHAT, chat), (MESSAGE, chat), (APP, self)):
             for action in actions:
                 keys = key_label(self._keymap.get(action.id, action.keys))
                 help_text = action.help[0].upper() + action.help[1:]

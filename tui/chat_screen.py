@@ -24,6 +24,7 @@ from sessions.conversation import Conversation, ReplyEvents, Turn
 from sessions.models import Message, Role, Session, Status
 from sessions.workspace import Workspace
 from tui.actions import CHAT
+from tui.message_actions import MessageActions
 from tui.modals import WelcomeScreen
 from tui.session_actions import SessionActions
 from tui.version_actions import VersionActions
@@ -52,7 +53,7 @@ class ReplyDone(TextualMessage):
     error: Exception | None
 
 
-class ChatScreen(SessionActions, VersionActions, Screen):
+class ChatScreen(SessionActions, VersionActions, MessageActions, Screen):
     BINDINGS = [action.binding() for action in CHAT if action.keys]
 
     def __init__(
@@ -174,12 +175,13 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             return
         self._run_generation(turn)
 
-    def _run_generation(self, turn: Turn) -> None:
-        """Start the worker that streams the turn's replies."""
+    def _run_generation(self, turn: Turn, params: GenerationParams | None = None) -> None:
+        """Start the worker that streams the turn's replies (with the session's parameters
+        unless given)."""
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status("replying…  Esc stops")
-        self.generate(self.conversation, turn, self.params, self.cancel_event)
+        self.generate(self.conversation, turn, params or self.params, self.cancel_event)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
     def generate(
@@ -254,8 +256,11 @@ class ChatScreen(SessionActions, VersionActions, Screen):
             self.notify(text, severity="error", timeout=8)
 
     def action_stop(self) -> None:
+        """Esc: stop the reply being written; else, from a message, back to typing."""
         if self.generating:
             self.cancel_event.set()
+        elif isinstance(self.focused, MessageView):
+            self.query_one(ChatInput).focus()
 
     # --- settings and status ------------------------------------------------------------------
 

@@ -92,9 +92,11 @@ class VersionActions:
         return tail
 
     def resend_edited(self, text: str) -> None:
-        """Send `text` as a new version of the message being edited, and reply to it."""
-        user = self.conversation.edit(self._editing, text)
+        """Save `text` as a new version of the message being edited; a message of yours is then
+        answered again."""
+        edited = self.conversation.edit(self._editing, text)
         self._editing = None
         self.query_one(ChatInput).clear()
         self.load_session(self.session.id)
-        self.start_reply(user)
+        if edited.role == Role.USER:
+            self.start_reply(edited)

@@ -13,6 +13,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from sessions.models import Message, Role, Status
+from tui.actions import MESSAGE
 
 STATUS_MARKS = {
     Status.PARTIAL: "… incomplete",
@@ -21,9 +22,15 @@ STATUS_MARKS = {
 }
 
 
-class MessageView(Vertical):
+class MessageView(Vertical, can_focus=True):
+    """Focusable (click it, or Alt+↑ from the input box): the keys of tui.actions.MESSAGE then
+    act on it."""
+
+    BINDINGS = [action.binding("screen.") for action in MESSAGE]
     DEFAULT_CSS = """
     MessageView { height: auto; padding: 0 1; margin: 0 0 1 0; }
+    MessageView:focus { background: $boost; }
+    MessageView:focus > .header { color: $text; }
     MessageView > .header { height: 1; color: $text-muted; }
     MessageView > Markdown { margin: 0; padding: 0; }
     MessageView.user { border-left: thick $secondary; }
