@@ -514,3 +514,42 @@ def test_headerless_sillytavern_group_lines_import(store, tmp_path):
     assert [(m.role, m.name) for m in branch] == [(Role.ASSISTANT, "孔明"), (Role.USER, "刘备")]
     assert branch[0].meta[ST_KEY]["line"]["name"] == "孔明"
     assert os.fspath(path).endswith(".jsonl")
+
+
+def test_exports_say_what_a_format_cannot_hold(store):
+    session, _ = import_chat(store, ST_FILE)  # has a narrator and a comment
+    reply, leaf = store.branch(session.id)[2], session.leaf_id
+    store.add_message(session.id, Role.USER, "另一条路", parent_id=store.siblings(reply)[0].id)
+    store.update_session(session.id, leaf_id=leaf)  # back on the branch with the narrator
+    history, notes = export_session(store, session.id, "tgw")
+    assert "窗外传来" not in history
+    assert any("2 system/narrator message(s) were left out" in note for note in notes)
+    assert any("1 message(s) below earlier versions" in note for note in notes)
+
+
+def test_the_earlier_branch_only_json_export_imports(store, tmp_path):
+    """`sessions show --json` / the old `export --format json`: id, title, the branch."""
+    path = tmp_path / "old.json"
+    path.write_text(
+        json.dumps(
+            {
+                "id": 9,
+                "title": "旧导出",
+                "persona": "",
+                "created_at": 1727417100.0,
+                "updated_at": 1727417200.0,
+                "leaf_id": 12,
+                "messages": [
+                    {"id": 11, "parent_id": None, "role": "user", "name": "", "content": "在吗",
+                     "status": "complete", "created_at": 1727417100.0, "meta": {}},
+                    {"id": 12, "parent_id": 11, "role": "assistant", "name": "", "content": "在。",
+                     "status": "complete", "created_at": 1727417110.0, "meta": {"seed": 1}},
+                ],
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    session, chat = import_chat(store, path)
+    assert chat.kind == "json" and session.title == "旧导出"
+    assert [m.content for m in store.branch(session.id)] == ["在吗", "在。"]
