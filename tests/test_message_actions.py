@@ -169,3 +169,31 @@ def test_describing_a_message_with_nothing_recorded_says_so(tmp_path):
     message = store.add_message(session.id, Role.ASSISTANT, "hello", meta={"error": "[red]x"})
     text = describe_message(message, "诸葛亮")
     assert text.startswith("诸葛亮 · message") and "error: [red]x" in text
+
+
+async def test_a_search_hit_opens_its_session_at_the_message_on_its_branch(tmp_path):
+    from tui.search_screen import SearchScreen
+
+    store = Store(tmp_path / "c.db")
+    old = chat(store, *[f"第{i}句" for i in range(200)])
+    hidden = store.add_message(
+        old,
+        Role.ASSISTANT,
+        "曹操在另一个版本里",
+        parent_id=store.branch(old)[4].id,
+        make_leaf=False,
+    )
+    current = chat(store, "hi", "hello")
+    app = make_app(store=store, engine=FakeEngine([]), session_id=current)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(app.chat.transcript.views) == 2)
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        await pilot.press(*"曹操", "enter")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat.session.id == old)
+        await wait_until(pilot, lambda: getattr(app.chat.focused, "message", None) is not None)
+        assert app.chat.focused.message.id == hidden.id  # on its branch, focused
+        assert contents(app)[-1] == "曹操在另一个版本里"
+        assert store.get_session(old).leaf_id == hidden.id

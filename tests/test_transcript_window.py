@@ -88,3 +88,25 @@ async def test_versions_and_regenerate_work_at_the_end_of_a_long_chat(tmp_path):
         await pilot.press("alt+left")
         await wait_until(pilot, lambda: shown(app)[-1] == "第119句")
         assert len(app.chat.query(MessageView)) == page_size(24)
+
+
+async def test_jumping_to_an_old_message_loads_around_it_and_pages_down(tmp_path):
+    store = Store(tmp_path / "c.db")
+    session_id = long_session(store, 300)
+    target = store.branch(session_id)[100]
+    app = make_app(store=store, engine=FakeEngine([]), session_id=session_id)
+    async with app.run_test(size=(90, 24)) as pilot:
+        page = page_size(24)
+        await wait_until(pilot, lambda: len(app.chat.query(MessageView)) == page)
+        app.chat.load_session(session_id, show=target.id)
+        await wait_until(pilot, lambda: getattr(app.chat.focused, "message", None) == target)
+        assert "第100句" in shown(app) and len(shown(app)) <= page + 1
+        later = app.chat.query_one("#later")
+        assert later.display and "later message(s)" in str(later.render())
+        before = len(shown(app))
+        transcript = app.chat.transcript
+        transcript.scroll_end(animate=False)
+        await wait_until(pilot, lambda: len(shown(app)) > before)
+        assert shown(app)[before] == f"第{100 + page // 2 + 1}句"  # the page below, in order
+        # sending from here goes back to the end of the chat first
+        assert not transcript.reaches_end

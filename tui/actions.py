@@ -93,6 +93,15 @@ CHAT = (
         priority=True,
     ),
     Action(
+        "search",
+        "search",
+        "ctrl+f",
+        "Search",
+        "search every session (Chinese words of any length); Enter opens the chat at the message, on its branch",
+        priority=True,
+        footer=False,
+    ),
+    Action(
         "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
     ),
     Action("rename_session", "rename_session", "f2", "Rename", "rename the session", footer=False),

@@ -131,6 +131,23 @@ class ChatScreen(SessionActions, VersionActions, MessageActions, Screen):
         self.refresh_sidebar()
         self.update_status()
 
+    def action_search(self) -> None:
+        """Search every session; the chosen hit opens its session at the message, on its
+        branch."""
+        from tui.search_screen import SearchScreen
+
+        def open_hit(hit) -> None:
+            if hit is None:
+                return
+            if self.generating:
+                self.notify("Still replying: press Esc to stop first.", severity="warning")
+                return
+            leaf = self.store.deepest_leaf(hit.message_id)
+            self.store.update_session(hit.session_id, leaf_id=leaf)
+            self.load_session(hit.session_id, show=hit.message_id)
+
+        self.app.push_screen(SearchScreen(self.store), open_hit)
+
     def refresh_sidebar(self) -> None:
         self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
 
