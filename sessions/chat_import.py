@@ -115,6 +115,25 @@ def import_chat(
 # --- the file ------------------------------------------------------------------------------------
 
 
+def import_into(workspace, path: str | Path) -> tuple[Session, ParsedChat]:
+    """`import_chat` into a workspace (a sessions.workspace.Workspace): a character the file
+    names becomes the persona when the workspace has it, and another app's chat starts from the
+    workspace's default parameters. What the CLI and the TUI both call."""
+
+    def persona_exists(name: str) -> bool:
+        try:
+            return workspace.personas.exists(name)
+        except CosplayError:  # a damaged persona file: the chat is imported without it
+            return False
+
+    return import_chat(
+        workspace.store,
+        path,
+        persona_exists=persona_exists,
+        settings={"params": workspace.default_params()},
+    )
+
+
 def _read_text(path: Path) -> str:
     try:
         if path.is_dir():

@@ -5,7 +5,7 @@ Adding an action is one row here plus its `action_…` method on the screen (or 
 Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
 
     regenerate = "ctrl+g"
-    stop = "escape,ctrl+s"
+    stop = "escape,f12"
 """
 
 from __future__ import annotations
@@ -103,6 +103,24 @@ CHAT = (
     ),
     Action(
         "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
+    ),
+    Action(
+        "export_session",
+        "export_session",
+        "ctrl+s",
+        "Export chat",
+        "save the chat to a file: Markdown, text, Cosplay JSON, SillyTavern or text-generation-webui",
+        priority=True,
+        footer=False,
+    ),
+    Action(
+        "import_chat",
+        "import_chat",
+        "ctrl+l",
+        "Import chat",
+        "open a SillyTavern, text-generation-webui or Cosplay chat file as a new session",
+        priority=True,
+        footer=False,
     ),
     Action("rename_session", "rename_session", "f2", "Rename", "rename the session", footer=False),
     Action(

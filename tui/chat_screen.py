@@ -24,6 +24,7 @@ from sessions.conversation import Conversation, ReplyEvents, Turn
 from sessions.models import Message, Role, Session, Status
 from sessions.workspace import Workspace
 from tui.actions import CHAT
+from tui.chat_file_actions import ChatFileActions
 from tui.message_actions import MessageActions
 from tui.modals import WelcomeScreen
 from tui.session_actions import SessionActions
@@ -53,7 +54,7 @@ class ReplyDone(TextualMessage):
     error: Exception | None
 
 
-class ChatScreen(SessionActions, VersionActions, MessageActions, Screen):
+class ChatScreen(SessionActions, VersionActions, MessageActions, ChatFileActions, Screen):
     BINDINGS = [action.binding() for action in CHAT if action.keys]
 
     def __init__(

@@ -163,21 +163,10 @@ def _printable(text: str) -> str:
 def import_chat_file(workspace, args: argparse.Namespace) -> None:
     """`sessions import FILE [--json]` (sessions/chat_import.py): the format is read from the
     content; prints the new session's id and a one-line summary."""
-    from sessions.chat_import import import_chat
-
-    def persona_exists(name: str) -> bool:
-        try:
-            return workspace.personas.exists(name)
-        except CosplayError:  # a damaged persona file: the chat is imported without it
-            return False
+    from sessions.chat_import import import_into
 
     path = Path(args.file).expanduser()
-    session, chat = import_chat(
-        workspace.store,
-        path,
-        persona_exists=persona_exists,
-        settings={"params": workspace.default_params()},
-    )
+    session, chat = import_into(workspace, path)
     record = {
         "id": session.id,
         "title": session.title,
