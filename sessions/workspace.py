@@ -11,9 +11,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import CosplayError
+from engines.base import CosplayError, GenerationParams
 from sessions.models import Session
 from sessions.personas import PersonaStore
+from sessions.presets import (
+    BUILT_IN,
+    Preset,
+    apply_preset,
+    card_preset,
+    custom_preset,
+    find_preset,
+    preset_from_params,
+)
+from sessions.prompt import UserPersona
 from sessions.store import Store
 
 # Settings keys (the store's settings table).
@@ -21,6 +31,8 @@ LAST_MODEL = "last_model"  # the model spec of the last model loaded
 LAST_SESSION = "last_session"
 DEFAULT_PARAMS = "default_params"  # the generation parameters new sessions start with
 NEW_TITLE = "New chat"  # a session's title until its first message names it
+CUSTOM_PRESETS = "presets"  # the user's own sampling presets: {name: {field: value}}
+USER_PERSONA = "user_persona"  # who you are in new chats ({{user}}): {"name", "description"}
 
 
 @dataclass(frozen=True)
@@ -117,14 +129,141 @@ class Workspace:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def new_session(self, personas: str | list[str] | None = None) -> Session:
-        """A new session with the default parameters; with personas it opens with their
-        greetings (several: a group scene)."""
+    def new_session(
+        self,
+        personas: str | list[str] | None = None,
+        *,
+        user: UserPersona | None = None,
+        reuse_empty: bool = False,
+    ) -> Session:
+        """A new session with the default parameters and your default persona (`user`, when
+        given, instead); with personas it opens with their greetings (several: a group scene)
+        and a persona's preset. `reuse_empty`: a plain chat takes over an empty "New chat"
+        instead of piling up another (the TUI's Ctrl+N; not `cosplay ask --new`, where two
+        processes could take the same one)."""
         from sessions.group import start_session
 
-        settings = {"params": self.default_params()}
+        settings: dict = {"params": self.default_params()}
+        user = user or self.default_user_persona()
+        if user is not None:  # copied: the chat keeps who you were when it began
+            settings["user"] = user.to_value()
         if personas:
             names = [personas] if isinstance(personas, str) else personas
             cards = [self.personas.get(name).card for name in names]
-            return start_session(self.store, cards, settings=settings)
+            if len(cards) == 1:  # a scene's speakers keep the session's parameters
+                settings = self._with_card_preset(settings, cards[0])
+            return start_session(self.store, cards, settings=settings, user=user)
+        if reuse_empty:
+            empty = self.empty_session()
+            if empty is not None:
+                return self.store.update_session(empty.id, settings=settings)
         return self.store.create_session(NEW_TITLE, settings=settings)
+
+    def empty_session(self) -> Session | None:
+        """The most recent plain "New chat" with no messages, if there is one."""
+        for session in self.store.list_sessions():
+            if (
+                session.title == NEW_TITLE
+                and not session.persona
+                and session.leaf_id is None
+                and not session.settings.get("cast")
+            ):
+                return session
+        return None
+
+    # --- sampling presets (sessions/presets.py) -------------------------------------------
+
+    def presets(self) -> list[Preset]:
+        """The built-in presets, then yours (a damaged saved one is left out)."""
+        saved = self.store.get_setting(CUSTOM_PRESETS, {})
+        saved = saved if isinstance(saved, dict) else {}
+        custom = [custom_preset(name, values) for name, values in saved.items()]
+        return [*BUILT_IN, *(preset for preset in custom if preset is not None)]
+
+    def preset(self, name: str) -> Preset:
+        """The preset called `name` (CosplayError naming the known ones if none is)."""
+        return find_preset(self.presets(), name)
+
+    def save_preset(self, name: str, params: GenerationParams) -> Preset:
+        """Save `params`' sampling fields as your preset `name` (replacing yours of that name)."""
+        name = " ".join(name.split())
+        if not name:
+            raise CosplayError("A preset needs a name.")
+        taken = {word for preset in BUILT_IN for word in [preset.name, *preset.name.split()]}
+        if name.casefold() in {word.casefold() for word in taken}:
+            raise CosplayError(f"{name!r} is a built-in preset's name; choose another.")
+        preset = preset_from_params(name, params)
+        saved = self.store.get_setting(CUSTOM_PRESETS, {})
+        saved = dict(saved) if isinstance(saved, dict) else {}
+        saved[name] = preset.values
+        self.store.set_setting(CUSTOM_PRESETS, saved)
+        return preset
+
+    def delete_preset(self, name: str) -> None:
+        saved = self.store.get_setting(CUSTOM_PRESETS, {})
+        if not isinstance(saved, dict) or name not in saved:
+            raise CosplayError(f"There is no preset of yours named {name!r}.")
+        self.store.set_setting(CUSTOM_PRESETS, {k: v for k, v in saved.items() if k != name})
+
+    def apply_preset(self, session_id: int, name: str) -> Session:
+        """Write the preset's values into the session's parameters (the others are kept), and
+        make them the parameters new chats start with, as any change in the panel does."""
+        preset = self.preset(name)
+        settings = apply_preset(self.store.get_session(session_id).settings, preset)
+        self.set_default_params(settings["params"])
+        return self.store.update_session(session_id, settings=settings)
+
+    def _with_card_preset(self, settings: dict, card) -> dict:
+        """A persona's preset (by name, in its card) over the settings, its own `sampling`
+        values over that; an unknown name is passed over (a card from another machine)."""
+        name = card_preset(card)
+        if not name:
+            return settings
+        try:
+            preset = self.preset(name)
+        except CosplayError:
+            return settings
+        settings = apply_preset(settings, preset)
+        settings["params"] |= card.cosplay.sampling
+        return settings
+
+    # --- your persona ({{user}}) ----------------------------------------------------------
+    # New chats copy it into settings["user"]: changing it later leaves earlier chats as they
+    # began (their greetings already say the name they were started with).
+
+    def default_user_persona(self) -> UserPersona | None:
+        """Who you are in new chats, None when never set (the prompt then says "User")."""
+        value = self.store.get_setting(USER_PERSONA)
+        return UserPersona.from_value(value) if value else None
+
+    def set_default_user_persona(self, user: UserPersona) -> None:
+        self.store.set_setting(USER_PERSONA, user.to_value())
+
+    def session_user_persona(self, session: Session) -> UserPersona:
+        """Who you are in this chat: its own, else (a chat from before you set one) "User"."""
+        return UserPersona.from_value(session.settings.get("user"))
+
+    def set_session_user_persona(self, session_id: int, user: UserPersona) -> Session:
+        """Be `user` in this chat from now on. While the chat holds nothing but its greetings,
+        they are written again with the new name (the persona has not been answered yet)."""
+        from sessions.prompt import greetings
+
+        session = self.store.get_session(session_id)
+        settings = dict(session.settings)
+        settings["user"] = user.to_value()
+        session = self.store.update_session(session_id, settings=settings)
+        messages = self.store.all_messages(session_id)
+        if not messages or any("greeting" not in m.meta or not m.name for m in messages):
+            return session
+        cards = {}
+        for message in messages:
+            if message.name not in cards:
+                try:
+                    cards[message.name] = self.personas.get(message.name).card
+                except CosplayError:
+                    return session
+            texts = greetings(cards[message.name], user)
+            index = message.meta.get("greeting")
+            if isinstance(index, int) and 0 <= index < len(texts):
+                self.store.update_message(message.id, content=texts[index])
+        return session

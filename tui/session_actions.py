@@ -1,18 +1,23 @@
 """Session and scene actions of the chat screen: new, rename, delete, personas, cast.
 
-A mixin of ChatScreen, kept apart so the screen module stays about turns.
+A mixin of ChatScreen, kept apart so the screen module stays about turns. Rename and delete act
+on the session list's highlighted row while the list has focus (`r`, Delete there), else on
+the open session (F2, F8).
 """
 
 from __future__ import annotations
 
 from sessions.group import session_cast, set_cast
+from sessions.models import Session
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_screen import PersonasScreen
+from tui.preset_actions import PresetActions
+from tui.user_screen import UserPersonaActions
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.session_list import SessionList
 
 
-class SessionActions:
+class SessionActions(PresetActions, UserPersonaActions):
     """Needs from the screen: workspace, store, personas, session, generating, load_session,
     refresh_sidebar."""
 
@@ -64,34 +69,56 @@ class SessionActions:
             self.load_session(event.session_id)
         self.query_one(ChatInput).focus()
 
+    def _target_session(self) -> Session:
+        """The session rename and delete act on: the row under the cursor while the session
+        list has focus, else the open one."""
+        sidebar = self.query_one(SessionList)
+        row = sidebar.highlighted_session if sidebar.has_focus else None
+        return self.store.get_session(row.id) if row is not None else self.session
+
     def action_new_session(self) -> None:
         if self.generating:
             self.notify("Still replying: press Esc to stop first.", severity="warning")
             return
-        self.load_session(self.workspace.new_session().id)
+        self.load_session(self.workspace.new_session(reuse_empty=True).id)
         self.query_one(ChatInput).focus()
 
     def action_rename_session(self) -> None:
-        def rename(title: str | None) -> None:
-            if title:
-                self.session = self.store.update_session(self.session.id, title=title)
-                self.refresh_sidebar()
+        target = self._target_session()
 
-        self.app.push_screen(TextPromptScreen("Rename this session:", self.session.title), rename)
+        def rename(title: str | None) -> None:
+            if not title:
+                return
+            renamed = self.store.update_session(target.id, title=title)
+            if renamed.id == self.session.id:
+                self.session = renamed
+            self.refresh_sidebar()
+
+        question = "Rename this session:" if target.id == self.session.id else "Rename:"
+        self.app.push_screen(TextPromptScreen(question, target.title), rename)
 
     def action_delete_session(self) -> None:
-        if self.generating:
+        target = self._target_session()
+        if self.generating and target.id == self.session.id:
             self.notify("Still replying: press Esc to stop first.", severity="warning")
             return
 
         def delete(confirmed: bool | None) -> None:
             if not confirmed:
                 return
-            self.store.delete_session(self.session.id)
-            remaining = self.store.list_sessions()
-            self.load_session(remaining[0].id if remaining else self.workspace.new_session().id)
-            self.notify("Session deleted.")
+            if self.generating and target.id == self.session.id:
+                return
+            order = [s.id for s in self.store.list_sessions()]
+            self.store.delete_session(target.id)
+            if target.id == self.session.id:  # open the one below it (else above, else new)
+                place = order.index(target.id) if target.id in order else 0
+                rest = order[place + 1 :] + order[:place][::-1]
+                self.load_session(rest[0] if rest else self.workspace.new_session().id)
+            else:
+                self.refresh_sidebar()
+                self.update_status()
+            self.notify(f"Deleted “{target.title}”.")
 
         self.app.push_screen(
-            ConfirmScreen(f"Delete “{self.session.title}” and all its messages?"), delete
+            ConfirmScreen(f"Delete “{target.title}” and all its messages?"), delete
         )

@@ -1,4 +1,9 @@
-"""Generation parameters for the current session, edited in place and validated as you type."""
+"""Generation parameters for the current session, edited in place and validated as you type.
+
+At the top, the sampling preset (sessions/presets.py): choosing one posts `PresetChosen`, "Save
+as preset" posts `SaveAsPreset`; the screen stores them and hands the presets back down with
+`show_presets` (the panel asks for them with `Loaded` each time it loads a session's values).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Label, Switch
+from textual.widgets import Button, Input, Label, Select, Switch
 
 from engines.base import GenerationParams
+from sessions.presets import Preset
 
 # (field, label, help) in display order; "max_history_rounds" is a session setting, not a sampling one.
 FIELDS = [
@@ -42,6 +49,7 @@ class ParamsPanel(VerticalScroll):
     ParamsPanel Label { margin-top: 1; }
     ParamsPanel Input { height: 3; }
     ParamsPanel Input.-invalid { border: tall $error; }
+    ParamsPanel #save_preset { width: 100%; min-width: 0; }
     """
 
     @dataclass
@@ -49,13 +57,28 @@ class ParamsPanel(VerticalScroll):
         params: GenerationParams
         max_history_rounds: int | None
 
+    @dataclass
+    class PresetChosen(Message):
+        name: str
+
+    @dataclass
+    class SaveAsPreset(Message):
+        params: GenerationParams
+
+    class Loaded(Message):
+        """A session's values were loaded: the screen answers with `show_presets`."""
+
     def __init__(self, params: GenerationParams, max_history_rounds: int | None, **kwargs):
         super().__init__(**kwargs)
         self._params = params
         self._rounds = max_history_rounds
+        self._presets: list[Preset] = []
 
     def compose(self):
         yield Label("[b]Generation[/b]  (Ctrl+T hides)")
+        yield Label("Preset", id="preset_state", markup=False)
+        yield Select[str]([], prompt="(none)", id="preset")
+        yield Button("Save as preset…", id="save_preset", compact=True)
         yield Label("Sample (off = greedy)")
         yield Switch(self._params.do_sample, id="do_sample")
         for name, label, hint in FIELDS:
@@ -72,6 +95,38 @@ class ParamsPanel(VerticalScroll):
             with field.prevent(Input.Changed):
                 field.value = _shown(value)
             field.remove_class("-invalid")
+        self.post_message(self.Loaded())
+
+    # --- presets ----------------------------------------------------------------------------
+
+    def show_presets(self, presets: list[Preset], chosen: str | None) -> None:
+        """List `presets` and select `chosen` (none chosen: one the values equal, if any)."""
+        self._presets = list(presets)
+        names = [preset.name for preset in self._presets]
+        if chosen not in names:
+            chosen = next((p.name for p in self._presets if p.matches(self._params)), None)
+        select = self.query_one("#preset", Select)
+        with select.prevent(Select.Changed):
+            select.set_options((Text(name), name) for name in names)  # names are text
+            select.value = chosen if chosen is not None else Select.NULL
+        self._show_preset_state()
+
+    def _show_preset_state(self) -> None:
+        """ "Preset" while the values equal the selected one, "Preset · changed" after an edit."""
+        value = self.query_one("#preset", Select).value
+        preset = next((p for p in self._presets if p.name == value), None)
+        changed = preset is not None and not preset.matches(self._params)
+        self.query_one("#preset_state", Label).update("Preset · changed" if changed else "Preset")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if isinstance(event.value, str):
+            self.post_message(self.PresetChosen(event.value))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save_preset":
+            event.stop()
+            self.post_message(self.SaveAsPreset(self._params))
 
     def _read(self) -> tuple[GenerationParams, int | None]:
         values: dict[str, Any] = {"do_sample": self.query_one("#do_sample", Switch).value}
@@ -100,7 +155,10 @@ class ParamsPanel(VerticalScroll):
         for field in self.query(Input):
             field.remove_class("-invalid")
         self._params, self._rounds = params, rounds
+        self._show_preset_state()
         self.post_message(self.Changed(params, rounds))
+
+    # --- edits ------------------------------------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

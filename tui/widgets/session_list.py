@@ -1,20 +1,113 @@
-"""The sidebar: saved sessions, most recent first. Posts `Chosen`; the screen does the switching."""
+"""The sidebar: saved sessions, most recent first. Posts `Chosen`; the screen does the switching.
+
+Each row is two lines: the title with the branch length at the right, then the persona (or
+"assistant") and the last activity. The open session is marked (bold, accent colour) apart
+from the cursor, so moving the cursor never hides which chat is open. Titles and persona names
+come from users and card files: they are shown as text, never markup, and cut to the row's
+width in terminal cells (Chinese characters are two cells wide) with an ellipsis.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import Label, ListItem, ListView
+from textual.widgets import ListItem, ListView, Static
 
 from sessions.models import Session
 
+PLAIN = "assistant"  # the persona column of a session with none
+
+
+def relative_time(timestamp: float, now: float | None = None) -> str:
+    """When, as people say it: "just now", "3 min ago", "5 h ago", "yesterday", "Mar 5",
+    "2023-03-05" (calendar days, in local time)."""
+    now = time.time() if now is None else now
+    seconds = now - timestamp
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    then, today = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(now)
+    days = (today.date() - then.date()).days
+    if days == 0:
+        return f"{int(seconds // 3600)} h ago"
+    if days == 1:
+        return "yesterday"
+    if then.year == today.year:
+        return f"{then:%b} {then.day}"
+    return f"{then:%Y-%m-%d}"
+
+
+def session_persona(session: Session) -> str:
+    """The persona column: the cast of a scene, the persona, or "assistant"."""
+    cast = session.settings.get("cast") if isinstance(session.settings, dict) else None
+    if isinstance(cast, list) and cast:
+        return "、".join(str(name) for name in cast)
+    return session.persona or PLAIN
+
+
+def fit(text: str, width: int) -> Text:
+    """One line of plain text cut to `width` cells with an ellipsis (double width aware)."""
+    line = Text(" ".join(text.split()))  # no line breaks or tabs inside a row
+    line.truncate(max(width, 0), overflow="ellipsis")
+    return line
+
+
+def session_row(session: Session, width: int, now: float | None = None) -> Text:
+    """The two lines of a session's row, `width` cells wide."""
+    count = f"{session.length}"
+    title_width = width - cell_len(count) - 1
+    title = fit(session.title or "Untitled", title_width)
+    title.pad_right(title_width - title.cell_len + 1)
+    title.append(count, style="dim")
+    when = relative_time(session.updated_at, now)
+    persona_width = width - cell_len(when) - 3  # the time is kept whole, the persona cut
+    if persona_width >= 2:
+        detail = Text.assemble(fit(session_persona(session), persona_width), " · ", when)
+    else:
+        detail = fit(when, width)
+    detail.stylize("dim")
+    return Text("\n").join([title, detail])
+
+
+class SessionRow(Static):
+    """A session's two lines, drawn for the width the row has."""
+
+    DEFAULT_CSS = "SessionRow { height: 2; }"
+
+    def __init__(self, session: Session):
+        super().__init__(markup=False)
+        self.session = session
+
+    def render(self) -> Text:
+        return session_row(self.session, self.content_size.width)
+
 
 class SessionItem(ListItem):
-    def __init__(self, session: Session):
-        super().__init__(Label(session.title or "Untitled", markup=False))
-        self.session = session
+    DEFAULT_CSS = """
+    SessionItem { padding: 0 1; }
+    SessionItem.-open { text-style: bold; color: $accent; }
+    """
+
+    def __init__(self, session: Session, *, is_open: bool = False):
+        super().__init__(SessionRow(session))
+        self.set_class(is_open, "-open")
+
+    @property
+    def session(self) -> Session:
+        return self.query_one(SessionRow).session
+
+    def show(self, session: Session, *, is_open: bool) -> None:
+        row = self.query_one(SessionRow)
+        row.session = session
+        row.refresh()
+        self.set_class(is_open, "-open")
 
 
 class SessionList(ListView):
@@ -28,13 +121,45 @@ class SessionList(ListView):
     class Chosen(Message):
         session_id: int
 
+    @property
+    def highlighted_session(self) -> Session | None:
+        """The session under the cursor (the one `r` and Delete act on), if any."""
+        item = self.highlighted_child
+        return item.session if isinstance(item, SessionItem) else None
+
+    def _items(self) -> list[SessionItem]:
+        return [
+            item
+            for item in self.children
+            if isinstance(item, SessionItem) and not item._pruning  # not being removed
+        ]
+
     def show_sessions(self, sessions: list[Session], current: int | None) -> None:
-        self.clear()
-        self.extend(SessionItem(s) for s in sessions)
-        for index, session in enumerate(sessions):
-            if session.id == current:
-                self.index = index
-                break
+        """Show `sessions` with `current` marked open. The rows are updated in place (no
+        flicker, no half-removed rows); the cursor goes to the open session, unless the list
+        has focus and the row under it is still there."""
+        keep = self.highlighted_session if self.has_focus else None
+        items = self._items()
+        for item, session in zip(items, sessions, strict=False):
+            item.show(session, is_open=session.id == current)
+        if len(sessions) > len(items):
+            self.extend(
+                SessionItem(session, is_open=session.id == current)
+                for session in sessions[len(items) :]
+            )
+        for item in items[len(sessions) :]:
+            item.remove()
+        ids = [session.id for session in sessions]
+        target = keep.id if keep is not None and keep.id in ids else current
+        index = ids.index(target) if target in ids else (0 if ids else None)
+        self.index = index
+
+    def on_mount(self) -> None:
+        self.set_interval(60, self._tick)  # "3 min ago" grows old
+
+    def _tick(self) -> None:
+        for row in self.query(SessionRow):
+            row.refresh()
 
     def on_list_view_selected(self, event: ListView.Selected) -> None:
         event.stop()
