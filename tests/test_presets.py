@@ -182,3 +182,19 @@ async def test_the_panel_chooses_a_preset_shows_an_edit_and_saves_a_new_one(tmp_
         await pilot.press("h", "i", "enter")
         await wait_until(pilot, lambda: not screen.generating and len(engine.params) == 1)
         assert engine.params[0].do_sample is False and engine.params[0].temperature == 0.2
+
+
+def test_ask_takes_a_preset_for_the_reply_and_refuses_an_unknown_one(
+    capsys, tiny_gguf, cosplay_home
+):
+    from tui.cli import main
+
+    assert main(["ask", "-m", "/no/such/model.gguf", "--preset", "wild", "hi"]) == 2
+    assert "no preset named 'wild'" in capsys.readouterr().err  # before any model loads
+    argv = ["ask", "--model", str(tiny_gguf), "--max-tokens", "4", "--preset", "确定", "hi"]
+    assert main(argv) == 0
+    with Workspace(cosplay_home) as workspace:
+        reply = workspace.store.branch(workspace.last_session())[-1]
+        assert reply.meta["params"]["do_sample"] is False
+        assert reply.meta["params"]["max_new_tokens"] == 4  # the flag wins over the preset
+        assert reply.meta["params"]["top_k"] == 0

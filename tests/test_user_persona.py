@@ -10,6 +10,7 @@ from textual.widgets import Checkbox, Input, TextArea
 
 from engines.base import GenerationParams
 from engines.fake import FakeEngine
+from sessions.cards import card_from_dict
 from sessions.conversation import Conversation
 from sessions.models import Role
 from sessions.prompt import UserPersona
@@ -132,3 +133,26 @@ async def test_the_your_persona_dialog_sets_this_chat_and_the_default(tmp_path):
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is screen)
         assert screen.session.settings["user"]["name"] == "鲁智深"
+
+
+def test_ask_user_name_names_you_in_a_new_persona_session_and_a_continued_one(
+    tiny_gguf, cosplay_home
+):
+    from tui.cli import main
+
+    with Workspace(cosplay_home) as workspace:  # a short card: the tiny model's context is small
+        workspace.personas.create(
+            card_from_dict({"name": "小二", "first_mes": "{{user}}客官请坐。"}, "小二")
+        )
+    argv = ["ask", "--model", str(tiny_gguf), "--max-tokens", "2", "--persona", "小二"]
+    assert main([*argv, "--user-name", "林冲", "二郎！"]) == 0
+    with Workspace(cosplay_home) as workspace:
+        session = workspace.store.get_session(workspace.last_session())
+        assert session.settings["user"]["name"] == "林冲"
+        assert "林冲" in greeting(workspace, session.id)
+    assert main(["ask", "--max-tokens", "2", "--user-name", "鲁智深", "再吃一碗"]) == 0
+    with Workspace(cosplay_home) as workspace:
+        session = workspace.store.get_session(session.id)
+        assert session.settings["user"]["name"] == "鲁智深"
+        assert "林冲" in greeting(workspace, session.id)  # already answered: kept as it was
+        assert workspace.default_user_persona() is None  # the flag names you in this chat only

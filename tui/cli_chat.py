@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from sessions.cards import CharacterCard
     from sessions.conversation import Conversation
     from sessions.models import Session
+    from sessions.presets import Preset
+    from sessions.prompt import UserPersona
     from sessions.workspace import Workspace
 
 
@@ -80,6 +82,7 @@ def run_ask(args: argparse.Namespace) -> int:
         session = _continued_session(args, workspace)
         if session is not None and session.persona:  # continuing a persona session
             persona = workspace.personas.get(session.persona).card
+        preset = workspace.preset(args.preset) if args.preset else None  # unknown: said now
         spec = model_spec(args, workspace, persona)
         if spec is None:
             raise CosplayError(
@@ -88,19 +91,39 @@ def run_ask(args: argparse.Namespace) -> int:
             )
         engine = load(spec, workspace)  # before a new session: a bad model leaves none behind
         try:
+            user = _user_persona(args, workspace, session)
             if session is None:
-                session = workspace.new_session(persona.name if persona else None)
-            _ask(args, Conversation(workspace, engine, session.id))
+                session = workspace.new_session(persona.name if persona else None, user=user)
+            elif user is not None:
+                session = workspace.set_session_user_persona(session.id, user)
+            _ask(args, Conversation(workspace, engine, session.id), preset)
         finally:
             engine.close()
     return 0
 
 
-def _ask(args: argparse.Namespace, conversation: Conversation) -> None:
+def _user_persona(
+    args: argparse.Namespace, workspace: Workspace, session: Session | None
+) -> UserPersona | None:
+    """`--user-name` over who you are in the session (a new one: your default), or None."""
+    from sessions.prompt import UserPersona
+
+    if not args.user_name:
+        return None
+    if session is not None:
+        base = workspace.session_user_persona(session)
+    else:
+        base = workspace.default_user_persona() or UserPersona()
+    return UserPersona(" ".join(args.user_name.split()), base.description)
+
+
+def _ask(args: argparse.Namespace, conversation: Conversation, preset: Preset | None) -> None:
     """Save the text, stream the reply (or each addressed character's) to stdout."""
     from sessions.conversation import ReplyEvents
 
     params = conversation.params()
+    if preset is not None:  # for this reply, under the flags below
+        params = params.model_copy(update=preset.values)
     for flag, field in (("max_tokens", "max_new_tokens"), ("seed", "seed")):
         if getattr(args, flag) is not None:
             setattr(params, field, getattr(args, flag))
@@ -155,5 +178,12 @@ def _ask_arguments(ask: argparse.ArgumentParser) -> None:
     ask.add_argument("--max-tokens", type=int, help="max new tokens")
     ask.add_argument("--seed", type=int, help="sampling seed (for reproducible replies)")
     ask.add_argument("--temperature", type=float, help="sampling temperature")
+    ask.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="sample this reply with a preset: 确定/deterministic, 平衡/balanced, 创意/creative, "
+        "seed (the seed chat server's defaults) or one you saved",
+    )
+    ask.add_argument("--user-name", metavar="NAME", help="your name ({{user}}) in this session")
     ask.add_argument("text", help="your message")
     ask.set_defaults(func=run_ask)
