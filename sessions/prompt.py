@@ -336,7 +336,7 @@ def plan_prompt(
         notes += [note] if note else []
     # Reserve room for the reply, but never more than half the window.
     budget = engine.context_length - min(params.max_new_tokens, engine.context_length // 2)
-    max_rounds = settings.get("max_history_rounds")
+    max_rounds = history_rounds(settings)
     window = history_window(branch, engine)
     try:
         if card is None:
@@ -381,7 +381,7 @@ def _persona_plan(
         ),
         count_tokens=engine.count_tokens,
         budget=budget,
-        max_rounds=settings.get("max_history_rounds"),
+        max_rounds=history_rounds(settings),
         examples=parse_examples(card.data.mes_example, char=char, user=user_name),
         post_history=post_history_text(
             card, user=user, original=settings.get("post_history_instructions") or ""
@@ -389,6 +389,13 @@ def _persona_plan(
         view=lambda kept: speaker_view(kept, char=char, user=user_name, name_aware=name_aware),
         starts_round=lambda message: seen_as_user(message, char),
     )
+
+
+def history_rounds(settings: dict[str, Any]) -> int | None:
+    """The session's "max history rounds" (None: no limit, also for a damaged value)."""
+    value = settings.get("max_history_rounds")
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCard | None, str]:

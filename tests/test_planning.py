@@ -315,3 +315,11 @@ def test_real_smollm2_planned_tokens_are_the_engines_exact_count(tmp_path):
     for result in results:
         assert result["planned"] == result["exact"] <= 2048 - 256
         assert result["dropped"] > 200 and result["kept"] > 10
+
+
+@pytest.mark.parametrize("damaged", ["3", -1, True, 2.5])
+def test_a_damaged_max_history_rounds_means_no_limit(workspace, damaged):
+    session_id, leaf = fill(workspace, 9)
+    workspace.store.update_session(session_id, settings={"max_history_rounds": damaged})
+    plan = Conversation(workspace, FakeEngine(), session_id).plan(Turn(leaf), PARAMS)
+    assert len(plan.messages) == 10 and plan.dropped_rounds == 0
