@@ -20,6 +20,7 @@ import gc
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,13 @@ from engines.base import (
 )
 from engines.hf_adapters import AdapterMixin
 from engines.hf_gen import (
+    CONTEXT_IDS,
     POLL_S,
     GenerationRun,
     PrefixCache,
     TokenStreamer,
     Watch,
+    decode_after,
     generation_config,
     stream_texts,
 )
@@ -72,6 +75,7 @@ class _Turn:
     seed: int
     beams: bool
     started: float
+    context: list[int]  # the prompt's last ids, which new text is decoded after (a prefill)
 
 
 class HFEngine(AdapterMixin, TemplateSwitch):
@@ -151,9 +155,13 @@ class HFEngine(AdapterMixin, TemplateSwitch):
 
     # --- text <-> tokens ------------------------------------------------------------
 
-    def render(self, messages: list[ChatMessage]) -> str:
+    def render(self, messages: list[ChatMessage], prefill: str = "") -> str:
         return self.template.render(
-            messages, bos_token=self._bos_text, eos_token=self._eos_text, char_name=self.speaker
+            messages,
+            bos_token=self._bos_text,
+            eos_token=self._eos_text,
+            char_name=self.speaker,
+            prefill=prefill,
         )
 
     def encode(self, prompt: str) -> list[int]:
@@ -206,12 +214,20 @@ class HFEngine(AdapterMixin, TemplateSwitch):
         return contextlib.nullcontext()
 
     def stream_chat(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cancel: threading.Event,
+        *,
+        prefill: str = "",
     ) -> Iterator[str]:
-        """Stream the reply; beam search (num_beams > 1) cannot stream, so it yields the reply once."""
+        """Stream the reply; beam search (num_beams > 1) cannot stream, so it yields the reply once.
+        With `prefill` the prompt ends with it inside the assistant's turn (the ids sampled for
+        it reused when it is the reply just written), and the new tokens are decoded after the
+        prompt's last ones, so a word's leading space at the join is kept."""
         with self._lock:
             self._require_open()
-            turn = self._plan(messages, params)
+            turn = self._plan(messages, params, prefill)
             cache, reused = (None, 0)
             if not turn.beams:  # beam search grows a cache to num_beams rows: it gets its own
                 cache, reused = self._prefix.prepare(turn.ids, self.base_model.config)
@@ -228,6 +244,7 @@ class HFEngine(AdapterMixin, TemplateSwitch):
                 streamer = TokenStreamer(
                     self.tokenizer, skip_prompt=True, timeout=POLL_S, skip_special_tokens=True
                 )
+                streamer.context = turn.context
             device = self.base_model.device
             kwargs = dict(
                 input_ids=torch.tensor([turn.ids], device=device),
@@ -252,8 +269,8 @@ class HFEngine(AdapterMixin, TemplateSwitch):
                 while run.is_alive():  # beams wait here, still answering cancel through `watch`
                     run.join(POLL_S)
                 if turn.beams and run.output is not None and not cancel.is_set():
-                    new = run.output[0, len(turn.ids) :]
-                    reply = self.tokenizer.decode(new, skip_special_tokens=True)
+                    new = run.output[0, len(turn.ids) :].tolist()
+                    reply = decode_after(self.tokenizer, turn.context, new)
                     piece = assembler.feed(reply.encode("utf-8"))
                     if piece:
                         yield piece
@@ -267,9 +284,9 @@ class HFEngine(AdapterMixin, TemplateSwitch):
             if tail:
                 yield tail
 
-    def _plan(self, messages: list[ChatMessage], params: GenerationParams) -> _Turn:
+    def _plan(self, messages: list[ChatMessage], params: GenerationParams, prefill: str) -> _Turn:
         started = time.perf_counter()
-        prompt = self.render(messages)
+        prompt = self.render(messages, prefill)
         ids = self.encode(prompt)
         room = self.context_length - len(ids)
         if room <= 0:
@@ -287,7 +304,10 @@ class HFEngine(AdapterMixin, TemplateSwitch):
             eos_ids[0] if pad_id is None and eos_ids else pad_id,
         )
         seed = secrets.randbits(32) if params.seed is None else params.seed
-        return _Turn(prompt, ids, stops, eos_ids, config, seed, params.num_beams > 1, started)
+        context = ids[-CONTEXT_IDS:] if prefill else []
+        return _Turn(
+            prompt, ids, stops, eos_ids, config, seed, params.num_beams > 1, started, context
+        )
 
     def _finish(self, turn, stats, run, cached, assembler, watch, cancel) -> None:
         """Stats, the prefix cache's ids, and the text → ids memory after one reply."""
@@ -304,7 +324,9 @@ class HFEngine(AdapterMixin, TemplateSwitch):
         # Remember the sampled ids for the text shown, but only if they spell exactly that text
         # (not after a stop string, a cancel ahead of the stream, or a hidden special token).
         self._memory = [(turn.prompt, turn.ids)]
-        if reply_ids and self.tokenizer.decode(reply_ids) == assembler.text:
+        if reply_ids and decode_after(self.tokenizer, turn.context, reply_ids, False) == (
+            assembler.text
+        ):
             self._memory.insert(0, (turn.prompt + assembler.text, turn.ids + reply_ids))
         stats.completion_tokens = len(reply_ids)
         if watch.first_token_at is not None:
@@ -356,6 +378,12 @@ class HFEngine(AdapterMixin, TemplateSwitch):
         with self._lock:
             if getattr(self, "base_model", None) is None:
                 return
+            # Dropping our references frees the weights and the KV cache at once: nothing of
+            # theirs is in a reference cycle (tests/test_startup.py). The cycle collector, half
+            # a second with torch loaded, runs only if something else still holds them.
+            held = [weakref.ref(self.model), weakref.ref(self.base_model)]
+            if self._prefix.cache is not None:
+                held.append(weakref.ref(self._prefix.cache))
             self._prefix.clear()
             self._memory = []
             self.model = None
@@ -363,6 +391,7 @@ class HFEngine(AdapterMixin, TemplateSwitch):
             self._adapters.clear()
             self._adapter_sources.clear()
             self.active_adapter = None
-            gc.collect()
-            if torch.cuda.is_available():
+            if any(ref() is not None for ref in held):
+                gc.collect()
+            if torch.cuda.is_initialized():  # hand the freed blocks back to the driver
                 torch.cuda.empty_cache()
