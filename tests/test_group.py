@@ -215,3 +215,42 @@ def test_speaker_view_for_templates_without_names():
         {"role": "user", "content": "问", "name": "玩家"},
         {"role": "assistant", "content": "答", "name": "x"},
     ]
+
+
+def _scene(store, personas, speakers: list[str], rounds: int):
+    """A scene of `rounds` rounds (玩家 asks, `speakers` answer in turn), then one more question."""
+    session = start_session(store, [personas.get(n).card for n in CAST], user=UserPersona("玩家"))
+    parent = session.leaf_id
+    for turn in range(rounds + 1):
+        parent = store.add_message(
+            session.id, Role.USER, f"第{turn}问", parent_id=parent, name="玩家"
+        ).id
+        for name in speakers if turn < rounds else []:
+            parent = store.add_message(
+                session.id, Role.ASSISTANT, f"{name}答{turn}", parent_id=parent, name=name
+            ).id
+    return session
+
+
+def test_a_long_scene_is_planned_from_its_recent_window(store, personas):
+    session = _scene(store, personas, CAST, 300)
+    engine = FakeEngine(context_length=1024)  # chatml: other speakers' names go in the text
+    plan = plan_turn(store, session.id, engine, GenerationParams(max_new_tokens=100), personas)
+    plan = plan.plan
+    assert plan.prompt_tokens == engine.count_tokens(plan.messages) <= 1024 - 100
+    history = [m for m in plan.messages if m["role"] != "system"]
+    # 刘备's view: the others' lines and the question merged into one user turn.
+    assert history[-1]["content"] == "曹操: 曹操答299\n\n孙悟空: 孙悟空答299\n\n玩家: 第300问"
+    assert history[-2] == {"role": "assistant", "content": "刘备答299", "name": "刘备"}
+    assert history[0]["role"] == "user"  # the cut is where a round starts for 刘备
+    assert plan.dropped_messages > 1000 and plan.dropped_rounds is None
+
+
+def test_who_else_speaks_is_read_from_the_window(store, personas):
+    # 曹操 and 孙悟空 only greeted, long ago: the recent window is a two-person chat.
+    session = _scene(store, personas, ["刘备"], 400)
+    engine = FakeEngine(context_length=1024)
+    plan = plan_turn(store, session.id, engine, GenerationParams(max_new_tokens=100), personas)
+    history = [m for m in plan.plan.messages if m["role"] != "system"]
+    assert history[-1] == {"role": "user", "content": "第400问", "name": "玩家"}
+    assert history[-2] == {"role": "assistant", "content": "刘备答399", "name": "刘备"}
