@@ -85,9 +85,18 @@ class Engine(Protocol):
     default_adapter: str | None  # the adapter used when a persona names none (the first --adapter)
 
     def stream_chat(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cancel: threading.Event,
+        *,
+        prefill: str = "",
     ) -> Iterator[str]:
-        """Yield the reply piece by piece; stop at the next token once `cancel` is set."""
+        """Yield the reply piece by piece; stop at the next token once `cancel` is set.
+
+        `prefill`: the start of the reply, already written (continuing a reply): the prompt
+        then ends inside the assistant's turn right after it, and the pieces continue it
+        (not repeating it). An engine that cannot do that raises a CosplayError."""
         ...
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:

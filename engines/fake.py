@@ -2,7 +2,8 @@
 
 It replies with canned text (or the scripted replies it was given), one word
 or CJK character per piece, and records every prompt it received so tests can
-check what the real engine would have seen.
+check what the real engine would have seen. A reply it is asked to continue
+(`prefill`) goes on with the next scripted reply (or the demo text).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class FakeEngine:
         self.last_stats: GenerationStats | None = None
         self.prompts: list[list[ChatMessage]] = []  # every prompt received, for tests
         self.params: list[GenerationParams] = []
+        self.prefills: list[str] = []  # the prefill of every prompt ("" for a new reply)
         self.adapter_format = adapter_format  # None: takes any adapter reference
         self.active_adapter: str | None = None
         self.default_adapter: str | None = None
@@ -62,14 +64,21 @@ class FakeEngine:
         return len(split_pieces(self._template.render(messages, char_name=self.speaker)))
 
     def stream_chat(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cancel: threading.Event,
+        *,
+        prefill: str = "",
     ) -> Iterator[str]:
         self.prompts.append([dict(m) for m in messages])  # type: ignore[misc]
         self.params.append(params)
+        self.prefills.append(prefill)
         started = time.perf_counter()
         reply = self._replies.pop(0) if self._replies else DEMO_REPLY
         seed = secrets.randbits(32) if params.seed is None else params.seed  # as real engines
-        stats = GenerationStats(prompt_tokens=self.count_tokens(messages), seed=seed)
+        prompt = self._template.render(messages, char_name=self.speaker, prefill=prefill)
+        stats = GenerationStats(prompt_tokens=len(split_pieces(prompt)), seed=seed)
         stats.prompt_eval_tokens = stats.prompt_tokens
         self.last_stats = None
         pieces = split_pieces(reply)[: params.max_new_tokens]

@@ -16,6 +16,26 @@ from transformers.cache_utils import DynamicCache
 from engines.base import GenerationParams
 
 POLL_S = 0.05  # how often the consumer checks that the generation thread is still alive
+CONTEXT_IDS = 4  # ids before new text that it is decoded after (a continued reply, a new line)
+
+
+def decode_after(tokenizer, context: list[int], ids: list[int], skip_special: bool = True) -> str:
+    """`ids` decoded as they read after the ids `context`: SentencePiece tokenizers drop the
+    leading space of a text's first word, which inside a text (continuing a reply) is kept."""
+    return _Decoder(tokenizer, {"skip_special_tokens": skip_special}, context)(ids)
+
+
+class _Decoder:
+    def __init__(self, tokenizer, kwargs: dict, context: list[int]):
+        self.tokenizer, self.kwargs, self.context = tokenizer, kwargs, list(context)
+        self.head = tokenizer.decode(self.context, **kwargs) if self.context else ""
+
+    def __call__(self, ids: list[int]) -> str:
+        if self.context:
+            whole = self.tokenizer.decode(self.context + ids, **self.kwargs)
+            if whole.startswith(self.head):
+                return whole[len(self.head) :]
+        return self.tokenizer.decode(ids, **self.kwargs)
 
 
 def generation_config(
@@ -81,7 +101,19 @@ class TokenStreamer(TextIteratorStreamer):
     The stock one waits for a space, which holds back a whole line of text without
     spaces. Here only an incomplete UTF-8 character (decoded as U+FFFD) waits for
     its next token; the cache is still reset after a newline to keep decoding cheap.
+    Text is decoded after the ids before it (`context`: the prompt's last ids when a reply
+    is continued, the last line's after a newline), so a word's leading space survives.
     """
+
+    _decoder: _Decoder | None = None
+
+    @property
+    def context(self) -> list[int]:
+        return self._decoder.context if self._decoder else []
+
+    @context.setter
+    def context(self, ids: list[int]) -> None:
+        self._decoder = _Decoder(self.tokenizer, self.decode_kwargs, ids[-CONTEXT_IDS:])
 
     def put(self, value) -> None:
         if value.dim() > 1:
@@ -92,9 +124,12 @@ class TokenStreamer(TextIteratorStreamer):
             self.next_tokens_are_prompt = False
             return
         self.token_cache.extend(value.tolist())
-        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+        if self._decoder is None:
+            self.context = []
+        text = self._decoder(self.token_cache)
         if text.endswith("\n"):
             printable = text[self.print_len :]
+            self.context = self.context + self.token_cache
             self.token_cache, self.print_len = [], 0
         else:
             stable = text.rstrip("\ufffd")

@@ -134,11 +134,15 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
     def _tokenize(self, text: str, add_bos: bool) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
-    def render(self, messages: list[ChatMessage]) -> str:
+    def render(self, messages: list[ChatMessage], prefill: str = "") -> str:
         # A template that writes the BOS token itself must not get a second one.
         bos = self._bos_text if self._add_bos else ""
         return self.template.render(
-            messages, bos_token=bos, eos_token=self._eos_text, char_name=self.speaker
+            messages,
+            bos_token=bos,
+            eos_token=self._eos_text,
+            char_name=self.speaker,
+            prefill=prefill,
         )
 
     def _fresh_tokens(self, prompt: str) -> list[int]:
@@ -203,8 +207,17 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         return True
 
     def stream_chat(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cancel: threading.Event,
+        *,
+        prefill: str = "",
     ) -> Iterator[str]:
+        """With `prefill` the prompt ends with it, inside the assistant's turn. Continuing the
+        reply just written, that prompt is the text the cache holds: its sampled token ids are
+        reused as they are (no re-tokenizing at the join) and only the last of them, sampled
+        but never evaluated, is evaluated."""
         if params.num_beams > 1:
             raise CosplayError(
                 "Beam search runs on the GPU engine only; set beams to 1 for a GGUF model."
@@ -213,7 +226,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
 
         with self._lock:
             started = time.perf_counter()
-            prompt = self.render(messages)
+            prompt = self.render(messages, prefill)
             self._restore_if_better(prompt)
             plan = self._plan(prompt)
             if plan.drop and not self._shift(plan.keep, plan.drop):

@@ -30,7 +30,15 @@ again without them. A reply without a seed gets a random one, recorded in `last_
 Cancelling stops at the next chunk, or at once while the server is still reading the prompt
 (a watcher shuts the socket); either way the server sees the client go and stops. An adapter
 is another model id on the server (vLLM's LoRA modules, Ollama's models); a named template
-cannot be applied remotely and is ignored with a log line. llama_cpp.server by default
+cannot be applied remotely and is ignored with a log line.
+
+Continuing a reply (`prefill`) sends it as a final assistant message with vLLM's
+`continue_final_message: true, add_generation_prompt: false`, which llama-server takes too
+(and does by default for a final assistant message). Only servers known to honour it get it:
+llama-server, when its `POST /apply-template` renders the prompt ending with such a message,
+and vLLM (its model list says `owned_by: vllm`). Others, llama_cpp.server among them, close
+the message and write a new reply after it (verified: tests/test_continue.py), so they get
+a CosplayError instead of a wrong reply. llama_cpp.server by default
 interrupts a stream when another request comes in, so a `count_tokens` during a reply ends
 that reply early there; it also ends a stream whose prompt overflows its context without a
 word, which is why an unreported context size shows up in that error.
@@ -82,6 +90,8 @@ _TOKENIZERS = (  # (path, api path?, request body, the count in the answer)
     ("/internal/token-count", True, lambda text, model: {"text": text}, lambda a: a["length"]),
 )  # fmt: skip
 
+_PROBE = "CosplayPrefillProbe"  # the final assistant message of the /apply-template probe
+
 log = logging.getLogger("cosplay.remote")
 
 
@@ -115,6 +125,7 @@ class OpenAIRemoteEngine:
         self._token_cache: dict[str, int] = {}  # message text -> tokens, as the server counted
         self._tokenizer = 0  # index into _TOKENIZERS of the endpoint to try next
         self._send_extras = True  # False once the server rejected the non-OpenAI fields
+        self._continues: bool | None = None  # whether it continues a final assistant message
         self._stream_sock: socket.socket | None = None
 
         listing = self._list_models()
@@ -163,6 +174,7 @@ class OpenAIRemoteEngine:
         try:
             listing = self.server.call("GET", f"{self._api}/models")
             self._models = [str(entry["id"]) for entry in listing["data"]]
+            self._owners = {str(entry["id"]): entry.get("owned_by") for entry in listing["data"]}
         except HTTPFailure as exc:
             if exc.status in (401, 403):
                 fix = (
@@ -247,12 +259,15 @@ class OpenAIRemoteEngine:
 
     # --- generation -----------------------------------------------------------------------
 
-    def _request_body(self, messages: list[ChatMessage], params: GenerationParams, seed: int):
+    def _request_body(
+        self, messages: list[ChatMessage], params: GenerationParams, seed: int, prefill: str = ""
+    ):
+        sent = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in messages]
+        if prefill:
+            sent.append({"role": "assistant", "content": prefill})
         body: dict = {
             "model": self.model,
-            "messages": [
-                {"role": m.get("role", "user"), "content": m.get("content", "")} for m in messages
-            ],
+            "messages": sent,
             "stream": True,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature if params.do_sample else 0.0,
@@ -261,6 +276,8 @@ class OpenAIRemoteEngine:
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if prefill:  # vLLM's names for "continue the last message", which llama-server reads too
+            body.update(continue_final_message=True, add_generation_prompt=False)
         if self._send_extras:
             body["stream_options"] = {"include_usage": True}
             penalty = params.repetition_penalty
@@ -268,10 +285,10 @@ class OpenAIRemoteEngine:
                         repeat_penalty=penalty, repetition_penalty=penalty)  # fmt: skip
         return body
 
-    def _start(self, messages, params, seed):
+    def _start(self, messages, params, seed, prefill=""):
         """POST the chat request: (connection, socket, response) of a 200 stream."""
         while True:
-            body = self._request_body(messages, params, seed)
+            body = self._request_body(messages, params, seed, prefill)
             try:
                 conn, sock, response = self.server.open(
                     "POST", f"{self._api}/chat/completions", body
@@ -304,18 +321,46 @@ class OpenAIRemoteEngine:
                 f"The server at {self.url} answered {response.status} ({message}); {fix}."
             )
 
+    def continues_replies(self) -> bool:
+        """Whether the server continues a final assistant message rather than writing a new
+        reply after it (see the module docstring); asked once."""
+        if self._continues is None:
+            probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
+            body = {
+                "messages": probe,
+                "continue_final_message": True,
+                "add_generation_prompt": False,
+            }
+            try:
+                answer = self.server.call("POST", f"{self._root}/apply-template", body)
+                self._continues = str(answer.get("prompt", "")).endswith(_PROBE)
+            except (HTTPFailure, OSError, http.client.HTTPException, ValueError, AttributeError):
+                self._continues = self._owners.get(self.model) == "vllm"
+        return self._continues
+
     def stream_chat(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        params: GenerationParams,
+        cancel: threading.Event,
+        *,
+        prefill: str = "",
     ) -> Iterator[str]:
         if params.num_beams > 1:
             raise CosplayError("Beam search is not available on a remote server; set beams to 1.")
+        if prefill and not self.continues_replies():
+            raise CosplayError(
+                f"The server at {self.url} cannot continue a reply (it would write a new one "
+                "after it); continuing needs a local engine (a .gguf file or a model "
+                "directory) or a llama-server or vLLM server."
+            )
         started = time.perf_counter()
         seed = secrets.randbits(31) if params.seed is None else params.seed
         stats = GenerationStats(seed=seed, finish_reason="error")
         self.last_stats = None
         usage: dict = {}
         pieces, finish, ended = 0, None, False
-        conn, sock, response = self._start(messages, params, seed)
+        conn, sock, response = self._start(messages, params, seed, prefill)
         self._stream_sock, done = sock, threading.Event()
         threading.Thread(target=close_on_cancel, args=(cancel, done, sock), daemon=True).start()
         try:
@@ -371,7 +416,8 @@ class OpenAIRemoteEngine:
             conn.close()
             self._stream_sock = None
             stats.completion_tokens = usage.get("completion_tokens") or pieces
-            stats.prompt_tokens = usage.get("prompt_tokens") or self._count(messages, False)
+            sent = [*messages, {"role": "assistant", "content": prefill}] if prefill else messages
+            stats.prompt_tokens = usage.get("prompt_tokens") or self._count(sent, False)
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             stats.prompt_eval_tokens = max(stats.prompt_tokens - cached, 0)
             stats.total_s = time.perf_counter() - started

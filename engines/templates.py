@@ -8,6 +8,11 @@ Renders are *prefix-stable*: rendering a conversation and then the same
 conversation plus one more turn gives a string that starts with the first
 (without the generation prompt). The CPU engine relies on that to keep
 llama.cpp's KV cache hitting across turns.
+
+A render may be *prefilled*: it then ends inside the assistant's turn, right after the
+start of a reply already written (no end-of-turn, no new generation prompt), so the model
+continues that reply. Any Jinja template does this: the reply is rendered as a final
+assistant message ending with a marker, and the text is cut at the marker.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from engines.template_sandbox import TemplateLimitError, compile_template, rende
 
 # Speaker prefixes that mean the model started writing the next line of dialogue.
 CJK_SPEAKER_STOPS = ["曰：", "道：", "说："]
+# Ends a prefilled reply in a render, to cut the text there: letters only, so no template's
+# escaping or trimming changes it.
+PREFILL_MARK = "CosplayPrefillMark7f3a9c"
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,23 @@ class ChatTemplate:
         eos_token: str = "",
         char_name: str = "",
         user_name: str = "",
+        prefill: str = "",
     ) -> str:
+        """The prompt for `messages`; with `prefill`, one that ends inside the assistant's turn
+        right after it (a template that does not render the reply as a final message gets the
+        generation prompt followed by it)."""
+        if prefill:
+            names = dict(
+                bos_token=bos_token, eos_token=eos_token, char_name=char_name, user_name=user_name
+            )
+            reply: ChatMessage = {"role": "assistant", "content": prefill + PREFILL_MARK}
+            try:
+                text = self.render([*messages, reply], add_generation_prompt=False, **names)
+            except TemplateError:  # a template that refuses a final assistant message
+                text = ""
+            if PREFILL_MARK in text:
+                return text[: text.rindex(PREFILL_MARK)]
+            return self.render(messages, **names) + prefill
         _compile(self.source)
         try:
             text = render_bounded(
