@@ -279,18 +279,27 @@ def _stored_window(branch: StoredBranch, key: str, estimate: TokenEstimate) -> W
     if above is None:
         above = store.get_session(branch.session_id).leaf_id
 
+    seen: set[int] = set()  # a damaged tree's parent_id cycle ends the branch at its repeat
+
     def read(limit: int) -> tuple[list[Entry], bool]:
         nonlocal above
         if above is None:
             return [], True
         page = store.branch_tail(branch.session_id, above, limit=limit)
-        above = page[0].parent_id if page else None
+        full = len(page) == limit
+        start = len(page)  # walk up from the leaf side until a message read before
+        while start and page[start - 1].id not in seen:
+            start -= 1
+        cycle = start > 0
+        page = page[start:]
+        seen.update(message.id for message in page)
+        above = page[0].parent_id if page and not cycle else None
         shown = _shown(page)
         counts = store.token_counts([message.id for message, _ in shown], key)
         entries = [
             Entry(m, message.depth, counts.get(message.id), message.id) for message, m in shown
         ]
-        return entries, above is None or len(page) < limit
+        return entries, above is None or not full
 
     return Window(read, estimate)
 

@@ -323,3 +323,20 @@ def test_a_damaged_max_history_rounds_means_no_limit(workspace, damaged):
     workspace.store.update_session(session_id, settings={"max_history_rounds": damaged})
     plan = Conversation(workspace, FakeEngine(), session_id).plan(Turn(leaf), PARAMS)
     assert len(plan.messages) == 10 and plan.dropped_rounds == 0
+
+
+def test_a_parent_id_cycle_in_a_damaged_database_ends_the_window(workspace):
+    import sqlite3
+
+    session_id, leaf = fill(workspace, 200)
+    root = workspace.store.branch_tail(session_id, limit=200)[0]
+    path = workspace.store.path
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("UPDATE messages SET parent_id = ? WHERE id = ?", (leaf, root.id))
+    db.commit()
+    db.close()
+    engine = FakeEngine(context_length=100_000)
+    plan = Conversation(workspace, engine, session_id).plan(Turn(leaf), PARAMS)
+    contents = [m["content"] for m in plan.messages[1:]]
+    assert len(contents) == len(set(contents)) <= 200  # each message once, no endless loop
