@@ -1,7 +1,7 @@
 """The sidebar: saved sessions, most recent first. Posts `Chosen`; the screen does the switching.
 
-Each row is two lines: the title with the branch length at the right, then the persona (or
-"assistant") and the last activity. The open session is marked (bold, accent colour) apart
+Each row is two lines: the title, then the persona (or "assistant"), the last activity and,
+at the right, the branch length (messages on its current branch). The open session is marked (bold, accent colour) apart
 from the cursor, so moving the cursor never hides which chat is open. Titles and persona names
 come from users and card files: they are shown as text, never markup, and cut to the row's
 width in terminal cells (Chinese characters are two cells wide) with an ellipsis.
@@ -60,18 +60,19 @@ def fit(text: str, width: int) -> Text:
 
 
 def session_row(session: Session, width: int, now: float | None = None) -> Text:
-    """The two lines of a session's row, `width` cells wide."""
+    """The two lines of a session's row, `width` cells wide: the title on the whole first line;
+    then the persona and the last activity, and the branch length at the right."""
+    title = fit(session.title or "Untitled", width)
     count = f"{session.length}"
-    title_width = width - cell_len(count) - 1
-    title = fit(session.title or "Untitled", title_width)
-    title.pad_right(title_width - title.cell_len + 1)
-    title.append(count, style="dim")
+    room = width - cell_len(count) - 1  # left of the count
     when = relative_time(session.updated_at, now)
-    persona_width = width - cell_len(when) - 3  # the time is kept whole, the persona cut
+    persona_width = room - cell_len(when) - 3  # the time is kept whole, the persona cut
     if persona_width >= 2:
         detail = Text.assemble(fit(session_persona(session), persona_width), " · ", when)
     else:
-        detail = fit(when, width)
+        detail = fit(when, room)
+    detail.pad_right(room - detail.cell_len + 1)
+    detail.append(count)
     detail.stylize("dim")
     return Text("\n").join([title, detail])
 
@@ -96,17 +97,17 @@ class SessionItem(ListItem):
     """
 
     def __init__(self, session: Session, *, is_open: bool = False):
-        super().__init__(SessionRow(session))
+        self._row = SessionRow(session)  # kept: the item is asked for its session before mount
+        super().__init__(self._row)
         self.set_class(is_open, "-open")
 
     @property
     def session(self) -> Session:
-        return self.query_one(SessionRow).session
+        return self._row.session
 
     def show(self, session: Session, *, is_open: bool) -> None:
-        row = self.query_one(SessionRow)
-        row.session = session
-        row.refresh()
+        self._row.session = session
+        self._row.refresh()
         self.set_class(is_open, "-open")
 
 
