@@ -59,9 +59,13 @@ class FakeEngine:
         self.speaker = ""
         self._template = get_template(template)
 
+    def render(self, messages: list[ChatMessage], prefill: str = "") -> str:
+        """The prompt text, as the local engines render it."""
+        return self._template.render(messages, char_name=self.speaker, prefill=prefill)
+
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         # Roughly one token per CJK character or per short word, like a real BPE tokenizer.
-        return len(split_pieces(self._template.render(messages, char_name=self.speaker)))
+        return len(split_pieces(self.render(messages)))
 
     def stream_chat(
         self,
@@ -97,6 +101,8 @@ class FakeEngine:
                 if len(split_pieces(reply)) > params.max_new_tokens:
                     stats.finish_reason = "length"
         finally:
+            if cancel.is_set():  # also when the caller stopped reading at the cancel, as real ones
+                stats.finish_reason = "cancelled"
             stats.total_s = time.perf_counter() - started
             self.last_stats = stats
 

@@ -48,6 +48,10 @@ class PromptPlan:
     dropped_examples: int = 0  # example-dialogue blocks left out
     notes: list[str] = field(default_factory=list)
     dropped_messages: int = 0  # messages of the branch above the first one kept
+    # The prompt's parts in order, as (name, number of messages): system, examples, history,
+    # input (the message answered), post_history; the prompt inspector counts their tokens.
+    parts: list[tuple[str, int]] = field(default_factory=list)
+    lore: list[str] = field(default_factory=list)  # the lorebook entries that fired
 
     @property
     def summary(self) -> str:
@@ -394,8 +398,20 @@ class _Planner:
             dropped_rounds = sum(
                 1 for i, message in enumerate(left_out) if i == 0 or self.starts_round(message)
             )
+        messages = self.assemble(n_examples, entries[cut:])
+        head = (1 if self.system else 0) + sum(len(b) for b in self.examples[:n_examples])
+        tail = 1 if self.post_history else 0
+        history = len(messages) - head - tail
+        parts = [
+            ("system", 1 if self.system else 0),
+            ("examples", head - (1 if self.system else 0)),
+            ("history", max(0, history - 1)),
+            ("input", min(1, history)),
+            ("post_history", tail),
+        ]
         return PromptPlan(
-            messages=self.assemble(n_examples, entries[cut:]),
+            messages=messages,
+            parts=parts,
             prompt_tokens=tokens,
             dropped_rounds=dropped_rounds,
             dropped_examples=len(self.examples) - n_examples,

@@ -12,17 +12,31 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engines.base import CosplayError, Engine, GenerationParams
-from sessions.context import PromptPlan
+from engines.base import ChatMessage, CosplayError, Engine, GenerationParams
+from sessions.context import PromptPlan, TokenEstimate
 from sessions.group import next_speakers, plan_turn, reply_order, run_group_turn, session_cast
+from sessions.kvstates import SessionStates
 from sessions.models import Message, Role, Session
-from sessions.prompt import StoredBranch, plan_prompt
+from sessions.prompt import (
+    NAME_AWARE_TEMPLATES,
+    StoredBranch,
+    UserPersona,
+    expand_macros,
+    plan_prompt,
+)
 from sessions.runtime import use_persona
 from sessions.store import LEAF
-from sessions.turns import run_reply
+from sessions.turns import continue_reply, run_reply
 from sessions.workspace import NEW_TITLE, Workspace
 
 ASSISTANT = "Assistant"  # the speaker of a plain chat's replies
+# SillyTavern's default impersonation prompt (default_impersonation_prompt in its
+# public/scripts/openai.js); a session may set its own as settings["impersonation_prompt"].
+IMPERSONATION_PROMPT = (
+    "[Write your next reply from the point of view of {{user}}, using the chat history so far "
+    "as a guideline for the writing style of {{user}}. Don't write as {{char}} or system. "
+    "Don't describe actions of {{char}}.]"
+)
 
 
 @dataclass(frozen=True)
@@ -120,11 +134,40 @@ class Conversation:
 
     # --- replies ------------------------------------------------------------------------------
 
-    def plan(self, turn: Turn, params: GenerationParams) -> PromptPlan:
+    def preview(
+        self, text: str, params: GenerationParams, pick: list[str] | None = None
+    ) -> PromptPlan | None:
+        """The prompt the next reply gets if `text` is sent now ("": the reply to the current
+        last message), for the prompt inspector and `ask --dry-run`. Nothing is saved (but
+        token counts); None when a manual-order scene has nobody addressed."""
+        session = self.session
+        if not text.strip():
+            tail = self.store.branch_tail(self.session_id, limit=1)
+            if not tail:
+                raise CosplayError("The chat is empty: type a message to see its prompt.")
+            turn = self.turn_after(tail[-1], pick)
+            return None if turn is None else self.plan(turn, params)
+        leaf = self.store.branch_tail(self.session_id, limit=1)
+        pending = Message(
+            id=-1,
+            session_id=self.session_id,
+            parent_id=session.leaf_id,
+            role=Role.USER,
+            content=text,
+            depth=leaf[-1].depth + 1 if leaf else 0,
+        )
+        turn = self.turn_after(pending, pick)
+        return None if turn is None else self.plan(turn, params, pending)
+
+    def plan(
+        self, turn: Turn, params: GenerationParams, pending: Message | None = None
+    ) -> PromptPlan:
         """The prompt of the turn's first reply, as `reply` sends it (a group turn: its first
         speaker's, with that persona's adapter and template switched on). Generates and saves
-        nothing but the token counts of messages not counted before."""
+        nothing but the token counts of messages not counted before. `pending`: a message of
+        yours not saved, answered as if sent (then `turn.parent_id` is its id, not stored)."""
         engine = self._engine()
+        leaf = turn.parent_id if pending is None else pending.parent_id
         if turn.speakers:
             return plan_turn(
                 self.store,
@@ -133,10 +176,11 @@ class Conversation:
                 params,
                 self.workspace.personas,
                 turn.speakers[0],
-                leaf_id=turn.parent_id,
+                leaf_id=leaf,
+                pending=pending,
             ).plan
         use_persona(engine, None)  # the engine's own adapter and template
-        branch = StoredBranch(self.store, self.session_id, turn.parent_id)
+        branch = StoredBranch(self.store, self.session_id, leaf, pending)
         return plan_prompt(self.session, branch, engine, params, personas=self.workspace.personas)
 
     def _engine(self) -> Engine:
@@ -190,3 +234,137 @@ class Conversation:
             on_piece=events.piece,
         )
         return [reply]
+
+    # --- continuing a reply, drafting yours ---------------------------------------------------
+
+    def continue_reply(
+        self,
+        message: Message,
+        params: GenerationParams,
+        cancel: threading.Event,
+        events: ReplyEvents | None = None,
+    ) -> Message:
+        """Write more of the reply `message`, the last message of the branch, into it (the
+        prompt is the one it answered, ending inside it; see turns.continue_reply). Its speaker
+        replies with its adapter, template and preset, as a regenerate would. Stops once
+        `cancel` is set, keeping what was written; an engine error is saved on it and raised."""
+        engine = self._engine()
+        events = events or ReplyEvents()
+        message = self.store.get_message(message.id)
+        if message.role != Role.ASSISTANT:
+            raise CosplayError("Only a reply can be continued; this message is yours.")
+        if message.id != self.session.leaf_id:
+            raise CosplayError(
+                "Only the last message of the chat can be continued; branch a new session from "
+                "this one (b on the message) to continue it there."
+            )
+        if message.parent_id is None:
+            raise CosplayError("A greeting cannot be continued; send your first message instead.")
+        shown: ChatMessage = {"role": "assistant", "content": message.content}
+        written = TokenEstimate(engine.count_tokens)(shown) if message.content else 0
+        plan, reply_params, facts = self._answer_plan(
+            message.parent_id, message.name, params, extra_tokens=written
+        )
+        self.last_plan = plan
+        events.started(message.name or ASSISTANT, plan)
+        return continue_reply(
+            self.store,
+            engine,
+            message=message,
+            prompt=plan.messages,
+            params=reply_params,
+            cancel=cancel,
+            on_piece=events.piece,
+            extra_meta=facts,
+        )
+
+    def impersonate(
+        self,
+        params: GenerationParams,
+        cancel: threading.Event,
+        on_piece: Callable[[str], None] | None = None,
+    ) -> str:
+        """A draft of your next message, written by the model in your persona's name (its
+        `{{user}}`) from the chat so far; nothing is saved. The prompt is the next reply's
+        (the window, persona and lore apply) plus SillyTavern's impersonation instruction; a
+        template that writes speakers' names (cosplay: 某某曰：) names you instead."""
+        engine = self._engine()
+        session = self.session
+        user = UserPersona.from_value(session.settings.get("user")).name
+        last = self.store.branch_tail(self.session_id, limit=1)
+        cast = self.cast
+        speaker = (last[-1].name if last and last[-1].name in cast else cast[0]) if cast else ""
+        char = speaker or ASSISTANT
+        instruction = expand_macros(
+            session.settings.get("impersonation_prompt") or IMPERSONATION_PROMPT,
+            char=char,
+            user=user,
+        )
+        extra = TokenEstimate(engine.count_tokens)({"role": "user", "content": instruction})
+        plan, draft_params, _ = self._answer_plan(
+            session.leaf_id, speaker, params, extra_tokens=extra
+        )
+        messages = list(plan.messages)
+        named = engine.template_name in NAME_AWARE_TEMPLATES  # the prompt ends 你的名字曰：
+        if not named and messages and messages[-1].get("role") == "user":  # no two in a row
+            last_line = messages[-1]
+            messages[-1] = {**last_line, "content": f"{last_line['content']}\n\n{instruction}"}
+        elif not named:
+            messages.append({"role": "user", "content": instruction})
+        stops = [s for s in (f"\n{char}:", f"\n{char}：") if s not in draft_params.stop]
+        draft_params = draft_params.model_copy(update={"stop": [*draft_params.stop, *stops]})
+        SessionStates(self.store.path.parent).bind(engine, self.session_id)
+        speaking = getattr(engine, "speaker", "")
+        if named:
+            engine.set_template(engine.template_name, speaker=user)
+        text = ""
+        stream = engine.stream_chat(messages, draft_params, cancel)
+        try:
+            for piece in stream:
+                text += piece
+                if on_piece is not None:
+                    on_piece(piece)
+                if cancel.is_set():
+                    break
+        finally:
+            stream.close()
+            if named:
+                engine.set_template(engine.template_name, speaker=speaking)
+        text = text.strip()
+        for prefix in (f"{user}:", f"{user}："):
+            if text.startswith(prefix):
+                text = text[len(prefix) :].lstrip()
+        return text
+
+    def _answer_plan(
+        self,
+        leaf_id: int | None,
+        speaker: str,
+        params: GenerationParams,
+        *,
+        extra_tokens: int = 0,
+    ) -> tuple[PromptPlan, GenerationParams, dict]:
+        """The prompt, parameters and reply facts of `speaker`'s (a cast member's, else the
+        plain assistant's) reply to `leaf_id`, planned with `extra_tokens` more kept free for
+        what the prompt gets besides (a reply's text so far, an instruction)."""
+        engine = self._engine()
+        room = min(params.max_new_tokens + extra_tokens, 131072)
+        planning = params.model_copy(update={"max_new_tokens": room})
+        keep = {"max_new_tokens": params.max_new_tokens}
+        if speaker and speaker in self.cast:
+            turn = plan_turn(
+                self.store,
+                self.session_id,
+                engine,
+                planning,
+                self.workspace.personas,
+                speaker,
+                leaf_id=leaf_id,
+            )
+            facts = {"persona": speaker, "adapter": turn.adapter}
+            return turn.plan, turn.params.model_copy(update=keep), facts
+        use_persona(engine, None)
+        branch = StoredBranch(self.store, self.session_id, leaf_id)
+        personas = self.workspace.personas
+        plan = plan_prompt(self.session, branch, engine, planning, personas=personas)
+        return plan, params, {}

@@ -212,6 +212,7 @@ def plan_turn(
     *,
     user: UserPersona | None = None,
     leaf_id: int | None = None,
+    pending: Message | None = None,
 ) -> SpeakerTurn:
     """Switch the engine to `speaker`'s adapter and template (default speaker: the session's
     persona) and plan its reply to `leaf_id` (None: the current leaf), reading the branch back
@@ -224,7 +225,7 @@ def plan_turn(
     card = personas.get(speaker).card
     adapter = use_persona(engine, card)  # before planning: the template decides the prompt
     user = user or UserPersona.from_value(session.settings.get("user"))
-    branch = StoredBranch(store, session_id, leaf_id)
+    branch = StoredBranch(store, session_id, leaf_id, pending)
     plan = plan_prompt(session, branch, engine, params, card=card, user=user, cast=cast)
     others = [name for name in cast if name != speaker] + [user.name]
     return SpeakerTurn(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engines.base import ChatMessage, Engine, GenerationParams
-from sessions.cards import CharacterCard
+from sessions.cards import BookEntry, CharacterCard
 from sessions.context import Entry, PromptPlan, TokenEstimate, Window, plan_window
 from sessions.models import Message, Session
 from sessions.personas import PersonaError, PersonaStore
@@ -128,21 +128,20 @@ def greetings(card: CharacterCard, user: UserPersona | None = None) -> list[str]
     return [expand_macros(t, char=card.name, user=user_name) for t in texts if t.strip()]
 
 
-def _lore(card: CharacterCard, history: list[ChatMessage]) -> tuple[list[str], list[str]]:
-    """Lorebook entries triggered by the recent history: (before the description, after it)."""
+def fired_lore(card: CharacterCard, history: list[ChatMessage]) -> list[BookEntry]:
+    """The lorebook entries the recent history triggers (and the constant ones)."""
     book = card.data.character_book
     if book is None:
-        return [], []
+        return []
     recent = "\n".join(
         m.get("content", "") for m in history[-(book.scan_depth or LORE_SCAN_DEPTH) :]
     )
-    before: list[tuple[float, str]] = []
-    after: list[tuple[float, str]] = []
 
     def found(keys: list[str], case_sensitive: bool) -> bool:
         haystack = recent if case_sensitive else recent.casefold()
         return any(k and (k if case_sensitive else k.casefold()) in haystack for k in keys)
 
+    fired = []
     for entry in book.entries:
         if not entry.enabled or not entry.content.strip():
             continue
@@ -150,9 +149,21 @@ def _lore(card: CharacterCard, history: list[ChatMessage]) -> tuple[list[str], l
         if hit and entry.selective and entry.secondary_keys:
             hit = found(entry.secondary_keys, bool(entry.case_sensitive))
         if hit:
-            target = before if entry.position == "before_char" else after
-            target.append((entry.insertion_order, entry.content.strip()))
-    return [text for _, text in sorted(before)], [text for _, text in sorted(after)]
+            fired.append(entry)
+    return fired
+
+
+def lore_label(entry: BookEntry) -> str:
+    """How the prompt inspector names a lorebook entry: its comment or name, else its keys."""
+    return entry.comment or entry.name or "、".join(entry.keys) or "(constant entry)"
+
+
+def _lore(card: CharacterCard, history: list[ChatMessage]) -> tuple[list[str], list[str]]:
+    """Lorebook entries triggered by the recent history: (before the description, after it)."""
+    fired = sorted(fired_lore(card, history), key=lambda entry: entry.insertion_order)
+    before = [e.content.strip() for e in fired if e.position == "before_char"]
+    after = [e.content.strip() for e in fired if e.position != "before_char"]
+    return before, after
 
 
 def system_text(
@@ -234,6 +245,9 @@ class StoredBranch:
     store: Store
     session_id: int
     leaf_id: int | None = None
+    # A message not saved, as if sent below the leaf: what `ask --dry-run` and the prompt
+    # inspector plan with (its id is not a stored one; nothing is counted or saved for it).
+    pending: Message | None = None
 
 
 def tokenizer_key(engine: Engine) -> str:
@@ -280,11 +294,14 @@ def _stored_window(branch: StoredBranch, key: str, estimate: TokenEstimate) -> W
         above = store.get_session(branch.session_id).leaf_id
 
     seen: set[int] = set()  # a damaged tree's parent_id cycle ends the branch at its repeat
+    pending = _shown([branch.pending]) if branch.pending is not None else []
 
     def read(limit: int) -> tuple[list[Entry], bool]:
-        nonlocal above
+        nonlocal above, pending
+        tail = [Entry(m, message.depth) for message, m in pending]
+        pending = []
         if above is None:
-            return [], True
+            return tail, True
         page = store.branch_tail(branch.session_id, above, limit=limit)
         full = len(page) == limit
         start = len(page)  # walk up from the leaf side until a message read before
@@ -299,7 +316,7 @@ def _stored_window(branch: StoredBranch, key: str, estimate: TokenEstimate) -> W
         entries = [
             Entry(m, message.depth, counts.get(message.id), message.id) for message, m in shown
         ]
-        return entries, above is None or not full
+        return entries + tail, above is None or not full
 
     return Window(read, estimate)
 
@@ -379,7 +396,7 @@ def _persona_plan(
     book = card.data.character_book
     recent = window.recent(book.scan_depth or LORE_SCAN_DEPTH) if book is not None else []
     char, user_name = card.name, user.name
-    return plan_window(
+    plan = plan_window(
         window,
         system=system_text(
             card,
@@ -398,6 +415,8 @@ def _persona_plan(
         view=lambda kept: speaker_view(kept, char=char, user=user_name, name_aware=name_aware),
         starts_round=lambda message: seen_as_user(message, char),
     )
+    plan.lore = [lore_label(entry) for entry in fired_lore(card, recent)]
+    return plan
 
 
 def history_rounds(settings: dict[str, Any]) -> int | None:

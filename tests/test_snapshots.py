@@ -127,3 +127,36 @@ def test_training_monitor(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the status line prints the run directory as given
     app = TrainingMonitorApp(run.relative_to(tmp_path), poll_seconds=3600)
     assert snap_compare(app)
+
+
+def test_chat_with_versions_and_a_focused_earlier_message(snap_compare, tmp_path):
+    async def two_versions(pilot):
+        await say(pilot, "先生，曹军势大，如之奈何？")
+        await pilot.press("ctrl+r")
+        await wait_until(
+            pilot,
+            lambda: (
+                not pilot.app.chat.generating
+                and "2/2"
+                in str(pilot.app.chat.query(MessageView).last().query_one(".header").render())
+            ),
+        )
+        await pilot.press("alt+up", "up")
+        await pilot.pause()
+
+    store = Store(tmp_path / "c.db")
+    app = make_app(
+        store=store, engine=SteadyEngine([REPLY, "东风已备，主公放心。"]), persona="诸葛亮"
+    )
+    assert snap_compare(app, run_before=two_versions)
+
+
+def test_prompt_inspector(snap_compare, tmp_path):
+    async def inspect_prompt(pilot):
+        await say(pilot, "先生，曹军势大，如之奈何？")
+        pilot.app.chat.query_one("#input", TextArea).insert("东风何时至？")
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: pilot.app.screen.__class__.__name__ == "InspectorScreen")
+        await pilot.pause()
+
+    assert snap_compare(zhuge_app(tmp_path), run_before=inspect_prompt)

@@ -4,7 +4,7 @@ README's key table are all made from it (tests/test_actions.py compares the READ
 Adding an action is one row here plus its `action_…` method on the screen (or the app).
 Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
 
-    regenerate = "ctrl+g"
+    regenerate = "f5"
     stop = "escape,f12"
 """
 
@@ -68,6 +68,24 @@ CHAT = (
         priority=True,
     ),
     Action(
+        "continue",
+        "continue_reply",
+        "ctrl+o",
+        "Continue",
+        "write more of the last reply, into the same message (a reply cut at max new tokens says so in its header); Esc stops, keeping what was written",
+        priority=True,
+        footer=False,
+    ),
+    Action(
+        "impersonate",
+        "impersonate",
+        "ctrl+g",
+        "Draft my message",
+        "the model drafts your next message, in your persona's name and style, into the input box (after what you typed); edit it, Enter sends; Esc stops",
+        priority=True,
+        footer=False,
+    ),
+    Action(
         "previous_version",
         "switch_version(-1)",
         "alt+left",
@@ -91,6 +109,15 @@ CHAT = (
         "go to the messages (or click one): ↑/↓ move between them, the keys below act on the one focused, Esc goes back to typing",
         footer=False,
         priority=True,
+    ),
+    Action(
+        "inspect_prompt",
+        "inspect_prompt",
+        "f4",
+        "Prompt",
+        "the prompt inspector: the exact text the engine gets for the next reply (your typed message included), tokens per part, where history was cut, the lore that fired",
+        priority=True,
+        footer=False,
     ),
     Action(
         "search",

@@ -10,7 +10,7 @@ the reply's Markdown stream.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual import work
 from textual.containers import Horizontal, Vertical
@@ -25,6 +25,7 @@ from sessions.models import Message, Role, Session, Status
 from sessions.workspace import Workspace
 from tui.actions import CHAT
 from tui.chat_file_actions import ChatFileActions
+from tui.draft_actions import DraftActions
 from tui.message_actions import MessageActions
 from tui.modals import WelcomeScreen
 from tui.session_actions import SessionActions
@@ -40,6 +41,7 @@ from tui.widgets.transcript import Transcript
 class ReplyStarted(TextualMessage):
     speaker: str
     finished_id: int | None  # the reply that ended before this one (group scenes), if any
+    continues: int | None = None  # the reply being continued: its own view grows
 
 
 @dataclass
@@ -54,7 +56,9 @@ class ReplyDone(TextualMessage):
     error: Exception | None
 
 
-class ChatScreen(SessionActions, VersionActions, MessageActions, ChatFileActions, Screen):
+class ChatScreen(
+    SessionActions, VersionActions, MessageActions, ChatFileActions, DraftActions, Screen
+):
     BINDINGS = [action.binding() for action in CHAT if action.keys]
 
     def __init__(
@@ -149,6 +153,27 @@ class ChatScreen(SessionActions, VersionActions, MessageActions, ChatFileActions
 
         self.app.push_screen(SearchScreen(self.store), open_hit)
 
+    def action_inspect_prompt(self) -> None:
+        """Show exactly what the engine will receive for the next reply (the input box's text
+        as your message), with token counts per part."""
+        from sessions.inspector import inspect, report
+        from tui.inspector_screen import InspectorScreen
+
+        if self.generating or self.engine is None:
+            self.notify("The prompt can be shown when a model is loaded and idle.")
+            return
+        params = self.params
+        try:
+            plan = self.conversation.preview(self.query_one(ChatInput).text, params)
+        except CosplayError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if plan is None:
+            self.notify("Manual order: address someone with @名字 to see their prompt.")
+            return
+        text = report(inspect(plan, self.engine, params.max_new_tokens), self.engine)
+        self.app.push_screen(InspectorScreen(text))
+
     def refresh_sidebar(self) -> None:
         self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
 
@@ -239,6 +264,13 @@ class ChatScreen(SessionActions, VersionActions, MessageActions, ChatFileActions
 
     async def on_reply_started(self, event: ReplyStarted) -> None:
         await self._finish_streaming(event.finished_id)
+        if event.continues is not None:
+            self._streaming = self.transcript.view_of(event.continues)
+            if self._streaming is not None:  # marked incomplete while it grows, as a new reply
+                self._streaming.show_message(
+                    replace(self._streaming.message, status=Status.PARTIAL)
+                )
+            return
         placeholder = Message(
             id=-1,
             session_id=self.session.id,

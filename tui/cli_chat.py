@@ -89,17 +89,41 @@ def run_ask(args: argparse.Namespace) -> int:
                 "No model configured; pass --model PATH (a .gguf file, a model directory or a "
                 "server URL)."
             )
+        if args.dry_run and session is not None and args.user_name:
+            raise CosplayError(
+                "--user-name changes the session; leave it out of --dry-run, or add --new."
+            )
         engine = load(spec, workspace)  # before a new session: a bad model leaves none behind
+        created = session is None
         try:
             user = _user_persona(args, workspace, session)
             if session is None:
                 session = workspace.new_session(persona.name if persona else None, user=user)
             elif user is not None:
                 session = workspace.set_session_user_persona(session.id, user)
-            _ask(args, Conversation(workspace, engine, session.id), preset)
+            conversation = Conversation(workspace, engine, session.id)
+            if args.dry_run:
+                _dry_run(args, conversation, preset)
+            else:
+                _ask(args, conversation, preset)
         finally:
+            if args.dry_run and created and session is not None:
+                workspace.store.delete_session(session.id)  # planned in it; now gone
             engine.close()
     return 0
+
+
+def _dry_run(args: argparse.Namespace, conversation: Conversation, preset: Preset | None) -> None:
+    """Print the prompt the reply would get (the prompt inspector's report); generate and save
+    nothing."""
+    from sessions.inspector import inspect, report
+
+    params = _params(args, conversation, preset)
+    plan = conversation.preview(args.text, params)
+    if plan is None:  # a manual-order scene where nobody was addressed: the first one answers
+        plan = conversation.preview(args.text, params, pick=conversation.cast[:1])
+    engine = conversation.engine
+    print(report(inspect(plan, engine, params.max_new_tokens), engine))
 
 
 def _user_persona(
@@ -121,14 +145,7 @@ def _ask(args: argparse.Namespace, conversation: Conversation, preset: Preset | 
     """Save the text, stream the reply (or each addressed character's) to stdout."""
     from sessions.conversation import ReplyEvents
 
-    params = conversation.params()
-    if preset is not None:  # for this reply, under the flags below
-        params = params.model_copy(update=preset.values)
-    for flag, field in (("max_tokens", "max_new_tokens"), ("seed", "seed")):
-        if getattr(args, flag) is not None:
-            setattr(params, field, getattr(args, flag))
-    if args.temperature is not None:
-        params.temperature = args.temperature
+    params = _params(args, conversation, preset)
     user = conversation.say(args.text)
     turn = conversation.turn_after(user)
     if turn is None:  # a manual-order scene where nobody was addressed: the first one answers
@@ -148,6 +165,19 @@ def _ask(args: argparse.Namespace, conversation: Conversation, preset: Preset | 
     print()
     conversation.workspace.remember_session(conversation.session_id)
     print(f"(session {conversation.session_id})", file=sys.stderr)
+
+
+def _params(args: argparse.Namespace, conversation: Conversation, preset: Preset | None):
+    """The session's parameters, the preset over them, the flags over both (this reply only)."""
+    params = conversation.params()
+    if preset is not None:
+        params = params.model_copy(update=preset.values)
+    for flag, field in (("max_tokens", "max_new_tokens"), ("seed", "seed")):
+        if getattr(args, flag) is not None:
+            setattr(params, field, getattr(args, flag))
+    if args.temperature is not None:
+        params.temperature = args.temperature
+    return params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -185,5 +215,11 @@ def _ask_arguments(ask: argparse.ArgumentParser) -> None:
         "seed (the seed chat server's defaults) or one you saved",
     )
     ask.add_argument("--user-name", metavar="NAME", help="your name ({{user}}) in this session")
+    ask.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the exact prompt the reply would get (tokens per part); generate and save "
+        "nothing",
+    )
     ask.add_argument("text", help="your message")
     ask.set_defaults(func=run_ask)
