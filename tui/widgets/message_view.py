@@ -13,13 +13,16 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from sessions.models import Message, Role, Status
-from tui.actions import MESSAGE
+from tui.actions import CHAT, MESSAGE, key_label
 
 STATUS_MARKS = {
     Status.PARTIAL: "… incomplete",
     Status.CANCELLED: "■ stopped",
     Status.ERROR: "✗ error",
 }
+# What a reply cut by max_new_tokens says in its header: that it was cut, and how to go on.
+CONTINUE_KEY = key_label(next(a.keys for a in CHAT if a.id == "continue"))
+CUT_MARK = f"✂ cut at max new tokens · {CONTINUE_KEY} continues"
 
 
 class MessageView(Vertical, can_focus=True):
@@ -57,6 +60,10 @@ class MessageView(Vertical, can_focus=True):
         mark = STATUS_MARKS.get(self.message.status)
         if mark:
             text.append(f"  {mark}", style="italic")
+        elif self.message.role == Role.ASSISTANT and self.message.meta.get("finish_reason") == (
+            "length"
+        ):
+            text.append(f"  {CUT_MARK}", style="italic")
         if self.message.role == Role.ASSISTANT and self.message.meta.get("error"):
             text.append(f"  {self.message.meta['error']}", style="italic")
         return text
@@ -77,6 +84,10 @@ class MessageView(Vertical, can_focus=True):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
+        self.show_message(message)
+
+    def show_message(self, message: Message) -> None:
+        """Show this message's header (status, marks) for `message`, a newer record of it."""
         self.message = message
         self.set_class(message.status == Status.ERROR, "error")
         self.query_one(".header", Static).update(self._header_text())
