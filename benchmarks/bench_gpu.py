@@ -1,11 +1,14 @@
-"""GPU-engine benchmark: ratios measured side by side in one run, never bare times.
+"""GPU-engine benchmark: ratios as median [min, max] over repeated runs, never bare times.
 
     python benchmarks/bench_gpu.py [--quick] [--device auto|cpu|cuda]
     python benchmarks/bench_gpu.py --gpu [--hidden 2048 --layers 22]   # ~1B random Llama
 
 Builds its own random Llama in HF format (the tests' recipe: ~3M parameters with
---quick, ~25M without), two random LoRA adapters, and measures on one engine:
-  switch_ratio       adapter switch time ÷ base model reload time (target ≤ 0.01)
+--quick, ~25M without), two random LoRA adapters, and measures on one engine. Every ratio is
+printed as median [min, max] over repeated runs ({"median", "min", "max", "n"} in the JSON):
+  switch_ratio       adapter switch time (median of 40) ÷ the base model's load alone, each
+                     load timed without its close() (one untimed load first: the first in a
+                     process pays one-time costs a reload would not) (target ≤ 0.01)
   turn10_eval_share  prompt tokens evaluated on turn 10 ÷ prompt length on turn 10, with
                      the prefix cache; `turn10_ideal_share` is tokens new since turn 9 ÷ the
                      same length (the target: the two close)
@@ -13,7 +16,9 @@ Builds its own random Llama in HF format (the tests' recipe: ~3M parameters with
   ttft_ratio         time to first token at turn 10 ÷ at turn 1, cached (target ≤ 1.5);
                      `ttft_uncached_ratio` is the same turn 10 without the cache, for contrast
   decode_ratio       decode tokens/s of HFEngine.stream_chat ÷ a bare `model.generate` on the
-                     same model, prompt and greedy settings (target ≥ 0.95)
+                     same model, prompt and greedy settings, in pairs whose order alternates
+                     (target ≥ 0.95)
+The turn ratios come from --rounds separate 10-turn chats on the same engine.
 --gpu also loads a real-size random Llama (~1B parameters) in bf16, 8-bit and 4-bit and
 reports, for each, the weights' memory, peak CUDA memory and decode tokens/s; it needs
 CUDA unless you pass --device cpu with a small --hidden/--layers to check the code path.
@@ -37,6 +42,7 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import stats  # noqa: E402
 from engines.base import GenerationParams  # noqa: E402
 from tests.tiny_models import TinyConfig, make_weights, train_tokenizer, write_hf  # noqa: E402
 
@@ -92,14 +98,16 @@ def build_adapters(model_dir: Path, directory: Path) -> dict[str, str]:
     return paths
 
 
-def switch_ratio(model_dir: Path, adapters: dict[str, str], device: str | None) -> dict:
+def switch_ratio(model_dir: Path, adapters: dict[str, str], device: str | None, loads: int) -> dict:
     from engines.hf import HFEngine
 
-    reloads = []
-    for _ in range(3):
+    HFEngine(model_dir, device=device).close()  # one-time costs of a first load: not a reload
+    load_times = []
+    for _ in range(loads):
         started = time.perf_counter()
-        HFEngine(model_dir, device=device).close()
-        reloads.append(time.perf_counter() - started)
+        engine = HFEngine(model_dir, device=device)
+        load_times.append(time.perf_counter() - started)
+        engine.close()  # not timed: what a switch saves is the load
     engine = HFEngine(model_dir, adapters=adapters, device=device)
     names = list(adapters)
     switches = []
@@ -108,43 +116,58 @@ def switch_ratio(model_dir: Path, adapters: dict[str, str], device: str | None) 
         engine.set_adapter(names[i % 2] if i % 3 else None)
         switches.append(time.perf_counter() - started)
     engine.close()
-    switch_s, reload_s = statistics.median(switches), min(reloads)
-    print(f"adapter switch {switch_s * 1e3:8.3f} ms   base reload {reload_s * 1e3:8.1f} ms")
-    return {"switch_ratio": round(switch_s / reload_s, 5)}
+    switch_s = statistics.median(switches)
+    ratio = stats.summary([switch_s / load for load in load_times], digits=6)
+    print(
+        f"adapter switch {switch_s * 1e3:8.3f} ms (median of 40)   base load alone "
+        f"{statistics.median(load_times) * 1e3:8.1f} ms (median of {loads}, close() not timed)   "
+        f"switch ÷ load {stats.fmt(ratio, 5)}"
+    )
+    return {"switch_ratio": ratio}
 
 
-def turns(model_dir: Path, device: str | None, reply_tokens: int) -> dict:
+def turns(model_dir: Path, device: str | None, reply_tokens: int, rounds: int) -> dict:
     from engines.hf import HFEngine
 
     engine = HFEngine(model_dir, device=device, n_ctx=4096)
     params = GenerationParams(max_new_tokens=reply_tokens, do_sample=False, repetition_penalty=1.0)
-    messages: list[dict] = [{"role": "system", "content": "You are 诸葛亮, the strategist. " * 8}]
     list(engine.stream_chat([{"role": "user", "content": "warm-up"}], params, threading.Event()))
-    engine._prefix.clear()
-    stats = []
-    for text in USER_TURNS:
-        messages.append({"role": "user", "content": text})
-        reply = "".join(engine.stream_chat(messages, params, threading.Event()))
-        stats.append(engine.last_stats)
-        messages.append({"role": "assistant", "content": reply})
-    first, ninth, tenth = stats[0], stats[8], stats[9]
-    new_since_9 = tenth.prompt_tokens - (ninth.prompt_tokens + ninth.completion_tokens)
-    engine._prefix.clear()
-    list(engine.stream_chat(messages[:-1], params, threading.Event()))
-    uncached = engine.last_stats
+    per_round: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        engine._prefix.clear()
+        messages: list[dict] = [
+            {"role": "system", "content": "You are 诸葛亮, the strategist. " * 8}
+        ]
+        stats_ = []
+        for text in USER_TURNS:
+            messages.append({"role": "user", "content": text})
+            reply = "".join(engine.stream_chat(messages, params, threading.Event()))
+            stats_.append(engine.last_stats)
+            messages.append({"role": "assistant", "content": reply})
+        first, ninth, tenth = stats_[0], stats_[8], stats_[9]
+        new_since_9 = tenth.prompt_tokens - (ninth.prompt_tokens + ninth.completion_tokens)
+        engine._prefix.clear()
+        list(engine.stream_chat(messages[:-1], params, threading.Event()))
+        uncached = engine.last_stats
+        values = {
+            "turn10_eval_share": tenth.prompt_eval_tokens / tenth.prompt_tokens,
+            "turn10_ideal_share": max(new_since_9, 1) / tenth.prompt_tokens,
+            "turn10_eval_ratio": tenth.prompt_eval_tokens / max(new_since_9, 1),
+            "ttft_ratio": tenth.ttft_s / first.ttft_s,
+            "ttft_uncached_ratio": uncached.ttft_s / first.ttft_s,
+        }
+        for key, value in values.items():
+            per_round.setdefault(key, []).append(value)
+        print(
+            f"turn 10: prompt {tenth.prompt_tokens} tokens, evaluated {tenth.prompt_eval_tokens}, "
+            f"new since turn 9 {new_since_9}; ttft turn 1 {first.ttft_s * 1e3:.1f} ms, "
+            f"turn 10 {tenth.ttft_s * 1e3:.1f} ms cached / {uncached.ttft_s * 1e3:.1f} ms uncached"
+        )
     engine.close()
-    print(
-        f"turn 10: prompt {tenth.prompt_tokens} tokens, evaluated {tenth.prompt_eval_tokens}, "
-        f"new since turn 9 {new_since_9}; ttft turn 1 {first.ttft_s * 1e3:.1f} ms, "
-        f"turn 10 {tenth.ttft_s * 1e3:.1f} ms cached / {uncached.ttft_s * 1e3:.1f} ms uncached"
-    )
-    return {
-        "turn10_eval_share": round(tenth.prompt_eval_tokens / tenth.prompt_tokens, 4),
-        "turn10_ideal_share": round(max(new_since_9, 1) / tenth.prompt_tokens, 4),
-        "turn10_eval_ratio": round(tenth.prompt_eval_tokens / max(new_since_9, 1), 3),
-        "ttft_ratio": round(tenth.ttft_s / first.ttft_s, 3),
-        "ttft_uncached_ratio": round(uncached.ttft_s / first.ttft_s, 3),
-    }
+    results = {key: stats.summary(values, digits=4) for key, values in per_round.items()}
+    for key in ("turn10_eval_ratio", "ttft_ratio", "ttft_uncached_ratio"):
+        print(f"{key:20s} {stats.fmt(results[key])}")
+    return results
 
 
 def ours_tps(engine: HFEngine, messages, params) -> tuple[float, int]:
@@ -203,20 +226,24 @@ def bare_tps(engine: HFEngine, messages, params) -> tuple[float, int]:
     return (new - 1) / (end - timer.first) if new > 1 else 0.0, new
 
 
-def decode_ratio(engine: HFEngine, n_tokens: int, repeats: int) -> dict:
+def decode_ratio(engine: HFEngine, n_tokens: int, pairs: int) -> dict:
     messages = [{"role": "user", "content": STORY}]
     params = GenerationParams(max_new_tokens=n_tokens, do_sample=False, repetition_penalty=1.0)
-    ours, bare = [], []
     bare_tps(engine, messages, params)  # warm-up
-    for _ in range(repeats):  # alternate so drift hits both
-        ours.append(ours_tps(engine, messages, params))
-        bare.append(bare_tps(engine, messages, params))
-    (ours_best, n_ours), (bare_best, n_bare) = max(ours), max(bare)
-    assert n_ours == n_bare, (n_ours, n_bare)
+    ours_runs, bare_runs = [], []
+    for order in stats.schedule(["ours", "bare"], pairs):  # ours first, then bare first, …
+        for side in order:
+            run = ours_tps if side == "ours" else bare_tps
+            (ours_runs if side == "ours" else bare_runs).append(run(engine, messages, params))
+    counts = {n for _, n in ours_runs + bare_runs}
+    assert len(counts) == 1, f"the sides generated different lengths: {counts}"
+    ratio = stats.ratio_summary([t for t, _ in ours_runs], [t for t, _ in bare_runs])
     print(
-        f"decode: ours {ours_best:8.1f} tok/s   bare generate {bare_best:8.1f} tok/s   ({n_ours} tokens)"
+        f"decode: ours {statistics.median(t for t, _ in ours_runs):8.1f} tok/s   bare generate "
+        f"{statistics.median(t for t, _ in bare_runs):8.1f} tok/s   ({counts.pop()} tokens, "
+        f"{pairs} pairs)   ours ÷ bare {stats.fmt(ratio)}"
     )
-    return {"decode_ratio": round(ours_best / bare_best, 3), "decode_tokens": n_ours}
+    return {"decode_ratio": ratio, "decode_tokens": n_tokens}
 
 
 def build_big(directory: Path, hidden: int, layers: int) -> Path:
@@ -287,10 +314,13 @@ def gpu_modes(directory: Path, adapters: dict[str, str], device: str | None, n_t
                 started = time.perf_counter()
                 engine.set_adapter(list(adapters)[i % 2])
                 switches.append(time.perf_counter() - started)
-            results["switch_ratio"] = round(statistics.median(switches) / load_s, 6)
+            # the load alone (no close), the first of this model in the process
+            results["switch_ratio"] = stats.summary([s / load_s for s in switches], digits=6)
             engine.set_adapter(None)
         ours_tps(engine, messages, params)  # warm-up
-        tps, n = max(ours_tps(engine, messages, params) for _ in range(2))
+        runs = [ours_tps(engine, messages, params) for _ in range(3)]
+        tps, n = statistics.median(t for t, _ in runs), runs[0][1]
+        results.setdefault("_runs", {})[label] = [t for t, _ in runs]
         peak_mib = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
         print(
             f"{label:5s} weights {weights_mib:8.1f} MiB  peak cuda {peak_mib:8.1f} MiB  "
@@ -308,9 +338,11 @@ def gpu_modes(directory: Path, adapters: dict[str, str], device: str | None, n_t
         results[f"memory_ratio_{label}_bf16"] = round(
             results[label]["weights_mib"] / results["bf16"]["weights_mib"], 3
         )
-        results[f"tps_ratio_{label}_bf16"] = round(
-            results[label]["decode_tok_s"] / results["bf16"]["decode_tok_s"], 3
+        # run i of this mode ÷ run i of bf16 (the modes load one after the other)
+        results[f"tps_ratio_{label}_bf16"] = stats.ratio_summary(
+            results["_runs"][label], results["_runs"]["bf16"]
         )
+    del results["_runs"]
     return results
 
 
@@ -325,7 +357,11 @@ def main() -> None:
     )
     parser.add_argument("--hidden", type=int, default=2048, help="--gpu model width")
     parser.add_argument("--layers", type=int, default=22, help="--gpu model depth")
+    parser.add_argument(
+        "--rounds", type=int, help="loads timed, 10-turn chats, decode pairs (default 5; 3 quick)"
+    )
     args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
     from engines.hf import HFEngine
     from engines.hf_load import quiet_library_logs
 
@@ -335,11 +371,11 @@ def main() -> None:
         tmp_path = Path(tmp)
         model_dir = build_small(tmp_path, args.quick)
         adapters = build_adapters(model_dir, tmp_path / "adapters")
-        results.update(switch_ratio(model_dir, adapters, args.device))
-        results.update(turns(model_dir, args.device, reply_tokens=16 if args.quick else 32))
+        results.update(switch_ratio(model_dir, adapters, args.device, loads=rounds))
+        results.update(turns(model_dir, args.device, 16 if args.quick else 32, rounds))
         engine = HFEngine(model_dir, device=args.device)
         results["device"] = engine.describe()["device"]
-        results.update(decode_ratio(engine, n_tokens=48 if args.quick else 128, repeats=3))
+        results.update(decode_ratio(engine, n_tokens=48 if args.quick else 128, pairs=rounds))
         engine.close()
         if args.gpu:
             big = build_big(tmp_path / "big", args.hidden, args.layers)
