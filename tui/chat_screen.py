@@ -178,9 +178,12 @@ class ChatScreen(
         self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
 
     def _speaker(self, message: Message) -> str:
+        """A message's header name: its speaker's, else yours (your persona) or the assistant's."""
         if message.name:
             return message.name
-        return "You" if message.role == Role.USER else "Assistant"
+        if message.role == Role.USER:
+            return self.workspace.session_user_persona(self.session).name
+        return "Assistant"
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -320,6 +323,7 @@ class ChatScreen(
         settings["max_history_rounds"] = event.max_history_rounds
         self.session = self.store.update_session(self.session.id, settings=settings)
         self.workspace.set_default_params(settings["params"])
+        self.update_status()  # the preset name gets its * at once
 
     def action_toggle_params(self) -> None:
         panel = self.query_one(ParamsPanel)
@@ -339,8 +343,13 @@ class ChatScreen(
         if self.engine is None:
             self.query_one("#status", Static).update("no model loaded · see `cosplay chat --help`")
             return
+        from sessions.presets import preset_label
+
         facts = self.engine.describe()
         parts = [self.engine.model_name]
+        preset = preset_label(self.session.settings, self.workspace.presets())
+        if preset:
+            parts.append(f"preset {preset}")
         meta = self._last_reply.meta if self._last_reply else {}
         if meta:  # what matters most first: the line is cut at the terminal's width
             used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)

@@ -41,7 +41,7 @@ def session_record(store: Store, session: Session, with_messages: bool) -> dict:
     if with_messages:
         record["messages"] = [message_record(m) for m in store.branch(session.id)]
     else:
-        record["message_count"] = len(store.branch(session.id))
+        record["message_count"] = session.length  # the branch's length, without walking it
     return record
 
 
@@ -206,8 +206,7 @@ def run_sessions(args: argparse.Namespace) -> int:
                 print("No sessions yet; start one with `cosplay chat` or `cosplay ask`.")
             else:
                 for s in sessions:
-                    count = len(store.branch(s.id))
-                    print(f"{s.id:>5}  {_stamp(s.updated_at)}  {count:>4} msgs  {s.title}")
+                    print(f"{s.id:>5}  {_stamp(s.updated_at)}  {s.length:>4} msgs  {s.title}")
         elif args.action == "show":
             session = store.get_session(args.id)
             if args.json:
