@@ -247,7 +247,8 @@ class Conversation:
         """Write more of the reply `message`, the last message of the branch, into it (the
         prompt is the one it answered, ending inside it; see turns.continue_reply). Its speaker
         replies with its adapter, template and preset, as a regenerate would. Stops once
-        `cancel` is set, keeping what was written; an engine error is saved on it and raised."""
+        `cancel` is set, keeping what was written; an engine error is saved on it and raised
+        (one before any new text, such as a server that cannot continue, leaves it as it was)."""
         engine = self._engine()
         events = events or ReplyEvents()
         message = self.store.get_message(message.id)

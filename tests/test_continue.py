@@ -453,6 +453,10 @@ async def test_a_cut_reply_is_marked_and_the_continue_key_extends_it_in_place(tm
         saved = workspace.store.get_message(view.message.id)
         assert saved.content == "one two three four five six" and saved.status == Status.COMPLETE
         assert engine.prefills == ["", "one two three"]
+        part = saved.meta["continued"][-1]  # the status line counts the context it used
+        used = part["prompt_tokens"] + part["completion_tokens"]
+        assert used > saved.meta["prompt_tokens"] + saved.meta["completion_tokens"]
+        assert f"ctx {used}/4096" in str(screen.query_one("#status").render())
         # after your own message there is nothing to continue: said, nothing written
         workspace.store.add_message(session.id, Role.USER, "more", parent_id=saved.id)
         screen.load_session(session.id)

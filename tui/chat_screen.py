@@ -351,6 +351,7 @@ class ChatScreen(
         if preset:
             parts.append(f"preset {preset}")
         meta = self._last_reply.meta if self._last_reply else {}
+        meta = (meta.get("continued") or [meta])[-1]  # a continued reply: its last part's
         if meta:  # what matters most first: the line is cut at the terminal's width
             used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)
             parts.append(f"ctx {used}/{self.engine.context_length}")
