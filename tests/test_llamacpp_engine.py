@@ -133,3 +133,23 @@ def test_missing_non_gguf_and_truncated_files(tmp_path, tiny_gguf):
         LlamaCppEngine(truncated)
     with pytest.raises(ModelLoadError, match="directory"):
         LlamaCppEngine(tmp_path)
+
+
+def test_prompt_evaluation_uses_the_threads_asked_for(tiny_gguf):
+    """n_threads_batch follows --threads (llama-cpp-python would use every CPU), and without
+    --threads both take the default of threads_for."""
+    import os
+
+    import llama_cpp
+
+    from engines.llamacpp import threads_for
+
+    for asked, expected in ((1, 1), (None, max(1, (os.cpu_count() or 2) // 2))):
+        engine = LlamaCppEngine(tiny_gguf, n_ctx=64, n_threads=asked)
+        try:
+            assert threads_for(asked) == engine.n_threads == expected
+            assert llama_cpp.llama_n_threads(engine._llm.ctx) == expected
+            assert llama_cpp.llama_n_threads_batch(engine._llm.ctx) == expected
+            assert engine.describe()["threads"] == str(expected)
+        finally:
+            engine.close()
