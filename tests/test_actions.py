@@ -38,6 +38,9 @@ def test_every_action_has_a_method_and_a_unique_id():
     from tui.widgets.message_view import MessageView
 
     assert {b.id for b in MessageView.BINDINGS} == {a.id for a in actions.MESSAGE}
+    assert {b.id for b in CosplayApp.BINDINGS} == {a.id for a in actions.APP}
+    # every action has a key (the palette is not the only way to reach one)
+    assert all(a.keys for a in actions.CHAT + actions.MESSAGE + actions.APP)
 
 
 async def test_the_palette_lists_every_action_with_its_key(tmp_path):
@@ -51,7 +54,7 @@ async def test_the_palette_lists_every_action_with_its_key(tmp_path):
 
 
 async def test_keys_toml_rebinds_an_action_by_its_id(tmp_path):
-    (tmp_path / "keys.toml").write_text('regenerate = "ctrl+g"\n', encoding="utf-8")
+    (tmp_path / "keys.toml").write_text('regenerate = "f12"\n', encoding="utf-8")
     store = Store(tmp_path / "c.db")
     engine = FakeEngine(["一", "二"])
     app = make_app(store=store, engine=engine)
@@ -60,7 +63,7 @@ async def test_keys_toml_rebinds_an_action_by_its_id(tmp_path):
         await pilot.click("#input")
         await pilot.press("h", "i", "enter")
         await wait_until(pilot, lambda: not screen.generating and screen._last_reply is not None)
-        await pilot.press("ctrl+g")
+        await pilot.press("f12")
         await wait_until(pilot, lambda: len(engine.prompts) == 2 and not screen.generating)
         commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
         assert commands["Regenerate"].endswith("(Ctrl+G)")

@@ -4,8 +4,8 @@ README's key table are all made from it (tests/test_actions.py compares the READ
 Adding an action is one row here plus its `action_…` method on the screen (or the app).
 Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
 
-    regenerate = "f5"
-    stop = "escape,f12"
+    regenerate = "f12"
+    stop = "escape,f11"
 """
 
 from __future__ import annotations
@@ -185,23 +185,29 @@ CHAT = (
     Action(
         "add_character",
         "add_character",
-        "",
+        "f5",
         "Add character to scene",
         "add a persona to this session: a group scene",
+        priority=True,
+        footer=False,
     ),
     Action(
         "remove_character",
         "remove_character",
-        "",
+        "f6",
         "Remove character from scene",
         "take a persona out of this session",
+        priority=True,
+        footer=False,
     ),
     Action(
         "user_persona",
         "user_persona",
-        "",
+        "f9",
         "Your persona",
         "who you are ({{user}}): your name and a description, in this chat and as the default for new chats",
+        priority=True,
+        footer=False,
     ),
 )
 
@@ -290,9 +296,11 @@ APP = (
     Action(
         "training_monitor",
         "training_monitor",
-        "",
+        "f7",
         "Training monitor",
         "watch a `cosplay train` run: its loss curve, live",
+        priority=True,
+        footer=False,
     ),
 )
 

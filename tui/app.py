@@ -17,6 +17,7 @@ from tui.modals import TextPromptScreen
 class CosplayApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "Cosplay"
+    BINDINGS = [action.binding() for action in APP if action.keys]
 
     def __init__(
         self,
