@@ -72,10 +72,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def _log_to_file() -> None:
     """COSPLAY_LOG=FILE: debug log (ours and llama.cpp's) to that file; the TUI owns the screen."""
-    import logging
-
     path = os.environ.get("COSPLAY_LOG")
     if path:
+        import logging
+
         logging.basicConfig(
             filename=path, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s"
         )
