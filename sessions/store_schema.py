@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from engines.base import CosplayError
+from engines.errors import CosplayError
 
 
 class StoreError(CosplayError):
