@@ -88,7 +88,7 @@ def message_text(rng: random.Random) -> str:
     parts: list[str] = []
     while sum(len(p) + 1 for p in parts) < length:
         parts.append(rng.choice(primary if rng.random() < 0.8 else secondary))
-    return " ".join(parts)[:length].strip()
+    return " ".join(parts)[:length]
 
 
 def build_home(home: Path, n_messages: int, seed: int = 0) -> dict:
