@@ -105,8 +105,13 @@ async def test_jumping_to_an_old_message_loads_around_it_and_pages_down(tmp_path
         assert later.display and "later message(s)" in str(later.render())
         before = len(shown(app))
         transcript = app.chat.transcript
-        transcript.scroll_end(animate=False)
-        await wait_until(pilot, lambda: len(shown(app)) > before)
+        await pilot.pause()
+
+        def scrolled_down() -> bool:  # as a user keeps scrolling until the page comes
+            transcript.scroll_end(animate=False)
+            return len(shown(app)) > before
+
+        await wait_until(pilot, scrolled_down)
         assert shown(app)[before] == f"第{100 + page // 2 + 1}句"  # the page below, in order
         # sending from here goes back to the end of the chat first
         assert not transcript.reaches_end
