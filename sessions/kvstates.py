@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engines.base import Engine
+if TYPE_CHECKING:
+    from engines.base import Engine
 
 log = logging.getLogger("cosplay.kvstates")
 

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engines.base import CosplayError, GenerationParams
+from engines.errors import CosplayError
 from sessions.models import Session
-from sessions.personas import PersonaStore
-from sessions.presets import (
-    BUILT_IN,
-    Preset,
-    apply_preset,
-    card_preset,
-    custom_preset,
-    find_preset,
-    preset_from_params,
-)
-from sessions.prompt import UserPersona
 from sessions.store import Store
+
+if TYPE_CHECKING:  # imported where used: `cosplay sessions list` needs none of them (pydantic)
+    from engines.base import GenerationParams
+    from sessions.personas import PersonaStore
+    from sessions.presets import Preset
+    from sessions.prompt import UserPersona
 
 # Settings keys (the store's settings table).
 LAST_MODEL = "last_model"  # the model spec of the last model loaded
@@ -89,7 +86,12 @@ class Workspace:
     def __init__(self, home: str | Path | None = None, *, store: Store | None = None):
         self.paths = DataPaths(Path(store.path).parent) if store else data_paths(home).ensure()
         self.store = store if store is not None else Store(self.paths.database)
-        self.personas = PersonaStore(self.paths.personas)
+
+    @cached_property
+    def personas(self) -> PersonaStore:
+        from sessions.personas import PersonaStore
+
+        return PersonaStore(self.paths.personas)
 
     @classmethod
     def of(cls, store: Store) -> Workspace:
@@ -175,6 +177,8 @@ class Workspace:
 
     def presets(self) -> list[Preset]:
         """The built-in presets, then yours (a damaged saved one is left out)."""
+        from sessions.presets import BUILT_IN, custom_preset
+
         saved = self.store.get_setting(CUSTOM_PRESETS, {})
         saved = saved if isinstance(saved, dict) else {}
         custom = [custom_preset(name, values) for name, values in saved.items()]
@@ -182,10 +186,14 @@ class Workspace:
 
     def preset(self, name: str) -> Preset:
         """The preset called `name` (CosplayError naming the known ones if none is)."""
+        from sessions.presets import find_preset
+
         return find_preset(self.presets(), name)
 
     def save_preset(self, name: str, params: GenerationParams) -> Preset:
         """Save `params`' sampling fields as your preset `name` (replacing yours of that name)."""
+        from sessions.presets import BUILT_IN, preset_from_params
+
         name = " ".join(name.split())
         if not name:
             raise CosplayError("A preset needs a name.")
@@ -208,6 +216,8 @@ class Workspace:
     def apply_preset(self, session_id: int, name: str) -> Session:
         """Write the preset's values into the session's parameters (the others are kept), and
         make them the parameters new chats start with, as any change in the panel does."""
+        from sessions.presets import apply_preset
+
         preset = self.preset(name)
         settings = apply_preset(self.store.get_session(session_id).settings, preset)
         self.set_default_params(settings["params"])
@@ -216,6 +226,8 @@ class Workspace:
     def _with_card_preset(self, settings: dict, card) -> dict:
         """A persona's preset (by name, in its card) over the settings, its own `sampling`
         values over that; an unknown name is passed over (a card from another machine)."""
+        from sessions.presets import apply_preset, card_preset
+
         name = card_preset(card)
         if not name:
             return settings
@@ -234,6 +246,8 @@ class Workspace:
     def default_user_persona(self) -> UserPersona | None:
         """Who you are in new chats, None when never set (the prompt then says "User")."""
         value = self.store.get_setting(USER_PERSONA)
+        from sessions.prompt import UserPersona
+
         return UserPersona.from_value(value) if value else None
 
     def set_default_user_persona(self, user: UserPersona) -> None:
@@ -241,6 +255,8 @@ class Workspace:
 
     def session_user_persona(self, session: Session) -> UserPersona:
         """Who you are in this chat: its own, else (a chat from before you set one) "User"."""
+        from sessions.prompt import UserPersona
+
         return UserPersona.from_value(session.settings.get("user"))
 
     def set_session_user_persona(self, session_id: int, user: UserPersona) -> Session:

@@ -69,12 +69,6 @@ def test_the_heavy_commands_still_get_their_arguments():
     assert args.func.__name__ == "run_train"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sessions/workspace.py imports engines.base, the personas (pydantic cards) and the "
-    "prompt builder at module level, and sessions/kvstates.py (via the store) engines.base; "
-    "remove this mark once they import them where they are used",
-)
 def test_sessions_list_runs_without_pydantic(tmp_path):
     assert heavy_imports(["--home", str(tmp_path), "sessions", "list"], run=True) == []
 
