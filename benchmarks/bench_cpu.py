@@ -372,7 +372,7 @@ def child_shift(cfg: dict) -> dict:
     fresh evaluations batched differently, the noise floor), greedy agreement over 32 tokens."""
     import numpy as np
 
-    engine = _load(cfg)
+    engine = _load(cfg | {"n_ctx": max(cfg["n_ctx"], 2048)})  # room for 12 rounds
     llm = engine._llm
     n_vocab = llm.n_vocab()
 
