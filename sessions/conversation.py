@@ -181,7 +181,9 @@ class Conversation:
             ).plan
         use_persona(engine, None)  # the engine's own adapter and template
         branch = StoredBranch(self.store, self.session_id, leaf, pending)
-        return plan_prompt(self.session, branch, engine, params, personas=self.workspace.personas)
+        session = self.session
+        personas = self.workspace.personas if session.persona else None  # read only if needed
+        return plan_prompt(session, branch, engine, params, personas=personas)
 
     def _engine(self) -> Engine:
         if self.engine is None:

@@ -20,16 +20,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from engines.base import CosplayError, Engine, GenerationParams
-from sessions.cards import CharacterCard
 from sessions.context import PromptPlan
 from sessions.models import Message, Role, Session
-from sessions.personas import PersonaStore
 from sessions.prompt import StoredBranch, UserPersona, greetings, plan_prompt
 from sessions.runtime import use_persona
 from sessions.store import LEAF, Store
 from sessions.turns import run_reply
+
+if TYPE_CHECKING:
+    from sessions.cards import CharacterCard
+    from sessions.personas import PersonaStore
 
 CAST_KEY = "cast"
 ORDER_KEY = "reply_order"
@@ -71,7 +74,7 @@ def start_session(
     its alternate greetings become siblings of that message (swipes), and the
     first greeting stays current. In a group scene the greetings follow each other.
     """
-    cards = [cards] if isinstance(cards, CharacterCard) else list(cards)
+    cards = list(cards) if isinstance(cards, list | tuple) else [cards]
     if not cards:
         raise CosplayError("A scene needs at least one persona.")
     names = [card.name for card in cards]

@@ -15,16 +15,18 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.base import ChatMessage, Engine, GenerationParams
-from sessions.cards import BookEntry, CharacterCard
 from sessions.context import Entry, PromptPlan, TokenEstimate, Window, plan_window
 from sessions.models import Message, Session
-from sessions.personas import PersonaError, PersonaStore
 from sessions.store import Store
 from sessions.store_schema import StoreError
 from sessions.turns import prompt_message
+
+if TYPE_CHECKING:  # the card models (pydantic) load only when a persona is used
+    from sessions.cards import BookEntry, CharacterCard
+    from sessions.personas import PersonaStore
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_ROLEPLAY_PROMPT = (
@@ -427,6 +429,8 @@ def history_rounds(settings: dict[str, Any]) -> int | None:
 
 
 def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCard | None, str]:
+    from sessions.personas import PersonaError
+
     if personas is None:
         return None, f"persona {name!r} not given; replying without it"
     try:

@@ -18,11 +18,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines import registry
 from engines.base import AdapterError, CosplayError, Engine
 from engines.peft_dir import is_peft_dir
-from sessions.cards import CharacterCard
+
+if TYPE_CHECKING:
+    from sessions.cards import CharacterCard
 
 TRAINING_RESULT = "cosplay.json"  # what `cosplay train` writes next to the adapter
 

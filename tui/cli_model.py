@@ -7,13 +7,16 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines import registry
 from engines.base import CosplayError, Engine
 from engines.loader import ModelSpec, cuda_available, load_engine
-from sessions.cards import CharacterCard
 from sessions.runtime import PersonaRuntime, training_result
 from sessions.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sessions.cards import CharacterCard
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
