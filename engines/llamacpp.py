@@ -18,22 +18,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines import llamacpp_cache, llamacpp_setup, registry
-from engines.base import (
-    AdapterError,
-    ChatMessage,
-    ContextOverflowError,
-    CosplayError,
-    GenerationParams,
-    GenerationStats,
-    ModelLoadError,
-)
+from engines.errors import AdapterError, ContextOverflowError, CosplayError, ModelLoadError
 from engines.ggufinfo import read_gguf_info
 from engines.llamacpp_cache import Plan, TokenCache, spelled_reply
 from engines.llamacpp_state import KVStateFiles
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
+
+if TYPE_CHECKING:
+    from engines.base import ChatMessage, GenerationParams, GenerationStats
 
 DEFAULT_N_CTX = 4096
 
@@ -253,6 +249,8 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             max_new = min(params.max_new_tokens, room)
             seed = secrets.randbits(32) if params.seed is None else params.seed
             self._llm.set_seed(seed)
+            from engines.base import GenerationStats  # (pydantic: not needed to load a model)
+
             stats = GenerationStats(
                 prompt_tokens=len(tokens),
                 prompt_eval_tokens=len(tokens) - self._reusable_prefix(tokens),

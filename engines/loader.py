@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from engines import registry
-from engines.base import Engine
+
+if TYPE_CHECKING:
+    from engines.base import Engine
 
 
 @dataclass

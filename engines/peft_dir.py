@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engines.base import AdapterError, CosplayError
+from engines.errors import AdapterError, CosplayError
 
 CONFIG_FILE = "adapter_config.json"
 SAFE_WEIGHTS = "adapter_model.safetensors"

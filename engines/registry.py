@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.base import ModelLoadError
+from engines.errors import ModelLoadError
 
 AUTO = "auto"
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jinja2 import TemplateError as JinjaTemplateError
 
-from engines.base import ChatMessage, TemplateError
+from engines.errors import TemplateError
 from engines.template_sandbox import TemplateLimitError, compile_template, render_bounded
+
+if TYPE_CHECKING:
+    from engines.base import ChatMessage
 
 # Speaker prefixes that mean the model started writing the next line of dialogue.
 CJK_SPEAKER_STOPS = ["曰：", "道：", "说："]

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines import registry
-from engines.base import AdapterError, CosplayError, Engine
+from engines.errors import AdapterError, CosplayError
 from engines.peft_dir import is_peft_dir
+
+if TYPE_CHECKING:
+    from engines.base import Engine
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterCard

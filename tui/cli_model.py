@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines import registry
-from engines.base import CosplayError, Engine
+from engines.errors import CosplayError
 from engines.loader import ModelSpec, cuda_available, load_engine
 from sessions.runtime import PersonaRuntime, training_result
 from sessions.workspace import Workspace
+
+if TYPE_CHECKING:
+    from engines.base import Engine
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterCard
