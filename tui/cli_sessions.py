@@ -12,21 +12,8 @@ from typing import TYPE_CHECKING
 from engines.errors import CosplayError
 
 if TYPE_CHECKING:
-    from sessions.models import Message, SearchHit, Session
+    from sessions.models import SearchHit, Session
     from sessions.store import Store
-
-
-def message_record(message: Message) -> dict:
-    return {
-        "id": message.id,
-        "parent_id": message.parent_id,
-        "role": message.role.value,
-        "name": message.name,
-        "content": message.content,
-        "status": message.status.value,
-        "created_at": message.created_at,
-        "meta": message.meta,
-    }
 
 
 def session_record(store: Store, session: Session, with_messages: bool) -> dict:
@@ -39,6 +26,8 @@ def session_record(store: Store, session: Session, with_messages: bool) -> dict:
         "leaf_id": session.leaf_id,
     }
     if with_messages:
+        from sessions.chat_export import message_record  # one message's JSON, as exported
+
         record["messages"] = [message_record(m) for m in store.branch(session.id)]
     else:
         record["message_count"] = session.length  # the branch's length, without walking it
