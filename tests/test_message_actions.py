@@ -197,3 +197,20 @@ async def test_a_search_hit_opens_its_session_at_the_message_on_its_branch(tmp_p
         assert app.chat.focused.message.id == hidden.id  # on its branch, focused
         assert contents(app)[-1] == "曹操在另一个版本里"
         assert store.get_session(old).leaf_id == hidden.id
+
+
+async def test_text_in_the_transcript_can_be_selected_with_the_mouse(tmp_path):
+    """Textual's own selection (then Ctrl+C copies it) works on a message's text."""
+    store = Store(tmp_path / "c.db")
+    session = store.create_session()
+    store.add_message(session.id, Role.USER, "hello world of the three kingdoms")
+    app = make_app(store=store, engine=FakeEngine([]), session_id=session.id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: len(app.chat.transcript.views) == 1)
+        body = app.chat.transcript.views[0].body
+        await pilot.pause()
+        await pilot.mouse_down(body, offset=(0, 0))
+        await pilot.hover(body, offset=(11, 0))
+        await pilot.mouse_up(body, offset=(11, 0))
+        await pilot.pause()
+        assert "hello world" in (app.screen.get_selected_text() or "")
