@@ -27,15 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from sessions.kvstates import state_path
-from sessions.models import Message, Role, SearchHit, Session, Status
+from sessions.models import Message, Role, Session, Status
 from sessions.store_schema import (
     SEARCH_TABLE,
-    SEARCHED_ROLES,
     StoreError,
+    as_number,
+    as_text,
     migrate,
     search_index_ready,
     store_error,
 )
+from sessions.store_search import StoreSearch
 
 
 class _Leaf:
@@ -47,7 +49,7 @@ LEAF: Any = _Leaf()  # add_message(parent_id=LEAF): under the session's leaf, re
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's write lock
 
 
-class Store:
+class Store(StoreSearch):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()
@@ -378,32 +380,6 @@ class Store:
         )
         return rows[0]["id"]
 
-    # --- token counts -----------------------------------------------------------
-
-    def token_counts(self, message_ids: list[int], tokenizer: str) -> dict[int, int]:
-        """The saved token counts of these messages under `tokenizer` (those counted so far)."""
-        if not message_ids:
-            return {}
-        marks = ", ".join("?" * len(message_ids))
-        rows = self._query(
-            f"SELECT message_id, tokens FROM token_counts"
-            f" WHERE tokenizer = ? AND message_id IN ({marks})",
-            (tokenizer, *message_ids),
-        )
-        return {row["message_id"]: row["tokens"] for row in rows}
-
-    def save_token_counts(self, tokenizer: str, counts: dict[int, int]) -> None:
-        """Remember messages' token counts under `tokenizer` (a message deleted meanwhile is
-        skipped)."""
-        if not counts:
-            return
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO token_counts (message_id, tokenizer, tokens)"
-                " SELECT id, ?, ? FROM messages WHERE id = ?",
-                [(tokenizer, tokens, message_id) for message_id, tokens in counts.items()],
-            )
-
     def delete_message(self, message_id: int) -> int | None:
         """Delete a message and everything below it (its replies, their versions…). When the
         session's branch ran through it, the branch moves to the newest version left beside it
@@ -465,6 +441,32 @@ class Store:
         rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
         return [_message(r) for r in rows]
 
+    # --- token counts -----------------------------------------------------------
+
+    def token_counts(self, message_ids: list[int], tokenizer: str) -> dict[int, int]:
+        """The saved token counts of these messages under `tokenizer` (those counted so far)."""
+        if not message_ids:
+            return {}
+        marks = ", ".join("?" * len(message_ids))
+        rows = self._query(
+            f"SELECT message_id, tokens FROM token_counts"
+            f" WHERE tokenizer = ? AND message_id IN ({marks})",
+            (tokenizer, *message_ids),
+        )
+        return {row["message_id"]: row["tokens"] for row in rows}
+
+    def save_token_counts(self, tokenizer: str, counts: dict[int, int]) -> None:
+        """Remember messages' token counts under `tokenizer` (a message deleted meanwhile is
+        skipped)."""
+        if not counts:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO token_counts (message_id, tokenizer, tokens)"
+                " SELECT id, ?, ? FROM messages WHERE id = ?",
+                [(tokenizer, tokens, message_id) for message_id, tokens in counts.items()],
+            )
+
     # --- settings ---------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -482,95 +484,6 @@ class Store:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value, ensure_ascii=False)),
         )
-
-    # --- full-text search ---------------------------------------------------------
-
-    def search(self, query: str, limit: int = 50, session_id: int | None = None) -> list[SearchHit]:
-        """User and assistant messages holding every word of `query` (split at spaces; each a
-        literal substring, case-insensitive for English: no operator or wildcard is special),
-        newest first, each with a one-line snippet around the match. Words of 3+ characters
-        are looked up in the trigram index; shorter ones (曹操, 孔) cannot be, so they filter
-        its hits with LIKE, and a query of short words only scans the messages (so does every
-        query where SQLite has no FTS5)."""
-        words = _search_words(query)
-        if not words or limit < 1:
-            return []
-        long_words = [w for w in words if len(w) >= 3]
-        with self._guard():
-            if long_words and search_index_ready(self._db):
-                short_words = [w for w in words if len(w) < 3]
-                return self._search_index(long_words, short_words, limit, session_id)
-            return self._search_scan(words, limit, session_id)
-
-    def _search_index(
-        self, long_words: list[str], short_words: list[str], limit: int, session_id: int | None
-    ) -> list[SearchHit]:
-        # Each word a quoted phrase ("" for a quote inside): FTS5 syntax stays literal text.
-        phrases = " ".join('"' + word.replace('"', '""') + '"' for word in long_words)
-        filters, args = _search_filters(short_words, session_id)
-        ids = [
-            row[0]
-            for row in self._db.execute(
-                f"SELECT m.id FROM {SEARCH_TABLE} JOIN messages m ON m.id = {SEARCH_TABLE}.rowid"
-                f" WHERE {SEARCH_TABLE} MATCH ?{filters}"
-                " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
-                (phrases, *args, limit),
-            )
-        ]
-        if not ids:
-            return []
-        # Snippets for these rows only. `rowid IN (…)` alone would run the MATCH once per id
-        # (50 ids: ~80 ms for common words); a range plus a filter (+) runs it once (~1 ms).
-        found = {}
-        for batch in _batches(ids):
-            for row in self._db.execute(
-                f"""SELECT {_HIT_COLUMNS},
-                    snippet({SEARCH_TABLE}, 0, ?, ?, '…', {_SNIPPET_TOKENS}) AS snippet
-                FROM {SEARCH_TABLE} JOIN messages m ON m.id = {SEARCH_TABLE}.rowid
-                    LEFT JOIN sessions s ON s.id = m.session_id
-                WHERE {SEARCH_TABLE} MATCH ? AND {SEARCH_TABLE}.rowid BETWEEN ? AND ?
-                    AND +{SEARCH_TABLE}.rowid IN ({", ".join("?" * len(batch))})
-                """,
-                (_OPEN, _CLOSE, phrases, min(batch), max(batch), *batch),
-            ):
-                found[row["id"]] = row
-        hits = []
-        for message_id in ids:  # newest first, as the first query ordered them
-            if message_id in found:
-                row = found[message_id]
-                text, spans = _marked_snippet(_text(row["snippet"]))
-                spans += _occurrences(text, short_words, 0, len(text))
-                hits.append(_search_hit(row, text, spans))
-        return hits
-
-    def _search_scan(self, words: list[str], limit: int, session_id: int | None) -> list[SearchHit]:
-        filters, args = _search_filters(words, session_id)
-        ids = [
-            row[0]
-            for row in self._db.execute(
-                f"SELECT m.id FROM messages m WHERE m.role IN {SEARCHED_ROLES}{filters}"
-                " ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
-                (*args, limit),
-            )
-        ]
-        if not ids:
-            return []
-        found = {}
-        for batch in _batches(ids):
-            for row in self._db.execute(
-                f"""SELECT {_HIT_COLUMNS}, m.content
-                FROM messages m LEFT JOIN sessions s ON s.id = m.session_id
-                WHERE m.id IN ({", ".join("?" * len(batch))})""",
-                batch,
-            ):
-                found[row["id"]] = row
-        hits = []
-        for message_id in ids:
-            if message_id in found:
-                row = found[message_id]
-                text, spans = _scan_snippet(_text(row["content"]), words)
-                hits.append(_search_hit(row, text, spans))
-        return hits
 
     # --- whole-tree import and VACUUM (sessions/chat_import.py, `sessions delete --vacuum`) ---
 
@@ -637,157 +550,12 @@ class Store:
         index keeps deleted text until its segments merge), rebuild the database (VACUUM), and
         empty the write-ahead log, which still holds pages written before the delete."""
         with self._guard():
-            for row in self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND sql LIKE 'CREATE VIRTUAL TABLE%USING fts5%'"
-            ).fetchall():
-                name = row["name"].replace('"', '""')
-                self._db.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'optimize\')')
+            if search_index_ready(self._db):  # (without FTS5 its table cannot be touched)
+                self._db.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('optimize')")
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-# --- full-text search: the query's words, the LIKE filters, one-line snippets -------------
-
-_HIT_COLUMNS = "m.id, m.session_id, m.role, m.name, m.created_at, m.depth, s.title"
-_SNIPPET_TOKENS = 32  # trigrams: about as many characters of context around the match
-_SNIPPET_CHARS = 36  # the scan's own snippets, to look the same
-_OPEN, _CLOSE = "\ufdd0", "\ufdd1"  # match markers: Unicode noncharacters, never in text
-_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _batches(ids: list[int], size: int = 500) -> Iterator[list[int]]:
-    """A long --limit's ids in pieces: SQLite takes at most 32,766 parameters a statement."""
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
-def _search_words(query: str) -> list[str]:
-    """The query's words, split at any space (an ideographic one too), control characters
-    dropped, each once."""
-    words: list[str] = []
-    for word in query.split():
-        word = "".join(c for c in word if not _is_control(c))
-        if word and word not in words:
-            words.append(word)
-    return words
-
-
-def _is_control(char: str) -> bool:
-    return char < " " or "\x7f" <= char <= "\x9f" or char in (_OPEN, _CLOSE)
-
-
-def _search_filters(words: list[str], session_id: int | None) -> tuple[str, list[Any]]:
-    """SQL conditions on `m`: each word a LIKE substring (% _ \\ escaped; ASCII letters
-    match either case, as the trigram index does), and the session if one is given."""
-    filters, args = "", []
-    for word in words:
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        filters += " AND m.content LIKE ? ESCAPE '\\'"
-        args.append(f"%{escaped}%")
-    if session_id is not None:
-        filters += " AND m.session_id = ?"
-        args.append(session_id)
-    return filters, args
-
-
-def _marked_snippet(snippet: str) -> tuple[str, list[tuple[int, int]]]:
-    """FTS5's snippet with its match markers taken out, as text and spans."""
-    text, spans, start = [], [], None
-    for char in snippet:
-        if char == _OPEN:
-            start = len(text)
-        elif char == _CLOSE:
-            if start is not None and start < len(text):
-                spans.append((start, len(text)))
-            start = None
-        else:
-            text.append(char)
-    return "".join(text), spans
-
-
-def _occurrences(text: str, words: list[str], begin: int, end: int) -> list[tuple[int, int]]:
-    """Where the words occur in text[begin:end] (ASCII letters in either case)."""
-    folded = text.translate(_ASCII_FOLD)
-    spans = []
-    for word in words:
-        word = word.translate(_ASCII_FOLD)
-        at = folded.find(word, begin, end)
-        while at >= 0:
-            spans.append((at, at + len(word)))
-            at = folded.find(word, at + 1, end)
-    return spans
-
-
-def _scan_snippet(content: str, words: list[str]) -> tuple[str, list[tuple[int, int]]]:
-    """About _SNIPPET_CHARS characters of `content` centred on the first match of a word."""
-    folded = content.translate(_ASCII_FOLD)
-    first, length = 0, 0
-    for word in words:
-        at = folded.find(word.translate(_ASCII_FOLD))
-        if at >= 0 and (length == 0 or at < first):
-            first, length = at, len(word)
-    begin = max(0, first - max(0, _SNIPPET_CHARS - length) // 2)
-    end = min(len(content), max(begin + _SNIPPET_CHARS, first + length))
-    begin = max(0, min(begin, end - _SNIPPET_CHARS))
-    spans = _occurrences(content, words, begin, end)
-    prefix = "…" if begin > 0 else ""
-    text = prefix + content[begin:end] + ("…" if end < len(content) else "")
-    shift = len(prefix) - begin
-    return text, [(start + shift, stop + shift) for start, stop in spans]
-
-
-def _one_line(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The snippet on one line (each run of spaces, line breaks and control characters one
-    space, none at the ends) and its match spans, merged and moved to match."""
-    out: list[str] = []
-    place: list[int] = []  # place[i]: where text[i] went in out
-    for char in text:
-        if char.isspace() or _is_control(char):
-            if not out or out[-1] != " ":
-                out.append(" ")
-        else:
-            out.append(char)
-        place.append(len(out) - 1)
-    place.append(len(out))
-    lead = 1 if out[:1] == [" "] else 0
-    line = "".join(out).strip(" ")
-    moved = []
-    for start, stop in sorted(spans):
-        if not 0 <= start < stop <= len(text):
-            continue
-        start = min(max(place[start] - lead, 0), len(line))
-        stop = min(max(place[stop - 1] + 1 - lead, 0), len(line))
-        if start >= stop:
-            continue
-        if moved and start <= moved[-1][1]:
-            moved[-1] = (moved[-1][0], max(moved[-1][1], stop))
-        else:
-            moved.append((start, stop))
-    return line, tuple(moved)
-
-
-def _search_hit(row: sqlite3.Row, text: str, spans: list[tuple[int, int]]) -> SearchHit:
-    try:
-        role = Role(row["role"])
-    except ValueError:
-        role = Role.ASSISTANT
-    line, highlights = _one_line(text, spans)
-    return SearchHit(
-        message_id=row["id"],
-        session_id=row["session_id"],
-        session_title=_text(row["title"]),
-        role=role,
-        name=_text(row["name"]),
-        snippet=line,
-        created_at=_number(row["created_at"]),
-        depth=row["depth"] if isinstance(row["depth"], int) else 0,
-        highlights=highlights,
-    )
-
-
-# A session row with its leaf checked: a leaf that is gone, or that belongs to another
-# session (a damaged row), falls back to the session's newest message.
 # `leaf_depth` gives the branch's length without walking it.
 _SESSIONS = """
     SELECT q.*, (SELECT m.depth FROM messages m WHERE m.id = CASE WHEN q.leaf_id IS NULL
@@ -805,11 +573,11 @@ def _session(row: sqlite3.Row) -> Session:
         leaf = row["last_id"]
     return Session(
         id=row["id"],
-        title=_text(row["title"]),
-        created_at=_number(row["created_at"]),
-        updated_at=_number(row["updated_at"]),
+        title=as_text(row["title"]),
+        created_at=as_number(row["created_at"]),
+        updated_at=as_number(row["updated_at"]),
         leaf_id=leaf,
-        persona=_text(row["persona"]),
+        persona=as_text(row["persona"]),
         settings=_json_object(row["settings"]),
         length=0 if leaf is None or row["leaf_depth"] is None else row["leaf_depth"] + 1,
     )
@@ -822,20 +590,20 @@ def _message(row: sqlite3.Row) -> Message:
     try:
         status = Status(row["status"])
     except ValueError:
-        status, meta["stored_status"] = Status.ERROR, _text(row["status"])
+        status, meta["stored_status"] = Status.ERROR, as_text(row["status"])
     try:
         role = Role(row["role"])
     except ValueError:
-        role, status, meta["stored_role"] = Role.ASSISTANT, Status.ERROR, _text(row["role"])
+        role, status, meta["stored_role"] = Role.ASSISTANT, Status.ERROR, as_text(row["role"])
     return Message(
         id=row["id"],
         session_id=row["session_id"],
         parent_id=row["parent_id"],
         role=role,
-        content=_text(row["content"]),
+        content=as_text(row["content"]),
         status=status,
-        name=_text(row["name"]),
-        created_at=_number(row["created_at"]),
+        name=as_text(row["name"]),
+        created_at=as_number(row["created_at"]),
         meta=meta,
         depth=row["depth"] if isinstance(row["depth"], int) else 0,
     )
@@ -847,18 +615,3 @@ def _json_object(value: Any) -> dict[str, Any]:
     except (TypeError, ValueError, RecursionError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0

@@ -8,6 +8,7 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engines.errors import CosplayError
 
@@ -302,3 +303,21 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"Reading or writing the database {path} failed ({exc}); check the disk and retry."
         )
     return StoreError(f"The database {path} failed ({exc}).")
+
+
+# --- reading a stored value: a damaged or foreign row degrades, it never fails ------------------
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def as_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
