@@ -36,7 +36,7 @@ from sessions.chat_export import (
     TGW_KEY,
     fingerprint,
 )
-from sessions.models import Role, Session, Status
+from sessions.models import HIDDEN, Role, Session, Status
 from sessions.store import Store
 
 MAX_IMPORT_BYTES = 100 * 2**20  # a long roleplay with every swipe is a few MiB
@@ -369,7 +369,8 @@ def _st_message(n: int, line: Any, user: str, char: str) -> tuple[list[dict[str,
                 "name": name,
                 "content": mes if j == current else swipe,
                 "created_at": when,
-                "meta": {ST_KEY: meta},
+                # SillyTavern leaves its is_system lines (hidden ones, comments) out of the prompt
+                "meta": {ST_KEY: meta} | ({HIDDEN: True} if line.get("is_system") else {}),
             }
         )
     return versions, current

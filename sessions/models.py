@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+HIDDEN = "hidden"  # a message's meta key: kept in the chat, left out of the prompt
+
 
 class Role(str, Enum):
     SYSTEM = "system"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from engines.base import ChatMessage, Engine, GenerationParams
 from sessions.kvstates import SessionStates
-from sessions.models import Message, Role, Status
+from sessions.models import HIDDEN, Message, Role, Status
 from sessions.store import Store
 
 FLUSH_SECONDS = 0.5  # a kill -9 loses at most this much of a streaming reply
@@ -25,8 +25,8 @@ def history_messages(branch: list[Message]) -> list[ChatMessage]:
 
 def prompt_message(message: Message) -> ChatMessage | None:
     """One message as the prompt shows it; None for one it leaves out (an errored or empty
-    reply)."""
-    if message.status == Status.ERROR or not message.content:
+    reply, a hidden one)."""
+    if message.status == Status.ERROR or not message.content or message.meta.get(HIDDEN):
         return None
     entry: ChatMessage = {"role": message.role.value, "content": message.content}
     if message.name:

@@ -553,3 +553,41 @@ def test_the_earlier_branch_only_json_export_imports(store, tmp_path):
     session, chat = import_chat(store, path)
     assert chat.kind == "json" and session.title == "旧导出"
     assert [m.content for m in store.branch(session.id)] == ["在吗", "在。"]
+
+
+def test_sillytavern_hidden_lines_stay_in_the_chat_but_out_of_the_prompt(store, tmp_path):
+    """SillyTavern builds its prompt from the lines that are not is_system (hidden messages,
+    comments); an imported chat keeps them on screen and out of the prompt, and exports them
+    back as they were."""
+    from engines.base import GenerationParams
+    from engines.fake import FakeEngine
+    from sessions.prompt import plan_prompt
+
+    lines = [
+        {"user_name": "阿明", "character_name": "Seraphina", "create_date": "2024-9-27@14h05m00s"},
+        {"name": "阿明", "is_user": True, "is_system": False, "mes": "你好", "send_date": ""},
+        {
+            "name": "阿明",
+            "is_user": True,
+            "is_system": True,
+            "mes": "（藏起来的一句）",
+            "send_date": "",
+        },
+        {
+            "name": "Seraphina",
+            "is_user": False,
+            "is_system": False,
+            "mes": "欢迎。",
+            "send_date": "",
+        },
+    ]
+    path = tmp_path / "hidden.jsonl"
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    session, _ = import_chat(store, path)
+    branch = store.branch(session.id)
+    assert [m.content for m in branch] == ["你好", "（藏起来的一句）", "欢迎。"]
+    plan = plan_prompt(store.get_session(session.id), branch, FakeEngine([]), GenerationParams())
+    contents = [m["content"] for m in plan.messages]
+    assert "你好" in contents and "（藏起来的一句）" not in contents
+    text, _ = export_session(store, session.id, "st")
+    assert json.loads(text.splitlines()[2])["is_system"] is True

@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from engines.base import CosplayError, Engine
 from sessions.store import Store
 from sessions.workspace import Workspace
-from tui.actions import APP, CHAT, MESSAGE, key_label, read_keymap
+from tui.actions import APP, CHAT, MESSAGE, Action, key_label, read_keymap
 from tui.chat_screen import ChatScreen
 from tui.modals import TextPromptScreen
 
@@ -83,12 +83,16 @@ class CosplayApp(App):
             TextPromptScreen("Training run directory (the --out of cosplay train):"), open_run
         )
 
+    def keys_of(self, action: Action) -> str:
+        """The keys that run `action` here, as people write them: keys.toml's, else its own."""
+        return key_label(self._keymap.get(action.id, action.keys))
+
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         chat = self.chat
         for actions, target in ((CHAT, chat), (MESSAGE, chat), (APP, self)):
             for action in actions:
-                keys = key_label(self._keymap.get(action.id, action.keys))
+                keys = self.keys_of(action)
                 help_text = action.help[0].upper() + action.help[1:]
                 yield SystemCommand(
                     action.title,

@@ -20,9 +20,12 @@ STATUS_MARKS = {
     Status.CANCELLED: "■ stopped",
     Status.ERROR: "✗ error",
 }
-# What a reply cut by max_new_tokens says in its header: that it was cut, and how to go on.
-CONTINUE_KEY = key_label(next(a.keys for a in CHAT if a.id == "continue"))
-CUT_MARK = f"✂ cut at max new tokens · {CONTINUE_KEY} continues"
+CONTINUE = next(a for a in CHAT if a.id == "continue")
+
+
+def cut_mark(keys: str) -> str:
+    """What a reply cut by max_new_tokens says in its header: that it was cut, how to go on."""
+    return f"✂ cut at max new tokens · {keys} continues"
 
 
 class MessageView(Vertical, can_focus=True):
@@ -63,7 +66,9 @@ class MessageView(Vertical, can_focus=True):
         elif self.message.role == Role.ASSISTANT and self.message.meta.get("finish_reason") == (
             "length"
         ):
-            text.append(f"  {CUT_MARK}", style="italic")
+            keys_of = getattr(self.app, "keys_of", None)  # the user's key for it, if rebound
+            keys = keys_of(CONTINUE) if keys_of else key_label(CONTINUE.keys)
+            text.append(f"  {cut_mark(keys)}", style="italic")
         if self.message.role == Role.ASSISTANT and self.message.meta.get("error"):
             text.append(f"  {self.message.meta['error']}", style="italic")
         return text
