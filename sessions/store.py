@@ -410,32 +410,21 @@ class Store(StoreSearch):
         message = self.get_message(message_id)
         source = self.get_session(message.session_id)
         path = self.branch_tail(source.id, message_id)
-        now = time.time()
-        with self._transaction() as db:
-            session_id = db.execute(
-                "INSERT INTO sessions (title, created_at, updated_at, persona, settings)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (title, now, now, source.persona, json.dumps(source.settings, ensure_ascii=False)),
-            ).lastrowid
-            parent = None
-            for depth, m in enumerate(path):
-                parent = db.execute(
-                    "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
-                    " created_at, meta, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        session_id,
-                        parent,
-                        m.role.value,
-                        m.content,
-                        m.status.value,
-                        m.name,
-                        m.created_at,
-                        json.dumps(m.meta, ensure_ascii=False),
-                        depth,
-                    ),
-                ).lastrowid
-            db.execute("UPDATE sessions SET leaf_id = ? WHERE id = ?", (parent, session_id))
-        return self.get_session(session_id)
+        copies = [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "name": m.name,
+                "meta": m.meta,
+                "created_at": m.created_at,
+                "parent": index - 1 if index else None,
+            }
+            for index, m in enumerate(path)
+        ]
+        return self.insert_tree(
+            title=title, persona=source.persona, settings=source.settings, messages=copies
+        )
 
     def all_messages(self, session_id: int) -> list[Message]:
         rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
