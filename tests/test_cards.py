@@ -364,7 +364,8 @@ def test_a_png_decompression_bomb_is_never_inflated_past_the_card_limit(tmp_path
     import time
     import zlib
 
-    from sessions.cards import PNG_SIGNATURE, CardError, _chunk, load_card
+    from sessions.card_files import PNG_SIGNATURE, _chunk
+    from sessions.cards import CardError, load_card
 
     bomb = zlib.compress(b"A" * 400_000_000, 9)  # 400 MB of text in well under 1 MB
     png = PNG_SIGNATURE + _chunk(b"IHDR", b"\0" * 13)
