@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engines.errors import (  # noqa: F401  re-exported: the errors live in engines/errors.py
     AdapterError,
@@ -31,6 +31,11 @@ class ChatMessage(TypedDict, total=False):
     name: str
 
 
+# llama.cpp's default DRY sequence breakers: a repeat stops at a new line, a speaker's colon,
+# a quote and an asterisk (roleplay's actions), so names and formatting are never penalized.
+DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")
+
+
 class GenerationParams(BaseModel):
     """Sampling settings for one reply. Unknown fields are rejected, not ignored."""
 
@@ -48,6 +53,50 @@ class GenerationParams(BaseModel):
     stop: list[str] = Field(default_factory=list)
     do_sample: bool = True
     num_beams: int = Field(1, ge=1, le=16)
+    # The samplers below have llama.cpp's (and SillyTavern's) names, and defaults that leave
+    # them off, so a reply saved before they existed reads back as the same settings.
+    # DRY ("don't repeat yourself"): a token that would extend a repeat of the context longer
+    # than dry_allowed_length loses multiplier * base ** (length - allowed) from its logit;
+    # a repeat never runs across a sequence breaker.
+    dry_multiplier: float = Field(0.0, ge=0.0, le=10.0)  # 0 = off
+    dry_base: float = Field(1.75, ge=1.0, le=10.0)
+    dry_allowed_length: int = Field(2, ge=1, le=1000)
+    dry_penalty_last_n: int = Field(-1, ge=-1)  # tokens looked back at: -1 = all, 0 = off
+    dry_sequence_breakers: list[str] = Field(
+        default_factory=lambda: list(DRY_SEQUENCE_BREAKERS), max_length=64
+    )
+    # XTC ("exclude top choices"): with probability xtc_probability, every token at least
+    # xtc_threshold likely is removed but the least likely of them.
+    xtc_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    xtc_probability: float = Field(0.0, ge=0.0, le=1.0)  # 0 = off
+    # Dynamic temperature: from temperature - range (a sure model) to temperature + range
+    # (an unsure one), by the normalized entropy of the candidates ** exponent.
+    dynatemp_range: float = Field(0.0, ge=0.0, le=5.0)  # 0 = off
+    dynatemp_exponent: float = Field(1.0, gt=0.0, le=10.0)
+    # Top-nσ: keeps the tokens whose logit is within n standard deviations of the highest.
+    top_n_sigma: float = Field(-1.0, ge=-1.0, le=100.0)  # <= 0 = off
+    # Mirostat (the CPU engine and llama-server): 1 or 2 targets a surprise of tau, learning
+    # at rate eta; it replaces top-k, typical, top-p, min-p and XTC.
+    mirostat_mode: int = Field(0, ge=0, le=2)  # 0 = off
+    mirostat_tau: float = Field(5.0, ge=0.0, le=20.0)
+    mirostat_eta: float = Field(0.1, ge=0.0, le=1.0)
+
+    @field_validator("dry_sequence_breakers")
+    @classmethod
+    def _breakers_are_text(cls, breakers: list[str]) -> list[str]:
+        if any(not breaker for breaker in breakers):
+            raise ValueError("a DRY sequence breaker cannot be empty")
+        return breakers
+
+    def uses_new_samplers(self) -> bool:
+        """Whether DRY, XTC, dynamic temperature, top-nσ or mirostat is on."""
+        return bool(
+            (self.dry_multiplier > 0 and self.dry_penalty_last_n != 0)
+            or self.xtc_probability > 0
+            or self.dynatemp_range > 0
+            or self.top_n_sigma > 0
+            or self.mirostat_mode
+        )
 
 
 class GenerationStats(BaseModel):

@@ -262,15 +262,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             reply_data, ends = bytearray(), [0]  # the tokens' bytes; where the first n end
             eog = False
             self._cancel = cancel  # the abort callback stops a long prompt evaluation too
-            generator = self._generate(
-                tokens,
-                temp=params.temperature if params.do_sample else 0.0,
-                top_k=params.top_k,
-                top_p=params.top_p,
-                min_p=params.min_p,
-                typical_p=params.typical_p,
-                repeat_penalty=params.repetition_penalty,
-            )
+            generator = self._generate(tokens, params, seed)
             self._set_abort(True)
             try:
                 for token in self._tokens_until_cancelled(generator, cancel):
@@ -310,10 +302,32 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             if tail:
                 yield tail
 
-    def _generate(self, tokens: list[int], **sampling) -> Iterator[int]:
-        """`Llama.generate`, after evaluating the prompt but its last token ourselves."""
-        self._evaluate_all_but_last(tokens)
-        yield from self._llm.generate(tokens, **sampling)
+    def _generate(self, tokens: list[int], params: GenerationParams, seed: int) -> Iterator[int]:
+        """The reply's tokens: the prompt evaluated but its last token, that token alone, then
+        one token sampled and evaluated at a time, as `Llama.generate` does, through our own
+        sampler chain (engines/llamacpp_sampling.py: DRY, XTC, top-nσ, dynamic temperature,
+        mirostat). The last token sampled is never evaluated: the KV cache holds what
+        `Llama.generate` would leave."""
+        from engines.llamacpp_sampling import build_chain
+
+        llm = self._llm
+        chain = build_chain(
+            params,
+            vocab=llm._model.vocab,
+            n_vocab=llm.n_vocab(),
+            seed=seed,
+            context_length=self.context_length,
+        )
+        try:
+            chain.remember_prompt(tokens)
+            self._evaluate_all_but_last(tokens)
+            llm.eval(tokens[-1:])
+            while True:
+                token = chain.sample(llm.ctx)
+                yield token
+                llm.eval([token])
+        finally:
+            chain.close()
 
     def _evaluate_all_but_last(self, tokens: list[int]) -> None:
         """Evaluate the prompt up to its last token, which `generate` then evaluates alone. The
