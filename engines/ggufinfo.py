@@ -90,11 +90,18 @@ def read_header(path: Path) -> dict[str, object]:
     """The scalar and string values of a GGUF file's header by key (strings as bytes; arrays
     are skipped, not read), after checking the whole header and that every tensor's data lies
     inside the file. A damaged file raises ValueError, KeyError or struct.error."""
+    return read_header_and_parameters(path)[0]
+
+
+def read_header_and_parameters(path: Path) -> tuple[dict[str, object], int]:
+    """`read_header`'s values and the number of weights in the tensors (the parameter count),
+    from the tensor infos alone (engines/catalog.py)."""
     with path.open("rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
             raise ValueError("the file does not start with GGUF")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _Header(data).read()
+            header = _Header(data)
+            return header.read(), header.parameters
 
 
 class _Header:
@@ -102,6 +109,7 @@ class _Header:
 
     def __init__(self, data: mmap.mmap):
         self.data, self.size, self.pos = data, len(data), 4
+        self.parameters = 0  # elements in all tensors, summed by read()
         (version,) = struct.unpack_from("<I", data, 4)
         order = "<" if version & 0xFFFF else ">"  # a big-endian file reads 0 in the low half
         self.formats = {fmt: struct.Struct(order + fmt) for fmt in set(SCALARS.values())}
@@ -132,6 +140,7 @@ class _Header:
         if not alignment or alignment & (alignment - 1):
             raise ValueError(f"the alignment {alignment} is not a power of two")
         start = -(-self.pos // alignment) * alignment
+        self.parameters = sum(elements for _, elements, _, _ in tensors)
         for name, elements, kind, offset in tensors:
             block, block_bytes = BLOCKS.get(kind, (1, 0))
             if start + offset + elements * block_bytes // block > self.size:

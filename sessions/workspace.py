@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.errors import CosplayError
+from sessions.config import Config, config_path, load_config, write_value
 from sessions.models import Session
 from sessions.store import Store
 
@@ -35,6 +36,7 @@ USER_PERSONA = "user_persona"  # who you are in new chats ({{user}}): {"name", "
 @dataclass(frozen=True)
 class DataPaths:
     root: Path
+    default_root: bool = False  # the platform's user data dir (the config is then elsewhere)
 
     @property
     def database(self) -> Path:
@@ -47,6 +49,14 @@ class DataPaths:
     @property
     def adapters(self) -> Path:
         return self.root / "adapters"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"  # what `cosplay models pull` downloads
+
+    @property
+    def config(self) -> Path:
+        return config_path(self.root, default_root=self.default_root)  # sessions/config.py
 
     @property
     def keymap(self) -> Path:
@@ -65,7 +75,7 @@ def data_paths(home: str | Path | None = None) -> DataPaths:
     if home is None:
         from platformdirs import user_data_dir
 
-        home = user_data_dir("cosplay", appauthor=False)
+        return DataPaths(Path(user_data_dir("cosplay", appauthor=False)), default_root=True)
     if not str(home).strip():
         raise CosplayError("The data directory is empty (--home or COSPLAY_HOME); give a path.")
     path = Path(home).expanduser()
@@ -92,6 +102,11 @@ class Workspace:
         from sessions.personas import PersonaStore
 
         return PersonaStore(self.paths.personas)
+
+    @cached_property
+    def config(self) -> Config:
+        """The config file's values (sessions/config.py); read once, warnings in it."""
+        return load_config(self.paths.config)
 
     @classmethod
     def of(cls, store: Store) -> Workspace:
@@ -145,7 +160,7 @@ class Workspace:
         processes could take the same one)."""
         from sessions.group import start_session
 
-        settings: dict = {"params": self.default_params()}
+        settings: dict = self._with_default_preset({"params": self.default_params()})
         user = user or self.default_user_persona()
         if user is not None:  # copied: the chat keeps who you were when it began
             settings["user"] = user.to_value()
@@ -223,6 +238,21 @@ class Workspace:
         self.set_default_params(settings["params"])
         return self.store.update_session(session_id, settings=settings)
 
+    def _with_default_preset(self, settings: dict) -> dict:
+        """The config's chat.preset over the settings; an unknown name is a config warning."""
+        from sessions.presets import apply_preset
+
+        name = self.config.get("chat.preset")
+        if not name:
+            return settings
+        try:
+            return apply_preset(settings, self.preset(str(name)))
+        except CosplayError as exc:
+            warning = f"In {self.paths.config}, chat.preset: {exc}"
+            if warning not in self.config.warnings:
+                self.config.warnings.append(warning)
+            return settings
+
     def _with_card_preset(self, settings: dict, card) -> dict:
         """A persona's preset (by name, in its card) over the settings, its own `sampling`
         values over that; an unknown name is passed over (a card from another machine)."""
@@ -244,14 +274,24 @@ class Workspace:
     # began (their greetings already say the name they were started with).
 
     def default_user_persona(self) -> UserPersona | None:
-        """Who you are in new chats, None when never set (the prompt then says "User")."""
-        value = self.store.get_setting(USER_PERSONA)
+        """Who you are in new chats: the config's chat.user_name and chat.user_persona, else
+        what an older version saved in the database, else None (the prompt says "User")."""
         from sessions.prompt import UserPersona
 
+        name, about = self.config.get("chat.user_name"), self.config.get("chat.user_persona")
+        if name or about:
+            return UserPersona(" ".join(str(name).split()) or "User", str(about))
+        value = self.store.get_setting(USER_PERSONA)
         return UserPersona.from_value(value) if value else None
 
     def set_default_user_persona(self, user: UserPersona) -> None:
-        self.store.set_setting(USER_PERSONA, user.to_value())
+        """Write it to the config file (the one place for it; an older database copy goes)."""
+        path = self.paths.config
+        write_value(path, "chat.user_name", user.name)
+        write_value(path, "chat.user_persona", user.description)
+        self.config.values["chat.user_name"] = user.name
+        self.config.values["chat.user_persona"] = user.description
+        self.store.set_setting(USER_PERSONA, None)
 
     def session_user_persona(self, session: Session) -> UserPersona:
         """Who you are in this chat: its own, else (a chat from before you set one) "User"."""
