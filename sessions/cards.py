@@ -55,6 +55,7 @@ class CosplayExtension(BaseModel):
     base: str = ""  # the base model the adapter was trained on (HF directory or repo id)
     base_gguf: str = ""  # that base model as a GGUF file, for the CPU engine
     sampling: dict[str, Any] = Field(default_factory=dict)  # GenerationParams overrides
+    aliases: list[str] = Field(default_factory=list)  # other names it answers to in a scene (@玄德)
 
 
 class BookEntry(BaseModel):

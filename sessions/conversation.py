@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from engines.base import ChatMessage, CosplayError, Engine, GenerationParams
 from sessions.context import PromptPlan, TokenEstimate
-from sessions.group import next_speakers, plan_turn, reply_order, run_group_turn, session_cast
+from sessions.group import choose_speakers, plan_turn, run_group_turn, session_cast
 from sessions.kvstates import SessionStates
 from sessions.models import Message, Role, Session
 from sessions.prompt import (
@@ -108,14 +108,27 @@ class Conversation:
     # --- who answers --------------------------------------------------------------------------
 
     def turn_after(self, message: Message, pick: list[str] | None = None) -> Turn | None:
-        """Who answers `message`: the assistant in a plain chat, else the cast members its text
-        addresses or the reply order picks (`pick`: a manual choice). None: the order is manual
-        and nobody was addressed."""
+        """Who answers `message` (see `answer`); None when nobody does."""
+        return self.answer(message, pick)[0]
+
+    def answer(
+        self, message: Message, pick: list[str] | None = None
+    ) -> tuple[Turn | None, list[str]]:
+        """Who answers `message`, and what to tell the user about it: the assistant in a plain
+        chat, the persona in a persona chat, else the cast members its text addresses or the
+        scene's order picks (`pick`: a choice made by hand). The turn is None when nobody
+        answers (a manual order and nobody addressed, everyone muted); the notices say why,
+        and name an `@` that matched nobody."""
         cast = self.cast
         if not cast:
-            return Turn(message.id)
-        speakers = next_speakers(cast, reply_order(self.session), message.content, pick)
-        return Turn(message.id, tuple(speakers)) if speakers else None
+            return Turn(message.id), []
+        if len(cast) == 1 and not pick:
+            return Turn(message.id, (cast[0],)), []
+        chosen = choose_speakers(
+            self.store, self.session, self.workspace.personas, message, pick
+        )
+        turn = Turn(message.id, tuple(chosen.speakers)) if chosen.speakers else None
+        return turn, chosen.notices
 
     def regenerate(self, message: Message | None = None) -> Turn | None:
         """The turn that writes a new version of `message` (default: the last one) by its speaker

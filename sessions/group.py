@@ -1,29 +1,35 @@
 """Scenes: sessions with one persona or several (a group scene), and who speaks when.
 
 A session's cast is `session.settings["cast"]` (a list of persona names; the
-first one is also `session.persona`, so single-persona code keeps working) and
-its reply order `session.settings["reply_order"]`. No schema change is needed.
+first one is also `session.persona`, so single-persona code keeps working), its reply
+order `session.settings["reply_order"]` and the members muted or replying only when
+mentioned `session.settings["group"]` (`{"muted": [...], "mention_only": [...]}`). No
+schema change is needed; sessions saved before keep working (`round_robin` reads as list).
 
-Reply orders, after each user message:
-- manual: only who is picked explicitly, or addressed as `@名字`;
-- round_robin: everyone once, in cast order (`@名字` still overrides);
-- natural: whoever is named (with or without `@`), in the order named; nobody
-  named → round robin.
-
-Each speaker's reply is planned with its own card (system text, examples,
-sampling preset, adapter); other speakers' lines reach it with their names.
+Who answers is sessions/group_order.py's (SillyTavern's natural, list, manual and pooled
+orders, mentions by any of a member's names). Each speaker's reply is planned with its own
+card (system text, examples, sampling preset, adapter); other speakers' lines reach it with
+their names.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from engines.base import CosplayError, Engine, GenerationParams
 from sessions.context import PromptPlan
+from sessions.group_order import (
+    Activation,
+    Member,
+    ReplyOrder,
+    SceneRules,
+    activate,
+    member_of,
+    turn_random,
+)
 from sessions.models import Message, Role, Session
 from sessions.prompt import StoredBranch, UserPersona, greetings, plan_prompt
 from sessions.runtime import use_persona
@@ -36,12 +42,8 @@ if TYPE_CHECKING:
 
 CAST_KEY = "cast"
 ORDER_KEY = "reply_order"
-
-
-class ReplyOrder(str, Enum):
-    MANUAL = "manual"
-    ROUND_ROBIN = "round_robin"
-    NATURAL = "natural"
+RULES_KEY = "group"  # {"muted": [names], "mention_only": [names]}
+POOL_LOOKBACK = 200  # messages read back to find who spoke in the current pool
 
 
 def session_cast(session: Session) -> list[str]:
@@ -57,6 +59,99 @@ def reply_order(session: Session) -> ReplyOrder:
         return ReplyOrder(session.settings.get(ORDER_KEY, ReplyOrder.NATURAL.value))
     except ValueError:
         return ReplyOrder.NATURAL
+
+
+def scene_rules(session: Session) -> SceneRules:
+    """The scene's order and who is muted or replies only when mentioned (names no longer in
+    the cast, or a damaged setting, are ignored)."""
+    cast = set(session_cast(session))
+    saved = session.settings.get(RULES_KEY)
+    saved = saved if isinstance(saved, dict) else {}
+
+    def names(key: str) -> frozenset[str]:
+        value = saved.get(key)
+        listed = value if isinstance(value, list) else []
+        return frozenset(n for n in listed if isinstance(n, str) and n in cast)
+
+    return SceneRules(reply_order(session), names("muted"), names("mention_only"))
+
+
+def set_scene_rules(
+    store: Store,
+    session_id: int,
+    *,
+    order: ReplyOrder | str | None = None,
+    muted: Iterable[str] | None = None,
+    mention_only: Iterable[str] | None = None,
+) -> Session:
+    """Change the scene's order, or who is muted or replies only when mentioned (in cast
+    order; a name outside the cast is an error)."""
+    session = store.get_session(session_id)
+    cast = session_cast(session)
+    settings = dict(session.settings)
+    rules = dict(settings.get(RULES_KEY) or {}) if isinstance(settings.get(RULES_KEY), dict) else {}
+    if order is not None:
+        try:
+            settings[ORDER_KEY] = ReplyOrder(order).value
+        except ValueError:
+            known = ", ".join(o.value for o in ReplyOrder)
+            raise CosplayError(f"There is no reply order {order!r}; use one of {known}.") from None
+    for key, names in (("muted", muted), ("mention_only", mention_only)):
+        if names is None:
+            continue
+        names = set(names)
+        outside = sorted(names - set(cast))
+        if outside:
+            raise CosplayError(f"{outside[0]} is not in this scene ({'、'.join(cast)}).")
+        rules[key] = [n for n in cast if n in names]
+    settings[RULES_KEY] = rules
+    return store.update_session(session_id, settings=settings)
+
+
+def scene_members(cast: list[str], personas: PersonaStore) -> list[Member]:
+    """The cast as members with all their names; a persona deleted since it joined answers
+    to its name only."""
+    members = []
+    for name in cast:
+        try:
+            members.append(member_of(personas.get(name).card))
+        except CosplayError:
+            members.append(Member(name))
+    return members
+
+
+def resolve_member(name: str, members: list[Member]) -> str | None:
+    """The cast member `name` is one of the names of (`@` allowed), or None."""
+    name = " ".join(name.lstrip("@＠").split())
+    for member in members:
+        if name in member.names:
+            return member.name
+    return None
+
+
+def choose_speakers(
+    store: Store,
+    session: Session,
+    personas: PersonaStore,
+    message: Message,
+    pick: list[str] | None = None,
+) -> Activation:
+    """Who answers `message` in this scene, and what to tell the user about it. `pick` (a
+    choice made by hand: "speak now") wins over everything, muted or not."""
+    cast = session_cast(session)
+    if pick:
+        unknown = [name for name in pick if name not in cast]
+        if unknown:
+            raise CosplayError(f"{unknown[0]!r} is not in this scene; add them first.")
+        return Activation(list(dict.fromkeys(pick)))
+    rules = scene_rules(session)
+    recent: list[str] = []
+    if rules.order == ReplyOrder.POOLED and message.parent_id is not None:
+        tail = store.branch_tail(session.id, limit=POOL_LOOKBACK, leaf_id=message.parent_id)
+        recent = [m.name for m in tail if m.role == Role.ASSISTANT and m.name]
+    rng = turn_random(session.id, message.parent_id, message.content)
+    members = scene_members(cast, personas)
+    return activate(members, rules, message.content, rng=rng, recent_speakers=recent)
 
 
 def start_session(
@@ -126,51 +221,6 @@ def set_cast(
     if order is not None:
         settings[ORDER_KEY] = ReplyOrder(order).value
     return store.update_session(session_id, persona=names[0] if names else "", settings=settings)
-
-
-def mentioned(text: str, cast: list[str], *, at_only: bool) -> list[str]:
-    """Cast members named in `text`, in order of first mention (`@名字` only, if at_only)."""
-    by_length = sorted(cast, key=len, reverse=True)  # "孙悟空" before a member called "孙"
-    found: list[str] = []
-    index = 0
-    while index < len(text):
-        start = index
-        if at_only:
-            if text[index] not in "@＠":
-                index += 1
-                continue
-            start = index + 1
-        for name in by_length:
-            if name and text.startswith(name, start):
-                if name not in found:
-                    found.append(name)
-                index = start + len(name)
-                break
-        else:
-            index += 1
-    return found
-
-
-def next_speakers(
-    cast: list[str], order: ReplyOrder | str, text: str = "", pick: list[str] | None = None
-) -> list[str]:
-    """Who answers the user's `text`, in order. `pick` (the manual choice) wins over all."""
-    if pick:
-        unknown = [name for name in pick if name not in cast]
-        if unknown:
-            raise CosplayError(f"{unknown[0]!r} is not in this scene; add them first.")
-        return list(dict.fromkeys(pick))
-    addressed = mentioned(text, cast, at_only=True)
-    if addressed:
-        return addressed
-    order = ReplyOrder(order)
-    if order == ReplyOrder.MANUAL:
-        return []
-    if order == ReplyOrder.NATURAL:
-        named = mentioned(text, cast, at_only=False)
-        if named:
-            return named
-    return list(cast)
 
 
 @dataclass
