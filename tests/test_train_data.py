@@ -7,7 +7,8 @@ import json
 import pytest
 
 from engines.train import DatasetError
-from engines.train.data import chunk_ids, detect_format, load_dataset, parse_speaker
+from engines.train.data import chunk_ids, load_dataset
+from engines.train.formats import detect_format, parse_speaker
 
 
 def write_jsonl(path, records, *, encoding="utf-8"):
@@ -147,8 +148,8 @@ def test_json_object_with_data_list(tmp_path):
     ("bad", "problem"),
     [
         ('{"context": "x曰：", "chat": \n', "not valid JSON"),
-        ({"context": "没有说话的人。", "chat": "“……”"}, "speaker prefix"),
-        ({"context": "曹洪曰：", "chat": ""}, '"chat" is empty'),
+        ({"context": "曹洪曰：", "chat": 3}, '"chat" must be a string'),
+        ({"context": ["曹洪曰："], "chat": "“……”"}, '"context" must be a string'),
         ([1, 2], "not an object"),
     ],
 )
@@ -165,7 +166,6 @@ def test_bad_cosplay_lines_name_file_line_and_problem(tmp_path, bad, problem):
     ("fmt", "bad", "problem"),
     [
         ("sharegpt", {"conversations": [{"from": "alien", "value": "x"}]}, 'unknown "from"'),
-        ("sharegpt", {"conversations": [{"from": "human", "value": "hi"}]}, "no assistant reply"),
         ("messages", {"messages": [{"role": "bot", "content": "x"}]}, "role 'bot'"),
         ("vicuna", {"input": ["a", "b"], "output": ["c"]}, "they must pair up"),
         ("alpaca", {"instruction": "x", "output": "y", "history": "nope"}, "history"),
@@ -197,7 +197,7 @@ def test_missing_empty_and_all_bad_files(tmp_path):
     with pytest.raises(DatasetError, match="is empty"):
         load_dataset(tmp_path / "empty.txt")
     path = write_jsonl(tmp_path / "bad.jsonl", ["{oops\n"])
-    with pytest.raises(DatasetError, match=r"no usable records \(1 bad records skipped\)"):
+    with pytest.raises(DatasetError, match=r"no usable records \(1 records skipped\)"):
         load_dataset(path, skip_bad=True)
 
 
@@ -270,3 +270,65 @@ def test_keys_with_line_breaks_stay_on_one_line(tmp_path):
     with pytest.raises(DatasetError) as error:
         load_dataset(path)
     assert "\n" not in str(error.value) and "'a\\nb'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ("乾曰；", ("", "乾")),  # the semicolon typo real e-texts have
+        ("众皆惊。孔明曰，", ("众皆惊。", "孔明")),
+        ("玄德问曰：“", ("", "玄德")),  # the opening quote left in the context
+        ("曹洪曰", None),  # no mark after the verb: too likely plain narration
+    ],
+)
+def test_parse_speaker_reads_past_typos(context, expected):
+    assert parse_speaker(context) == expected
+
+
+def test_any_context_chat_pair_trains_and_problems_are_counted(tmp_path):
+    records = [
+        COSPLAY,
+        {"context": "天行健。乾曰；", "chat": "“元亨利贞。”"},
+        {"context": "只是一段叙述，没有说话的人。", "chat": "“……”"},
+        {"context": "", "chat": "无端一句"},
+        {"context": "曹洪曰：", "chat": "  "},
+        {"context": "孔明曰：", "chat": "“亮自有计。”", "speaker": "诸葛亮"},
+        {"context": "玄德问曰：“", "chat": "先生何往？”"},
+    ]
+    data = load_dataset(write_jsonl(tmp_path / "d.jsonl", records))
+    assert [s.line for s in data.samples] == [1, 2, 3, 4, 6, 7]
+    assert [(n.line, n.kind) for n in data.skipped] == [(5, "nothing to train")]
+    kinds = [(n.line, n.kind) for n in data.warnings]
+    assert kinds == [(2, "speaker prefix typo"), (3, "no speaker"), (4, "no speaker")]
+    typo, plain, empty, named, quoted = data.samples[1:]
+    assert typo.speaker == "乾" and typo.prompt is None
+    assert typo.messages == [
+        {"role": "system", "content": "天行健。"},
+        {"role": "assistant", "name": "乾", "content": "“元亨利贞。”"},
+    ]
+    assert plain.speaker is None and plain.prompt == "只是一段叙述，没有说话的人。"
+    assert empty.prompt == "" and empty.messages == [{"role": "assistant", "content": "无端一句"}]
+    assert named.speaker == "诸葛亮"  # the record's own speaker field wins over the context
+    assert quoted.messages[-1]["content"] == "“先生何往？”"
+    assert data.problem_counts() == {
+        "warnings": {"speaker prefix typo": 1, "no speaker": 2},
+        "skipped": {"nothing to train": 1},
+    }
+    lines = data.problem_lines()
+    assert lines[0] == "trained with warnings: 3 records (speaker prefix typo 1, no speaker 2)"
+    assert any(line.startswith("  line 3: the context ends in") for line in lines)
+    assert "skipped: 1 records (nothing to train 1)" in lines
+
+
+def test_a_file_of_only_empty_replies_is_one_clear_error(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"context": "曹洪曰：", "chat": ""}] * 2)
+    with pytest.raises(DatasetError, match=r"no usable records \(2 records skipped\)"):
+        load_dataset(path)
+
+
+def test_a_conversation_without_a_reply_is_skipped_not_fatal(tmp_path):
+    path = write_jsonl(
+        tmp_path / "s.jsonl", [SHAREGPT, {"conversations": [{"from": "human", "value": "hi"}]}]
+    )
+    data = load_dataset(path)
+    assert len(data.samples) == 1 and data.skipped[0].kind == "nothing to train"

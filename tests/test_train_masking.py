@@ -125,3 +125,25 @@ def test_collator_keeps_the_labels(tokenizer):
     assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
     assert batch["attention_mask"][0].sum().item() == n
     assert batch["labels"][1].tolist() == long.labels
+
+
+def test_a_context_without_a_speaker_is_the_prompt_as_written(tokenizer, tmp_path):
+    from engines.train.data import load_dataset
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        '{"context": "天下大势，分久必合。", "chat": "“合久必分。”"}\n', encoding="utf-8"
+    )
+    sample = load_dataset(path).samples[0]
+    item = encode_sample(
+        sample, get_template("cosplay"), tokenizer, cutoff_len=512, char_name="曹洪"
+    )
+    prompt_ids = tokenizer("天下大势，分久必合。")["input_ids"]
+    n = len(prompt_ids)
+    assert item.input_ids[:n] == prompt_ids and item.labels[:n] == [IGNORE_INDEX] * n
+    reply = tokenizer.decode(item.input_ids[n:])
+    assert reply == "“合久必分。”\n" + tokenizer.eos_token  # no speaker invented (no 曹洪曰：)
+    assert IGNORE_INDEX not in item.labels[n:]
+    chatml = encode_sample(sample, get_template("chatml"), tokenizer, cutoff_len=512)
+    marked = render_marked(chatml, tokenizer)  # other templates: the context as the system turn
+    assert "system\n天下大势，分久必合。<|im_end|>" in marked and "⟦“合久必分。”" in marked

@@ -224,10 +224,13 @@ def test_a_finished_run_is_not_overwritten(trained, capsys):
     assert "already holds a finished adapter" in capsys.readouterr().err
 
 
-def test_dry_run_shows_format_counts_and_marked_samples(tiny_llama, tmp_path, capsys):
+def test_dry_run_shows_format_counts_warnings_and_marked_samples(tiny_llama, tmp_path, capsys):
     data = write_data(tmp_path / "d.jsonl", copies=1)
     with open(data, "a", encoding="utf-8") as handle:
-        handle.write('{"context": "no speaker here", "chat": "x"}\n')
+        handle.write('{"context": "no speaker here", "chat": "x"}\n')  # a prompt all the same
+        handle.write('{"context": "乾曰；", "chat": "“元亨利贞。”"}\n')  # a typo: read past
+        handle.write('{"context": "曹洪曰：", "chat": ""}\n')  # nothing to train: skipped
+        handle.write('{"context": "x曰：", "chat": \n')  # broken: fatal without --skip-bad
     argv = [
         "train",
         "--base",
@@ -238,13 +241,19 @@ def test_dry_run_shows_format_counts_and_marked_samples(tiny_llama, tmp_path, ca
         str(tmp_path / "o"),
     ]
     assert main([*argv, "--dry-run"]) == 2
-    assert "line 5" in capsys.readouterr().err
-    assert main([*argv, "--dry-run", "--skip-bad"]) == 0
+    assert "line 8" in capsys.readouterr().err
+    assert main([*argv, "--dry-run", "--skip-bad", "--dry-run-samples", "6"]) == 0
     report = capsys.readouterr().out
-    assert "format: cosplay" in report and "records: 4 (1 bad records skipped)" in report
-    assert "template: cosplay" in report and "speakers: 孔明 4" in report
-    assert "tokens min" in report and "skipped line 5" in report
+    assert "format: cosplay" in report
+    assert "records: 6 trained (2 with warnings), 2 skipped" in report
+    assert "trained with warnings: 2 records (no speaker 1, speaker prefix typo 1)" in report
+    assert '  line 5: the context ends in "no speaker here", not a speaker prefix' in report
+    assert "skipped: 2 records (nothing to train 1, bad record 1)" in report
+    assert "template: cosplay" in report and "speakers: 孔明 4, 乾 1" in report
+    assert "tokens min" in report
     assert "孔明曰：⟦“目今失了彝陵，势已危急。”" in report
+    assert "no speaker here⟦x\n" in report  # the context as written, then the reply
+    assert "乾曰：⟦“元亨利贞。”" in report  # the typo read as the prefix it meant
     assert "options (optimisation): --epochs 3 --max-steps 0 --learning-rate 0.0002" in report
     assert not (tmp_path / "o").exists()
     assert main([*argv, "--dry-run", "--skip-bad", "--lr", "1e-3", "--dry-run-samples", "1"]) == 0

@@ -35,6 +35,8 @@ def run_train(args: argparse.Namespace) -> int:
     if result.status == "dry-run":
         print(result.report)
         return 0
+    for note in result.data_notes:  # records trained despite a problem, or skipped
+        print(note, file=sys.stderr)
     if result.status == "interrupted":
         print(
             f"Stopped at step {result.step}/{result.max_steps}; the checkpoint is saved in {result.out}. "

@@ -1,58 +1,45 @@
-"""Training data: read JSON / JSONL / plain text, detect the format, normalise to chat messages.
+"""Training data: read JSON / JSONL / plain text and turn every record into a `Sample`.
 
-Every format becomes a list of `Sample`s: chat messages (role, content and,
-for the classics dialogue, the speaker's name) or, for raw text, one document
-that the trainer cuts into overlapping windows. A bad record raises a
-`DatasetError` naming the file, the line and the problem; with `skip_bad` it
-is counted and skipped instead.
+Every format becomes a list of `Sample`s (engines/train/formats.py parses each record):
+chat messages (role, content and, for the classics dialogue, the speaker's name) or, for raw
+text, one document that the trainer cuts into overlapping windows. A record that cannot be
+read raises a `DatasetError` naming the file, the line and the problem; with `skip_bad` it is
+counted and skipped instead. A record with nothing to train is always skipped and counted; one
+that trains despite a problem (a cosplay context with no speaker) is counted as a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.train import DatasetError
+from engines.train.formats import (
+    FORMATS,
+    NOTHING_TO_TRAIN,
+    PARSERS,
+    NothingToTrain,
+    RecordProblem,
+    Sample,
+    detect_format,
+)
 from engines.train.textio import read_text
 
-FORMATS = ("cosplay", "alpaca", "sharegpt", "messages", "vicuna", "text")
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 MAX_NUMBER_DIGITS = 400
-
-# `某某曰：` / `某某笑道：` / `某某说：` at the end of a cosplay context.
-_SPEAKER_PREFIX = re.compile(r"([^，。！？；：“”‘’、,.!?;:\s]{1,12}?)(曰|道|说|云|问|答)[：:]\s*$")
-
-_SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
-    "bing": "assistant",
-    "bard": "assistant",
-    "model": "assistant",
-    "system": "system",
-}
-
-
-@dataclass
-class Sample:
-    """One training example: chat messages, or (format `text`) one raw document."""
-
-    messages: list[dict[str, str]] = field(default_factory=list)
-    text: str = ""
-    speaker: str | None = None
-    line: int = 0  # where the record starts in its file (1-based)
 
 
 @dataclass
 class BadRecord:
+    """A record skipped (`skipped`) or trained despite a problem (`warnings`), by line."""
+
     line: int
     problem: str
+    kind: str = "bad record"
 
 
 @dataclass
@@ -61,6 +48,7 @@ class LoadedData:
     format: str
     samples: list[Sample]
     skipped: list[BadRecord] = field(default_factory=list)
+    warnings: list[BadRecord] = field(default_factory=list)
 
     @property
     def speakers(self) -> dict[str, int]:
@@ -74,9 +62,25 @@ class LoadedData:
     def main_speaker(self) -> str | None:
         return next(iter(self.speakers), None)
 
+    def problem_counts(self) -> dict[str, dict[str, int]]:
+        """{'warnings': {kind: n}, 'skipped': {kind: n}}: what --dry-run and the log report."""
+        return {
+            "warnings": dict(Counter(note.kind for note in self.warnings)),
+            "skipped": dict(Counter(note.kind for note in self.skipped)),
+        }
 
-class _BadRecord(Exception):
-    """Raised by a record parser; turned into a DatasetError or a skip by the reader."""
+    def problem_lines(self, limit: int = 5) -> list[str]:
+        """A summary line per list, then the first `limit` records of each, by line number."""
+        lines = []
+        for title, notes in (("trained with warnings", self.warnings), ("skipped", self.skipped)):
+            if not notes:
+                continue
+            kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(n.kind for n in notes).items())
+            lines.append(f"{title}: {len(notes)} records ({kinds})")
+            lines += [f"  line {note.line}: {note.problem}" for note in notes[:limit]]
+            if len(notes) > limit:
+                lines.append(f"  … and {len(notes) - limit} more")
+        return lines
 
 
 def _keys(record: dict) -> str:
@@ -100,7 +104,7 @@ def file_sha256(path: Path) -> str:
 def iter_records(path: Path) -> Iterator[tuple[int, object]]:
     """(line, decoded JSON value) for every record of a JSON array or JSONL file.
 
-    A line that is not JSON yields a `_BadRecord` instance as its value, so the
+    A line that is not JSON yields a `RecordProblem` instance as its value, so the
     caller decides whether to stop or skip; a JSON array that does not parse
     cannot be resynchronised and raises at once.
     """
@@ -129,9 +133,9 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
         try:
             value = _DECODER.decode(line)
         except json.JSONDecodeError as exc:
-            value = _BadRecord(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            value = RecordProblem(f"not valid JSON ({exc.msg} at column {exc.colno})")
         except (ValueError, RecursionError) as exc:
-            value = _BadRecord(_unusable(exc))
+            value = RecordProblem(_unusable(exc))
         yield number, value
 
 
@@ -186,182 +190,6 @@ def _skip_space(text: str, pos: int) -> int:
     return pos
 
 
-# --- format detection ------------------------------------------------------------------
-
-
-def detect_format(record: object) -> str | None:
-    """The format a decoded record looks like, or None."""
-    if not isinstance(record, dict):
-        return None
-    keys = set(record)
-    if {"context", "chat"} <= keys:
-        return "cosplay"
-    if "messages" in keys:
-        return "messages"
-    if "conversations" in keys:
-        return "sharegpt"
-    if isinstance(record.get("input"), list) and isinstance(record.get("output"), list):
-        return "vicuna"
-    if {"instruction", "output"} <= keys:
-        return "alpaca"
-    if "text" in keys:
-        return "text"
-    return None
-
-
-# --- per-format parsers: record -> Sample (or raise _BadRecord) ------------------------------
-
-
-def _string(record: dict, key: str, *, required: bool = True) -> str:
-    value = record.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str):
-        raise _BadRecord(f'"{key}" must be a string' + ("" if key in record else " and is missing"))
-    if required and not value.strip():
-        raise _BadRecord(f'"{key}" is empty')
-    return value
-
-
-def parse_speaker(context: str) -> tuple[str, str] | None:
-    """(narration, speaker) from a context ending in `某某曰：`, else None."""
-    from engines.train.extract import clean_speaker
-
-    match = _SPEAKER_PREFIX.search(context)
-    if not match:
-        return None
-    clause = match.group(1).strip()
-    # A clause that is not a clean name (`upon孔明`) still ends with one: take its last two characters.
-    speaker = clean_speaker(clause) or clause[-2:]
-    start = match.start(1) + match.group(1).rfind(speaker) if speaker in clause else match.start()
-    return context[:start].rstrip(), speaker
-
-
-def parse_cosplay(record: dict) -> Sample:
-    context = _string(record, "context")
-    chat = _string(record, "chat")
-    parsed = parse_speaker(context)
-    if parsed is None:
-        raise _BadRecord('"context" does not end with a speaker prefix such as 曹洪曰：')
-    narration, speaker = parsed
-    messages = [{"role": "system", "content": narration}] if narration else []
-    messages.append({"role": "assistant", "name": speaker, "content": chat.strip()})
-    return Sample(messages=messages, speaker=speaker)
-
-
-def parse_alpaca(record: dict) -> Sample:
-    instruction = _string(record, "instruction")
-    extra = _string(record, "input", required=False)
-    output = _string(record, "output")
-    messages = []
-    system = _string(record, "system", required=False)
-    if system.strip():
-        messages.append({"role": "system", "content": system})
-    history = record.get("history") or []
-    if not isinstance(history, list):
-        raise _BadRecord('"history" must be a list of [question, answer] pairs')
-    for pair in history:
-        if not (
-            isinstance(pair, list | tuple)
-            and len(pair) == 2
-            and all(isinstance(x, str) for x in pair)
-        ):
-            raise _BadRecord('"history" must be a list of [question, answer] pairs')
-        messages += [
-            {"role": "user", "content": pair[0]},
-            {"role": "assistant", "content": pair[1]},
-        ]
-    user = f"{instruction}\n{extra}" if extra.strip() else instruction
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
-    return Sample(messages=messages)
-
-
-def _check_turns(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-        raise _BadRecord("the conversation has no assistant reply to learn from")
-    return messages
-
-
-def parse_sharegpt(record: dict) -> Sample:
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        raise _BadRecord('"conversations" must be a non-empty list')
-    messages = []
-    system = record.get("system")
-    if isinstance(system, str) and system.strip():
-        messages.append({"role": "system", "content": system})
-    for index, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise _BadRecord(f"conversation turn {index + 1} is not an object")
-        speaker = turn.get("from", turn.get("role"))
-        value = turn.get("value", turn.get("content"))
-        role = _SHAREGPT_ROLES.get(str(speaker).lower())
-        if role is None:
-            raise _BadRecord(f'conversation turn {index + 1} has unknown "from": {speaker!r}')
-        if not isinstance(value, str):
-            raise _BadRecord(f'conversation turn {index + 1} has no string "value"')
-        messages.append({"role": role, "content": value})
-    return Sample(messages=_check_turns(messages))
-
-
-def parse_messages(record: dict) -> Sample:
-    turns = record.get("messages")
-    if not isinstance(turns, list) or not turns:
-        raise _BadRecord('"messages" must be a non-empty list')
-    messages = []
-    for index, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise _BadRecord(f"message {index + 1} is not an object")
-        role, content = turn.get("role"), turn.get("content")
-        if role not in ("system", "user", "assistant"):
-            raise _BadRecord(
-                f"message {index + 1} has role {role!r}; use system, user or assistant"
-            )
-        if not isinstance(content, str):
-            raise _BadRecord(f'message {index + 1} has no string "content"')
-        message = {"role": role, "content": content}
-        if isinstance(turn.get("name"), str) and turn["name"]:
-            message["name"] = turn["name"]
-        messages.append(message)
-    return Sample(messages=_check_turns(messages))
-
-
-def parse_vicuna(record: dict) -> Sample:
-    inputs, outputs = record.get("input"), record.get("output")
-    if not isinstance(inputs, list) or not isinstance(outputs, list):
-        raise _BadRecord('"input" and "output" must be lists of turns')
-    if len(inputs) != len(outputs) or not inputs:
-        raise _BadRecord(
-            f'"input" has {len(inputs)} turns but "output" has {len(outputs)}; they must pair up'
-        )
-    if not all(isinstance(x, str) for x in inputs + outputs):
-        raise _BadRecord('every "input" and "output" turn must be a string')
-    messages = []
-    system = record.get("instruction")
-    if isinstance(system, str) and system.strip():
-        messages.append({"role": "system", "content": system})
-    for question, answer in zip(inputs, outputs, strict=True):
-        messages += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer},
-        ]
-    return Sample(messages=_check_turns(messages))
-
-
-def parse_text(record: dict) -> Sample:
-    return Sample(text=_string(record, "text"))
-
-
-PARSERS = {
-    "cosplay": parse_cosplay,
-    "alpaca": parse_alpaca,
-    "sharegpt": parse_sharegpt,
-    "messages": parse_messages,
-    "vicuna": parse_vicuna,
-    "text": parse_text,
-}
-
-
 # --- the reader -----------------------------------------------------------------------------
 
 
@@ -382,21 +210,25 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
 
     samples: list[Sample] = []
     skipped: list[BadRecord] = []
+    warnings: list[BadRecord] = []
     detected = None if fmt == "auto" else fmt
     for line, record in iter_records(path):
         try:
-            if isinstance(record, _BadRecord):
+            if isinstance(record, RecordProblem):
                 raise record
             if not isinstance(record, dict):
-                raise _BadRecord(f"the record is a JSON {type(record).__name__}, not an object")
+                raise RecordProblem(f"the record is a JSON {type(record).__name__}, not an object")
             if detected is None:
                 detected = detect_format(record)
                 if detected is None:
-                    raise _BadRecord(
+                    raise RecordProblem(
                         f"cannot tell the format from its keys ({_keys(record)}); pass --format"
                     )
             sample = PARSERS[detected](record)
-        except _BadRecord as exc:
+        except NothingToTrain as exc:
+            skipped.append(BadRecord(line, str(exc), NOTHING_TO_TRAIN))
+            continue
+        except RecordProblem as exc:
             if not skip_bad:
                 raise DatasetError(
                     f"{path}, line {line}: {exc}; fix the record or pass --skip-bad to skip bad records."
@@ -405,10 +237,12 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
             continue
         sample.line = line
         samples.append(sample)
+        if sample.warning:
+            warnings.append(BadRecord(line, sample.warning, sample.warning_kind))
     if not samples:
-        detail = f" ({len(skipped)} bad records skipped)" if skipped else ""
+        detail = f" ({len(skipped)} records skipped)" if skipped else ""
         raise DatasetError(f"The dataset {path} holds no usable records{detail}; check the file.")
-    return LoadedData(path, detected or "text", samples, skipped)
+    return LoadedData(path, detected or "text", samples, skipped, warnings)
 
 
 def chunk_ids(ids: list[int], size: int, overlap: int) -> list[list[int]]:

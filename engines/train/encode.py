@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from engines.base import TemplateError
 from engines.templates import ChatTemplate
-from engines.train.data import Sample, chunk_ids
+from engines.train.data import chunk_ids
+from engines.train.formats import Sample
 
 IGNORE_INDEX = -100
 
@@ -55,6 +56,18 @@ def conversation_segments(
     return segments
 
 
+def training_segments(
+    sample: Sample, template: ChatTemplate, *, char_name: str = ""
+) -> list[tuple[str, bool]]:
+    """The (text, trained) pieces of a chat sample. A cosplay record whose speaker could not be
+    read (`sample.prompt`) is, under the `cosplay` template, its context as written and the reply
+    after it, ended as the template ends a turn: naming a speaker there would invent one."""
+    if sample.prompt is not None and template.name == "cosplay":
+        reply = sample.messages[-1]["content"]
+        return [(sample.prompt, False), (reply + "\n", True)]
+    return conversation_segments(sample.messages, template, char_name=char_name)
+
+
 def encode_sample(
     sample: Sample,
     template: ChatTemplate,
@@ -68,7 +81,7 @@ def encode_sample(
     eos_text = tokenizer.eos_token or ""
     ids: list[int] = []
     labels: list[int] = []
-    segments = conversation_segments(sample.messages, template, char_name=char_name)
+    segments = training_segments(sample, template, char_name=char_name)
     for position, (text, trained) in enumerate(segments):
         if not text:
             continue

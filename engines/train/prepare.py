@@ -86,7 +86,8 @@ def dry_run_report(dataset, template, encoded, dropped, tokenizer, options: Trai
     lines = [
         f"data: {dataset.path}",
         f"format: {dataset.format}",
-        f"records: {len(dataset.samples)} ({len(dataset.skipped)} bad records skipped)",
+        f"records: {len(dataset.samples)} trained ({len(dataset.warnings)} with warnings), "
+        f"{len(dataset.skipped)} skipped",
         f"template: {template.name}",
     ]
     if dataset.speakers:
@@ -97,8 +98,7 @@ def dry_run_report(dataset, template, encoded, dropped, tokenizer, options: Trai
         f"max {max(lengths)}; trained tokens {sum(trained)}; truncated {sum(i.truncated for i in encoded)}; "
         f"dropped (no reply within cutoff) {dropped}"
     )
-    for bad in dataset.skipped[:5]:
-        lines.append(f"skipped line {bad.line}: {bad.problem}")
+    lines += dataset.problem_lines()
     lines += options.describe()
     lines.append("")
     lines.append("trained tokens are shown between ⟦ ⟧")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ class TrainResult:
     gguf_path: Path | None = None
     template: str = ""
     speaker: str | None = None
+    data_notes: list[str] = field(default_factory=list)  # records trained with warnings / skipped
 
 
 def train(
@@ -113,6 +114,11 @@ def train(
         eval_items=eval_items,
         resume_from=resume_from,
         extra_callbacks=list(callbacks),
+        data_facts={
+            **dataset.problem_counts(),
+            "truncated": sum(item.truncated for item in encoded),
+            "dropped_by_cutoff": dropped,
+        },
     )
 
 
@@ -206,6 +212,7 @@ def _run(
     eval_items,
     resume_from,
     extra_callbacks,
+    data_facts,
 ) -> TrainResult:
     from engines.hf_load import quiet_library_logs
 
@@ -289,6 +296,7 @@ def _run(
         "template": template.name,
         "train_samples": len(train_items),
         "eval_samples": len(eval_items),
+        "data_problems": data_facts,  # records trained with warnings, skipped, cut by the cutoff
     }
     # Batches of similar length (shuffled by megabatch): less compute spent on padding.
     trainer_class = LengthGroupedTrainer if params["group_by_length"] else Trainer
@@ -339,6 +347,7 @@ def _run(
             out, "finished", state.global_step, state.max_steps, train_loss, eval_loss
         )
         result.template, result.speaker = template.name, speaker
+        result.data_notes = dataset.problem_lines(limit=3)
         if interrupt.stopped_at is not None and state.global_step < state.max_steps:
             result.status = "interrupted"
             if main:
@@ -401,6 +410,7 @@ def _finish(
             "format": dataset.format,
             "records": len(dataset.samples),
             "skipped": len(dataset.skipped),
+            "warnings": len(dataset.warnings),
         },
         "params": params,
         "final": {
