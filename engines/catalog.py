@@ -126,6 +126,18 @@ def _is_weights(path: Path) -> bool:
     return path.suffix in WEIGHT_SUFFIXES and not path.name.startswith("adapter_")
 
 
+def hf_cache_dir() -> Path:
+    """The Hugging Face cache, from the environment as it is now (huggingface_hub reads
+    HF_HUB_CACHE and HF_HOME once, when first imported)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
 def scan_hf_cache() -> list[ModelEntry]:
     """The model repos in the Hugging Face cache: GGUF files one by one, a repo with a
     config.json and weights as a Hugging Face model (named by its repo id)."""
@@ -133,7 +145,7 @@ def scan_hf_cache() -> list[ModelEntry]:
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        cache = scan_cache_dir()
+        cache = scan_cache_dir(hf_cache_dir())
     except (CacheNotFound, OSError, ValueError):
         return []
     entries: list[ModelEntry] = []
@@ -401,3 +413,46 @@ def find(entries: list[ModelEntry], name: str) -> ModelEntry:
             "give the full name."
         )
     raise CosplayError(f"No model named {name!r}; `cosplay models list` shows the models here.")
+
+
+# --- the curated list (engines/data/recommended.json) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Recommended:
+    name: str
+    source: str  # "builtin", or what `cosplay models pull` takes: OWNER/REPO[:FILE]
+    engine: str
+    languages: str
+    purpose: str
+    download_gb: float  # approximate
+    ram_gb: float  # approximate
+    flags: str = ""  # the chat flags it needs
+
+    @property
+    def builtin(self) -> bool:
+        return self.source == "builtin"
+
+    def record(self) -> dict:
+        return asdict(self) | {"builtin": self.builtin}
+
+
+def recommended() -> tuple[str, list[Recommended]]:
+    """(the note on the numbers, the models recommended), from the shipped list."""
+    from importlib.resources import files
+
+    data = json.loads(files("engines").joinpath("data/recommended.json").read_text("utf-8"))
+    models = [
+        Recommended(
+            name=item["name"],
+            source=item["source"],
+            engine=item["engine"],
+            languages=item["languages"],
+            purpose=item["for"],
+            download_gb=float(item["download_gb"]),
+            ram_gb=float(item["ram_gb"]),
+            flags=item.get("flags", ""),
+        )
+        for item in data["models"]
+    ]
+    return data["note"], models

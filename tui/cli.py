@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "tui.cli_sessions",
     "tui.cli_personas",
     "tui.cli_train",
+    "tui.cli_models",
+    "tui.cli_config",
 ]
 
 EXIT_USER_ERROR = 2

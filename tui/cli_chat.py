@@ -46,7 +46,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
             engine = FakeEngine(delay=0.03)
         else:
-            spec = model_spec(args, workspace, persona)
+            spec = model_spec(args, workspace, persona, builtin=True)  # fresh: the built-in one
             # Load before the app starts: llama.cpp silences the terminal while it loads.
             engine = load(spec, workspace) if spec else None
         try:
@@ -87,7 +87,8 @@ def run_ask(args: argparse.Namespace) -> int:
         if spec is None:
             raise CosplayError(
                 "No model configured; pass --model PATH (a .gguf file, a model directory or a "
-                "server URL)."
+                "server URL) or set model.default in the config (`cosplay models list` shows "
+                "the models here)."
             )
         if args.dry_run and session is not None and args.user_name:
             raise CosplayError(

@@ -118,35 +118,119 @@ def persona_model(persona: CharacterCard, engine: str | None) -> tuple[str, str]
 
 
 def model_spec(
-    args: argparse.Namespace, workspace: Workspace, persona: CharacterCard | None = None
+    args: argparse.Namespace,
+    workspace: Workspace,
+    persona: CharacterCard | None = None,
+    *,
+    builtin: bool = False,
 ) -> ModelSpec | None:
-    """The model the flags name, else the base model of the persona's adapter, else the last
-    model used, else None."""
+    """The model the flags name, else the base model of the persona's adapter, else the
+    config's model.default, else the last model used, else (`builtin`: the TUI) the built-in
+    model, else None. Settings a flag leaves out come from what was remembered for the model
+    (the config's per_model table), then from the config's [model] keys."""
     if args.load_8bit and args.load_4bit:
         raise CosplayError("Choose one of --load-8bit and --load-4bit, not both.")
-    model, engine = args.model, args.engine or registry.AUTO
+    config = workspace.config
+    for warning in config.warnings:
+        print(f"cosplay: {warning}", file=sys.stderr)
+    model, engine = args.model, args.engine or str(config.get("model.engine"))
     if not model and persona is not None:
         model, engine = persona_model(persona, args.engine) or (None, engine)
+    if not model and config.get("model.default"):
+        model = str(config.get("model.default"))
+        _check_still_there(model, f"The config's model.default ({workspace.paths.config})")
     if model:
-        adapters = _adapters(args.adapter)
-        # An adapter trained by `cosplay train` brings the template it was trained with.
-        trained = training_result(next(iter(adapters.values()), "")).get("template")
-        spec = ModelSpec(
-            model=model,
-            engine=engine,
-            template=args.template or trained,
-            n_ctx=args.n_ctx,
-            n_threads=args.threads,
-            n_gpu_layers=args.gpu_layers or 0,
-            adapters=adapters,
-            load_8bit=args.load_8bit,
-            load_4bit=args.load_4bit,
-            trust_remote_code=args.trust_remote_code,
-            api_key_env=args.api_key_env,
-        )
-        spec.kind()  # a model the engine cannot run: one sentence before anything loads
+        return _spec_from_flags(args, model, engine, workspace)
+    spec = ModelSpec.from_setting(workspace.last_model())
+    if spec is not None:
+        _check_still_there(spec.model, "The last model used")
         return spec
-    return ModelSpec.from_setting(workspace.last_model())
+    from engines.catalog import builtin_model
+
+    shipped = builtin_model() if builtin else None
+    return _spec_from_flags(args, str(shipped), engine, workspace) if shipped else None
+
+
+def _spec_from_flags(
+    args: argparse.Namespace, model: str, engine: str, workspace: Workspace
+) -> ModelSpec:
+    adapters = _adapters(args.adapter)
+    # An adapter trained by `cosplay train` brings the template it was trained with.
+    trained = training_result(next(iter(adapters.values()), "")).get("template")
+    config = workspace.config
+    remembered = config.model_settings(model_key(model))
+    quantization = "8bit" if args.load_8bit else "4bit" if args.load_4bit else None
+    quantization = quantization or str(remembered.get("quantization", ""))
+    spec = ModelSpec(
+        model=model,
+        engine=engine,
+        template=args.template or trained or remembered.get("template"),
+        n_ctx=args.n_ctx or remembered.get("n_ctx") or config.get("model.n_ctx") or None,
+        n_threads=args.threads or remembered.get("threads") or config.get("model.threads") or None,
+        n_gpu_layers=_first_set(
+            args.gpu_layers, remembered.get("gpu_layers"), config.get("model.gpu_layers")
+        ),
+        adapters=adapters,
+        load_8bit=quantization == "8bit",
+        load_4bit=quantization == "4bit",
+        trust_remote_code=args.trust_remote_code,
+        api_key_env=args.api_key_env,
+    )
+    spec.kind()  # a model the engine cannot run: one sentence before anything loads
+    # Kept for `load`: the flags given become the model's settings once it has loaded.
+    spec.flags_to_remember = _flags_to_remember(args, remembered)  # type: ignore[attr-defined]
+    return spec
+
+
+def _first_set(*values) -> int:
+    return next((value for value in values if isinstance(value, int)), 0)
+
+
+def model_key(model: str) -> str:
+    """How a model is named in the config's per_model table: a local path made absolute."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if not registry.is_url(model) and path.exists() else model
+
+
+def _flags_to_remember(args: argparse.Namespace, remembered: dict) -> dict | None:
+    """The model's settings with the flags given this time, or None when nothing changed."""
+    given = {
+        "template": args.template,
+        "n_ctx": args.n_ctx,
+        "threads": args.threads,
+        "gpu_layers": args.gpu_layers,
+        "quantization": "8bit" if args.load_8bit else "4bit" if args.load_4bit else None,
+    }
+    settings = remembered | {name: value for name, value in given.items() if value is not None}
+    return settings if settings != remembered else None
+
+
+def _remember_settings(spec: ModelSpec, workspace: Workspace) -> None:
+    settings = getattr(spec, "flags_to_remember", None)
+    if not settings:
+        return
+    from sessions.config import remember_model_settings
+
+    key = model_key(spec.model)
+    try:
+        remember_model_settings(workspace.paths.config, key, settings)
+    except CosplayError as exc:  # a config file we cannot write never stops a chat
+        print(f"cosplay: {exc}", file=sys.stderr)
+        return
+    workspace.config.per_model[key] = settings
+
+
+def _check_still_there(model: str, what: str) -> None:
+    """A remembered local model that is gone: one sentence naming it."""
+    if registry.is_url(model):
+        return
+    path = Path(model).expanduser()
+    looks_local = model.lower().endswith(".gguf") or model.startswith(("/", ".", "~"))
+    if looks_local and not path.exists():
+        raise CosplayError(
+            f"{what}, {model}, is no longer there (moved or deleted); pass --model, or "
+            "`cosplay models list` shows the models on this machine."
+        )
 
 
 def load(spec: ModelSpec, workspace: Workspace) -> Engine:
@@ -154,4 +238,5 @@ def load(spec: ModelSpec, workspace: Workspace) -> Engine:
     print(f"Loading {spec.model} …", file=sys.stderr, flush=True)
     engine = load_engine(spec)
     workspace.remember_model(spec.to_setting())
+    _remember_settings(spec, workspace)
     return engine
