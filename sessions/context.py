@@ -38,6 +38,18 @@ MAX_PAGE = 2048
 Count = Callable[[list[ChatMessage]], int]
 
 
+@dataclass(frozen=True)
+class Injection:
+    """A message put into the history `depth` messages from its end (0: after the message
+    answered), as SillyTavern's at-depth prompts: lore, the Author's Note. Near the end, a
+    change in it leaves the start of the prompt, and so the engine's KV cache, as it was."""
+
+    depth: int
+    role: str
+    content: str
+    what: str  # what the inspector calls it ("lore: 赤壁之战", "author's note")
+
+
 @dataclass
 class PromptPlan:
     messages: list[ChatMessage]
@@ -48,10 +60,14 @@ class PromptPlan:
     dropped_examples: int = 0  # example-dialogue blocks left out
     notes: list[str] = field(default_factory=list)
     dropped_messages: int = 0  # messages of the branch above the first one kept
-    # The prompt's parts in order, as (name, number of messages): system, examples, history,
-    # input (the message answered), post_history; the prompt inspector counts their tokens.
+    # The prompt's parts in order, as (name, number of messages): system, examples, memory,
+    # history, injection (a message put in at depth), input (the message answered),
+    # post_history; a name may come more than once; the prompt inspector counts their tokens.
     parts: list[tuple[str, int]] = field(default_factory=list)
     lore: list[str] = field(default_factory=list)  # the lorebook entries that fired
+    # What went where besides the history: (what, where), e.g. ("lore: 赤壁之战", "at depth 4
+    # as system"), ("author's note", …), ("memory", …); for the prompt inspector.
+    placed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -253,11 +269,16 @@ def plan_window(
     post_history: str = "",
     view: Callable[[list[ChatMessage]], list[ChatMessage]] | None = None,
     starts_round: Callable[[ChatMessage], bool] | None = None,
+    memory: str = "",
+    injections: list[Injection] | None = None,
 ) -> PromptPlan:
     """`build_prompt` over a window that reads the history back only as far as it must.
 
     `view` turns the kept history into prompt messages (the speaker's view of a scene; default:
     as they are); `starts_round(message)` says where a round starts (default: a user message).
+    `memory` (a summary of what fell out of the window) goes in as a system message after the
+    examples, before the first history message kept; `injections` go into the kept history at
+    their depth (deeper than the history kept: at its start). Neither is ever dropped.
     """
     return _Planner(
         window,
@@ -269,6 +290,8 @@ def plan_window(
         post_history=post_history,
         view=view or list,
         starts_round=starts_round or (lambda message: message.get("role") == "user"),
+        memory=memory,
+        injections=list(injections or []),
     ).plan()
 
 
@@ -283,17 +306,40 @@ class _Planner:
     post_history: str
     view: Callable[[list[ChatMessage]], list[ChatMessage]]
     starts_round: Callable[[ChatMessage], bool]
+    memory: str = ""
+    injections: list[Injection] = field(default_factory=list)
+
+    def sections(self, n_examples: int, history: list[Entry]) -> list[tuple[str, list]]:
+        """The prompt as (part name, its messages), in order; parts may be empty."""
+        system: ChatMessage = {"role": "system", "content": self.system}
+        memory: ChatMessage = {"role": "system", "content": self.memory}
+        out: list[tuple[str, list[ChatMessage]]] = [
+            ("system", [system] if self.system else []),
+            ("examples", [m for block in self.examples[:n_examples] for m in block]),
+            ("memory", [memory] if self.memory else []),
+        ]
+        shown = self.view([entry.message for entry in history])
+        last = len(shown) - 1  # the message answered
+
+        def add(start: int, end: int) -> None:
+            out.append(("history", shown[start : min(end, last)]))
+            if start <= last < end:
+                out.append(("input", [shown[last]]))
+
+        start = 0
+        for at, injection in sorted(
+            ((max(0, len(shown) - i.depth), i) for i in self.injections), key=lambda p: p[0]
+        ):
+            add(start, at)
+            start = at
+            out.append(("injection", [{"role": injection.role, "content": injection.content}]))
+        add(start, len(shown))
+        post: ChatMessage = {"role": "system", "content": self.post_history}
+        out.append(("post_history", [post] if self.post_history else []))
+        return out
 
     def assemble(self, n_examples: int, history: list[Entry]) -> list[ChatMessage]:
-        head: list[ChatMessage] = (
-            [{"role": "system", "content": self.system}] if self.system else []
-        )
-        for block in self.examples[:n_examples]:
-            head.extend(block)
-        tail: list[ChatMessage] = (
-            [{"role": "system", "content": self.post_history}] if self.post_history else []
-        )
-        return head + self.view([entry.message for entry in history]) + tail
+        return [m for _, messages in self.sections(n_examples, history) for m in messages]
 
     def starts(self) -> list[int]:
         """Indexes of the entries read that start a round."""
@@ -398,20 +444,23 @@ class _Planner:
             dropped_rounds = sum(
                 1 for i, message in enumerate(left_out) if i == 0 or self.starts_round(message)
             )
-        messages = self.assemble(n_examples, entries[cut:])
-        head = (1 if self.system else 0) + sum(len(b) for b in self.examples[:n_examples])
-        tail = 1 if self.post_history else 0
-        history = len(messages) - head - tail
-        parts = [
-            ("system", 1 if self.system else 0),
-            ("examples", head - (1 if self.system else 0)),
-            ("history", max(0, history - 1)),
-            ("input", min(1, history)),
-            ("post_history", tail),
+        sections = self.sections(n_examples, entries[cut:])
+        messages = [m for _, part in sections for m in part]
+        parts = [(name, len(part)) for name, part in sections if part]
+        shown = sum(len(part) for name, part in sections if name in ("history", "input"))
+        placed = [
+            (
+                i.what,
+                f"at depth {i.depth} as {i.role}" + (" (above all history)" * (i.depth > shown)),
+            )
+            for i in self.injections
         ]
+        if self.memory:
+            placed.insert(0, ("memory", "after the persona and examples, before the history"))
         return PromptPlan(
             messages=messages,
             parts=parts,
+            placed=placed,
             prompt_tokens=tokens,
             dropped_rounds=dropped_rounds,
             dropped_examples=len(self.examples) - n_examples,

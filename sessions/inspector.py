@@ -1,6 +1,7 @@
 """The prompt inspector: exactly what the engine will receive for the next reply, part by part
-(system/persona, examples, history, input, post-history instructions) with their token counts,
-where the history was cut, and which lorebook entries fired.
+(system/persona, examples, memory, history, messages put in at depth, input, post-history
+instructions) with their token counts, where the history was cut, which lorebook entries fired
+and where each went (and the Author's Note, the memory).
 
 The counts are differences of the engine's own counts of growing prefixes of the prompt, so
 they add up to the engine's count of the whole prompt exactly (template overhead falls to the
@@ -17,7 +18,9 @@ from sessions.context import PromptPlan
 PART_NAMES = {
     "system": "system / persona",
     "examples": "example dialogues",
+    "memory": "memory (summary)",
     "history": "history",
+    "injection": "at depth (lore, note)",
     "input": "message answered",
     "post_history": "post-history instructions",
 }
@@ -75,11 +78,10 @@ def report(inspection: Inspection, engine: Engine) -> str:
         lines.append(f"{label:<{width}}  {count:>14}  {part.tokens:>6} tokens")
         if part.name == "history" and plan.summary:
             lines.append(f"{'':<{width}}  ✂ cut above: {plan.summary}")
-        if part.name == "system" and plan.lore:
-            lines.append(f"{'':<{width}}  lore fired: {'、'.join(plan.lore)}")
-    if plan.lore and not any(part.name == "system" for part in inspection.parts):
-        lines.append(f"lore fired: {'、'.join(plan.lore)}")
     lines.append(f"{'total':<{width}}  {'':>14}  {inspection.total:>6} tokens")
+    if plan.lore:
+        lines.append(f"lore fired: {'、'.join(plan.lore)}")
+    lines += [f"  {what} → {where}" for what, where in plan.placed]
     lines += [f"note: {note}" for note in plan.notes]
     lines += ["", "── the exact prompt ──"]
     if inspection.text:

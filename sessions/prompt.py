@@ -2,9 +2,12 @@
 
 With a persona card the prompt is, in order: the system text (the card's
 system_prompt or our roleplay default, then description, personality,
-scenario, triggered lorebook entries, the user persona), the card's example
-dialogues (one block per `<START>`, dropped first when the context fills),
-the history, and the card's post-history instructions. `{{char}}`/`<BOT>`
+scenario, the user persona, with lore that asks for the system text before
+or after the character), the card's example dialogues (one block per
+`<START>`, dropped first when the context fills), the memory summary, the
+history with at-depth lore and the Author's Note put in near its end
+(sessions/placement.py, sessions/lore_plan.py), and the card's post-history
+instructions. `{{char}}`/`<BOT>`
 and `{{user}}`/`<USER>` expand everywhere; `{{original}}` in system_prompt
 and post_history_instructions stands for the text they replace.
 creator_notes never reach the prompt.
@@ -19,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from engines.base import ChatMessage, Engine, GenerationParams
 from sessions.context import Entry, PromptPlan, TokenEstimate, Window, plan_window
+from sessions.lore_plan import turn_extras
 from sessions.models import Message, Session
+from sessions.placement import Extras, memory_text
 from sessions.store import Store
 from sessions.store_schema import StoreError
 from sessions.turns import prompt_message
 
 if TYPE_CHECKING:  # the card models (pydantic) load only when a persona is used
-    from sessions.cards import BookEntry, CharacterCard
+    from sessions.cards import CharacterCard
     from sessions.personas import PersonaStore
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -40,7 +45,6 @@ GROUP_PROMPT = (
 # Templates that render each message's `name` themselves (`某某曰：`), so other
 # speakers' lines need no "Name: " prefix in the text.
 NAME_AWARE_TEMPLATES = {"cosplay"}
-LORE_SCAN_DEPTH = 4  # messages scanned for lorebook keys when the book sets no scan_depth
 
 _MACRO = re.compile(r"\{\{\s*(char|user|original)\s*\}\}|<(BOT|USER)>", re.IGNORECASE)
 _START = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
@@ -130,57 +134,22 @@ def greetings(card: CharacterCard, user: UserPersona | None = None) -> list[str]
     return [expand_macros(t, char=card.name, user=user_name) for t in texts if t.strip()]
 
 
-def fired_lore(card: CharacterCard, history: list[ChatMessage]) -> list[BookEntry]:
-    """The lorebook entries the recent history triggers (and the constant ones)."""
-    book = card.data.character_book
-    if book is None:
-        return []
-    recent = "\n".join(
-        m.get("content", "") for m in history[-(book.scan_depth or LORE_SCAN_DEPTH) :]
-    )
-
-    def found(keys: list[str], case_sensitive: bool) -> bool:
-        haystack = recent if case_sensitive else recent.casefold()
-        return any(k and (k if case_sensitive else k.casefold()) in haystack for k in keys)
-
-    fired = []
-    for entry in book.entries:
-        if not entry.enabled or not entry.content.strip():
-            continue
-        hit = entry.constant or found(entry.keys, bool(entry.case_sensitive))
-        if hit and entry.selective and entry.secondary_keys:
-            hit = found(entry.secondary_keys, bool(entry.case_sensitive))
-        if hit:
-            fired.append(entry)
-    return fired
-
-
-def lore_label(entry: BookEntry) -> str:
-    """How the prompt inspector names a lorebook entry: its comment or name, else its keys."""
-    return entry.comment or entry.name or "、".join(entry.keys) or "(constant entry)"
-
-
-def _lore(card: CharacterCard, history: list[ChatMessage]) -> tuple[list[str], list[str]]:
-    """Lorebook entries triggered by the recent history: (before the description, after it)."""
-    fired = sorted(fired_lore(card, history), key=lambda entry: entry.insertion_order)
-    before = [e.content.strip() for e in fired if e.position == "before_char"]
-    after = [e.content.strip() for e in fired if e.position != "before_char"]
-    return before, after
-
-
 def system_text(
     card: CharacterCard,
     *,
     user: UserPersona,
     original: str = DEFAULT_ROLEPLAY_PROMPT,
     cast: list[str] | None = None,
-    history: list[ChatMessage] | None = None,
+    extras: Extras | None = None,
 ) -> str:
-    """The persona's system message: main prompt, character, scenario, lore and the user."""
+    """The persona's system message: main prompt, character, scenario, the user, and the lore
+    and Author's Note placed in it (`extras`)."""
     data, char = card.data, card.name
     main = data.system_prompt.strip() or "{{original}}"
-    lore_before, lore_after = _lore(card, history or [])
+    extras = extras or Extras()
+    lore_before, lore_after = extras.before_char, extras.after_char
     parts = [
+        *extras.prompt_start,
         expand_macros(main, char=char, user=user.name, original=original),
         *lore_before,
         data.description.strip(),
@@ -192,6 +161,7 @@ def system_text(
     others = [name for name in cast or [] if name != char]
     if others:
         parts.append(GROUP_PROMPT.replace("{members}", "、".join([char, *others])))
+    parts += extras.prompt_end
     return "\n\n".join(expand_macros(p, char=char, user=user.name) for p in parts if p)
 
 
@@ -366,20 +336,30 @@ def plan_prompt(
     budget = engine.context_length - min(params.max_new_tokens, engine.context_length // 2)
     max_rounds = history_rounds(settings)
     window = history_window(branch, engine)
+    user = user or UserPersona.from_value(settings.get("user"))
+    home = branch.store.path.parent if isinstance(branch, StoredBranch) else None
     try:
+        extras, lore = turn_extras(session, window, engine, card, user, home)
         if card is None:
+            system = settings.get("system_prompt") or DEFAULT_SYSTEM
+            around = [*extras.prompt_start, *extras.before_char, system]
+            around += [*extras.after_char, *extras.prompt_end]
             plan = plan_window(
                 window,
-                system=settings.get("system_prompt") or DEFAULT_SYSTEM,
+                system="\n\n".join(text for text in around if text),
                 count_tokens=engine.count_tokens,
                 budget=budget,
                 max_rounds=max_rounds,
+                memory=memory_text(settings),
+                injections=extras.injections,
             )
         else:
-            plan = _persona_plan(session, window, engine, card, budget, user, cast)
+            plan = _persona_plan(session, window, engine, card, budget, user, cast, extras)
     finally:
         save_counts(window, branch, engine)
-    plan.notes += notes
+    plan.lore = lore.labels
+    plan.placed = extras.placed + plan.placed
+    plan.notes += notes + lore.notes
     return plan
 
 
@@ -389,23 +369,21 @@ def _persona_plan(
     engine: Engine,
     card: CharacterCard,
     budget: int,
-    user: UserPersona | None,
+    user: UserPersona,
     cast: list[str] | None,
+    extras: Extras,
 ) -> PromptPlan:
     settings = session.settings
-    user = user or UserPersona.from_value(settings.get("user"))
     name_aware = getattr(engine, "template_name", "") in NAME_AWARE_TEMPLATES
-    book = card.data.character_book
-    recent = window.recent(book.scan_depth or LORE_SCAN_DEPTH) if book is not None else []
     char, user_name = card.name, user.name
-    plan = plan_window(
+    return plan_window(
         window,
         system=system_text(
             card,
             user=user,
             original=settings.get("system_prompt") or DEFAULT_ROLEPLAY_PROMPT,
             cast=cast if cast is not None else settings.get("cast"),
-            history=recent,
+            extras=extras,
         ),
         count_tokens=engine.count_tokens,
         budget=budget,
@@ -416,9 +394,9 @@ def _persona_plan(
         ),
         view=lambda kept: speaker_view(kept, char=char, user=user_name, name_aware=name_aware),
         starts_round=lambda message: seen_as_user(message, char),
+        memory=memory_text(settings),
+        injections=extras.injections,
     )
-    plan.lore = [lore_label(entry) for entry in fired_lore(card, recent)]
-    return plan
 
 
 def history_rounds(settings: dict[str, Any]) -> int | None:

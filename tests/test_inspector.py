@@ -63,12 +63,17 @@ def test_parts_add_up_to_the_engines_count_with_the_cut_and_the_lore(tmp_path):
     inspection = inspect(plan, engine, params.max_new_tokens)
     assert inspection.total == engine.count_tokens(plan.messages) == plan.prompt_tokens
     names = [part.name for part in inspection.parts]
-    # examples are the first to go when the history is cut: dropped, so not a part
-    assert names == ["system", "history", "input", "post_history"] and plan.dropped_examples == 1
-    assert inspection.parts[2].messages[-1]["content"] == "赤壁一战，先生以为如何？"
+    # examples are the first to go when the history is cut: dropped, so not a part; the lore
+    # entry (no position given) goes in 4 messages from the end
+    assert names == ["system", "history", "injection", "history", "input", "post_history"]
+    assert plan.dropped_examples == 1
+    assert [len(part.messages) for part in inspection.parts[2:5]] == [1, 3, 1]
+    assert inspection.parts[2].messages == [{"role": "system", "content": "赤壁之战，火攻破曹。"}]
+    assert inspection.parts[4].messages[-1]["content"] == "赤壁一战，先生以为如何？"
     assert plan.lore == ["赤壁之战"]
     text = report(inspection, engine)
     assert "✂ cut above" in text and "lore fired: 赤壁之战" in text
+    assert "lore: 赤壁之战 → at depth 4 as system" in text
     assert "1 example dialogue(s) left out" in text
     assert "赤壁一战，先生以为如何？" in text.split("the exact prompt")[1]
     assert len(workspace.store.branch(session_id)) == 121  # nothing saved
@@ -83,8 +88,8 @@ def test_an_empty_input_inspects_the_reply_to_the_last_message(tmp_path):
     plan = Conversation(workspace, FakeEngine([]), session_id).preview("", GenerationParams())
     assert plan.messages[-2]["content"] == "荆州如何？" and plan.lore == ["荆州"]
     assert [name for name, size in plan.parts if size] == [
-        "system", "examples", "history", "input", "post_history"
-    ]  # fmt: skip
+        "system", "examples", "injection", "history", "input", "post_history"
+    ]  # fmt: skip  (the history is shorter than the lore's depth: it goes above it all)
 
 
 def test_dry_run_prints_the_prompt_and_saves_nothing(tmp_path):

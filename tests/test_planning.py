@@ -235,8 +235,9 @@ def test_lorebook_and_persona_prompt_with_a_window(workspace):
         store.get_session(session.id), StoredBranch(store, session.id, leaf), engine, PARAMS,
         card=card,
     )  # fmt: skip
-    system = plan.messages[0]["content"]
-    assert "LORE-RED-CLIFFS" in system and "LORE-GUANDU" not in system  # 官渡 is far back
+    # the entry (no position given) goes 4 messages from the end; 官渡 is far back
+    assert plan.messages[-5] == {"role": "system", "content": "LORE-RED-CLIFFS"}
+    assert "LORE-GUANDU" not in str(plan.messages) and plan.lore == ["赤壁"]
     assert plan.dropped_examples == 1 and plan.dropped_messages > 500
     assert plan.messages[-1] == {"role": "user", "content": "说说赤壁", "name": "User"}
     assert plan.prompt_tokens == engine.count_tokens(plan.messages)

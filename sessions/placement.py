@@ -1,0 +1,110 @@
+"""Where the texts besides the persona and the history go: fired lore, the Author's Note and the
+memory (a summary of what fell out of the window), read from the session's settings.
+
+Everything that changes from turn to turn goes near the end of the prompt, as a message at a
+depth in the history, so the engine's KV cache keeps the rest: at-depth lore and the Author's
+Note (its default, "in_chat"). Lore that asks for the system text (before/after the character,
+around the example dialogues) and a note placed "in_prompt"/"before_prompt" go there, as
+SillyTavern does; when what fires there changes, the whole prompt is read again.
+
+The settings `author_note` and `memory` are read by sessions/notes.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sessions.context import Injection
+from sessions.lorebook import ROLES, LoreEntry, Position
+from sessions.notes import AuthorNote, Memory
+
+
+def note_due(note: AuthorNote, user_turns: int) -> bool:
+    """Whether the note goes into this turn's prompt (SillyTavern's setFloatingPrompt): every
+    turn at interval 1, never at 0, else when the user's turns so far are a multiple of it."""
+    if note.interval <= 0:
+        return False
+    if note.interval == 1:
+        return True
+    return user_turns > 0 and user_turns % note.interval == 0
+
+
+def memory_text(settings: dict[str, Any]) -> str:
+    """The session's memory summary to put in the prompt ("" when off or empty)."""
+    memory = Memory.from_settings(settings)
+    return memory.text.strip() if memory.enabled else ""
+
+
+@dataclass
+class Extras:
+    """The lore and the note, sorted into where they go."""
+
+    before_char: list[str] = field(default_factory=list)  # in the system text, before it
+    after_char: list[str] = field(default_factory=list)  # in the system text, after it
+    prompt_start: list[str] = field(default_factory=list)  # the note "before_prompt"
+    prompt_end: list[str] = field(default_factory=list)  # the note "in_prompt"
+    injections: list[Injection] = field(default_factory=list)
+    placed: list[tuple[str, str]] = field(default_factory=list)  # (what, where) not at depth
+
+
+def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str) -> Extras:
+    """Sort fired lore (in prompt order) and the note into their places; `expand` fills the
+    macros of a text. Lore above/below the note goes only where the note goes this turn."""
+    extras = Extras()
+    at_depth: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    top: list[LoreEntry] = []
+    bottom: list[LoreEntry] = []
+    for entry in fired:
+        content = expand(entry.content).strip()
+        what = f"lore: {entry.label}"
+        if entry.position == Position.BEFORE_CHAR:
+            extras.before_char.append(content)
+            extras.placed.append((what, "system text, before the character"))
+        elif entry.position in (
+            Position.AFTER_CHAR,
+            Position.EXAMPLES_TOP,
+            Position.EXAMPLES_BOTTOM,
+        ):
+            extras.after_char.append(content)
+            extras.placed.append((what, "system text, after the character"))
+        elif entry.position == Position.AN_TOP:
+            top.append(entry)
+        elif entry.position == Position.AN_BOTTOM:
+            bottom.append(entry)
+        else:
+            at_depth.setdefault((entry.depth, entry.role), []).append((what, content))
+    note_text = expand(note.text).strip() if note_due else ""
+    if note_due and (note_text or top or bottom):
+        parts = [expand(e.content).strip() for e in top]
+        parts += [note_text] if note_text else []
+        parts += [expand(e.content).strip() for e in bottom]
+        names = [f"lore: {e.label}" for e in top] + ["author's note"] * bool(note_text)
+        names += [f"lore: {e.label}" for e in bottom]
+        text, what = "\n".join(parts), " + ".join(names)
+        if note.position == "in_chat":
+            key = (note.depth, note.role)
+            at_depth[key] = [(what, text), *at_depth.get(key, [])]
+        elif note.position == "in_prompt":
+            extras.prompt_end.append(text)
+            extras.placed.append((what, "system text, at its end"))
+        else:
+            extras.prompt_start.append(text)
+            extras.placed.append((what, "system text, at its start"))
+    else:
+        extras.placed += [(f"lore: {e.label}", "nowhere: no Author's Note this turn") for e in top]
+        extras.placed += [
+            (f"lore: {e.label}", "nowhere: no Author's Note this turn") for e in bottom
+        ]
+    for (depth, role), items in sorted(
+        at_depth.items(), key=lambda item: (-item[0][0], ROLES.index(item[0][1]))
+    ):
+        extras.injections.append(
+            Injection(
+                depth=depth,
+                role=role,
+                content="\n".join(text for _, text in items),
+                what=" + ".join(what for what, _ in items),
+            )
+        )
+    return extras
