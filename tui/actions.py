@@ -201,6 +201,33 @@ CHAT = (
         footer=False,
     ),
     Action(
+        "scene",
+        "scene",
+        "f10",
+        "Scene",
+        "the group scene: its reply order (natural, list, manual, pooled) and, per character, mute, reply only when mentioned, speak now",
+        priority=True,
+        footer=False,
+    ),
+    Action(
+        "toggle_memory",
+        "toggle_memory",
+        "alt+m",
+        "Memory on/off",
+        "memory of dropped turns on / off: what falls out of the context window is summarized by the model while it idles (never holding up a reply) and kept at the top of the prompt",
+        priority=True,
+        footer=False,
+    ),
+    Action(
+        "edit_notes",
+        "edit_notes",
+        "alt+n",
+        "Memory and note",
+        "show and edit the memory (the summary of dropped turns) and the Author's Note (text, every N turns, depth, position, role)",
+        priority=True,
+        footer=False,
+    ),
+    Action(
         "user_persona",
         "user_persona",
         "f9",
@@ -291,6 +318,39 @@ MESSAGE = (
     ),
 )
 
+# The scene dialog's keys (methods of tui.group_screen.SceneScreen), on its highlighted character.
+SCENE = (
+    Action(
+        "scene_order",
+        "next_order",
+        "o",
+        "Order",
+        "scene dialog: the next reply order (natural → list → manual → pooled)",
+    ),
+    Action(
+        "scene_mute",
+        "toggle_mute",
+        "m",
+        "Mute",
+        "scene dialog: mute the character, or let them speak again",
+    ),
+    Action(
+        "scene_mention_only",
+        "toggle_mention_only",
+        "w",
+        "When mentioned",
+        "scene dialog: the character replies only when mentioned (again: whenever the order picks them)",
+    ),
+    Action(
+        "scene_speak",
+        "speak_now",
+        "enter",
+        "Speak now",
+        "scene dialog: the character replies now, after the last message, whatever the order",
+        priority=True,
+    ),
+)
+
 # The app's own actions (methods of tui.app.CosplayApp).
 APP = (
     Action(
@@ -342,7 +402,7 @@ def markdown_table() -> str:
     """The README's key table."""
     rows = ["| key | action |", "|---|---|"]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[:2]]
-    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + MESSAGE + APP if a.keys]
+    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + MESSAGE + SCENE + APP if a.keys]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[2:]]
     return "\n".join(rows)
 
@@ -363,7 +423,8 @@ def read_keymap(path: Path) -> dict[str, str]:
         raise CosplayError(
             f"The key file {path} is not valid TOML ({exc}); fix or delete it."
         ) from exc
-    known = {a.id for a in CHAT + MESSAGE + APP if a.keys}  # palette-only actions have no binding
+    # palette-only actions have no binding
+    known = {a.id for a in CHAT + MESSAGE + SCENE + APP if a.keys}
     keymap = {}
     for name, keys in table.items():
         if name not in known:

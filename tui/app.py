@@ -62,6 +62,7 @@ class CosplayApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, ChatScreen):
                 screen.action_stop()
+                screen.stop_memory()
         super().exit(*args, **kwargs)
 
     def action_training_monitor(self) -> None:

@@ -26,6 +26,7 @@ from sessions.workspace import Workspace
 from tui.actions import CHAT
 from tui.chat_file_actions import ChatFileActions
 from tui.draft_actions import DraftActions
+from tui.memory_actions import MemoryActions
 from tui.message_actions import MessageActions
 from tui.modals import WelcomeScreen
 from tui.session_actions import SessionActions
@@ -57,7 +58,13 @@ class ReplyDone(TextualMessage):
 
 
 class ChatScreen(
-    SessionActions, VersionActions, MessageActions, ChatFileActions, DraftActions, Screen
+    SessionActions,
+    VersionActions,
+    MessageActions,
+    ChatFileActions,
+    DraftActions,
+    MemoryActions,
+    Screen,
 ):
     BINDINGS = [action.binding() for action in CHAT if action.keys]
 
@@ -121,6 +128,7 @@ class ChatScreen(
 
     def load_session(self, session_id: int, show: int | None = None) -> None:
         """Open a session at the end of its branch, or around message `show` (focused)."""
+        self.stop_memory()  # the summary of the session left behind
         self.session = self.store.get_session(session_id)
         self.conversation = Conversation(self.workspace, self.engine, session_id)
         self.workspace.remember_session(session_id)
@@ -212,18 +220,19 @@ class ChatScreen(
     def start_reply(self, message: Message) -> None:
         """Generate the reply (or, in a scene, the replies) to `message`."""
         try:
-            turn = self.conversation.turn_after(message)
+            turn, notices = self.conversation.answer(message)
         except CosplayError as exc:
             self.notify(str(exc), severity="error")
             return
-        if turn is None:
-            self.notify("Manual order: address someone with @名字 to get a reply.")
-            return
-        self._run_generation(turn)
+        for notice in notices:  # an @name that is nobody, a muted member, nobody to answer
+            self.notify(notice, severity="warning", timeout=8)
+        if turn is not None:
+            self._run_generation(turn)
 
     def _run_generation(self, turn: Turn, params: GenerationParams | None = None) -> None:
         """Start the worker that streams the turn's replies (with the session's parameters
         unless given)."""
+        self.stop_memory()  # the reply never waits for a summary
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status("replying…  Esc stops")
@@ -307,6 +316,8 @@ class ChatScreen(
                 else f"Generation failed: {event.error!r}"
             )
             self.notify(text, severity="error", timeout=8)
+        else:
+            self.start_memory(event.plan)  # what fell out of the window, while idle
 
     def action_stop(self) -> None:
         """Esc: stop the reply being written; else, from a message, back to typing."""
@@ -350,6 +361,7 @@ class ChatScreen(
         preset = preset_label(self.session.settings, self.workspace.presets())
         if preset:
             parts.append(f"preset {preset}")
+        parts += self.scene_status()
         meta = self._last_reply.meta if self._last_reply else {}
         meta = (meta.get("continued") or [meta])[-1]  # a continued reply: its last part's
         if meta:  # what matters most first: the line is cut at the terminal's width
@@ -361,6 +373,7 @@ class ChatScreen(
         plan = self.conversation.last_plan if self.conversation else None
         if plan and plan.summary:
             parts.append(plan.summary)
+        parts += self.memory_status()
         if facts.get("adapter") not in (None, "", "none"):
             parts.append(f"adapter {facts['adapter']}")
         parts.append(f"template {self.engine.template_name}")

@@ -50,6 +50,7 @@ class DraftActions:
         return True
 
     def _begin(self, note: str) -> threading.Event:
+        self.stop_memory()  # the model is needed now: a summary under way stops
         self.generating = True
         self.cancel_event = threading.Event()
         self.update_status(note)
