@@ -124,9 +124,7 @@ class Conversation:
             return Turn(message.id), []
         if len(cast) == 1 and not pick:
             return Turn(message.id, (cast[0],)), []
-        chosen = choose_speakers(
-            self.store, self.session, self.workspace.personas, message, pick
-        )
+        chosen = choose_speakers(self.store, self.session, self.workspace.personas, message, pick)
         turn = Turn(message.id, tuple(chosen.speakers)) if chosen.speakers else None
         return turn, chosen.notices
 

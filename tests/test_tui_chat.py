@@ -258,6 +258,8 @@ async def test_three_character_scene_gives_one_reply_each_in_turn(tmp_path):
             await pilot.press("enter")
             await pilot.pause()
         assert screen.cast == ["刘备", "曹操", "孙悟空"]
+        await pilot.press("f10", "o", "escape")  # the scene dialog: natural → list order
+        await pilot.pause()
         await send(pilot, "天下英雄谁")
         await wait_until(pilot, lambda: not screen.generating and len(engine.prompts) == 3)
         await wait_until(pilot, lambda: not screen.generating)

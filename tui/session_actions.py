@@ -7,7 +7,7 @@ the open session (F2, F8).
 
 from __future__ import annotations
 
-from sessions.group import session_cast, set_cast
+from sessions.group import ReplyOrder, scene_rules, session_cast, set_cast
 from sessions.models import Session
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_screen import PersonasScreen
@@ -60,6 +60,46 @@ class SessionActions(PresetActions, UserPersonaActions):
         self.app.push_screen(
             TextPromptScreen(f"Remove whom? ({'、'.join(self.cast) or 'nobody here'})"), remove
         )
+
+    def action_scene(self) -> None:
+        """The scene dialog: reply order, mute, reply only when mentioned, speak now."""
+        from tui.group_screen import SceneScreen
+
+        if len(self.cast) < 2:
+            self.notify("This is not a group scene: add a character with F5 first.")
+            return
+
+        def closed(speaker: str | None) -> None:
+            self.session = self.store.get_session(self.session.id)
+            self.update_status()
+            if speaker:
+                self.speak_now(speaker)
+
+        self.app.push_screen(SceneScreen(self.store, self.session.id, self.personas), closed)
+
+    def speak_now(self, speaker: str) -> None:
+        """`speaker` replies now, after the last message of the branch, whatever the order."""
+        if self.generating:
+            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            return
+        if self.engine is None or self.session.leaf_id is None:
+            self.notify("Nothing to answer yet: send a message first (with a model loaded).")
+            return
+        last = self.store.get_message(self.session.leaf_id)
+        turn, _ = self.conversation.answer(last, pick=[speaker])
+        self._run_generation(turn)
+
+    def scene_status(self) -> list[str]:
+        """The scene's part of the status line: its order and who is muted (a group only)."""
+        if len(self.cast) < 2:
+            return []
+        rules = scene_rules(self.session)
+        parts = [f"order {rules.order.value}"]
+        if rules.muted:
+            parts.append("muted " + "、".join(n for n in self.cast if n in rules.muted))
+        if rules.mention_only and rules.order != ReplyOrder.MANUAL:
+            parts.append("@only " + "、".join(n for n in self.cast if n in rules.mention_only))
+        return parts
 
     def on_session_list_chosen(self, event: SessionList.Chosen) -> None:
         if self.generating:
