@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sessions.models import Message, Role, Session, Status
+from sessions.notes import ST_NOTE_KEYS, AuthorNote
 from sessions.store import Store
 
 FORMATS = ("md", "json", "st", "tgw", "txt")
@@ -222,10 +223,26 @@ def to_sillytavern(store: Store, session: Session) -> tuple[str, list[str]]:
         "create_date": st_create_date(session.created_at),
         "chat_metadata": {},
     }
+    _st_note(header, session)
     family = _family(store, session.id)
     lines = [header] + [_st_line(family[m.parent_id], m, user, char) for m in branch]
     text = "\n".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) for line in lines)
     return text, _lost_branches(family, branch, "SillyTavern")
+
+
+def _st_note(header: dict, session: Session) -> None:
+    """The session's Author's Note into the header's chat_metadata, where SillyTavern keeps it
+    (a note left at its defaults is written only where the file had one)."""
+    if "author_note" not in session.settings:
+        return
+    note = AuthorNote.from_settings(session.settings)
+    metadata = header.get("chat_metadata")
+    had = isinstance(metadata, dict) and any(key in metadata for key in ST_NOTE_KEYS)
+    if note == AuthorNote() and not had:
+        return
+    if not isinstance(metadata, dict):
+        metadata = header["chat_metadata"] = {}
+    metadata.update(note.to_st())
 
 
 def _st_line(siblings: list[Message], message: Message, user: str, char: str) -> dict:

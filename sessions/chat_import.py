@@ -37,6 +37,7 @@ from sessions.chat_export import (
     fingerprint,
 )
 from sessions.models import HIDDEN, Role, Session, Status
+from sessions.notes import AuthorNote
 from sessions.store import Store
 
 MAX_IMPORT_BYTES = 100 * 2**20  # a long roleplay with every swipe is a few MiB
@@ -296,6 +297,9 @@ def _sillytavern(lines: list[tuple[int, Any]], path: Path) -> ParsedChat:
     positions = [_st_message(n, line, user, char) for n, line in lines]
     messages, leaf = _chain(positions)
     settings: dict[str, Any] = {ST_KEY: {"header": header}}
+    note = AuthorNote.from_st(header.get("chat_metadata")) if header else None
+    if note is not None:  # SillyTavern's Author's Note (note_prompt, note_interval, …)
+        settings["author_note"] = note.to_value()
     if user.strip():
         settings["user"] = {"name": user.strip(), "description": ""}
     created = parse_time(header.get("create_date")) if header else None

@@ -591,3 +591,90 @@ def test_sillytavern_hidden_lines_stay_in_the_chat_but_out_of_the_prompt(store, 
     assert "你好" in contents and "（藏起来的一句）" not in contents
     text, _ = export_session(store, session.id, "st")
     assert json.loads(text.splitlines()[2])["is_system"] is True
+
+
+# --- the Author's Note in SillyTavern's chat_metadata ---------------------------------------------
+
+NOTE_HEADER = {
+    "user_name": "阿明",
+    "character_name": "Bot",
+    "create_date": "2024-09-27@14h05m01s",
+    "chat_metadata": {
+        "note_prompt": "[b]天色已晚[/b]，{{char}}该点灯了。",
+        "note_interval": 3,
+        "note_position": 2,
+        "note_depth": 2,
+        "note_role": 1,
+        "tainted": True,
+    },
+}
+NOTE_LINE = {"name": "阿明", "is_user": True, "is_system": False, "mes": "你好", "extra": {}}
+
+
+def st_file(tmp_path: Path, header: dict) -> Path:
+    path = tmp_path / "note.jsonl"
+    lines = [header, NOTE_LINE]
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    return path
+
+
+def test_the_fixture_note_imports_at_sillytavern_defaults(store):
+    session, _ = import_chat(store, ST_FILE)
+    assert session.settings["author_note"] == {
+        "text": "",
+        "interval": 1,
+        "depth": 4,
+        "position": "in_chat",
+        "role": "system",
+    }
+
+
+def test_an_author_note_imports_edits_and_exports_back_into_chat_metadata(store, tmp_path):
+    session, _ = import_chat(store, st_file(tmp_path, NOTE_HEADER))
+    assert session.settings["author_note"] == {
+        "text": "[b]天色已晚[/b]，{{char}}该点灯了。",
+        "interval": 3,
+        "depth": 2,
+        "position": "before_prompt",
+        "role": "user",
+    }
+    text, _ = export_session(store, session.id, "st")
+    assert json.loads(text.split("\n")[0]) == NOTE_HEADER  # unchanged: written back as it was
+    edited = {
+        "text": "雨停了。",
+        "interval": 0,
+        "depth": 7,
+        "position": "in_prompt",
+        "role": "assistant",
+    }
+    store.update_session(session.id, settings={**session.settings, "author_note": edited})
+    text, _ = export_session(store, session.id, "st")
+    metadata = json.loads(text.split("\n")[0])["chat_metadata"]
+    assert metadata == {
+        "note_prompt": "雨停了。",
+        "note_interval": 0,
+        "note_position": 0,
+        "note_depth": 7,
+        "note_role": 2,
+        "tainted": True,  # SillyTavern's other keys stay
+    }
+    again = store.get_session(round_trip(store, session.id, "st", tmp_path))
+    assert again.settings["author_note"] == edited
+
+
+def test_a_damaged_note_in_a_file_imports_as_defaults_and_a_new_chat_exports_its_own(
+    store, tmp_path
+):
+    header = {**NOTE_HEADER, "chat_metadata": {"note_prompt": ["x"], "note_depth": -1}}
+    session, _ = import_chat(store, st_file(tmp_path, header))
+    assert session.settings["author_note"]["text"] == ""
+    assert session.settings["author_note"]["depth"] == 4
+    plain = store.create_session("mine")
+    store.add_message(plain.id, Role.USER, "hi", parent_id=LEAF)
+    text, _ = export_session(store, plain.id, "st")
+    assert json.loads(text.split("\n")[0])["chat_metadata"] == {}  # no note, none written
+    note = {"text": "Stay in character.", "interval": 1, "depth": 4}
+    store.update_session(plain.id, settings={"author_note": note})
+    text, _ = export_session(store, plain.id, "st")
+    metadata = json.loads(text.split("\n")[0])["chat_metadata"]
+    assert metadata["note_prompt"] == "Stay in character." and metadata["note_position"] == 1
