@@ -138,10 +138,8 @@ def world_info_from_book(book: CharacterBook) -> dict[str, Any]:
         if "caseSensitive" not in out and entry.case_sensitive is not None:
             out["caseSensitive"] = entry.case_sensitive
         entries[str(uid) if str(uid) not in entries else str(index)] = out
-    result: dict[str, Any] = {"entries": entries}
-    if book.name:
-        result["name"] = book.name
-    return result
+    rest = book.model_dump(mode="json", exclude_unset=True, exclude={"entries"})
+    return {**rest, "entries": entries}
 
 
 def _wi_entries(obj: Any, source: str) -> list[dict[str, Any]]:
@@ -250,7 +248,11 @@ class LorebookFolder:
     def book(self, name: str) -> CharacterBook:
         return book_from_world_info(self.world_info(name), f"lorebook {name!r}")
 
-    def import_file(self, file: str | Path, name: str | None = None, *, replace: bool = False):
+    def import_file(
+        self, file: str | Path, name: str | None = None, *, replace: bool = False
+    ) -> str:
+        """Keep `file` (World Info, a character_book, or a card with one) as the book `name`
+        (default: the file's stem); the name it got."""
         path = Path(file)
         obj = as_world_info(read_json(path), str(path))
         name = (name or path.stem).strip()

@@ -1,0 +1,279 @@
+"""Lorebook activation as SillyTavern's checkWorldInfo does it, as pure units over a table of
+cases; reading card entries (convertCharacterBook) and World Info files (both ways)."""
+
+import json
+import random
+
+import pytest
+
+from sessions.cards import BookEntry, CharacterBook, card_from_dict, load_card
+from sessions.lorebook import (
+    Logic,
+    LoreEntry,
+    LoreRules,
+    Position,
+    activate,
+    book_entries,
+    book_rules,
+    key_matches,
+    lore_entry,
+    turn_seed,
+)
+from sessions.lorebook_files import (
+    LorebookError,
+    LorebookFolder,
+    book_from_world_info,
+    world_info_from_book,
+)
+
+
+def chars(text: str) -> int:  # a token counter for budgets: one per character
+    return len(text)
+
+
+DEFAULT_RULES = LoreRules()
+
+
+def fired(entries, recent, *, budget=10_000, rules=DEFAULT_RULES, rng=None, groups=None):
+    result = activate(
+        groups or [entries], recent, count_tokens=chars, budget=budget, rules=rules, rng=rng
+    )
+    return [entry.content for entry in result]
+
+
+def E(content, keys=(), **fields):  # noqa: N802  an entry, briefly
+    return LoreEntry(content=content, keys=tuple(keys), **fields)
+
+
+# (case, entries, recent messages newest first, rules, what fires in prompt order)
+CASES = [
+    ("substring, case-insensitive", [E("A", ["Dragon"])], ["a dragonfly"], LoreRules(), ["A"]),
+    ("case-sensitive entry", [E("A", ["Dragon"], case_sensitive=True)], ["a dragon"],
+     LoreRules(), []),
+    ("case-sensitive rules", [E("A", ["Dragon"])], ["a dragon"], LoreRules(case_sensitive=True),
+     []),
+    ("whole words: not inside a word", [E("A", ["dragon"], whole_words=True)], ["dragonfly"],
+     LoreRules(), []),
+    ("whole words: between punctuation", [E("A", ["dragon"], whole_words=True)],
+     ["the dragon!"], LoreRules(), ["A"]),
+    ("whole words: a phrase is a substring", [E("A", ["red dragon"], whole_words=True)],
+     ["a red dragonfly"], LoreRules(), ["A"]),
+    ("whole words never split Chinese", [E("A", ["赤壁"], whole_words=True)],
+     ["先生以为赤壁之战如何"], LoreRules(), ["A"]),
+    ("Chinese key, Chinese text", [E("A", ["诸葛亮"])], ["孔明即诸葛亮也"], LoreRules(), ["A"]),
+    ("regex key", [E("A", [r"/dra(g|k)on\d+/i"])], ["DRAKON7"], LoreRules(), ["A"]),
+    ("regex key is case-sensitive without i", [E("A", ["/Dragon/"])], ["dragon"], LoreRules(),
+     []),
+    ("a bad regex is plain text", [E("A", ["/[unclosed/"])], ["x /[unclosed/ y"], LoreRules(),
+     ["A"]),
+    ("constant", [E("A", [], constant=True)], ["nothing"], LoreRules(), ["A"]),
+    ("disabled", [E("A", ["x"], enabled=False)], ["x"], LoreRules(), []),
+    ("no keys, not constant", [E("A")], ["x"], LoreRules(), []),
+    ("scan depth 2: the third message back is not read", [E("A", ["old"])],
+     ["new", "newer", "old"], LoreRules(), []),
+    ("entry scan depth reaches further", [E("A", ["old"], scan_depth=3)],
+     ["new", "newer", "old"], LoreRules(), ["A"]),
+    ("scan depth 0 reads nothing", [E("A", ["new"], scan_depth=0)], ["new"], LoreRules(), []),
+    ("AND_ANY", [E("A", ["k"], selective=True, secondary_keys=("s1", "s2"))], ["k s2"],
+     LoreRules(), ["A"]),
+    ("AND_ANY misses", [E("A", ["k"], selective=True, secondary_keys=("s1",))], ["k"],
+     LoreRules(), []),
+    ("NOT_ALL", [E("A", ["k"], selective=True, secondary_keys=("s1", "s2"),
+                   logic=Logic.NOT_ALL)], ["k s1"], LoreRules(), ["A"]),
+    ("NOT_ALL misses when all are there", [E("A", ["k"], selective=True,
+     secondary_keys=("s1", "s2"), logic=Logic.NOT_ALL)], ["k s1 s2"], LoreRules(), []),
+    ("NOT_ANY", [E("A", ["k"], selective=True, secondary_keys=("s1",), logic=Logic.NOT_ANY)],
+     ["k"], LoreRules(), ["A"]),
+    ("NOT_ANY misses", [E("A", ["k"], selective=True, secondary_keys=("s1",),
+                          logic=Logic.NOT_ANY)], ["k s1"], LoreRules(), []),
+    ("AND_ALL", [E("A", ["k"], selective=True, secondary_keys=("s1", "s2"),
+                   logic=Logic.AND_ALL)], ["k s1 s2"], LoreRules(), ["A"]),
+    ("AND_ALL misses", [E("A", ["k"], selective=True, secondary_keys=("s1", "s2"),
+                          logic=Logic.AND_ALL)], ["k s1"], LoreRules(), []),
+    ("secondary keys need selective", [E("A", ["k"], secondary_keys=("s1",))], ["k"],
+     LoreRules(), ["A"]),
+    ("prompt order: lower insertion order first",
+     [E("late", ["k"], order=200), E("early", ["k"], order=10)], ["k"], LoreRules(),
+     ["early", "late"]),
+    ("no recursion by default", [E("A from-a", ["k"]), E("B", ["from-a"])], ["k"],
+     LoreRules(), ["A from-a"]),
+    ("recursion: lore fires lore", [E("A from-a", ["k"], order=1), E("B", ["from-a"], order=2)],
+     ["k"], LoreRules(recursive=True), ["A from-a", "B"]),
+    ("equal orders: the later activated goes first, as SillyTavern builds it",
+     [E("A from-a", ["k"]), E("B", ["from-a"])], ["k"], LoreRules(recursive=True),
+     ["B", "A from-a"]),
+    ("prevent_recursion: its text is not scanned",
+     [E("A from-a", ["k"], prevent_recursion=True), E("B", ["from-a"])], ["k"],
+     LoreRules(recursive=True), ["A from-a"]),
+    ("exclude_recursion: fires only from the chat",
+     [E("A from-a", ["k"]), E("B", ["from-a"], exclude_recursion=True)], ["k"],
+     LoreRules(recursive=True), ["A from-a"]),
+    ("delay_until_recursion: not from the chat", [E("B", ["k"], delay_until_recursion=1)],
+     ["k"], LoreRules(), []),
+    ("delay_until_recursion: from lore", [E("A k2", ["k"]), E("B", ["k2"], order=101,
+     delay_until_recursion=1)], ["k"], LoreRules(recursive=True), ["A k2", "B"]),
+    ("probability 0 never fires", [E("A", ["k"], probability=0)], ["k"], LoreRules(), []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entries", "recent", "rules", "expected"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_activation(entries, recent, rules, expected):
+    assert fired(entries, recent, rules=rules) == expected
+
+
+def test_keys_expand_macros_before_matching():
+    entry = E("A", ["{{char}}"])
+    result = activate(
+        [[entry]], ["诸葛亮曰"], count_tokens=chars, budget=100,
+        expand=lambda text: text.replace("{{char}}", "诸葛亮"),
+    )  # fmt: skip
+    assert result == [entry]
+
+
+def test_the_budget_is_filled_in_priority_order_and_stops_at_the_first_that_does_not_fit():
+    entries = [E("x" * 10, ["k"], order=3), E("y" * 10, ["k"], order=2), E("z", ["k"], order=1)]
+    # each costs its length + 1 (the newline SillyTavern joins with): 11, 11, 2
+    assert fired(entries, ["k"], budget=23) == ["y" * 10, "x" * 10]
+    assert fired(entries, ["k"], budget=22) == ["x" * 10]  # reaching the budget is over it
+    assert fired(entries, ["k"], budget=5) == []  # the first that does not fit ends it all
+
+
+def test_the_session_books_come_before_the_characters_in_the_budget():
+    session = [E("session", ["k"], order=1)]
+    character = [E("character", ["k"], order=500)]
+    result = fired(None, ["k"], budget=10, groups=[session, character])
+    assert result == ["session"]
+
+
+def test_the_budget_is_a_percentage_of_the_context_with_a_cap():
+    assert LoreRules().budget(4096) == 1024
+    assert LoreRules(budget_percent=10, budget_cap=300).budget(8192) == 300
+    assert LoreRules(budget_percent=0).budget(100) == 1
+
+
+def test_probability_rolls_are_seeded_so_a_regenerate_fires_the_same():
+    entries = [E(f"e{i}", ["k"], probability=50) for i in range(40)]
+    first = fired(entries, ["k"], rng=random.Random(turn_seed(7, 12)))
+    again = fired(entries, ["k"], rng=random.Random(turn_seed(7, 12)))
+    other = fired(entries, ["k"], rng=random.Random(turn_seed(7, 14)))
+    assert first == again and first != other
+    assert 8 < len(first) < 32  # about half
+
+
+def test_a_catastrophic_regex_key_gives_up_instead_of_hanging():
+    assert not key_matches("a" * 40 + "!", "/(a+)+$b/", case_sensitive=False, whole_words=False)
+
+
+def test_card_entries_read_as_sillytavern_converts_them():
+    entry = BookEntry(
+        keys=["赤壁"], content="c", insertion_order=5, case_sensitive=True, selective=True,
+        secondary_keys=["火"], position="before_char",
+        extensions={"position": 4, "depth": 2, "role": 1, "selectiveLogic": 3,
+                    "probability": 30, "useProbability": True, "scan_depth": 6,
+                    "match_whole_words": True, "prevent_recursion": True,
+                    "delay_until_recursion": True},
+    )  # fmt: skip
+    lore = lore_entry(entry, "book")
+    assert (lore.position, lore.depth, lore.role, lore.logic) == (4, 2, "user", Logic.AND_ALL)
+    assert (lore.probability, lore.scan_depth, lore.whole_words) == (30, 6, True)
+    assert (
+        lore.case_sensitive is True and lore.prevent_recursion and lore.delay_until_recursion == 1
+    )
+    # the V2 spec's position, and none at all (at depth: the cache-friendly default)
+    assert lore_entry(BookEntry(position="after_char")).position == Position.AFTER_CHAR
+    assert lore_entry(BookEntry()).position == Position.AT_DEPTH
+    # SillyTavern's exports write probability null with useProbability false: always fires
+    loose = BookEntry(extensions={"probability": None, "useProbability": False, "role": "x"})
+    assert lore_entry(loose).probability == 100 and lore_entry(loose).role == "system"
+
+
+def test_book_settings_override_sillytaverns_defaults():
+    book = CharacterBook(scan_depth=5, token_budget=200, recursive_scanning=True)
+    rules = book_rules(book)
+    assert (rules.scan_depth, rules.budget_cap, rules.recursive) == (5, 200, True)
+    assert book_rules(CharacterBook()) == LoreRules()
+
+
+def test_seraphinas_lorebook_fires_on_its_keys():
+    card = load_card("tests/data/Seraphina.png")
+    entries = book_entries(card.data.character_book)
+    assert [e.position for e in entries] == [Position.BEFORE_CHAR] * 4
+    result = activate(
+        [entries], ["User: Where am I? What is this forest?"], count_tokens=chars, budget=10_000
+    )
+    assert [e.label for e in result] == ["eldoria、wood、forest、magical forest"]
+
+
+WORLD_INFO = {
+    "entries": {
+        "0": {"uid": 0, "key": ["赤壁"], "keysecondary": ["火"], "comment": "赤壁之战",
+              "content": "火攻破曹。", "constant": False, "selective": True, "selectiveLogic": 3,
+              "order": 50, "position": 4, "disable": False, "depth": 2, "role": 1,
+              "probability": 80, "useProbability": True, "excludeRecursion": True,
+              "preventRecursion": False, "caseSensitive": None, "matchWholeWords": None,
+              "scanDepth": None, "characterFilter": {"names": ["诸葛亮"]}, "triggers": []},
+        "1": {"uid": 1, "key": ["荆州"], "content": "荆州九郡。", "order": 100, "position": 0,
+              "disable": True},
+    },
+    "originalData": {"kept": True},
+}  # fmt: skip
+
+
+def test_world_info_reads_as_a_character_book_and_back_keeping_unknown_fields():
+    book = book_from_world_info(WORLD_INFO)
+    first, second = book.entries
+    assert first.keys == ["赤壁"] and first.secondary_keys == ["火"] and first.comment == "赤壁之战"
+    assert first.extensions["position"] == 4 and first.extensions["role"] == 1
+    assert first.extensions["selectiveLogic"] == 3 and first.insertion_order == 50
+    assert second.enabled is False and second.position == "before_char"
+    lore = lore_entry(first)
+    assert (lore.position, lore.depth, lore.role, lore.probability) == (4, 2, "user", 80)
+    assert lore.exclude_recursion and lore.logic == Logic.AND_ALL
+    back = world_info_from_book(book)
+    assert back["entries"]["0"] == WORLD_INFO["entries"]["0"]
+    assert back["entries"]["1"] == {**WORLD_INFO["entries"]["1"]}
+    assert back["originalData"] == {"kept": True}
+
+
+def test_a_card_book_round_trips_through_world_info():
+    card = load_card("tests/data/Seraphina.png")
+    book = card.data.character_book
+    again = book_from_world_info(world_info_from_book(book))
+    assert [lore_entry(e) for e in again.entries] == [lore_entry(e) for e in book.entries]
+
+
+def test_the_folder_imports_exports_and_names_problems(tmp_path):
+    folder = LorebookFolder(tmp_path / "lorebooks")
+    source = tmp_path / "三国.json"
+    source.write_text(json.dumps(WORLD_INFO, ensure_ascii=False), "utf-8")
+    assert folder.import_file(source) == "三国"
+    assert folder.names() == ["三国"]
+    out = folder.export("三国", tmp_path / "out.json")
+    assert json.loads(out.read_text("utf-8")) == WORLD_INFO  # as imported, unknowns kept
+    with pytest.raises(LorebookError, match="exists"):
+        folder.import_file(source)
+    card = tmp_path / "card.png"
+    card.write_bytes(open("tests/data/Seraphina.png", "rb").read())
+    assert folder.import_file(card, "Eldoria") == "Eldoria"
+    assert len(folder.book("Eldoria").entries) == 4
+    bad = tmp_path / "bad.json"
+    for text, message in [
+        ("{", "malformed JSON"),
+        ('{"entries": 3}', "not a lorebook"),
+        ('{"entries": {"0": 5}}', "entry 0 is not an object"),
+        ('{"entries": {"0": {"key": 5}}}', "field 'entries.0.keys'"),
+    ]:
+        bad.write_text(text, "utf-8")
+        with pytest.raises(LorebookError, match=message):
+            folder.import_file(bad, "bad")
+    with pytest.raises(LorebookError, match="No lorebook named 'nope'"):
+        folder.book("nope")
+    nocard = card_from_dict({"spec": "chara_card_v2", "data": {"name": "x"}})
+    bare = tmp_path / "bare.json"
+    bare.write_text(nocard.to_json(), "utf-8")
+    with pytest.raises(LorebookError, match="card without a lorebook"):
+        folder.import_file(bare)
