@@ -212,7 +212,7 @@ def gguf_quantization(file_type: object) -> str:
     from gguf import LlamaFileType
 
     try:
-        return LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+        return LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     except ValueError:
         return f"type {file_type}"
 
