@@ -1,13 +1,9 @@
 """Dialogue extraction from a novel: quoted speech, who said it, and the narration before it.
 
-Two attributions are recognised, as in the classics and modern fiction:
-
-* speaker first — `曹洪曰：“……”`, `宝玉笑道：“……”`, `他说：“……”`;
-* speaker after — `“……”宝玉笑道。`, `“……”孔明曰。`
-
-Each utterance becomes a `cosplay`-format record: the preceding narration plus
-`某某曰：` as the context, the quoted speech as the chat. Aliases map onto one
-canonical name (`--speaker 诸葛亮 --alias 孔明,卧龙`).
+Who says each quote is `speakers.py`'s work (speech verbs and adverbs taken off the name,
+one-character names, `A问B曰`, courtesy names through the shipped alias table, pronouns);
+this module turns the attributed quotes into training records: the preceding narration plus
+`某某曰：` as the context, the quoted speech as the chat, under the speaker's full name.
 """
 
 from __future__ import annotations
@@ -21,13 +17,10 @@ from pathlib import Path
 
 from engines.atomic import written_atomically
 from engines.train import DatasetError
+from engines.train.aliases import name_book
+from engines.train.speakers import attribute
 from engines.train.textio import read_text
 
-_QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
-_BOUNDARY = "。！？；，：”」\n!?;,:"
-_VERB = r"(曰|道|说|云)"
-_BEFORE = re.compile(rf"([^{_BOUNDARY}“「]{{1,16}}?){_VERB}[：:]\s*$")
-_AFTER = re.compile(rf"^([^{_BOUNDARY}“「]{{1,16}}?){_VERB}(?=[。，！？；,.!?;\s]|$)")
 _SENTENCE_END = re.compile(r"[。！？!?][”」]?|\n")
 
 _LEADING = (
@@ -135,40 +128,28 @@ class Utterance:
     speech: str  # the quoted words, without quotes
     narration: str  # the text before the attribution, trimmed to whole sentences
     start: int  # offset of the quote in the text
+    addressee: str | None = None  # `玄德问孔明曰` → 诸葛亮
+    end: int = 0  # after the quote's closing mark
 
     def record(self) -> dict[str, str]:
-        return {
-            "context": f"{self.narration}{self.speaker}{self.verb}：",
+        record = {
+            "context": f"{self.narration}{self.speaker}{self.verb or '曰'}：",
             "chat": f"“{self.speech}”",
             "speaker": self.speaker,
         }
+        if self.addressee:
+            record["addressee"] = self.addressee
+        return record
 
 
 @dataclass
 class ExtractReport:
     counts: Counter = field(default_factory=Counter)  # every speaker found
     written: int = 0
-    encoding_note: str = ""
-
-
-def _alias_map(speaker: str | None, aliases: Iterable[str]) -> dict[str, str]:
-    if not speaker:
-        return {}
-    names = {speaker: speaker}
-    for alias in aliases:
-        alias = alias.strip()
-        if alias:
-            names[alias] = speaker
-    return names
-
-
-def _known_name(clause: str, names: dict[str, str]) -> str | None:
-    """The canonical name when the clause starts with a known name or alias (`孔明笑` → 诸葛亮)."""
-    stripped = _strip_clause(clause)
-    for alias in sorted(names, key=len, reverse=True):
-        if stripped.startswith(alias):
-            return names[alias]
-    return None
+    encoding: str = ""
+    samples: dict[str, list[str]] = field(default_factory=dict)  # speaker → a few lines
+    dropped: Counter = field(default_factory=Counter)  # speakers below --min-lines
+    unanswered: int = 0  # --dialogue-turns: lines with no other speaker's line before them
 
 
 def _narration(text: str, end: int, max_chars: int) -> str:
@@ -182,29 +163,35 @@ def _narration(text: str, end: int, max_chars: int) -> str:
 
 
 def extract_dialogue(
-    text: str, *, speaker: str | None = None, aliases: Iterable[str] = (), context_chars: int = 150
+    text: str,
+    *,
+    speaker: str | None = None,
+    aliases: Iterable[str] = (),
+    context_chars: int = 150,
+    alias_table: dict[str, list[str]] | None = None,
 ) -> list[Utterance]:
-    """Every attributed quote in `text`; aliases of `speaker` are reported under `speaker`."""
-    names = _alias_map(speaker, aliases)
-    found: list[Utterance] = []
-    for quote in _QUOTE.finditer(text):
-        speech = (quote.group(1) or quote.group(2) or "").strip()
-        if not speech:
+    """Every quote of `text` whose speaker the text tells, under the speaker's full name.
+
+    `aliases` are other names of `speaker`; `alias_table` maps more full names to their other
+    names (`--alias-file`); the Four Classics' table applies by itself."""
+    table = {full: list(names) for full, names in (alias_table or {}).items()}
+    if speaker:
+        table.setdefault(speaker, []).extend(a.strip() for a in aliases if a.strip())
+    book, introduced = name_book(text, user_aliases=table)
+    found = []
+    for quote in attribute(text, book, introduced):
+        if not quote.speaker or not quote.speech:
             continue
-        before = _BEFORE.search(text, max(0, quote.start() - 24), quote.start())
-        if before:
-            clause, verb, clause_start = before.group(1), before.group(2), before.start()
-        else:
-            after = _AFTER.match(text[quote.end() : quote.end() + 24])
-            if not after:
-                continue
-            clause, verb, clause_start = after.group(1), after.group(2), quote.start()
-        name = _known_name(clause, names) or clean_speaker(clause)
-        if not name:
-            continue
+        narration_end = quote.tag_start if quote.how == "before" else quote.start
         found.append(
             Utterance(
-                name, verb, speech, _narration(text, clause_start, context_chars), quote.start()
+                quote.speaker,
+                quote.verb,
+                quote.speech,
+                _narration(text, narration_end, context_chars),
+                quote.start,
+                quote.addressee,
+                quote.end,
             )
         )
     return found

@@ -1,0 +1,300 @@
+"""Who says each quote of a novel, as a reader of the classics would have it.
+
+In order of trust, for each quote:
+
+1. the clause before it (`瑜大笑曰：`, `玄德问孔明曰：`, `乾曰；`, `他说：`) or after it
+   (`“……”她笑道。`): the name it starts with, else — for a clause with no name of its own
+   (`又问曰`, `笑谓诸将曰`, `便唤：`) — the subject earlier in the sentence, the speaker of the
+   quote just before (`答曰` is the one asked), or the subject of the sentence before;
+2. an action beat between two quotes (`“……”林小雨叹了口气，“……”`);
+3. the same speaker going on after their tag (`“……”宝玉笑道。“……”`);
+4. turn-taking: an untagged line opening a paragraph answers the line before it.
+
+Pronouns (`他`, `她`) become the last person named in the narration before them when one
+sentence names exactly one, else a recent speaker the pronoun fits; otherwise the quote is
+left out. Names are canonical (`names.py`, `aliases.py`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from engines.train.aliases import NameBook
+from engines.train.clauses import (
+    NOBODY,
+    Clause,
+    bare_name,
+    clause_after,
+    clause_before,
+    continues_subject,
+    earlier_clauses,
+    previous_sentence_clauses,
+    strip_leading,
+)
+from engines.train.names import PRONOUNS, NameFinder
+
+QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
+_PRONOUN_WINDOW = 300  # characters of narration looked back through for a pronoun's person
+_RECENT_SPEAKERS = 4
+_BARE_NAME_TAGS = 2  # `宝玉笑道` twice: 宝玉 is a name even with no surname the table knows
+
+
+@dataclass
+class Attribution:
+    start: int  # the quote's opening mark
+    end: int  # after its closing mark
+    speech: str
+    speaker: str | None = None
+    verb: str = ""
+    addressee: str | None = None
+    tag_start: int = -1  # the attribution clause, when there is one
+    tag_end: int = -1
+    how: str = ""  # before / after / beat / continued / turn
+
+
+def quotes(text: str) -> list[Attribution]:
+    return [
+        Attribution(m.start(), m.end(), (m.group(1) or m.group(2) or "").strip())
+        for m in QUOTE.finditer(text)
+    ]
+
+
+class Attributor:
+    def __init__(self, text: str, book: NameBook, introduced: list[tuple[str, int]]):
+        self.text = text
+        self.names = NameFinder(text, book, introduced)
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.gender: dict[str, str] = {}
+        self.uses_she = "她" in text
+
+    def paragraph(self, at: int) -> int:
+        return bisect.bisect_right(self.line_starts, at) - 1
+
+    # ----- pass 1: learn the names that start attribution clauses -----
+    def learn_names(self, found: list[Attribution]) -> None:
+        """Names the table does not know, from where speakers are named: the clauses of the
+        sentence that leads into a quote, the clause after it, the narration between quotes."""
+        pattern = self.names.pattern()
+        subjects: Counter = Counter()
+        for index, quote in enumerate(found):
+            pieces = []
+            clause = clause_before(self.text, quote.start)
+            tag = clause.text if clause else None
+            if clause:
+                pieces.append(clause.text)
+                pieces += [text for text, _ in earlier_clauses(self.text, clause.start)[0]]
+            clause = clause_after(self.text, quote.end)
+            if clause:
+                pieces.append(clause.text)
+                tag = tag or clause.text
+            if index + 1 < len(found):
+                pieces.append(self.text[quote.end : found[index + 1].start])
+            for piece in pieces:
+                stripped, _ = strip_leading(piece)
+                if pattern and pattern.match(stripped):
+                    continue
+                new = self.names.new_name(stripped)
+                if new:
+                    self.names.learn(new)
+                    pattern = self.names.pattern()
+            if tag:
+                bare = bare_name(strip_leading(tag)[0])
+                if bare:
+                    subjects[bare] += 1
+        for name, count in subjects.items():
+            if count >= _BARE_NAME_TAGS and not (pattern and pattern.match(name)):
+                self.names.learn(name)
+
+    # ----- pass 2 -----
+    def attribute(self, found: list[Attribution]) -> None:
+        self.learn_names(found)
+        done: list[Attribution] = []
+        for index, quote in enumerate(found):
+            before = clause_before(self.text, quote.start)
+            after = None if before else clause_after(self.text, quote.end)
+            clause = before or after
+            if clause:
+                speaker = self._from_clause(clause, done)
+                if speaker:
+                    quote.speaker, quote.verb, quote.how = (
+                        speaker,
+                        clause.verb,
+                        ("after" if clause.after_quote else "before"),
+                    )
+                    quote.tag_start, quote.tag_end = clause.start, clause.end
+                    quote.addressee = self._addressee(clause)
+            if not quote.speaker and not clause:
+                self._beat(found, index, done) or self._continued(quote, done) or self._turn(
+                    quote, done
+                )
+            if quote.speaker:
+                done.append(quote)
+
+    def _addressee(self, clause: Clause) -> str | None:
+        word = clause.addressee_word
+        if not word:
+            return None
+        hit = self.names.at(word, clause.start)
+        if hit and not hit.is_pronoun and hit.length == len(word):
+            return hit.name
+        return word
+
+    def _from_clause(self, clause: Clause, done: list[Attribution]) -> str | None:
+        stripped, cut = strip_leading(clause.text)
+        if stripped.startswith(NOBODY):
+            return None
+        hit = self.names.at(stripped, clause.start + cut)
+        if hit:
+            return self._person(hit.name, clause.start + cut, done)
+        if clause.after_quote:
+            return None
+        # No name of its own: the subject earlier in the sentence…
+        earlier, before = earlier_clauses(self.text, clause.start)
+        for text, start in earlier:
+            stripped, cut = strip_leading(text)
+            if stripped.startswith(NOBODY):
+                return None
+            hit = self.names.at(stripped, start + cut)
+            if hit:
+                return self._person(hit.name, start + cut, done)
+        if earlier or not continues_subject(clause.text):
+            return None
+        # …the speaker just before (the one asked, for an answer)…
+        if before in "”」" and before and done:
+            if "答" in clause.verb or "答" in clause.text:
+                return self._answerer(done)
+            return done[-1].speaker
+        # …or the subject of the sentence before.
+        for text, start in previous_sentence_clauses(self.text, clause.start):
+            stripped, cut = strip_leading(text)
+            hit = self.names.at(stripped, start + cut)
+            if hit:
+                return self._person(hit.name, start + cut, done)
+        return None
+
+    def _answerer(self, done: list[Attribution]) -> str | None:
+        """`答曰`: the one the last question was put to, when the text names them."""
+        for quote in reversed(done[-3:]):
+            if quote.addressee:
+                return quote.addressee if quote.addressee in self.names.book.canonical else None
+        return None
+
+    # ----- pronouns -----
+    def _person(self, name: str, where: int, done: list[Attribution]) -> str | None:
+        if name not in PRONOUNS:
+            return name
+        person = self._last_named(where, done)
+        if person is None:
+            person = self._recent_speaker(name, done)
+        if person and self.uses_she:
+            self.gender.setdefault(person, "f" if name == "她" else "m")
+        return person
+
+    def _last_named(self, where: int, done: list[Attribution]) -> str | None:
+        """The one person named by the last sentence that names anybody, in the narration since
+        the last line of speech, then in the paragraph; None when there are two or none."""
+        since = done[-1].end if done else 0
+        since = max(since, done[-1].tag_end if done else 0, where - _PRONOUN_WINDOW)
+        paragraph_start = self.line_starts[self.paragraph(where)]
+        for start in (since, min(since, paragraph_start)):
+            narration = self._narration(start, where, done)
+            for sentence in reversed(re.split("[。！？!?\n]", narration)):
+                named = set(self.names.names_in(sentence))
+                if len(named) == 1:
+                    return named.pop()
+                if len(named) > 1:
+                    return None
+        return None
+
+    def _narration(self, start: int, end: int, done: list[Attribution]) -> str:
+        """The text from `start` to `end` without quotes and attribution clauses."""
+        piece = list(self.text[start:end])
+        spans = [(q.start, q.end) for q in quotes(self.text[start:end])]
+        spans = [(a + start, b + start) for a, b in spans]
+        spans += [(q.tag_start, q.tag_end) for q in done if q.tag_start >= 0]
+        for a, b in spans:
+            for i in range(max(a, start), min(b, end)):
+                piece[i - start] = "，"
+        return "".join(piece)
+
+    def _recent_speaker(self, pronoun: str, done: list[Attribution]) -> str | None:
+        """The most recent speaker the pronoun fits (他 is not a woman's, 她 not a man's)."""
+        wrong = "f" if pronoun == "他" else "m"
+        seen = []
+        for quote in reversed(done):
+            if quote.speaker not in seen:
+                seen.append(quote.speaker)
+            if len(seen) > _RECENT_SPEAKERS:
+                break
+        for name in seen[:_RECENT_SPEAKERS]:
+            if not self.uses_she or self.gender.get(name) != wrong:
+                return name
+        return None
+
+    # ----- quotes with no clause of their own -----
+    def _beat(self, found: list[Attribution], index: int, done: list[Attribution]) -> bool:
+        """`“……”林小雨叹了口气，站起身来，“……”`: the one the narration between two quotes of a
+        sentence starts with says both."""
+        quote = found[index]
+        for other, gap_start, gap_end in (
+            (found[index - 1] if index else None, None, quote.start),
+            (found[index + 1] if index + 1 < len(found) else None, quote.end, None),
+        ):
+            if other is None:
+                continue
+            start = other.end if gap_start is None else gap_start
+            end = other.start if gap_end is None else gap_end
+            gap = self.text[start:end]
+            if not gap.strip() or re.search("[。！？!?\n]", gap) or not gap.endswith(("，", ",")):
+                continue
+            stripped, cut = strip_leading(gap)
+            hit = self.names.at(stripped, start + cut)
+            if hit:
+                speaker = self._person(hit.name, start + cut, done)
+                if speaker:
+                    quote.speaker, quote.how = speaker, "beat"
+                    return True
+        return False
+
+    def _continued(self, quote: Attribution, done: list[Attribution]) -> bool:
+        """`“……”宝玉笑道。“……”`: the quote right after a speaker's tag is theirs."""
+        if not done or done[-1].how != "after":
+            return False
+        gap = self.text[done[-1].tag_end : quote.start]
+        if self.paragraph(done[-1].end) == self.paragraph(quote.start) and re.fullmatch(
+            r"[^\n“”「」]{0,3}", gap
+        ):
+            quote.speaker, quote.how = done[-1].speaker, "continued"
+            return True
+        return False
+
+    def _turn(self, quote: Attribution, done: list[Attribution]) -> bool:
+        """An untagged line opening a paragraph, after two paragraphs of two speakers talking
+        in turn, is the turn of the one who spoke before the last."""
+        paragraph = self.paragraph(quote.start)
+        if self.text[self.line_starts[paragraph] : quote.start].strip(" \t　") or len(done) < 2:
+            return False
+        last, before = done[-1], None
+        for earlier in reversed(done[:-1]):
+            if self.paragraph(earlier.start) < self.paragraph(last.start):
+                before = earlier
+                break
+        if (
+            before is None
+            or self.paragraph(last.start) != paragraph - 1
+            or self.paragraph(before.start) != paragraph - 2
+            or before.speaker == last.speaker
+        ):
+            return False
+        quote.speaker, quote.how = before.speaker, "turn"
+        return True
+
+
+def attribute(text: str, book: NameBook, introduced: list[tuple[str, int]]) -> list[Attribution]:
+    """Every quote of `text`, with its speaker where the text tells (None where it does not)."""
+    found = quotes(text)
+    Attributor(text, book, introduced).attribute(found)
+    return found
