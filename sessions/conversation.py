@@ -151,24 +151,27 @@ class Conversation:
         """The prompt the next reply gets if `text` is sent now ("": the reply to the current
         last message), for the prompt inspector and `ask --dry-run`. Nothing is saved (but
         token counts); None when a manual-order scene has nobody addressed."""
-        session = self.session
         if not text.strip():
             tail = self.store.branch_tail(self.session_id, limit=1)
             if not tail:
                 raise CosplayError("The chat is empty: type a message to see its prompt.")
             turn = self.turn_after(tail[-1], pick)
             return None if turn is None else self.plan(turn, params)
+        pending = self.pending(text)
+        turn = self.turn_after(pending, pick)
+        return None if turn is None else self.plan(turn, params, pending)
+
+    def pending(self, text: str) -> Message:
+        """`text` as your next message, not saved (id -1): what `say` would save now."""
         leaf = self.store.branch_tail(self.session_id, limit=1)
-        pending = Message(
+        return Message(
             id=-1,
             session_id=self.session_id,
-            parent_id=session.leaf_id,
+            parent_id=self.session.leaf_id,
             role=Role.USER,
             content=text,
             depth=leaf[-1].depth + 1 if leaf else 0,
         )
-        turn = self.turn_after(pending, pick)
-        return None if turn is None else self.plan(turn, params, pending)
 
     def plan(
         self, turn: Turn, params: GenerationParams, pending: Message | None = None

@@ -454,3 +454,53 @@ def test_who_else_speaks_is_read_from_the_window(store, personas):
     history = [m for m in plan.plan.messages if m["role"] != "system"]
     assert history[-1] == {"role": "user", "content": "第400问", "name": "玩家"}
     assert history[-2] == {"role": "assistant", "content": "刘备答399", "name": "刘备"}
+
+
+# --- cosplay ask in a scene ---------------------------------------------------------------
+
+
+def test_ask_in_a_scene_picks_like_the_chat_screen(capsys, tiny_gguf, cosplay_home):
+    from sessions.workspace import Workspace
+    from tui.cli import main
+
+    from sessions.cards import CharacterCard
+
+    aliases = {"刘备": ["玄德"], "曹操": ["孟德", "阿瞒"], "孙悟空": ["大圣"]}
+    with Workspace(cosplay_home) as workspace:
+        for name in CAST:  # short cards: the tiny model's context is 512 tokens
+            card = CharacterCard.new(name, description="短。", first_mes="在。")
+            workspace.personas.save(card.with_cosplay(CosplayExtension(aliases=aliases[name])))
+        session = workspace.new_session(CAST)
+        set_scene_rules(workspace.store, session.id, order="manual", muted=["孙悟空"])
+    ask = ["ask", "--model", str(tiny_gguf), "--session", str(session.id), "--max-tokens", "3"]
+
+    def branch():
+        with Workspace(cosplay_home) as workspace:
+            return workspace.store.branch(session.id)
+
+    assert main([*ask, "诸位好"]) == 2  # manual order, nobody addressed: said, nothing saved
+    err = capsys.readouterr().err
+    assert "Manual order: nobody was addressed" in err and "pass --speaker NAME" in err
+    assert len(branch()) == 3 and "Traceback" not in err
+
+    assert main([*ask, "@玄德 @张三 请坐"]) == 0
+    err = capsys.readouterr().err
+    assert "@张三 is not in this scene (刘备、曹操、孙悟空); answering 刘备." in err
+    assert [(m.role, m.name or "") for m in branch()[-2:]] == [
+        (Role.USER, ""),
+        (Role.ASSISTANT, "刘备"),
+    ]
+
+    assert main([*ask, "--speaker", "阿瞒", "诸位好"]) == 0  # any of their names
+    assert branch()[-1].name == "曹操"
+    assert main([*ask, "--speaker", "孙悟空", "大圣？"]) == 0  # picked by hand: muted or not
+    assert branch()[-1].name == "孙悟空"
+    capsys.readouterr()
+    assert main([*ask, "--speaker", "张三", "诸位"]) == 2
+    assert "张三 is not in this scene (刘备、曹操、孙悟空)" in capsys.readouterr().err
+    assert main([*ask, "--dry-run", "诸位"]) == 2
+    assert main([*ask, "--dry-run", "--speaker", "孟德", "诸位"]) == 0
+    assert "曹操" in capsys.readouterr().out
+    assert (
+        len(branch()) == 9
+    )  # three replies, three questions, the greetings; dry runs save nothing

@@ -120,11 +120,39 @@ def _dry_run(args: argparse.Namespace, conversation: Conversation, preset: Prese
     from sessions.inspector import inspect, report
 
     params = _params(args, conversation, preset)
-    plan = conversation.preview(args.text, params)
-    if plan is None:  # a manual-order scene where nobody was addressed: the first one answers
-        plan = conversation.preview(args.text, params, pick=conversation.cast[:1])
+    pick = _scene_turn(args, conversation)[1]
+    plan = conversation.preview(args.text, params, pick)
     engine = conversation.engine
     print(report(inspect(plan, engine, params.max_new_tokens), engine))
+
+
+def _scene_turn(args: argparse.Namespace, conversation: Conversation):
+    """Who answers `args.text` if it is sent now, as in the chat screen: the scene's order, or
+    `--speaker` (any of a character's names). The scene's notices go to stderr; nobody to
+    answer (manual order, everyone muted) is an error before anything is saved."""
+    from sessions.group import resolve_member, scene_members
+
+    pick = None
+    if args.speaker:
+        cast = conversation.cast
+        if not cast:
+            raise CosplayError(
+                "--speaker picks a character of the session; this one has none (start one with "
+                "--persona)."
+            )
+        name = resolve_member(args.speaker, scene_members(cast, conversation.workspace.personas))
+        if name is None:
+            raise CosplayError(
+                f"{args.speaker} is not in this scene ({'、'.join(cast)}); pass one of their names "
+                "to --speaker."
+            )
+        pick = [name]
+    turn, notices = conversation.answer(conversation.pending(args.text), pick)
+    if turn is None:
+        raise CosplayError(" ".join([*notices, "Nothing was saved; pass --speaker NAME."]))
+    for notice in notices:
+        print(f"({notice})", file=sys.stderr)
+    return turn, pick
 
 
 def _user_persona(
@@ -144,13 +172,12 @@ def _user_persona(
 
 def _ask(args: argparse.Namespace, conversation: Conversation, preset: Preset | None) -> None:
     """Save the text, stream the reply (or each addressed character's) to stdout."""
-    from sessions.conversation import ReplyEvents
+    from sessions.conversation import ReplyEvents, Turn
 
     params = _params(args, conversation, preset)
+    speakers = _scene_turn(args, conversation)[0].speakers
     user = conversation.say(args.text)
-    turn = conversation.turn_after(user)
-    if turn is None:  # a manual-order scene where nobody was addressed: the first one answers
-        turn = conversation.turn_after(user, pick=conversation.cast[:1])
+    turn = Turn(user.id, speakers)  # the draws depend on the place and text, not the id
     several = len(turn.speakers) > 1
 
     def started(speaker: str, plan) -> None:
@@ -216,6 +243,11 @@ def _ask_arguments(ask: argparse.ArgumentParser) -> None:
         "seed (the seed chat server's defaults) or one you saved",
     )
     ask.add_argument("--user-name", metavar="NAME", help="your name ({{user}}) in this session")
+    ask.add_argument(
+        "--speaker",
+        metavar="NAME",
+        help="in a group scene, this character answers (any of its names), whatever the order",
+    )
     ask.add_argument(
         "--dry-run",
         action="store_true",
