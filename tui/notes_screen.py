@@ -22,7 +22,7 @@ POSITION_LABELS = (
     ("in the chat, at the depth", "in_chat"),
     ("after the persona's text", "in_prompt"),
     ("before the persona's text", "before_prompt"),
-)
+)  # SillyTavern's "in-chat @ depth", "after main prompt / story string", "before" it
 ROLE_LABELS = (("as system", "system"), ("as user", "user"), ("as assistant", "assistant"))
 
 
@@ -40,13 +40,13 @@ class NotesScreen(ModalScreen[Notes | None]):
         Binding("ctrl+s", "save", "Save", priority=True),
     ]
     DEFAULT_CSS = """
-    NotesScreen .dialog { width: 76; }
     NotesScreen #memory_text { height: 5; }
     NotesScreen #note_text { height: 3; }
-    NotesScreen .row { height: auto; }
-    NotesScreen .row Label { padding: 1 1 0 0; }
-    NotesScreen #note_interval, NotesScreen #note_depth { width: 9; }
-    NotesScreen #note_position { width: 30; }
+    NotesScreen .row { height: auto; margin-top: 1; }
+    NotesScreen .row Label { margin: 0 1; }
+    NotesScreen #note_interval, NotesScreen #note_depth { width: 8; }
+    NotesScreen #note_position { width: 30; margin-right: 2; }
+    NotesScreen #memory_enabled { margin-right: 8; }
     NotesScreen #note_role { width: 20; }
     """
 
@@ -57,33 +57,35 @@ class NotesScreen(ModalScreen[Notes | None]):
 
     def compose(self):
         memory, note = self.notes.memory, self.notes.note
-        with VerticalScroll(classes="dialog"):
-            yield Checkbox(
-                "Memory of turns that fell out of the window", memory.enabled, id="memory_enabled"
-            )
-            covered = (
-                f"covers the chat up to message {memory.through + 1}"
-                if memory.through >= 0
-                else "nothing summarized yet"
-            )
-            busy = "; being updated now" if self.summarizing else ""
-            yield Label(f"Memory ({covered}{busy}; yours to edit):", markup=False)
+        covered = (
+            f"covers messages 1-{memory.through + 1}" if memory.through >= 0 else "nothing yet"
+        )
+        busy = ", being updated" if self.summarizing else ""
+        with VerticalScroll(classes="dialog", id="notes_dialog"):
+            yield Label(f"Memory of dropped turns ({covered}{busy}):", markup=False)
             yield TextArea(memory.text, id="memory_text", soft_wrap=True)
-            yield Label("Author's Note (empty: none; Ctrl+S saves):", markup=False)
+            yield Label("Author's Note (empty: none):", markup=False)
             yield TextArea(note.text, id="note_text", soft_wrap=True)
             with Horizontal(classes="row"):
                 yield Label("every", markup=False)
-                yield Input(str(note.interval), id="note_interval", type="integer")
-                yield Label("turns (0 never), depth", markup=False)
-                yield Input(str(note.depth), id="note_depth", type="integer")
+                yield Input(str(note.interval), id="note_interval", type="integer", compact=True)
+                yield Label("turns (0: never), depth", markup=False)
+                yield Input(str(note.depth), id="note_depth", type="integer", compact=True)
             with Horizontal(classes="row"):
                 yield Select(
-                    POSITION_LABELS, value=note.position, allow_blank=False, id="note_position"
+                    POSITION_LABELS,
+                    value=note.position,
+                    allow_blank=False,
+                    id="note_position",
+                    compact=True,
                 )
-                yield Select(ROLE_LABELS, value=note.role, allow_blank=False, id="note_role")
+                yield Select(
+                    ROLE_LABELS, value=note.role, allow_blank=False, id="note_role", compact=True
+                )
             with Horizontal(classes="buttons"):
-                yield Button("Save", variant="primary", id="save")
-                yield Button("Cancel", id="cancel")
+                yield Checkbox("Memory on", memory.enabled, id="memory_enabled", compact=True)
+                yield Button("Save", variant="primary", id="save", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#memory_text", TextArea).focus()
