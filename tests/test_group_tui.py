@@ -191,3 +191,27 @@ async def test_the_scene_dialog_needs_a_group_and_its_keys_can_be_rebound(tmp_pa
         await pilot.press("x", "escape")
         await pilot.pause()
         assert scene_rules(store.get_session(session.id)).muted == {"刘备"}
+
+
+async def test_f6_takes_out_a_character_by_any_name_and_names_show_as_text(tmp_path):
+    from sessions.cards import CosplayExtension
+
+    store, session = scene(tmp_path, order="list")
+    personas = Workspace.of(store).personas
+    card = personas.get("曹操").card
+    personas.save(card.with_cosplay(CosplayExtension(aliases=["[/]阿瞒[b]"])))
+    app = make_app(store=store, engine=FakeEngine(), session_id=session.id)
+    async with app.run_test(size=(110, 36)) as pilot:
+        await pilot.press("f10")
+        await pilot.pause()
+        assert "[/]阿瞒[b]" in str(
+            app.screen.query_one("#scene-members").get_option_at_index(1).prompt
+        )
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("f6")
+        await pilot.pause()
+        app.screen.query_one("#answer").value = "@[/]阿瞒[b]"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.chat.cast == ["刘备", "孙悟空"]

@@ -7,7 +7,14 @@ the open session (F2, F8).
 
 from __future__ import annotations
 
-from sessions.group import ReplyOrder, scene_rules, session_cast, set_cast
+from sessions.group import (
+    ReplyOrder,
+    resolve_member,
+    scene_members,
+    scene_rules,
+    session_cast,
+    set_cast,
+)
 from sessions.models import Session
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_screen import PersonasScreen
@@ -51,7 +58,8 @@ class SessionActions(PresetActions, UserPersonaActions):
 
     def action_remove_character(self) -> None:
         def remove(name: str | None) -> None:
-            if name and name in self.cast:
+            name = resolve_member(name or "", scene_members(self.cast, self.personas))
+            if name:
                 self.session = set_cast(
                     self.store, self.session.id, [n for n in self.cast if n != name]
                 )
