@@ -109,6 +109,7 @@ def bind_persona(
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from engines.train.aliases import read_alias_file
     from engines.train.extract import extract_file
 
     aliases = [
@@ -122,20 +123,45 @@ def run_extract(args: argparse.Namespace) -> int:
         args.out,
         speaker=args.speaker,
         aliases=aliases,
+        alias_table=read_alias_file(args.alias_file) if args.alias_file else None,
         context_chars=args.context_chars,
+        min_lines=args.min_lines,
+        dialogue_turns=args.dialogue_turns,
+        fmt=args.format,
     )
-    print(f"Wrote {report.written} records to {args.out}.")
-    print("Quoted speech per speaker:")
+    print(f"Read {args.novel} as {report.encoding}.")
+    kind = "multi-turn " if args.dialogue_turns else ""
+    print(f"Wrote {report.written} {kind}records ({args.format}) to {args.out}.")
+    if report.unanswered:
+        print(f"{report.unanswered} lines had no other speaker's line before them to answer.")
+    if report.dropped:
+        print(
+            f"Left out {len(report.dropped)} speakers with fewer than {args.min_lines} lines "
+            f"({sum(report.dropped.values())} lines)."
+        )
+    print("Quoted speech per speaker (aliases merged):")
     for name, count in report.counts.most_common(args.top):
-        marker = " *" if args.speaker and name == args.speaker else ""
+        marker = " *" if report.speaker and name == report.speaker else ""
         print(f"  {name}\t{count}{marker}")
+        if args.report:
+            for line in report.samples.get(name, []):
+                print(f"      “{_shorten(line, 40)}”")
     return 0
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def check_extract_arguments(args: argparse.Namespace) -> None:
     """What `data extract` refuses before reading the novel: negative counts, a folder given
     as the novel, an --out below a file."""
-    for flag, value in (("--context-chars", args.context_chars), ("--top", args.top)):
+    for flag, value in (
+        ("--context-chars", args.context_chars),
+        ("--top", args.top),
+        ("--min-lines", args.min_lines),
+    ):
         if value < 0:
             raise CosplayError(f"{flag} must be 0 or more (got {value}).")
     novel = Path(args.novel).expanduser()
@@ -187,16 +213,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="prepare training data")
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     extract = data_commands.add_parser("extract", help="extract quoted dialogue from a novel")
-    extract.add_argument("novel", help="the novel: a UTF-8 or GB18030/GBK text file")
-    extract.add_argument("--out", required=True, help="JSONL file to write (cosplay format)")
+    extract.add_argument(
+        "novel", help="the novel: a text file in any encoding (UTF-8, GB18030, Big5…)"
+    )
+    extract.add_argument("--out", required=True, help="JSONL file to write")
     extract.add_argument("--speaker", help="keep only this character's lines")
     extract.add_argument(
         "--alias", action="append", help="other names of --speaker, comma-separated"
     )
     extract.add_argument(
+        "--alias-file",
+        help='more names: JSON {"诸葛亮": ["孔明", "卧龙"]} or lines `诸葛亮: 孔明, 卧龙`',
+    )
+    extract.add_argument(
         "--context-chars", type=int, default=150, help="narration kept before each line"
     )
     extract.add_argument("--top", type=int, default=20, help="speakers listed in the report")
+    extract.add_argument(
+        "--report", action="store_true", help="show a few lines of each speaker listed"
+    )
+    extract.add_argument(
+        "--min-lines", type=int, default=0, help="leave out speakers with fewer lines than this"
+    )
+    extract.add_argument(
+        "--dialogue-turns",
+        action="store_true",
+        help="each line as the reply to the exchange before it (the other speakers' lines as "
+        "user turns)",
+    )
+    extract.add_argument(
+        "--format",
+        choices=["cosplay", "sharegpt", "messages"],
+        default="cosplay",
+        help="record format (default cosplay: context/chat)",
+    )
     extract.set_defaults(func=run_extract)
 
     export = subparsers.add_parser("export-gguf", help="convert a PEFT LoRA adapter to a GGUF LoRA")

@@ -160,7 +160,9 @@ def name_book(
             book.add(alias, full)
         introduced.append((book.resolve(full), where))
     for full, aliases in (user_aliases or {}).items():
+        full = book.resolve(full.strip())  # `--speaker 孔明` is 诸葛亮 when the table knows him
         book.canonical[full] = full
         for alias in aliases:
-            book.canonical[alias.strip()] = full
+            if alias.strip():
+                book.canonical[alias.strip()] = full
     return book, introduced

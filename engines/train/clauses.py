@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 # A clause ends at these; a sentence at the second set.
 CLAUSE_STOP = "，,。！？!?；;：:\n“”「」‘’"
@@ -124,17 +125,15 @@ def addressed(clause: str) -> str | None:
     return match["whom"] if match else None
 
 
+@cache
+def _leading_words(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile("(?:(?:" + "|".join(map(re.escape, words)) + ")(?=.))*", re.S)
+
+
 def strip_words(text: str, words: list[str]) -> tuple[str, int]:
-    """`text` without the leading `words` (repeatedly), and how many characters went."""
-    cut = 0
-    changed = True
-    while changed:
-        changed = False
-        for word in words:
-            if text.startswith(word, cut) and len(text) > cut + len(word):
-                cut += len(word)
-                changed = True
-                break
+    """`text` without the leading `words` (repeatedly, longest first, never all of it), and
+    how many characters went."""
+    cut = _leading_words(tuple(words)).match(text).end()
     return text[cut:], cut
 
 

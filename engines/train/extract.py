@@ -18,8 +18,10 @@ from pathlib import Path
 from engines.atomic import written_atomically
 from engines.train import DatasetError
 from engines.train.aliases import name_book
+from engines.train.dialogue_turns import FORMATS, exchange_before
+from engines.train.dialogue_turns import record as turn_record
 from engines.train.speakers import attribute
-from engines.train.textio import read_text
+from engines.train.textio import read_text_and_encoding
 
 _SENTENCE_END = re.compile(r"[。！？!?][”」]?|\n")
 
@@ -150,6 +152,7 @@ class ExtractReport:
     samples: dict[str, list[str]] = field(default_factory=dict)  # speaker → a few lines
     dropped: Counter = field(default_factory=Counter)  # speakers below --min-lines
     unanswered: int = 0  # --dialogue-turns: lines with no other speaker's line before them
+    speaker: str | None = None  # --speaker as the full name the records use
 
 
 def _narration(text: str, end: int, max_chars: int) -> str:
@@ -174,6 +177,17 @@ def extract_dialogue(
 
     `aliases` are other names of `speaker`; `alias_table` maps more full names to their other
     names (`--alias-file`); the Four Classics' table applies by itself."""
+    return _extract(text, speaker, aliases, context_chars, alias_table)[0]
+
+
+def _extract(
+    text: str,
+    speaker: str | None,
+    aliases: Iterable[str],
+    context_chars: int,
+    alias_table: dict[str, list[str]] | None,
+) -> tuple[list[Utterance], str | None]:
+    """The utterances, and `speaker` as the full name they are reported under."""
     table = {full: list(names) for full, names in (alias_table or {}).items()}
     if speaker:
         table.setdefault(speaker, []).extend(a.strip() for a in aliases if a.strip())
@@ -194,7 +208,7 @@ def extract_dialogue(
                 quote.end,
             )
         )
-    return found
+    return found, book.resolve(speaker) if speaker else None
 
 
 def extract_file(
@@ -203,10 +217,16 @@ def extract_file(
     *,
     speaker: str | None = None,
     aliases: Iterable[str] = (),
+    alias_table: dict[str, list[str]] | None = None,
     context_chars: int = 150,
     min_chars: int = 2,
+    min_lines: int = 0,
+    dialogue_turns: bool = False,
+    fmt: str = "cosplay",
+    samples: int = 3,
 ) -> ExtractReport:
-    """Write `cosplay` records for `speaker` (all speakers when None) to the JSONL file `out`."""
+    """Write records for `speaker` (all speakers with `min_lines` lines or more when None) to
+    the JSONL file `out`, in `fmt` (dialogue_turns.FORMATS)."""
     novel, out = Path(novel).expanduser(), Path(out).expanduser()
     if not novel.is_file():
         raise DatasetError(f"The novel {novel} does not exist; check the path.")
@@ -214,23 +234,42 @@ def extract_file(
         raise DatasetError(f"--out {out} is the novel itself; write the records to another file.")
     if out.is_dir():
         raise DatasetError(f"--out {out} is a directory; give a .jsonl file name.")
-    utterances = extract_dialogue(
-        read_text(novel), speaker=speaker, aliases=aliases, context_chars=context_chars
-    )
-    report = ExtractReport(Counter(u.speaker for u in utterances))
-    chosen = [
-        u
-        for u in utterances
-        if (speaker is None or u.speaker == speaker) and len(u.speech) >= min_chars
-    ]
-    if speaker and not chosen:
+    if fmt not in FORMATS:
+        raise DatasetError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    text, encoding = read_text_and_encoding(novel)
+    utterances, speaker = _extract(text, speaker, aliases, context_chars, alias_table)
+    report = ExtractReport(Counter(u.speaker for u in utterances), encoding=encoding)
+    for utterance in utterances:
+        lines = report.samples.setdefault(utterance.speaker, [])
+        if len(lines) < samples:
+            lines.append(utterance.speech)
+    kept = {name for name, count in report.counts.items() if count >= min_lines}
+    report.dropped = Counter({n: c for n, c in report.counts.items() if n not in kept})
+    if speaker and speaker not in report.counts:
         seen = ", ".join(name for name, _ in report.counts.most_common(8)) or "nobody"
         raise DatasetError(
             f"No quoted speech by {speaker} was found in {novel} (speakers found: {seen}); "
             "check the name or add --alias."
         )
+    if speaker and speaker not in kept:
+        raise DatasetError(
+            f"{speaker} has {report.counts[speaker]} lines in {novel}, fewer than --min-lines "
+            f"{min_lines}; lower --min-lines."
+        )
+    records = []
+    for index, utterance in enumerate(utterances):
+        if utterance.speaker not in kept or (speaker and utterance.speaker != speaker):
+            continue
+        if len(utterance.speech) < min_chars:
+            continue
+        history = exchange_before(utterances, index) if dialogue_turns else []
+        if dialogue_turns and not history:
+            report.unanswered += 1
+            continue
+        records.append(turn_record(utterance, history, fmt))
     with written_atomically(out) as partial, open(partial, "w", encoding="utf-8") as handle:
-        for utterance in chosen:
-            handle.write(json.dumps(utterance.record(), ensure_ascii=False) + "\n")
-    report.written = len(chosen)
+        for item in records:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    report.written = len(records)
+    report.speaker = speaker
     return report

@@ -45,12 +45,13 @@ class NameFinder:
         self._mentions: dict[str, list[int]] | None = None
         self._pattern: re.Pattern | None = None
         self._spelled: dict[str, dict[str, list[int]]] = {}
+        self._given: dict[str, set[str]] | None = None
 
     def learn(self, name: str) -> None:
         """A name found at the start of a clause (`孔乙己`): known from now on."""
         if name not in self.book.canonical:
             self.book.canonical[name] = name
-            self._mentions = self._pattern = None
+            self._mentions = self._pattern = self._given = None
 
     # ----- mentions -----
     def pattern(self) -> re.Pattern | None:
@@ -111,11 +112,7 @@ class NameFinder:
             if len(part) < size or (size == 1 and part in _NOT_ONE_CHAR_NAME):
                 continue
             candidates = {
-                self.book.resolve(name): mentions.get(self.book.resolve(name), [])
-                for name in self.book.canonical
-                if len(name) == size + self.book.surname_length(name)
-                and self.book.looks_like_full_name(name)
-                and name.endswith(part)
+                name: mentions.get(name, []) for name in self._given_names().get(part, ())
             }
             if size == 1:
                 for name, places in self._surname_then(part).items():
@@ -124,6 +121,16 @@ class NameFinder:
             if chosen:
                 return NameHit(chosen, size)
         return None
+
+    def _given_names(self) -> dict[str, set[str]]:
+        """Given name → the full names (canonical) that end in it: `瑜` → {周瑜}."""
+        if self._given is None:
+            self._given = {}
+            for name in self.book.canonical:
+                if self.book.looks_like_full_name(name):
+                    given = name[self.book.surname_length(name) :]
+                    self._given.setdefault(given, set()).add(self.book.resolve(name))
+        return self._given
 
     def _surname_then(self, char: str) -> dict[str, list[int]]:
         """Names the text spells as a surname then `char` (`周瑜` for `瑜`), with their places."""

@@ -214,7 +214,11 @@ class Attributor:
         piece = list(self.text[start:end])
         spans = [(q.start, q.end) for q in quotes(self.text[start:end])]
         spans = [(a + start, b + start) for a, b in spans]
-        spans += [(q.tag_start, q.tag_end) for q in done if q.tag_start >= 0]
+        for quote in reversed(done):
+            if quote.end < start - _PRONOUN_WINDOW:
+                break
+            if quote.tag_start >= 0:
+                spans.append((quote.tag_start, quote.tag_end))
         for a, b in spans:
             for i in range(max(a, start), min(b, end)):
                 piece[i - start] = "，"

@@ -11,6 +11,7 @@ as text (a binary file, an archive, an image) are refused with one sentence.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 from engines.train import DatasetError
@@ -52,6 +53,9 @@ _KANA_SHARE = 0.1  # of the non-ASCII characters: Japanese prose has far more, o
 _TIE = 0.01  # chaos (the detector's measure of mess) within this of the best is a tie
 _CONTROLS = re.compile("[\x00-\x08\x0e-\x19\x1c-\x1f]")  # not tab, line ends, form feed, EOF, ESC
 _CONTROL_LIMIT = 0.01  # a larger share of control characters means binary, not text
+# Real text has almost none (a rare character an e-book maps to its font); a wrong reading of
+# Big5 as GB18030, or a font-specific encoding, has many.
+_UNREADABLE_LIMIT = 0.2
 
 
 class NotText(ValueError):
@@ -187,6 +191,11 @@ def _in_range(char: str, encoding: str, low: bytes, high: bytes) -> bool:
 
 def decode_text(raw: bytes) -> str:
     """`raw` as text with "\\n" line ends; NotText when it is binary or no encoding fits."""
+    return decode_text_and_encoding(raw)[0]
+
+
+def decode_text_and_encoding(raw: bytes) -> tuple[str, str]:
+    """`raw` as text with "\\n" line ends, and the encoding it was read in (`big5`…)."""
     encoding = detect_encoding(raw)
     try:
         text = raw.decode(encoding)
@@ -197,17 +206,40 @@ def decode_text(raw: bytes) -> str:
     controls = sum(1 for _ in _CONTROLS.finditer(text))
     if "\x00" in text or controls > len(text) * _CONTROL_LIMIT:
         raise NotText(f"it reads as {encoding} but holds control characters, so it is binary")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    share = unreadable_share(text)
+    if share > _UNREADABLE_LIMIT:
+        raise NotText(
+            f"read as {encoding}, {share:.0%} of its characters are private-use or unassigned "
+            "code points, so it is mojibake or in an encoding we cannot tell"
+        )
+    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
+
+
+def unreadable_share(text: str) -> float:
+    """The share of the non-ASCII characters of `text` (a sample of it) that are private-use
+    or unassigned code points: what a wrong decoding or a font-specific encoding leaves."""
+    sample = text[:200_000]
+    wide = [char for char in sample if char >= "\x80" and not char.isspace()]
+    if not wide:
+        return 0.0
+    unreadable = sum(1 for char in wide if unicodedata.category(char) in ("Co", "Cn"))
+    return unreadable / len(wide)
 
 
 def read_text(path: str | Path) -> str:
+    return read_text_and_encoding(path)[0]
+
+
+def read_text_and_encoding(path: str | Path) -> tuple[str, str]:
+    """The file's text, and the encoding it was read in; DatasetError (one sentence naming
+    the file) when it cannot be read or is not text."""
     path = Path(path).expanduser()
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"Cannot read {path} ({exc.strerror}); check the path.") from None
     try:
-        return decode_text(raw)
+        return decode_text_and_encoding(raw)
     except NotText as exc:
         raise DatasetError(
             f"{path} is not a text file ({exc}); give a UTF-8 text file, or convert it to UTF-8."
