@@ -63,3 +63,31 @@ def build_all(directory: Path) -> dict[str, Path]:
     for name, ftype in QUANTS.items():
         files[name] = requantize(source, directory / f"smollm2-135m-{name}.gguf", ftype)
     return files
+
+
+def hf_checkpoint(directory: Path) -> Path:
+    """The shipped GGUF loaded into transformers (dequantized) and saved as a plain fp32 HF
+    checkpoint with its tokenizer: the same weights the Q4_1 file holds, for training."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = shipped_gguf()
+    loaded = AutoModelForCausalLM.from_pretrained(
+        source.parent, gguf_file=source.name, dtype=torch.float32
+    )
+    # transformers marks a model read from GGUF as quantized and refuses to save it, though its
+    # weights are plain fp32 by now: copy them into a model of the same config without the mark.
+    config = loaded.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def f32_gguf(directory: Path) -> Path:
+    """The shipped Q4_1 weights dequantized to an F32 GGUF: llama.cpp then computes on exactly the
+    weights `hf_checkpoint` holds, so its logits can be compared with transformers' closely."""
+    return requantize(shipped_gguf(), directory / "smollm2-135m-f32.gguf", 0)  # LLAMA_FTYPE_ALL_F32

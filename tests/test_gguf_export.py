@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import shutil
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from engines.gguf_lora import ExportError, export_gguf
+from tests.hf_support import hf_logits, llama_cpp_logits
 from tui.cli import main
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -40,32 +40,6 @@ def make_adapter(model_dir, out, *, seed=0, **lora):
                 param.mul_(0.5)
     peft_model.save_pretrained(out)
     return peft_model
-
-
-def hf_logits(model, ids):
-    import torch
-
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0].numpy()
-
-
-def llama_cpp_logits(gguf_path, ids, adapter=None):
-    """All-position logits from llama.cpp, f32 KV cache so the comparison measures the adapter."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(
-        str(gguf_path), n_ctx=256, logits_all=True, verbose=False, type_k=0, type_v=0
-    )
-    try:
-        if adapter is not None:
-            handle = llama_cpp.llama_adapter_lora_init(llm.model, str(adapter).encode())
-            assert handle, "llama.cpp refused the exported adapter"
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
-            llama_cpp.llama_set_adapters_lora(llm.ctx, handles, 1, (ctypes.c_float * 1)(1.0))
-        llm.eval(ids)
-        return np.array(llm.scores[: len(ids)])
-    finally:
-        llm.close()
 
 
 @pytest.fixture(scope="module")

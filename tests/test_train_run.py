@@ -101,7 +101,7 @@ def test_trained_adapter_runs_the_same_on_llama_cpp(trained, tiny_llama):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.test_gguf_export import llama_cpp_logits
+    from tests.hf_support import llama_cpp_logits
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama["hf"])
     ids = tokenizer("众将皆惊。\n孔明曰：“天下大势，分久必合。”")["input_ids"]
