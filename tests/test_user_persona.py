@@ -11,11 +11,12 @@ from textual.widgets import Checkbox, Input, TextArea
 from engines.base import GenerationParams
 from engines.fake import FakeEngine
 from sessions.cards import card_from_dict
+from sessions.config import load_config
 from sessions.conversation import Conversation
 from sessions.models import Role
 from sessions.prompt import UserPersona
 from sessions.store import Store
-from sessions.workspace import USER_PERSONA, Workspace
+from sessions.workspace import Workspace
 from tests.conftest import wait_until
 from tui.app import make_app
 from tui.user_screen import UserPersonaScreen
@@ -42,10 +43,11 @@ def test_with_no_default_you_are_user_and_nothing_is_copied(workspace):
 
 def test_new_chats_copy_the_default_and_the_greeting_and_prompt_use_it(workspace):
     workspace.set_default_user_persona(UserPersona("赵云", "常山赵子龙，白马银枪。"))
-    assert workspace.store.get_setting(USER_PERSONA) == {
-        "name": "赵云",
-        "description": "常山赵子龙，白马银枪。",
-    }
+    saved = load_config(workspace.paths.config)  # the config file is where it lives
+    assert (saved.get("chat.user_name"), saved.get("chat.user_persona")) == (
+        "赵云",
+        "常山赵子龙，白马银枪。",
+    )
     plain = workspace.new_session()
     assert plain.settings["user"]["name"] == "赵云"
     wusong = workspace.new_session("武松")
