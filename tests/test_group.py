@@ -460,10 +460,9 @@ def test_who_else_speaks_is_read_from_the_window(store, personas):
 
 
 def test_ask_in_a_scene_picks_like_the_chat_screen(capsys, tiny_gguf, cosplay_home):
+    from sessions.cards import CharacterCard
     from sessions.workspace import Workspace
     from tui.cli import main
-
-    from sessions.cards import CharacterCard
 
     aliases = {"刘备": ["玄德"], "曹操": ["孟德", "阿瞒"], "孙悟空": ["大圣"]}
     with Workspace(cosplay_home) as workspace:
