@@ -1,14 +1,18 @@
-"""Dialogue extraction from classical text: both quote orders, aliases, narration, encodings, CLI."""
+"""Dialogue extraction from novels: who speaks (measured on the hand-labelled sample and on
+each hard case), aliases, narration, record formats, encodings, the CLI."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from benchmarks.bench_extract import CLASSICS, MODERN, SAMPLE, Score, labels, score
 from engines.train import DatasetError
 from engines.train.data import load_dataset
 from engines.train.extract import clean_speaker, extract_dialogue, extract_file
+from engines.train.speakers import quotes
 from tui.cli import main
 
 NOVEL = """\
@@ -17,31 +21,190 @@ NOVEL = """\
 　　玄德大喜，又问曰：“何时可以破曹？”
 　　“三日之内，必有东风。”卧龙道。众将皆惊。
 　　鲁肃说：“诸葛亮真神人也！”
-　　林黛玉冷笑道：“我为的是我的心。”
+　　贾母与宝玉闲话。林黛玉冷笑道：“我为的是我的心。”
 　　“好妹妹，你且别恼。”宝玉笑道，“是我说错了。”
 """
 
 
-def test_both_quote_orders_and_aliases():
-    found = extract_dialogue(NOVEL, speaker="诸葛亮", aliases=["孔明", "卧龙"])
-    by_speech = {u.speech: u for u in found}
-    assert by_speech["目今失了彝陵，势已危急，何不拔寨早回？"].speaker == "曹洪"
-    assert by_speech["亮夜观天象，见东南风起，此天助也。"].speaker == "诸葛亮"  # alias 孔明
-    assert (
-        by_speech["三日之内，必有东风。"].speaker == "诸葛亮"
-    )  # speaker after the quote, alias 卧龙
-    assert by_speech["诸葛亮真神人也！"].speaker == "鲁肃"  # 说：
-    assert by_speech["我为的是我的心。"].speaker == "林黛玉"  # 冷笑道：
-    assert by_speech["好妹妹，你且别恼。"].speaker == "宝玉"  # after the quote, 笑道，
-    # `问孔明曰` is someone asking 孔明: not attributed to him; `又问曰` names nobody.
-    assert "军师何以教我？" not in by_speech
-    assert "何时可以破曹？" not in by_speech
+def speakers(text: str, **options) -> dict[str, str]:
+    """Quote → speaker for every quote attributed in `text`."""
+    return {u.speech: u.speaker for u in extract_dialogue(text, **options)}
+
+
+# ----- measured on the labelled sample -----
+
+
+@pytest.mark.parametrize(("group", "names"), [("classics", CLASSICS), ("modern", MODERN)])
+def test_attribution_precision_and_recall_on_the_labelled_sample(group, names):
+    total = Score()
+    for name in names:
+        total.add(score(name))
+    assert sum(total.labelled.values()) >= (100 if group == "classics" else 20)
+    assert total.precision() >= 0.95, total.misses
+    assert total.recall() >= 0.95, total.misses
+
+
+def test_the_labels_list_every_quote_of_the_sample_in_order():
+    for name in (*CLASSICS, *MODERN):
+        text = (SAMPLE / f"{name}.txt").read_text(encoding="utf-8")
+        found, gold = quotes(text), labels(name)
+        assert len(found) == len(gold)
+        assert all(q.speech.startswith(g["quote"]) for q, g in zip(found, gold, strict=True))
+
+
+def test_scoring_counts_wrong_and_missing_speakers():
+    result = Score()
+    result.labelled.update({"周瑜": 2, "鲁肃": 1})
+    result.predicted.update({"周瑜": 2})
+    result.right.update({"周瑜": 1})
+    assert result.precision() == 0.5 and result.recall() == pytest.approx(1 / 3)
+    assert result.precision("周瑜") == 0.5 and result.recall("鲁肃") == 0.0
+
+
+# ----- the hard cases, one at a time -----
+
+INTRO = "　　却说周瑜、鲁肃、孔明、蒋干、曹仁、刘备、关羽、张飞在江边。\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "speaker"),
+    [
+        ("瑜问曰：“何也？”", "周瑜"),  # verbs glued to a one-character name
+        ("乾答曰：“然。”", "蒋干"),  # 乾 through the table's 蒋乾
+        ("瑜惊曰：“何也？”", "周瑜"),
+        ("瑜大笑曰：“何也？”", "周瑜"),
+        ("玄德乃曰：“善。”", "刘备"),
+        ("肃曰：“不可。”", "鲁肃"),
+        ("仁曰：“守城。”", "曹仁"),
+        ("乾曰；“只消一童随往。”", "蒋干"),  # the semicolon typo
+        ("骁将牛金奋然进曰：“愿借精兵五百。”", "牛金"),  # a title, a name the table knows
+        ("玄德问孔明曰：“计将安出？”", "刘备"),  # A问B曰 is A's
+        ("云长曰：“吾兄何忧？”", "关羽"),
+        ("翼德大叫曰：“杀去便了！”", "张飞"),
+        ("刘豫州又曰：“先生有何妙计？”", "刘备"),
+        ("卧龙笑曰：“亮已知之。”", "诸葛亮"),
+        ("周瑜正议事，闻干至，笑谓诸将曰：“说客至矣！”", "周瑜"),  # subject earlier
+        ("帐外有人入曰：“都督醒否？”", None),  # nobody named
+    ],
+)
+def test_classics_speakers(line, speaker):
+    found = speakers(INTRO + "　　" + line + "\n")
+    assert list(found.values()) == ([speaker] if speaker else [])
+
+
+def test_a_question_records_its_addressee_and_the_answer_is_the_one_asked():
+    text = INTRO + "　　玄德问孔明曰：“计将安出？”答曰：“主公勿忧。”\n"
+    first, second = extract_dialogue(text)
+    assert (first.speaker, first.addressee) == ("刘备", "诸葛亮")
+    assert second.speaker == "诸葛亮"
+    assert first.record()["addressee"] == "诸葛亮"
+
+
+def test_one_character_names_need_the_full_name_first():
+    assert speakers("　　瑜曰：“何也？”\n　　周瑜在帐中。瑜曰：“善。”\n") == {"善。": "周瑜"}
+
+
+def test_the_text_introduces_names_and_courtesy_names():
+    text = "　　帐下一人，姓马，名谡，字幼常。幼常曰：“某愿往。”谡又曰：“必胜。”\n"
+    assert speakers(text) == {"某愿往。": "马谡", "必胜。": "马谡"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("　　李梅推门进来，李梅的伞还在滴水。\n　　“你来了？”她笑道。\n", {"你来了？": "李梅"}),
+        ("　　张伟是个司机。张伟看着窗外。他说：“要下雨了。”\n", {"要下雨了。": "张伟"}),
+        ("　　张伟和王强走进来。他说：“要下雨了。”\n", {}),  # two people: whose 他?
+        ("　　天黑了。他说：“要下雨了。”\n", {}),  # nobody named
+        (
+            "　　陈默和林小雨是邻居。\n　　陈默在看书。林小雨推门进来。\n　　“又在看？”她笑道。\n"
+            "　　“分开才好。”他说，“在一起就没什么可写了。”\n",
+            {"又在看？": "林小雨", "分开才好。": "陈默", "在一起就没什么可写了。": "陈默"},
+        ),
+    ],
+)
+def test_modern_pronouns(text, expected):
+    assert speakers(text) == expected
+
+
+def test_modern_action_beats_and_turns():
+    text = (
+        "　　陈默看书，林小雨推门进来，问道：“晚上吃什么？”\n"
+        "　　陈默抬起头说：“随便。”\n"
+        "　　“又是随便。”林小雨叹了口气，“那我去买菜。”\n"
+        "　　“我一起去？”\n"
+    )
+    assert speakers(text) == {
+        "晚上吃什么？": "林小雨",
+        "随便。": "陈默",
+        "又是随便。": "林小雨",
+        "那我去买菜。": "林小雨",
+        "我一起去？": "陈默",
+    }
+
+
+def test_both_quote_orders_and_the_shipped_aliases():
+    found = speakers(NOVEL)
+    assert found["目今失了彝陵，势已危急，何不拔寨早回？"] == "曹洪"
+    assert found["军师何以教我？"] == "刘备"  # 玄德闻言，问孔明曰
+    assert found["亮夜观天象，见东南风起，此天助也。"] == "诸葛亮"
+    assert found["何时可以破曹？"] == "刘备"  # 又问曰 goes on with 玄德
+    assert found["三日之内，必有东风。"] == "诸葛亮"  # after the quote, 卧龙
+    assert found["诸葛亮真神人也！"] == "鲁肃"
+    assert found["我为的是我的心。"] == "林黛玉"
+    assert found["好妹妹，你且别恼。"] == found["是我说错了。"] == "贾宝玉"
+
+
+def test_speaker_given_by_an_alias_is_reported_under_the_full_name(tmp_path):
+    novel = tmp_path / "novel.txt"
+    novel.write_text(NOVEL, encoding="utf-8")
+    report = extract_file(novel, tmp_path / "o.jsonl", speaker="孔明")
+    assert report.speaker == "诸葛亮" and report.written == 2
+
+
+def test_user_aliases_and_alias_files(tmp_path):
+    text = "　　张三曰：“来。”\n　　老三曰：“去。”\n　　三爷曰：“走。”\n"
+    assert set(speakers(text, speaker="张三", aliases=["老三", "三爷"]).values()) == {"张三"}
+    novel = tmp_path / "n.txt"
+    novel.write_text(text, encoding="utf-8")
+    for name, content in (
+        ("a.json", json.dumps({"张三": ["老三", "三爷"]}, ensure_ascii=False)),
+        ("a.txt", "# people\n张三: 老三, 三爷\n"),
+    ):
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        out = tmp_path / "o.jsonl"
+        assert (
+            main(["data", "extract", str(novel), "--out", str(out), "--alias-file", str(path)]) == 0
+        )
+        assert {json.loads(line)["speaker"] for line in out.read_text().splitlines()} == {"张三"}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.json", "{not json", "not valid JSON"),
+        ("list.json", '["孔明"]', "must map each full name"),
+        ("one.txt", "诸葛亮\n", "names only"),
+    ],
+)
+def test_bad_alias_files_are_one_sentence(tmp_path, capsys, name, content, message):
+    novel = tmp_path / "n.txt"
+    novel.write_text(NOVEL, encoding="utf-8")
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    code = main(
+        ["data", "extract", str(novel), "--out", str(tmp_path / "o"), "--alias-file", str(path)]
+    )
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and str(path) in error and "Traceback" not in error
+
+
+# ----- records -----
 
 
 def test_records_carry_preceding_narration_and_a_speaker_prefix():
-    found = {
-        u.speech: u for u in extract_dialogue(NOVEL, speaker="诸葛亮", aliases=["孔明", "卧龙"])
-    }
+    found = {u.speech: u for u in extract_dialogue(NOVEL)}
     first = found["目今失了彝陵，势已危急，何不拔寨早回？"].record()
     assert first == {
         "context": "却说曹仁回城中，与众商议。曹洪曰：",
@@ -67,8 +230,35 @@ def test_records_carry_preceding_narration_and_a_speaker_prefix():
         ("却说那一日天色已晚众人", None),
     ],
 )
-def test_clean_speaker(clause, name):
+def test_clean_speaker(clause, name):  # what engines/train/data.py reads speaker prefixes with
     assert clean_speaker(clause) == name
+
+
+@pytest.mark.parametrize("fmt", ["cosplay", "sharegpt", "messages"])
+def test_dialogue_turns_in_each_format_load_as_training_data(tmp_path, fmt):
+    novel = tmp_path / "sanguo.txt"
+    novel.write_text((SAMPLE / "sanguo.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / f"{fmt}.jsonl"
+    report = extract_file(novel, out, speaker="诸葛亮", dialogue_turns=True, fmt=fmt)
+    assert report.written + report.unanswered == report.counts["诸葛亮"] and report.written >= 5
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    data = load_dataset(out)
+    assert data.format == fmt and len(data.samples) == report.written
+    for sample in data.samples:
+        roles = [m["role"] for m in sample.messages if m["role"] != "system"]
+        if fmt != "cosplay":
+            assert roles[0] == "user" and roles[-1] == "assistant"
+            assert all(a != b for a, b in zip(roles, roles[1:], strict=False))  # turns alternate
+    if fmt == "messages":
+        for record in records:
+            reply, asked = record["messages"][-1], record["messages"][-2]
+            assert reply["name"] == "诸葛亮" and asked["role"] == "user"
+            assert re.match(r"^[\u4e00-\u9fff]{2,4}：", asked["content"])  # who says it
+    if fmt == "cosplay":
+        assert any("”诸葛亮" in r["context"] and "曰：“" in r["context"] for r in records)
+
+
+# ----- files and the CLI -----
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "gb18030", "gbk", "utf-8-sig"])
@@ -78,49 +268,89 @@ def test_extract_file_in_any_encoding_writes_cosplay_records(tmp_path, encoding)
     out = tmp_path / "out" / "kongming.jsonl"
     report = extract_file(novel, out, speaker="诸葛亮", aliases=["孔明", "卧龙"])
     assert report.written == 2 and report.counts["诸葛亮"] == 2 and report.counts["曹洪"] == 1
+    assert report.encoding == (
+        "utf-8-sig" if encoding == "utf-8-sig" else "utf-8" if encoding == "utf-8" else "gb18030"
+    )
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["speaker"] for r in records] == ["诸葛亮", "诸葛亮"]
     data = load_dataset(out)  # the output is a valid cosplay dataset
     assert data.format == "cosplay" and data.speakers == {"诸葛亮": 2}
 
 
+TRADITIONAL = (
+    "　　卻說周瑜聞諸葛瑾之言，轉恨孔明，存心欲謀殺之。次日點齊軍將，入辭孫權。"
+    "權曰：「卿先行，孤即起兵繼後。」瑜辭出，與程普、魯肅領兵起行，便邀孔明同往。\n"
+    "　　周瑜分撥已定，使人請孔明議事。瑜曰：「昔曹操兵少，袁紹兵多，而操反勝紹者，"
+    "因用許攸之謀，先斷烏巢之糧也。」孔明暗思：「此因說我不動，設計害我。」乃欣然領諾。"
+    "魯肅密謂瑜曰：「公使孔明劫糧，是何意見？」瑜曰：「吾欲殺孔明，故借曹操之手殺之。」\n"
+)
+
+
+def test_a_big5_novel_is_detected_named_and_attributed(tmp_path, capsys):
+    novel = tmp_path / "sanguo-big5.txt"
+    raw = TRADITIONAL.encode("big5")
+    raw.decode("gb18030")  # the trap: it decodes as GB18030 without error, as mojibake
+    novel.write_bytes(raw)
+    out = tmp_path / "o.jsonl"
+    assert main(["data", "extract", str(novel), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Read {novel} as big5." in printed
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["speaker"] for r in records] == ["孫權", "周瑜", "诸葛亮", "魯肅", "周瑜"]
+    assert records[1]["chat"].startswith("“昔曹操兵少")
+
+
+def test_a_private_use_heavy_file_is_refused_in_one_sentence(tmp_path, capsys):
+    novel = tmp_path / "font-encoded.txt"
+    novel.write_text("\ue000\ue001\ue123\ue456" * 200 + "孔明曰：“善。”", encoding="utf-8")
+    code = main(["data", "extract", str(novel), "--out", str(tmp_path / "o.jsonl")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "private-use or unassigned" in error and str(novel) in error
+    assert "\n" not in error and not (tmp_path / "o.jsonl").exists()
+
+
 def test_unknown_speaker_is_a_clear_error(tmp_path):
     novel = tmp_path / "novel.txt"
     novel.write_text(NOVEL, encoding="utf-8")
-    with pytest.raises(DatasetError, match="No quoted speech by 关羽.*speakers found: "):
-        extract_file(novel, tmp_path / "o.jsonl", speaker="关羽")
+    with pytest.raises(DatasetError, match="No quoted speech by 华佗.*speakers found: "):
+        extract_file(novel, tmp_path / "o.jsonl", speaker="华佗")
 
 
 def test_cli_data_extract(tmp_path, capsys):
     novel = tmp_path / "novel.txt"
     novel.write_bytes(NOVEL.encode("gb18030"))
     out = tmp_path / "d.jsonl"
-    code = main(
-        [
-            "data",
-            "extract",
-            str(novel),
-            "--out",
-            str(out),
-            "--speaker",
-            "诸葛亮",
-            "--alias",
-            "孔明,卧龙",
-        ]
-    )
+    code = main(["data", "extract", str(novel), "--out", str(out), "--speaker", "诸葛亮",
+                 "--alias", "孔明,卧龙"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
+    assert f"Read {novel} as gb18030." in printed
     assert "Wrote 2 records" in printed and "诸葛亮\t2 *" in printed and "曹洪\t1" in printed
     assert main(["data", "extract", str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_extract_refuses_to_overwrite_the_novel_and_writes_atomically(tmp_path):
-    from engines.train import DatasetError
-    from engines.train.extract import extract_file
+def test_cli_report_and_min_lines(tmp_path, capsys):
+    novel = tmp_path / "sanguo.txt"
+    novel.write_text((SAMPLE / "sanguo.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "all.jsonl"
+    assert main(["data", "extract", str(novel), "--out", str(out), "--report",
+                 "--min-lines", "4"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "周瑜\t21" in printed and "“昔曹操兵少" in printed  # a sample line under its speaker
+    assert "Left out" in printed and "fewer than 4 lines" in printed
+    kept = {json.loads(line)["speaker"] for line in out.read_text(encoding="utf-8").splitlines()}
+    assert kept == {"周瑜", "蒋干", "诸葛亮", "曹操", "鲁肃"}
+    code = main(["data", "extract", str(novel), "--out", str(out), "--speaker", "张飞",
+                 "--min-lines", "4"])  # fmt: skip
+    assert code == 2 and "fewer than --min-lines 4" in capsys.readouterr().err
+    assert main(["data", "extract", str(novel), "--out", str(out), "--min-lines", "-1"]) == 2
+    assert "--min-lines must be 0 or more" in capsys.readouterr().err
 
+
+def test_extract_refuses_to_overwrite_the_novel_and_writes_atomically(tmp_path):
     novel = tmp_path / "novel.txt"
-    novel.write_text("孔明曰：“亮已知之。”\n", encoding="utf-8")
+    novel.write_text("　　周瑜在帐中。瑜曰：“吾已知之。”\n", encoding="utf-8")
     before = novel.read_bytes()
     with pytest.raises(DatasetError, match="is the novel itself"):
         extract_file(novel, novel)

@@ -113,3 +113,39 @@ def test_extract_reads_a_big5_novel(tmp_path):
     assert report.written == 1
     record = json.loads(out.read_text(encoding="utf-8"))
     assert "東南風" in record["chat"]
+
+
+def test_the_encoding_read_is_reported(tmp_path):
+    from engines.train.textio import read_text_and_encoding
+
+    for text, encoding, named in [
+        (TRADITIONAL * 3, "big5", "big5"),
+        (SIMPLIFIED, "gb18030", "gb18030"),
+        (SIMPLIFIED, "utf-8", "utf-8"),
+    ]:
+        path = tmp_path / f"{encoding}.txt"
+        path.write_bytes(text.encode(encoding))
+        assert read_text_and_encoding(path) == (text, named)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ("\ue000\ue001\ue123" * 100 + "孔明曰：“善。”").encode("utf-8"),  # a font's private code
+        ("\U000e0fff\U000effff" * 80 + "孔明").encode("utf-8"),  # unassigned and private planes
+        b"".join(bytes([0xFE, 0xA1 + i % 90]) for i in range(400)),  # GB18030's user area
+    ],
+    ids=["private-use-utf8", "unassigned-utf8", "gb18030-user-area"],
+)
+def test_mostly_private_use_text_is_refused_in_one_sentence(tmp_path, raw):
+    path = tmp_path / "novel.txt"
+    path.write_bytes(raw)
+    with pytest.raises(DatasetError) as error:
+        read_text(path)
+    message = str(error.value)
+    assert str(path) in message and "not a text file" in message and "\n" not in message
+
+
+def test_a_few_private_use_characters_in_real_text_are_kept():
+    text = SIMPLIFIED * 5 + "\ue000"  # an e-book's one rare character mapped to its font
+    assert decode_text(text.encode("utf-8")) == text

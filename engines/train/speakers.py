@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from engines.train.aliases import NameBook
 from engines.train.clauses import (
+    CLAUSE_STOP,
     NOBODY,
     Clause,
     bare_name,
@@ -39,6 +40,7 @@ from engines.train.names import PRONOUNS, NameFinder
 QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _PRONOUN_WINDOW = 300  # characters of narration looked back through for a pronoun's person
 _RECENT_SPEAKERS = 4
+_NARRATED_NAME_MENTIONS = 2  # a new name seen only in narration must recur to be learned
 _BARE_NAME_TAGS = 2  # `宝玉笑道` twice: 宝玉 is a name even with no surname the table knows
 
 
@@ -92,6 +94,18 @@ class Attributor:
                 tag = tag or clause.text
             if index + 1 < len(found):
                 pieces.append(self.text[quote.end : found[index + 1].start])
+            # the narration leading up to the quote: people a pronoun may stand for
+            lead_start = max(found[index - 1].end if index else 0, quote.start - _PRONOUN_WINDOW)
+            narrated = [
+                piece
+                for piece in re.split(f"[{CLAUSE_STOP}]", self.text[lead_start : quote.start])
+                if piece.strip()
+            ]
+            for piece in narrated:
+                stripped, _ = strip_leading(piece)
+                new = self.names.new_name(stripped)
+                if new and self.text.count(new) >= _NARRATED_NAME_MENTIONS:
+                    pieces.append(stripped)
             for piece in pieces:
                 stripped, _ = strip_leading(piece)
                 if pattern and pattern.match(stripped):
@@ -186,9 +200,9 @@ class Attributor:
     def _person(self, name: str, where: int, done: list[Attribution]) -> str | None:
         if name not in PRONOUNS:
             return name
-        person = self._last_named(where, done)
-        if person is None:
-            person = self._recent_speaker(name, done)
+        person = self._last_named(where, done) or self._recent_speaker(name, done)
+        if person is None and self.uses_she:
+            person = self._last_fitting(name, where, done)
         if person and self.uses_she:
             self.gender.setdefault(person, "f" if name == "她" else "m")
         return person
@@ -223,6 +237,15 @@ class Attributor:
             for i in range(max(a, start), min(b, end)):
                 piece[i - start] = "，"
         return "".join(piece)
+
+    def _last_fitting(self, pronoun: str, where: int, done: list[Attribution]) -> str | None:
+        """The last person named in the narration before `where` whom the pronoun fits."""
+        wrong = "f" if pronoun == "他" else "m"
+        narration = self._narration(max(0, where - _PRONOUN_WINDOW), where, done)
+        for name in reversed(self.names.names_in(narration)):
+            if self.gender.get(name) != wrong:
+                return name
+        return None
 
     def _recent_speaker(self, pronoun: str, done: list[Attribution]) -> str | None:
         """The most recent speaker the pronoun fits (他 is not a woman's, 她 not a man's)."""
