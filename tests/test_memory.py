@@ -221,3 +221,55 @@ def test_no_warming_on_an_engine_without_a_local_cache(workspace):
     set_memory(conversation, enabled=True)
     result = mem.update_memory(conversation, next_plan(conversation), threading.Event())
     assert result.passes >= 1 and not result.warmed and len(engine.prompts) == result.passes
+
+
+# --- the real model: the reply after a summary reads only its new tokens -------------------------
+
+
+@pytest.mark.slow
+def test_on_the_real_model_the_turn_after_a_summary_evaluates_only_its_new_tokens(tmp_path):
+    """SmolLM2 Q4_1 on the CPU engine: a summary prompt evicts the chat from llama.cpp's KV
+    cache and the new memory text changes the prompt after the persona; the warm-up in the
+    background restores the chat's saved state and reads the new prompt, so the next reply
+    evaluates about its own new tokens. Without it that reply reads the history again."""
+    from engines.llamacpp import LlamaCppEngine
+    from tests.real_model import shipped_gguf
+
+    engine = LlamaCppEngine(shipped_gguf(), n_ctx=512, n_threads=2)
+    try:
+        with Workspace(tmp_path / "home") as workspace:
+            conversations = [
+                chat(workspace, engine, 16, text=ENGLISH, reply="It is under stone {i}.")
+                for _ in range(2)
+            ]
+            params = GenerationParams(max_new_tokens=8, do_sample=False, seed=0)
+            evaluated = {}
+            for warmed, conversation in zip((True, False), conversations, strict=True):
+                conversation.store.update_session(
+                    conversation.session_id, settings={"params": params.model_dump()}
+                )
+                set_memory(conversation, enabled=True)
+                user = conversation.say("And the map?")
+                conversation.reply(conversation.turn_after(user), params, threading.Event())
+                plan = conversation.last_plan
+                assert plan.dropped_messages > 0
+                if warmed:
+                    result = mem.update_memory(conversation, plan, threading.Event())
+                    assert result.passes >= 1 and result.warmed
+                else:  # the same summary, without the warm-up
+                    job = mem.plan_summary(workspace.store, engine, conversation.session_id, plan)
+                    text = mem.summarize(engine, job, threading.Event())
+                    assert mem.save_summary(workspace.store, job, text or "They talked.")
+                memory = Memory.from_settings(conversation.session.settings)
+                assert memory.enabled and memory.text
+                user = conversation.say("Where is the boat?")
+                conversation.reply(conversation.turn_after(user), params, threading.Event())
+                sent = conversation.last_plan.messages
+                assert any(m["content"] == memory.text for m in sent)  # the planner placed it
+                stats = engine.last_stats
+                evaluated[warmed] = (stats.prompt_eval_tokens, stats.prompt_tokens)
+    finally:
+        engine.close()
+    (new, total), (reread, _) = evaluated[True], evaluated[False]
+    assert total > 250 and new < 40, evaluated  # about the new message and its framing
+    assert reread > 150, evaluated  # without the warm-up: the history after the memory again
