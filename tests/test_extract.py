@@ -85,6 +85,8 @@ INTRO = "　　却说周瑜、鲁肃、孔明、蒋干、曹仁、刘备、关�
         ("卧龙笑曰：“亮已知之。”", "诸葛亮"),
         ("周瑜正议事，闻干至，笑谓诸将曰：“说客至矣！”", "周瑜"),  # subject earlier
         ("帐外有人入曰：“都督醒否？”", None),  # nobody named
+        ("孔明令军士齐声叫曰：“谢丞相箭！”", None),  # the soldiers speak, told to by 孔明
+        ("操传令曰：“切不可轻动。”", "曹操"),  # 传令 is 操's own order
     ],
 )
 def test_classics_speakers(line, speaker):
@@ -102,6 +104,24 @@ def test_a_question_records_its_addressee_and_the_answer_is_the_one_asked():
 
 def test_one_character_names_need_the_full_name_first():
     assert speakers("　　瑜曰：“何也？”\n　　周瑜在帐中。瑜曰：“善。”\n") == {"善。": "周瑜"}
+
+
+def test_a_one_character_name_in_an_excerpt_takes_the_tables_full_name():
+    text = "　　次日，孔明、鲁肃、曹操皆至。瑜问孔明曰：“当以何兵器为先？”\n"
+    (found,) = extract_dialogue(text)
+    assert (found.speaker, found.addressee) == ("周瑜", "诸葛亮")
+
+
+def test_a_pronoun_in_a_new_paragraph_is_not_the_one_who_just_spoke():
+    text = (
+        "　　赵小军被老师叫去了办公室。刘芳芳在门口等着，见赵小军出来，迎上去问：“没挨骂吧？”\n"
+        "　　“没有。”他摇摇头，“老师人挺好的。”\n"
+    )
+    assert speakers(text) == {
+        "没挨骂吧？": "刘芳芳",
+        "没有。": "赵小军",
+        "老师人挺好的。": "赵小军",
+    }
 
 
 def test_the_text_introduces_names_and_courtesy_names():

@@ -22,7 +22,9 @@ _NOT_GIVEN = set(
     "时候然而之其此彼些个们这那么什怎样得地见听闻看走出起坐回到至于以为已要会能可人兴才众暗佯忙急怒惊喜叹开"
 )
 # A one-character name is never one of these (`众皆`, `人曰`…).
-_NOT_ONE_CHAR_NAME = set("我你他她之其此彼众人有无不是在于以而则乃遂便又亦也皆都将把被对向与和同")
+_NOT_ONE_CHAR_NAME = set(
+    "我你他她之其此彼众人有无不是在于以而则乃遂便又亦也皆都将把被对向与和同小老大一二三"
+)
 _LONGER_NAME_SHARE = 0.7  # `孔乙己`, not `孔乙`, when most 孔乙 are followed by 己
 
 
@@ -114,12 +116,16 @@ class NameFinder:
             candidates = {
                 name: mentions.get(name, []) for name in self._given_names().get(part, ())
             }
+            known = set(candidates)
             if size == 1:
                 for name, places in self._surname_then(part).items():
                     candidates[name] = sorted({*candidates.get(name, []), *places})
             chosen = self._latest_mention(candidates, where)
             if chosen:
                 return NameHit(chosen, size)
+            # not introduced before (an excerpt): the one full name the table or user knows
+            if len(known) == 1:
+                return NameHit(known.pop(), size)
         return None
 
     def _given_names(self) -> dict[str, set[str]]:
@@ -141,7 +147,9 @@ class NameFinder:
                 for size in (2, 1):
                     name = self.text[max(0, at - size) : at + 1]
                     if len(name) == size + 1 and self.book.surname_length(name) == size:
-                        found[self.book.resolve(name)].append(at - size)
+                        longer = self.text[at - size : at + 2]
+                        if longer not in self.book.canonical:  # 赵小军 is not 赵小
+                            found[self.book.resolve(name)].append(at - size)
                         break
             self._spelled[char] = dict(found)
         return self._spelled[char]

@@ -40,6 +40,7 @@ from engines.train.names import PRONOUNS, NameFinder
 QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _PRONOUN_WINDOW = 300  # characters of narration looked back through for a pronoun's person
 _RECENT_SPEAKERS = 4
+_CAUSATIVE = re.compile("[令命教使让].")  # with someone told to speak: not `操传令曰`
 _NARRATED_NAME_MENTIONS = 2  # a new name seen only in narration must recur to be learned
 _BARE_NAME_TAGS = 2  # `宝玉笑道` twice: 宝玉 is a name even with no surname the table knows
 
@@ -161,6 +162,8 @@ class Attributor:
         if stripped.startswith(NOBODY):
             return None
         hit = self.names.at(stripped, clause.start + cut)
+        if hit and _CAUSATIVE.search(stripped, hit.length):
+            return None  # `孔明令军士齐声叫曰`: the soldiers speak, not 孔明
         if hit:
             return self._person(hit.name, clause.start + cut, done)
         if clause.after_quote:
@@ -200,7 +203,11 @@ class Attributor:
     def _person(self, name: str, where: int, done: list[Attribution]) -> str | None:
         if name not in PRONOUNS:
             return name
-        person = self._last_named(where, done) or self._recent_speaker(name, done)
+        person = (
+            self._last_named(where, done)
+            or self._other_named(where, done)
+            or self._recent_speaker(name, where, done)
+        )
         if person is None and self.uses_she:
             person = self._last_fitting(name, where, done)
         if person and self.uses_she:
@@ -247,16 +254,34 @@ class Attributor:
                 return name
         return None
 
-    def _recent_speaker(self, pronoun: str, done: list[Attribution]) -> str | None:
-        """The most recent speaker the pronoun fits (他 is not a woman's, 她 not a man's)."""
+    def _other_named(self, where: int, done: list[Attribution]) -> str | None:
+        """In a paragraph after the last speaker's: the last other person named in the
+        narration of the last speaker's paragraph (`刘芳芳…见赵小军出来，问：“……”` /
+        `“……”他摇摇头` is 赵小军)."""
+        if not done or self.paragraph(done[-1].start) >= self.paragraph(where):
+            return None
+        paragraph = self.paragraph(done[-1].start)
+        start = self.line_starts[paragraph]
+        end = self.line_starts[paragraph + 1] if paragraph + 1 < len(self.line_starts) else where
+        named = [n for n in self.names.names_in(self._narration(start, end, [])) if n]
+        others = [n for n in named if n != done[-1].speaker]
+        return others[-1] if others else None
+
+    def _recent_speaker(self, pronoun: str, where: int, done: list[Attribution]) -> str | None:
+        """The most recent speaker the pronoun fits (他 is not a woman's, 她 not a man's); in
+        a new paragraph, not the one who spoke last."""
         wrong = "f" if pronoun == "他" else "m"
         seen = []
+        if done and self.paragraph(done[-1].start) < self.paragraph(where):
+            seen.append(done[-1].speaker)
+            done = [q for q in done if q.speaker != done[-1].speaker]
         for quote in reversed(done):
             if quote.speaker not in seen:
                 seen.append(quote.speaker)
             if len(seen) > _RECENT_SPEAKERS:
                 break
-        for name in seen[:_RECENT_SPEAKERS]:
+        skip = 1 if seen and done and seen[0] not in {q.speaker for q in done} else 0
+        for name in seen[skip:_RECENT_SPEAKERS]:
             if not self.uses_she or self.gender.get(name) != wrong:
                 return name
         return None
