@@ -277,3 +277,35 @@ def test_the_folder_imports_exports_and_names_problems(tmp_path):
     bare.write_text(nocard.to_json(), "utf-8")
     with pytest.raises(LorebookError, match="card without a lorebook"):
         folder.import_file(bare)
+
+
+def test_the_lore_command_imports_attaches_detaches_and_exports(tmp_path, capsys):
+    from sessions.store import Store
+    from tui.cli import main
+
+    home = str(tmp_path / "home")
+    source = tmp_path / "三国.json"
+    source.write_text(json.dumps(WORLD_INFO, ensure_ascii=False), "utf-8")
+    assert main(["--home", home, "lore", "import", str(source)]) == 0
+    assert main(["--home", home, "lore", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == ["三国"]
+    store = Store(tmp_path / "home" / "cosplay.db")
+    session = store.create_session()
+    assert main(["--home", home, "lore", "attach", "三国", "--session", str(session.id)]) == 0
+    assert store.get_session(session.id).settings["lorebooks"] == ["三国"]
+    assert main(["--home", home, "lore", "attach", "三国", "--persona", "诸葛亮"]) == 0
+    assert main(["--home", home, "lore", "show", "三国"]) == 0
+    shown = capsys.readouterr().out
+    assert "赤壁之战\t赤壁\torder 50\tat_depth 2 as user" in shown and "(disabled)" in shown
+    assert main(["--home", home, "lore", "export", "三国", str(tmp_path / "out.json")]) == 0
+    assert json.loads((tmp_path / "out.json").read_text("utf-8")) == WORLD_INFO
+    assert main(["--home", home, "lore", "detach", "三国", "--session", str(session.id)]) == 0
+    assert store.get_session(session.id).settings["lorebooks"] == []
+    # mistakes: one sentence, exit 2
+    assert main(["--home", home, "lore", "detach", "三国", "--session", str(session.id)]) == 2
+    assert main(["--home", home, "lore", "attach", "nope", "--persona", "诸葛亮"]) == 2
+    assert main(["--home", home, "lore", "import", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "not attached to session" in err and "No lorebook named 'nope'" in err
+    assert "Cannot read" in err and "Traceback" not in err
+    store.close()

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "tui.cli_chat",
     "tui.cli_sessions",
     "tui.cli_personas",
+    "tui.cli_lore",
     "tui.cli_train",
     "tui.cli_models",
     "tui.cli_config",

@@ -1,0 +1,129 @@
+"""`cosplay lore list | show | import | export | delete | attach | detach`: standalone lorebooks
+(SillyTavern World Info) in the data directory's `lorebooks/`, attached to a session or a persona.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engines.errors import CosplayError
+
+
+def _folder(args: argparse.Namespace):
+    from sessions.lorebook_files import lorebook_folder
+    from sessions.workspace import data_paths
+
+    return lorebook_folder(data_paths(args.home).root)
+
+
+def _names(value) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _attach(args: argparse.Namespace, folder, attach: bool) -> str:
+    from sessions.workspace import Workspace
+
+    if attach and not folder.exists(args.name):
+        folder.book(args.name)  # the error that names the known books
+    with Workspace(args.home) as workspace:
+        if args.session is not None:
+            store = workspace.store
+            session = store.get_session(args.session)
+            settings = dict(session.settings)
+            names = _names(settings.get("lorebooks"))
+            names = _changed(names, args.name, attach, f"session {args.session}")
+            settings["lorebooks"] = names
+            store.update_session(args.session, settings=settings)
+            return f"session {args.session}"
+        personas = workspace.personas
+        card = personas.get(args.persona).card.model_copy(deep=True)
+        extensions = dict(card.data.extensions)
+        cosplay = dict(extensions.get("cosplay") or {})
+        names = _changed(_names(cosplay.get("lorebooks")), args.name, attach, args.persona)
+        if names:
+            cosplay["lorebooks"] = names
+        else:
+            cosplay.pop("lorebooks", None)
+        extensions["cosplay"] = cosplay
+        card.data.extensions = extensions
+        personas.save(card)
+        return f"persona {args.persona!r}"
+
+
+def _changed(names: list[str], name: str, attach: bool, where: str) -> list[str]:
+    if attach:
+        return names if name in names else [*names, name]
+    if name not in names:
+        raise CosplayError(f"The lorebook {name!r} is not attached to {where}.")
+    return [n for n in names if n != name]
+
+
+def run_lore(args: argparse.Namespace) -> int:
+    folder = _folder(args)
+    if args.action == "list":
+        names = folder.names()
+        if args.json:
+            json.dump(names, sys.stdout, ensure_ascii=False)
+            print()
+        for name in [] if args.json else names:
+            try:
+                count = len(folder.book(name).entries)
+                print(f"{name}\t{count} entries")
+            except CosplayError as exc:
+                print(f"{name}\tunreadable: {exc}")
+    elif args.action == "show":
+        from sessions.lorebook import lore_entry
+
+        for entry in folder.book(args.name).entries:
+            lore = lore_entry(entry)
+            keys = "constant" if lore.constant else ", ".join(lore.keys) or "(no keys)"
+            state = "" if lore.enabled else " (disabled)"
+            where = lore.position.name.lower()
+            if lore.position == 4:
+                where += f" {lore.depth} as {lore.role}"
+            print(f"{lore.label}{state}\t{keys}\torder {lore.order:g}\t{where}")
+    elif args.action == "import":
+        name = folder.import_file(args.file, args.name, replace=args.replace)
+        print(f"Imported lorebook {name!r}; attach it: cosplay lore attach {name!r} --session ID")
+    elif args.action == "export":
+        print(f"Wrote {folder.export(args.name, args.out)}.")
+    elif args.action == "delete":
+        folder.delete(args.name)
+        print(f"Deleted lorebook {args.name!r}.")
+    else:
+        attach = args.action == "attach"
+        where = _attach(args, folder, attach)
+        print(f"{'Attached' if attach else 'Detached'} {args.name!r} {'to' if attach else 'from'} "
+              f"{where}.")  # fmt: skip
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lore", help="lorebooks (SillyTavern World Info): import, export, attach to a chat"
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the lorebooks kept in the data directory")
+    listing.add_argument("--json", action="store_true", help="the names as a JSON list")
+    show = actions.add_parser("show", help="one lorebook's entries: keys, order, place")
+    show.add_argument("name", metavar="NAME")
+    importing = actions.add_parser(
+        "import", help="keep a World Info JSON, a character_book, or a card's lorebook"
+    )
+    importing.add_argument("file", metavar="FILE")
+    importing.add_argument("--name", help="the lorebook's name (default: the file's name)")
+    importing.add_argument("--replace", action="store_true", help="replace one of that name")
+    export = actions.add_parser("export", help="write a lorebook as SillyTavern World Info JSON")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("out", metavar="FILE")
+    delete = actions.add_parser("delete", help="delete a lorebook")
+    delete.add_argument("name", metavar="NAME")
+    for action, text in (("attach", "read a lorebook in"), ("detach", "stop reading it in")):
+        sub = actions.add_parser(action, help=f"{text} a session or a persona's chats")
+        sub.add_argument("name", metavar="NAME")
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("--session", type=int, metavar="ID")
+        target.add_argument("--persona", metavar="NAME")
+    parser.set_defaults(func=run_lore)
