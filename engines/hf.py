@@ -59,6 +59,7 @@ from engines.hf_load import (
     quiet_library_logs,
     resolve_source,
 )
+from engines.hf_samplers import sampling_chain
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
@@ -251,6 +252,7 @@ class HFEngine(AdapterMixin, TemplateSwitch):
                 attention_mask=torch.ones((1, len(turn.ids)), dtype=torch.long, device=device),
                 generation_config=turn.config,
                 stopping_criteria=StoppingCriteriaList([watch]),
+                logits_processor=sampling_chain(params, self.tokenizer, turn.seed),
                 streamer=streamer,
                 past_key_values=cache,
             )

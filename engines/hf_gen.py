@@ -13,7 +13,8 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, TextIteratorStreamer
 from transformers.cache_utils import DynamicCache
 
-from engines.base import GenerationParams
+from engines.base import CosplayError, GenerationParams
+from engines.hf_samplers import sampling, takes_over
 
 POLL_S = 0.05  # how often the consumer checks that the generation thread is still alive
 CONTEXT_IDS = 4  # ids before new text that it is decoded after (a continued reply, a new line)
@@ -45,9 +46,17 @@ def generation_config(
     eos_ids: list[int],
     pad_id: int | None,
 ) -> GenerationConfig:
-    """Every sampling field set explicitly, so nothing silently falls back to the model's defaults."""
+    """Every sampling field set explicitly, so nothing silently falls back to the model's defaults.
+    With top-nσ, XTC or dynamic temperature on, transformers' own warpers are left off: the
+    processors of hf_samplers.sampling_chain sample in llama.cpp's order instead."""
+    if params.mirostat_mode:
+        raise CosplayError(
+            "Mirostat runs on the CPU engine (and llama-server) only; set mirostat to 0 for "
+            "this model."
+        )
     config = GenerationConfig.from_dict(base.to_dict())
-    sample = params.do_sample and params.temperature > 0 and params.num_beams == 1
+    sample = sampling(params)
+    warpers = sample and not takes_over(params)  # transformers' own temperature, top-k…
     settings: dict[str, Any] = dict(
         max_new_tokens=max_new_tokens,
         min_new_tokens=None,
@@ -61,11 +70,11 @@ def generation_config(
         pad_token_id=pad_id,
         # Explicit values, not None: None would pick up the model's generation_config defaults.
         # Greedy and beams get transformers' global defaults, which it does not warn about.
-        temperature=params.temperature if sample else 1.0,
-        top_k=params.top_k if sample else 50,
-        top_p=params.top_p if sample else 1.0,
-        min_p=(params.min_p or None) if sample else None,
-        typical_p=params.typical_p if sample else 1.0,
+        temperature=params.temperature if warpers else 1.0,
+        top_k=params.top_k if warpers else (0 if sample else 50),
+        top_p=params.top_p if warpers else 1.0,
+        min_p=(params.min_p or None) if warpers else None,
+        typical_p=params.typical_p if warpers else 1.0,
     )
     if params.num_beams > 1:
         settings.update(early_stopping=True, length_penalty=1.0)
