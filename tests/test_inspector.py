@@ -87,9 +87,10 @@ def test_an_empty_input_inspects_the_reply_to_the_last_message(tmp_path):
     )
     plan = Conversation(workspace, FakeEngine([]), session_id).preview("", GenerationParams())
     assert plan.messages[-2]["content"] == "荆州如何？" and plan.lore == ["荆州"]
+    # the history is shorter than the lore's depth: the entry goes above it all
     assert [name for name, size in plan.parts if size] == [
         "system", "examples", "injection", "history", "input", "post_history"
-    ]  # fmt: skip  (the history is shorter than the lore's depth: it goes above it all)
+    ]  # fmt: skip
 
 
 def test_dry_run_prints_the_prompt_and_saves_nothing(tmp_path):
