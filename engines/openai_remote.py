@@ -80,7 +80,41 @@ from engines.openai_http import (
 DEFAULT_N_CTX = 4096
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds around one message (ChatML and Llama 3: ~5)
 REPLY_OVERHEAD = 8  # the generation prompt and a BOS
-_EXTRAS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repetition_penalty")
+_EXTRAS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repetition_penalty", "dry_",
+           "xtc_", "dynatemp_", "top_n_sigma", "mirostat")  # fmt: skip
+
+
+def sampler_fields(params: GenerationParams) -> dict:
+    """DRY, XTC, dynamic temperature, top-nσ and mirostat by llama-server's names, only those
+    switched on (a server that knows none of them is never sent one it would not need).
+    Mirostat goes as `mirostat` (llama-server) and `mirostat_mode` (llama_cpp.server)."""
+    fields: dict = {}
+    if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+        fields.update(
+            dry_multiplier=params.dry_multiplier,
+            dry_base=params.dry_base,
+            dry_allowed_length=params.dry_allowed_length,
+            dry_penalty_last_n=params.dry_penalty_last_n,
+            dry_sequence_breakers=list(params.dry_sequence_breakers),
+        )
+    if params.xtc_probability > 0:
+        fields.update(xtc_probability=params.xtc_probability, xtc_threshold=params.xtc_threshold)
+    if params.dynatemp_range > 0:
+        fields.update(
+            dynatemp_range=params.dynatemp_range, dynatemp_exponent=params.dynatemp_exponent
+        )
+    if params.top_n_sigma > 0:
+        fields["top_n_sigma"] = params.top_n_sigma
+    if params.mirostat_mode:
+        fields.update(
+            mirostat=params.mirostat_mode,
+            mirostat_mode=params.mirostat_mode,
+            mirostat_tau=params.mirostat_tau,
+            mirostat_eta=params.mirostat_eta,
+        )
+    return fields
+
+
 _TOKENIZERS = (  # (path, api path?, request body, the count in the answer)
     ("/tokenize", False, lambda text, model: {"content": text, "prompt": text, "model": model,
         "add_special": False, "add_special_tokens": False},
@@ -283,6 +317,7 @@ class OpenAIRemoteEngine:
             penalty = params.repetition_penalty
             body.update(top_k=params.top_k, min_p=params.min_p, typical_p=params.typical_p,
                         repeat_penalty=penalty, repetition_penalty=penalty)  # fmt: skip
+            body.update(sampler_fields(params))
         return body
 
     def _start(self, messages, params, seed, prefill=""):

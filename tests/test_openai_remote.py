@@ -155,6 +155,19 @@ def test_the_same_seed_gives_the_same_text(engine):
     assert random_seed  # the seed used is recorded, so the reply can be made again
 
 
+def test_llama_cpp_server_takes_the_new_samplers(engine):
+    """llama_cpp.server ignores the fields it does not know (DRY, XTC…) and reads
+    `mirostat_mode`: a reply with all of them on still comes, seeded, and mirostat with a
+    low target changes it."""
+    common = dict(temperature=1.0, max_new_tokens=16, seed=11)
+    on = dict(dry_multiplier=0.8, xtc_probability=0.5, dynatemp_range=0.3, top_n_sigma=1.0,
+              mirostat_mode=2, mirostat_tau=0.5)  # fmt: skip
+    first = reply(engine, HELLO, **common, **on)
+    assert first and first == reply(engine, HELLO, **common, **on)
+    assert engine.last_stats.finish_reason in ("stop", "length")
+    assert first != reply(engine, HELLO, **common)
+
+
 def test_stop_strings_end_the_reply(engine):
     full = list(engine.stream_chat(HELLO, GenerationParams(do_sample=False, max_new_tokens=16),
                                    threading.Event()))  # fmt: skip
@@ -397,6 +410,44 @@ def test_a_strict_server_gets_the_standard_fields_only(fake):
     assert reply(engine, HELLO) == "ok" and engine.last_stats.finish_reason == "length"
     assert "top_k" in bodies[0] and "top_k" not in bodies[1] and "stream_options" not in bodies[1]
     assert engine.count_tokens(HELLO) > 8  # no tokenize endpoint here: estimated
+
+
+NEW_SAMPLERS = ("dry_", "xtc_", "dynatemp_", "top_n_sigma", "mirostat")
+
+
+def test_the_new_samplers_go_by_llama_servers_names_only_when_on(fake):
+    url, script, bodies = fake
+    script["chat"] = [(200, sse(delta("ok", "stop"), "[DONE]"))]
+    engine = OpenAIRemoteEngine(url)
+    reply(engine, HELLO)  # all off: none of their fields is sent
+    assert not [key for key in bodies[-1] if key.startswith(NEW_SAMPLERS)]
+    on = dict(dry_multiplier=0.8, dry_allowed_length=3, dry_sequence_breakers=["\n", "*"],
+              xtc_probability=0.5, xtc_threshold=0.15, dynatemp_range=0.4, top_n_sigma=1.5,
+              mirostat_mode=2, mirostat_tau=4.0)  # fmt: skip
+    reply(engine, HELLO, **on)
+    sent = bodies[-1]
+    assert (sent["dry_multiplier"], sent["dry_base"], sent["dry_allowed_length"]) == (0.8, 1.75, 3)
+    assert sent["dry_penalty_last_n"] == -1 and sent["dry_sequence_breakers"] == ["\n", "*"]
+    assert (sent["xtc_probability"], sent["xtc_threshold"]) == (0.5, 0.15)
+    assert (sent["dynatemp_range"], sent["dynatemp_exponent"]) == (0.4, 1.0)
+    assert sent["top_n_sigma"] == 1.5
+    assert sent["mirostat"] == sent["mirostat_mode"] == 2 and sent["mirostat_tau"] == 4.0
+    reply(engine, HELLO, xtc_probability=0.5)  # one on: only its own fields
+    assert [key for key in bodies[-1] if key.startswith(NEW_SAMPLERS)] == [
+        "xtc_probability",
+        "xtc_threshold",
+    ]
+
+
+def test_a_server_refusing_a_sampler_field_is_asked_again_without_the_extras(fake):
+    url, script, bodies = fake
+    script["chat"] = [
+        (422, b'{"detail": [{"loc": ["body", "dry_multiplier"], "msg": "extra fields"}]}'),
+        (200, sse(delta("ok", "stop"), "[DONE]")),
+    ]
+    engine = OpenAIRemoteEngine(url)
+    assert reply(engine, HELLO, dry_multiplier=0.8) == "ok"
+    assert "dry_multiplier" in bodies[0] and "dry_multiplier" not in bodies[1]
 
 
 def test_server_errors_are_one_sentence_errors(fake):
