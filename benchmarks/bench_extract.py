@@ -5,7 +5,8 @@
 
 The sample is tests/data/extract/*.txt with *.labels.jsonl (each top-level quote in order,
 its speaker labelled by reading; null where the text names nobody); heldout/ was written and
-labelled after the extractor and is not tuned on. Precision: of the quotes
+labelled after the extractor and is not tuned on; heldout2/ was labelled by reading
+before its writer had read the rules. Precision: of the quotes
 given a speaker, the share given the right one; recall: of the quotes whose speaker the text
 names, the share given the right one. Per speaker: the same over that speaker's quotes.
 """
@@ -30,6 +31,8 @@ CLASSICS = ("sanguo", "xiyou", "honglou", "shuihu")
 MODERN = ("modern",)
 # written and labelled after the extractor was built, and not tuned on
 HELD_OUT = ("heldout/sanguo46", "heldout/modern2")
+# written and labelled by someone who had not read the rules, before they were run on it
+HELD_OUT_2 = ("heldout2/sanguo43", "heldout2/modern3")
 
 
 @dataclass
@@ -125,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true", help="list the quotes it got wrong")
     args = parser.parse_args(argv)
-    groups = {"classics": CLASSICS, "modern": MODERN, "held-out": HELD_OUT}
+    groups = {
+        "classics": CLASSICS,
+        "modern": MODERN,
+        "held-out": HELD_OUT,
+        "held-out 2": HELD_OUT_2,
+    }
     print(table(groups, misses=args.misses))
     return 0
 
