@@ -86,6 +86,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             raise ModelLoadError(f"--threads {n_threads} must be at least 1.")
         self.context_length = n_ctx or min(trained_ctx, DEFAULT_N_CTX)
         self.n_threads = threads_for(n_threads)
+        self.n_gpu_layers = n_gpu_layers
         self.last_stats: GenerationStats | None = None
         self._lock = threading.RLock()
 
@@ -433,6 +434,14 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
 
     def describe(self) -> dict[str, str]:
         facts = {"engine": "llama.cpp", "device": "cpu", "threads": str(self.n_threads)}
+        if self.n_gpu_layers:  # what --gpu-layers did: offloaded, or nothing (a CPU-only build)
+            import llama_cpp
+
+            if not llama_cpp.llama_supports_gpu_offload():
+                facts["gpu_layers"] = "GPU layers ignored (llama.cpp built without GPU)"
+            else:
+                count = "all" if self.n_gpu_layers < 0 else self.n_gpu_layers
+                facts["gpu_layers"] = f"{count} layers on GPU"
         if self.active_adapter:
             facts["adapter"] = self.active_adapter
         return facts

@@ -52,7 +52,8 @@ from textual.widgets._toast import Toast  # noqa: E402
 
 from sessions.workspace import Workspace  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
-from tui.modals import ConfirmScreen, TextPromptScreen, WelcomeScreen  # noqa: E402
+from tui.first_start_screen import FirstStartScreen  # noqa: E402
+from tui.modals import ConfirmScreen, TextPromptScreen  # noqa: E402
 from tui.personas_editor import PersonaEditor  # noqa: E402
 from tui.training_screen import TrainingMonitorApp, TrainingScreen  # noqa: E402
 from tui.widgets.params_panel import ParamsPanel  # noqa: E402
@@ -113,8 +114,9 @@ async def test_every_screen_and_modal_shows_hostile_names_as_text(tmp_path):
         await wait_until(pilot, lambda: isinstance(app.screen, TextPromptScreen))
         await shown(pilot, f"Rename {NAMES[0]}:", "Enter to save, Esc to cancel")
         app.pop_screen()
-        app.push_screen(WelcomeScreen())
-        await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen))
+        app.push_screen(FirstStartScreen(workspace, f"The last model used, {NAMES[0]}, is gone."))
+        await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
+        await shown(pilot, f"The last model used, {NAMES[0]}, is gone.")
         app.pop_screen()
         # the personas screen: every name in the list, each one's detail
         app.push_screen(PersonasScreen(workspace.personas.directory))

@@ -9,7 +9,8 @@ from sessions.store import Store
 from tests.conftest import wait_until
 from tui.app import make_app
 from tui.chat_screen import ChatScreen
-from tui.modals import ConfirmScreen, WelcomeScreen
+from tui.first_start_screen import FirstStartScreen
+from tui.modals import ConfirmScreen
 from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
@@ -214,11 +215,11 @@ async def test_chinese_text_wraps_inside_the_transcript(tmp_path):
         assert "不求闻达于诸侯。" in shown
 
 
-async def test_without_a_model_the_welcome_explains_how_to_get_one(tmp_path):
+async def test_without_a_model_the_first_start_screen_offers_one(tmp_path):
     app = make_app(store=Store(tmp_path / "c.db"), engine=None)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
-        assert isinstance(app.screen, WelcomeScreen)
+        assert isinstance(app.screen, FirstStartScreen)
         await pilot.press("escape")
         await pilot.pause()
         await send(pilot, "hi")

@@ -354,6 +354,15 @@ SCENE = (
 # The app's own actions (methods of tui.app.CosplayApp).
 APP = (
     Action(
+        "models",
+        "models",
+        "f12",
+        "Models",
+        "models and adapters: switch model or engine without restarting (Enter loads; its settings are remembered), download a recommended one, load / unload a LoRA adapter, set this persona's adapter",
+        priority=True,
+        footer=False,
+    ),
+    Action(
         "training_monitor",
         "training_monitor",
         "f7",
@@ -423,18 +432,26 @@ def read_keymap(path: Path) -> dict[str, str]:
         raise CosplayError(
             f"The key file {path} is not valid TOML ({exc}); fix or delete it."
         ) from exc
+    return checked_keymap(table, f"The key file {path}")
+
+
+def config_keymap(config) -> dict[str, str]:
+    """The config's ui.keys (sessions/config.py), checked as keys.toml is ({}: none)."""
+    table = config.get("ui.keys") or {}
+    return checked_keymap(table, f"In {config.path}, ui.keys") if table else {}
+
+
+def checked_keymap(table: dict, where: str) -> dict[str, str]:
+    """Rebindings (action id → keys), each id a bound action's; `where` names the source."""
     # palette-only actions have no binding
     known = {a.id for a in CHAT + MESSAGE + SCENE + APP if a.keys}
     keymap = {}
     for name, keys in table.items():
         if name not in known:
             raise CosplayError(
-                f"The key file {path} names an unknown action {name!r}; use one of "
-                f"{', '.join(sorted(known))}."
+                f"{where} names an unknown action {name!r}; use one of {', '.join(sorted(known))}."
             )
         if not isinstance(keys, str) or not keys.strip():
-            raise CosplayError(
-                f'The key file {path} gives {name!r} no keys; write them like "ctrl+g".'
-            )
+            raise CosplayError(f'{where} gives {name!r} no keys; write them like "ctrl+g".')
         keymap[name] = keys
     return keymap

@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from engines.base import CosplayError, Engine
 from sessions.store import Store
 from sessions.workspace import Workspace
-from tui.actions import APP, CHAT, MESSAGE, Action, key_label, read_keymap
+from tui.actions import APP, CHAT, MESSAGE, Action, config_keymap, key_label, read_keymap
 from tui.chat_screen import ChatScreen
 from tui.modals import TextPromptScreen
 
@@ -27,8 +27,10 @@ class CosplayApp(App):
         persona: str | None = None,
         *,
         owns_workspace: bool = False,
+        start_notice: str = "",
     ):
         super().__init__()
+        self.start_notice = start_notice  # why the first-start screen shows (a model gone)
         self.workspace = workspace
         self.store = workspace.store
         self.engine = engine
@@ -37,10 +39,23 @@ class CosplayApp(App):
         self._owns_workspace = owns_workspace  # opened by make_app(home=): closed on exit
 
     def on_mount(self) -> None:
+        config = self.workspace.config
+        for warning in config.warnings:  # else on stderr, behind the screen
+            self.notify(warning, severity="warning", timeout=12)
         try:
-            self.set_keymap(read_keymap(self.workspace.paths.keymap))
+            self.set_keymap(config_keymap(config) or read_keymap(self.workspace.paths.keymap))
         except CosplayError as exc:
             self.notify(str(exc), severity="error", timeout=10)
+        theme = str(config.get("ui.theme") or "")
+        if theme and theme in self.available_themes:
+            self.theme = theme
+        elif theme:
+            self.notify(
+                f"In {config.path}, ui.theme {theme!r} is not a theme here; use one of "
+                f"{', '.join(sorted(self.available_themes))}.",
+                severity="warning",
+                timeout=12,
+            )
         self.push_screen(ChatScreen(self.workspace, self.engine, self.session_id, self.persona))
 
     def on_unmount(self) -> None:
@@ -84,6 +99,16 @@ class CosplayApp(App):
             TextPromptScreen("Training run directory (the --out of cosplay train):"), open_run
         )
 
+    def action_models(self) -> None:
+        from tui.models_screen import ModelsScreen
+
+        self.push_screen(ModelsScreen(self.workspace, self.chat))
+
+    def keys_of_id(self, action_id: str) -> str:
+        """`keys_of` for the action with this id, else the palette's name for it."""
+        action = next(a for a in CHAT + MESSAGE + APP if a.id == action_id)
+        return self.keys_of(action) or f"Ctrl+P {action.title}"
+
     def keys_of(self, action: Action) -> str:
         """The keys that run `action` here, as people write them: keys.toml's, else its own."""
         return key_label(self._keymap.get(action.id, action.keys))
@@ -110,6 +135,7 @@ def make_app(
     engine: Engine | None = None,
     session_id: int | None = None,
     persona: str | None = None,
+    start_notice: str = "",
 ) -> CosplayApp:
     """Build the app on a workspace, on a store (tests: personas next to its database), or on
     the data dir `home` ($COSPLAY_HOME or the platform dir), which the app closes on exit."""
@@ -117,5 +143,10 @@ def make_app(
     if workspace is None:
         workspace = Workspace.of(store) if store is not None else Workspace(home)
     return CosplayApp(
-        workspace, engine, session_id=session_id, persona=persona, owns_workspace=owns
+        workspace,
+        engine,
+        session_id=session_id,
+        persona=persona,
+        owns_workspace=owns,
+        start_notice=start_notice,
     )

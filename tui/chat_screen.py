@@ -28,7 +28,6 @@ from tui.chat_file_actions import ChatFileActions
 from tui.draft_actions import DraftActions
 from tui.memory_actions import MemoryActions
 from tui.message_actions import MessageActions
-from tui.modals import WelcomeScreen
 from tui.session_actions import SessionActions
 from tui.version_actions import VersionActions
 from tui.widgets.chat_input import ChatInput
@@ -36,6 +35,9 @@ from tui.widgets.message_view import MessageView
 from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
 from tui.widgets.transcript import Transcript
+
+# What the status line says for an engine fact that means little to a person.
+PLAIN_WORDS = {"float32": "full precision (float32)"}
 
 
 @dataclass
@@ -114,7 +116,9 @@ class ChatScreen(
         self.load_session(session_id)
         self.query_one(ChatInput).focus()
         if self.engine is None:
-            self.app.push_screen(WelcomeScreen())
+            from tui.first_start_screen import FirstStartScreen
+
+            self.app.push_screen(FirstStartScreen(self.workspace, self.app.start_notice))
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -201,7 +205,7 @@ class ChatScreen(
             return
         if self.engine is None:
             self.notify(
-                "No model loaded: restart with `cosplay chat --model PATH` (or --demo).",
+                f"No model loaded: {self.app.keys_of_id('models')} chooses one.",
                 severity="error",
             )
             return
@@ -319,6 +323,31 @@ class ChatScreen(
         else:
             self.start_memory(event.plan)  # what fell out of the window, while idle
 
+    def swap_engine(self, engine: Engine) -> None:
+        """Chat with `engine` from now on (tui/models_screen.py); the old one is closed once no
+        reply or summary runs on it (a reply under way is stopped first, and kept)."""
+        if self.generating:
+            self.action_stop()
+            self.set_timer(0.05, lambda: self.swap_engine(engine))
+            return
+        self.stop_memory()
+        old, self.engine = self.engine, engine
+        self.app.engine = engine
+        self.conversation = Conversation(self.workspace, engine, self.session.id)
+        self._last_reply = None
+        self.update_status()
+        if old is not None and old is not engine:
+            self.close_engine(old)
+
+    @work(thread=True, group="engine-close", exit_on_error=False)
+    def close_engine(self, engine: Engine) -> None:
+        """Close a replaced engine after the workers still using it have stopped."""
+        for worker in list(self.workers):
+            if worker.group in ("generation", "memory") and worker.is_running:
+                while worker.is_running:
+                    threading.Event().wait(0.02)
+        engine.close()
+
     def action_stop(self) -> None:
         """Esc: stop the reply being written; else, from a message, back to typing."""
         if self.generating:
@@ -374,11 +403,14 @@ class ChatScreen(
         if plan and plan.summary:
             parts.append(plan.summary)
         parts += self.memory_status()
-        if facts.get("adapter") not in (None, "", "none"):
-            parts.append(f"adapter {facts['adapter']}")
+        adapter = facts.get("adapter")
+        parts.append(f"adapter {adapter}" if adapter not in (None, "", "none") else "no adapter")
         parts.append(f"template {self.engine.template_name}")
         engine = [facts.get(k, "") for k in ("engine", "device", "dtype", "quantization")]
-        parts.append(" ".join(dict.fromkeys(v for v in engine if v and v != "none")))
+        engine = [PLAIN_WORDS.get(v, v) for v in engine if v and v != "none"]
+        if facts.get("gpu_layers"):  # the CPU engine's offload (engines/llamacpp.py)
+            engine.append(facts["gpu_layers"])
+        parts.append(" ".join(dict.fromkeys(engine)))
         if note:  # first: the status line is cut at the terminal's width
             parts.insert(0, note)
         self.query_one("#status", Static).update(" · ".join(parts))

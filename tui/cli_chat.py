@@ -40,23 +40,36 @@ def run_chat(args: argparse.Namespace) -> int:
         session_id = args.session
         if session_id is not None:
             workspace.store.get_session(session_id)  # a clear error now, not inside the app
-        engine: Engine | None
+        engine: Engine | None = None
+        notice = ""  # why the first-start screen shows instead of the chat
         if args.demo:
             from engines.fake import FakeEngine
 
             engine = FakeEngine(delay=0.03)
         else:
-            spec = model_spec(args, workspace, persona, builtin=True)  # fresh: the built-in one
+            try:
+                spec = model_spec(args, workspace, persona)
+            except CosplayError as exc:
+                if args.model or persona is not None:  # named now: a mistake to fix now
+                    raise
+                spec, notice = None, str(exc)  # a remembered model that is gone
+            # Nothing named or remembered: the first-start screen (tui/first_start_screen.py).
             # Load before the app starts: llama.cpp silences the terminal while it loads.
             engine = load(spec, workspace) if spec else None
+        app = None
         try:
             if args.new:
                 session_id = workspace.new_session().id
             app = make_app(
-                workspace=workspace, engine=engine, session_id=session_id, persona=args.persona
+                workspace=workspace,
+                engine=engine,
+                session_id=session_id,
+                persona=args.persona,
+                start_notice=notice,
             )
             app.run()
         finally:
+            engine = app.engine if app is not None else engine  # the models screen may swap it
             if engine is not None:
                 engine.close()
     return app.return_code or 0

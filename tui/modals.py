@@ -1,11 +1,11 @@
-"""Small dialogs: confirm, ask for a line of text, and the no-model welcome."""
+"""Small dialogs: confirm, ask for a line of text (the no-model start: tui/first_start_screen.py)."""
 
 from __future__ import annotations
 
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown
+from textual.widgets import Button, Input, Label
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -47,34 +47,3 @@ class TextPromptScreen(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
         self.dismiss(value or None)
-
-
-WELCOME = """\
-# Welcome to Cosplay
-
-No model is loaded. **Esc** reads your saved sessions; **Ctrl+Q** quits.
-Start Cosplay with a model (it is remembered: next time plain `cosplay`):
-
-```
-cosplay chat --model MODEL.gguf       # CPU engine
-cosplay chat --model HF_MODEL_DIR     # GPU engine
-cosplay chat --model http://HOST:PORT/v1   # a server
-cosplay chat --demo                   # no model
-```
-
-No model on disk? A small Chinese-capable one (about 400 MB):
-
-```
-huggingface-cli download \\
-  Qwen/Qwen2.5-0.5B-Instruct-GGUF \\
-  qwen2.5-0.5b-instruct-q4_k_m.gguf --local-dir models
-```
-"""
-
-
-class WelcomeScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "dismiss", "Browse sessions")]
-
-    def compose(self):
-        with Vertical(classes="dialog welcome"):
-            yield Markdown(WELCOME)

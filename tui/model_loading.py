@@ -1,0 +1,258 @@
+"""Loading a model (or downloading one first) from inside the TUI, for the first-start screen
+and the models screen.
+
+The spec is built as `cosplay chat --model …` builds it (tui/cli_model.py: the flags over the
+model's remembered settings over the config's), and loaded by the same `load`, which remembers
+the model as the last one used and the settings given as the model's. The load runs in a thread
+worker; llama.cpp's own silencing (`verbose=False` points file descriptors 1 and 2 at /dev/null
+while a model loads) is switched off for it, since Textual draws the screen on fd 2: its log
+already goes to our logger (engines/llamacpp_setup.py), so nothing reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.widgets import ProgressBar, Static
+
+from engines.errors import CosplayError
+
+if TYPE_CHECKING:
+    from engines.base import Engine
+    from engines.catalog import ModelEntry
+    from engines.hub import Progress
+    from engines.loader import ModelSpec
+    from sessions.workspace import Workspace
+
+# The per-model settings the screens edit, as `cosplay chat` flags (sessions/config.py names).
+SETTING_FLAGS = {
+    "template": "template",
+    "n_ctx": "n_ctx",
+    "threads": "threads",
+    "gpu_layers": "gpu_layers",
+}
+
+
+def catalog_folders(workspace: Workspace) -> list[tuple[Path, str]]:
+    """Where the TUI looks for models: as `cosplay models list` (its models/ and adapters/,
+    the config's models.dirs)."""
+    folders = [(workspace.paths.models, "models dir"), (workspace.paths.adapters, "adapters dir")]
+    dirs = workspace.config.get("models.dirs") or []
+    return folders + [(Path(folder).expanduser(), "folder") for folder in dirs]
+
+
+def local_entries(workspace: Workspace) -> list[ModelEntry]:
+    """Every model and adapter on this machine (engines/catalog.py)."""
+    from engines.catalog import local_models
+
+    return local_models(catalog_folders(workspace))
+
+
+def model_flags(model: str, settings: dict[str, object] | None = None) -> argparse.Namespace:
+    """The `cosplay chat` model flags for `model`, with `settings` (template, n_ctx, threads,
+    gpu_layers, quantization) given as flags: they become the model's remembered settings."""
+    settings = settings or {}
+    quantization = settings.get("quantization") or ""
+    return argparse.Namespace(
+        model=model,
+        engine=None,
+        api_key_env=None,
+        template=settings.get("template") or None,
+        n_ctx=settings.get("n_ctx"),
+        threads=settings.get("threads"),
+        gpu_layers=settings.get("gpu_layers"),
+        adapter=[],
+        load_8bit=quantization == "8bit",
+        load_4bit=quantization == "4bit",
+        trust_remote_code=bool(settings.get("trust_remote_code")),
+    )
+
+
+def spec_for(
+    model: str, workspace: Workspace, settings: dict[str, object] | None = None
+) -> ModelSpec:
+    from tui.cli_model import model_spec
+
+    with contextlib.redirect_stderr(_Discard()):  # the config's warnings: shown at start
+        return model_spec(model_flags(model, settings), workspace)
+
+
+@contextlib.contextmanager
+def terminal_kept() -> Iterator[None]:
+    """Inside: llama-cpp-python loads without pointing fds 1 and 2 at /dev/null."""
+    if "llama_cpp" not in sys.modules:
+        try:
+            import llama_cpp  # noqa: F401 - only to patch its silencing below
+        except ImportError:
+            yield
+            return
+    import llama_cpp._internals as internals
+    import llama_cpp.llama as high
+
+    originals = (high.suppress_stdout_stderr, internals.suppress_stdout_stderr)
+    high.suppress_stdout_stderr = internals.suppress_stdout_stderr = _NotSilenced
+    try:
+        yield
+    finally:
+        high.suppress_stdout_stderr, internals.suppress_stdout_stderr = originals
+
+
+class _NotSilenced(contextlib.nullcontext):
+    def __init__(self, disable: bool = True):
+        super().__init__()
+
+
+def load_in_tui(spec: ModelSpec, workspace: Workspace) -> Engine:
+    """Load the model as `cosplay chat` does (remembering it), the terminal left alone."""
+    from tui.cli_model import load
+
+    with terminal_kept(), contextlib.redirect_stderr(_Discard()):
+        return load(spec, workspace)
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def error_text(exc: BaseException, what: str) -> str:
+    if isinstance(exc, CosplayError):
+        return str(exc)
+    return f"{what} failed ({type(exc).__name__}: {exc})."
+
+
+class ModelLoading:
+    """For a screen with a `ProgressBar#load-progress` and a `Static#load-status`: download a
+    model (with a cancel), load one in a thread worker, then hand it to the chat screen."""
+
+    workspace: Workspace
+    busy: str = ""  # "downloading" or "loading" while a worker runs
+    _pull_cancel: threading.Event | None = None
+
+    def show_progress(self, text: str, total: float | None = None, done: float = 0) -> None:
+        bar = self.query_one("#load-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=total, progress=done)
+        status = self.query_one("#load-status", Static)
+        status.display = True
+        status.update(text)
+
+    def hide_progress(self) -> None:
+        self.query_one("#load-progress", ProgressBar).display = False
+        self.query_one("#load-status", Static).display = False
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def begin_load(self, spec: ModelSpec) -> None:
+        if self.busy:
+            self.notify(f"Still {self.busy}; wait for it (Esc stops a download).")
+            return
+        self.busy = "loading"
+        self.show_progress(f"Loading {spec.model} …")
+        self._load_worker(spec)
+
+    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
+    def _load_worker(self, spec: ModelSpec) -> None:
+        engine, error = None, None
+        try:
+            engine = load_in_tui(spec, self.workspace)
+        except Exception as exc:  # one sentence in a notification; the old model stays
+            error = exc
+        try:
+            self.app.call_from_thread(self._loaded, spec, engine, error)
+        except RuntimeError:  # the app is gone
+            if engine is not None:
+                engine.close()
+
+    def _loaded(self, spec: ModelSpec, engine: Engine | None, error: Exception | None) -> None:
+        self.busy = ""
+        self.app.refresh(repaint=True)
+        if error is not None or engine is None:
+            self.hide_progress()
+            self.notify(error_text(error, f"Loading {spec.model}"), severity="error", timeout=10)
+            return
+        if not self.is_attached:  # closed meanwhile: keep the model in use
+            engine.close()
+            return
+        self.app.chat.swap_engine(engine)
+        self.app.notify(f"Loaded {engine.model_name}.")
+        self.model_loaded(engine)
+
+    def model_loaded(self, engine: Engine) -> None:
+        """What the screen does once the model is in the chat (default: close)."""
+        self.dismiss(None)
+
+    # --- downloading -----------------------------------------------------------------------
+
+    def begin_download(self, source: str, name: str) -> None:
+        if self.busy:
+            self.notify(f"Still {self.busy}; wait for it (Esc stops a download).")
+            return
+        self.busy = "downloading"
+        self._pull_cancel = threading.Event()
+        self.show_progress(f"Downloading {name} … (Esc stops; the same choice continues it)")
+        self._pull_worker(source, name, self._pull_cancel)
+
+    def cancel_download(self) -> bool:
+        """Stop the download under way (its partial file is kept); whether there was one."""
+        if self.busy == "downloading" and self._pull_cancel is not None:
+            self._pull_cancel.set()
+            return True
+        return False
+
+    @work(thread=True, exclusive=True, group="model-pull", exit_on_error=False)
+    def _pull_worker(self, source: str, name: str, cancel: threading.Event) -> None:
+        from engines.hub import pull
+
+        models = self.workspace.paths.models
+        result, error = None, None
+        try:
+            result = pull(source, models, progress=self._pull_progress, cancel=cancel)
+        except Exception as exc:
+            error = exc
+        try:
+            self.app.call_from_thread(self._pulled, name, result, error)
+        except RuntimeError:
+            pass
+
+    def _pull_progress(self, progress: Progress) -> None:
+        try:
+            self.app.call_from_thread(self._show_pull, progress)
+        except RuntimeError:
+            pass
+
+    def _show_pull(self, progress: Progress) -> None:
+        from tui.cli_models import human_size
+
+        total = f" of {human_size(progress.total)}" if progress.total else ""
+        part = f" (file {progress.index} of {progress.count})" if progress.count > 1 else ""
+        self.show_progress(
+            f"{progress.filename}{part}: {human_size(progress.done)}{total}, "
+            f"{human_size(progress.speed)}/s · Esc stops",
+            progress.total,
+            progress.done,
+        )
+
+    def _pulled(self, name: str, result, error: Exception | None) -> None:
+        self.busy = ""
+        if error is not None or result is None:
+            self.hide_progress()
+            self.notify(error_text(error, f"Downloading {name}"), severity="error", timeout=12)
+            return
+        try:
+            spec = spec_for(str(result.path), self.workspace)
+        except CosplayError as exc:
+            self.hide_progress()
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.begin_load(spec)
