@@ -35,6 +35,19 @@ PRESET_FIELDS = (
     "no_repeat_ngram_size",
     "num_beams",
     "max_new_tokens",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
+    "xtc_threshold",
+    "xtc_probability",
+    "dynatemp_range",
+    "dynatemp_exponent",
+    "top_n_sigma",
+    "mirostat_mode",
+    "mirostat_tau",
+    "mirostat_eta",
 )
 # The sampler with every filter off: each built-in names all of these, so switching from one
 # preset to another leaves nothing of the first behind.
@@ -46,6 +59,11 @@ _NEUTRAL = {
     "repetition_penalty": 1.0,
     "no_repeat_ngram_size": 0,
     "num_beams": 1,
+    "dry_multiplier": 0.0,
+    "xtc_probability": 0.0,
+    "dynatemp_range": 0.0,
+    "top_n_sigma": -1.0,
+    "mirostat_mode": 0,
 }
 
 
@@ -107,6 +125,26 @@ BUILT_IN = (
         },
         builtin=True,
         about="surprising: temperature 1.0, top-p 0.95, min-p 0.05",
+    ),
+    # Long roleplay: the model's own distribution with the tail cut by min-p, DRY against the
+    # phrases a character falls back on turn after turn (p-e-w's recommended 0.8 / 1.75 / 2),
+    # and XTC (threshold 0.1, half the time) against the most predictable wording. No
+    # repetition penalty: DRY does its work without punishing every repeated word.
+    Preset(
+        "角色 Roleplay",
+        {
+            **_NEUTRAL,
+            "do_sample": True,
+            "temperature": 1.0,
+            "min_p": 0.05,
+            "dry_multiplier": 0.8,
+            "dry_base": 1.75,
+            "dry_allowed_length": 2,
+            "xtc_threshold": 0.1,
+            "xtc_probability": 0.5,
+        },
+        builtin=True,
+        about="long roleplay: min-p 0.05, DRY against repeated phrases, XTC against clichés",
     ),
     # What the seed's chat server (Cosplay-ChatGLM-LoRA, wellinxu/LLM_Custome chat_server.py)
     # opened with: "Do sample" unticked, temperature 0.1, top-p 0.75, top-k 40, beams 1,

@@ -96,6 +96,33 @@ def test_custom_presets_are_saved_in_the_store_and_cannot_take_a_built_in_name(w
     assert "夜读" not in [p.name for p in workspace.presets()]
 
 
+def test_presets_carry_the_new_samplers_and_switching_turns_them_off(workspace):
+    roleplay = find_preset(BUILT_IN, "roleplay").values
+    params = GenerationParams(**roleplay)
+    assert (params.dry_multiplier, params.dry_base, params.dry_allowed_length) == (0.8, 1.75, 2)
+    assert (params.xtc_threshold, params.xtc_probability) == (0.1, 0.5)
+    assert params.repetition_penalty == 1.0 and params.uses_new_samplers()
+    # every built-in names every sampler's switch, so the next one leaves none of them on
+    session = workspace.new_session()
+    workspace.apply_preset(session.id, "roleplay")
+    balanced = workspace.apply_preset(session.id, "balanced")
+    assert not GenerationParams(**balanced.settings["params"]).uses_new_samplers()
+    assert preset_label(balanced.settings, BUILT_IN) == "平衡 Balanced"
+    # a custom preset keeps them, breakers included
+    mine = GenerationParams(dry_multiplier=1.2, dry_sequence_breakers=["\n", "「"],
+                            top_n_sigma=1.5, mirostat_mode=2, mirostat_tau=3.0)  # fmt: skip
+    saved = workspace.save_preset("不重复", mine)
+    assert workspace.preset("不重复").values == saved.values
+    again = GenerationParams(**saved.values)
+    assert again.dry_sequence_breakers == ["\n", "「"] and again.mirostat_tau == 3.0
+    assert saved.matches(mine) and not saved.matches(GenerationParams())
+    # one saved before these samplers existed still loads, and leaves them as they were
+    workspace.store.set_setting(
+        CUSTOM_PRESETS, {**workspace.store.get_setting(CUSTOM_PRESETS), "旧": {"top_k": 7}}
+    )
+    assert workspace.preset("旧").values == {"top_k": 7}
+
+
 def test_applying_a_preset_to_a_session_is_also_where_new_chats_start(workspace):
     session = workspace.new_session()
     session = workspace.store.update_session(session.id, settings={"params": {"seed": 11}})
@@ -151,7 +178,7 @@ async def test_the_panel_chooses_a_preset_shows_an_edit_and_saves_a_new_one(tmp_
         panel = screen.query_one(ParamsPanel)
         select = panel.query_one("#preset", Select)
         names = [str(prompt) for prompt, _ in select._options if _ is not Select.NULL]
-        assert names[:4] == [p.name for p in BUILT_IN]
+        assert names[: len(BUILT_IN)] == [p.name for p in BUILT_IN]
         select.value = "确定 Deterministic"
         await wait_until(pilot, lambda: screen.session.settings.get("preset") == select.value)
         assert panel.query_one("#do_sample").value is False
