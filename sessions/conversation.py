@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines.base import ChatMessage, CosplayError, Engine, GenerationParams
-from sessions.context import PromptPlan, TokenEstimate
+from sessions.context import PromptPlan
 from sessions.group import choose_speakers, plan_turn, run_group_turn, session_cast
+from sessions.history_window import TokenEstimate
 from sessions.kvstates import SessionStates
 from sessions.models import Message, Role, Session
 from sessions.prompt import (

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.base import ChatMessage, CosplayError, Engine
-from sessions.context import Window
+from sessions.history_window import Window
 from sessions.lorebook import (
     MAX_SCAN_DEPTH,
     LoreEntry,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engines.base import ChatMessage, Engine, GenerationParams
-from sessions.context import Entry, PromptPlan, TokenEstimate, Window, plan_window
+from sessions.context import PromptPlan, plan_window
+from sessions.history_window import Entry, TokenEstimate, Window
 from sessions.lore_plan import turn_extras
 from sessions.models import Message, Session
 from sessions.placement import Extras, memory_text

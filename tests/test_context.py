@@ -1,16 +1,8 @@
 import pytest
 
 from engines.base import ContextOverflowError, TemplateError
-from sessions.context import (
-    BLOCK_MESSAGES,
-    DROP_BLOCK,
-    Entry,
-    TokenEstimate,
-    Window,
-    build_prompt,
-    plan_window,
-    split_rounds,
-)
+from sessions.context import BLOCK_MESSAGES, DROP_BLOCK, build_prompt, plan_window, split_rounds
+from sessions.history_window import Entry, TokenEstimate, Window
 
 
 def count(messages):
