@@ -408,6 +408,20 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                 "and load that file."
             ) from exc
 
+    def unload_adapter(self, name: str) -> None:
+        """Free a loaded adapter (the base model answers if it was the active one)."""
+        import llama_cpp
+
+        if name not in self._adapters:
+            raise AdapterError(f"No adapter named {name!r} is loaded.")
+        with self._lock:
+            if self.active_adapter == name:
+                self.set_adapter(None)
+            if self.default_adapter == name:
+                self.default_adapter = None
+            llama_cpp.llama_adapter_lora_free(self._adapters.pop(name))
+            self._adapter_sources.pop(name)
+
     @property
     def adapter_sources(self) -> dict[str, str]:
         """Each loaded adapter's name and the file it was loaded from."""
