@@ -163,7 +163,7 @@ def bare_name(clause: str) -> str | None:
             if text.endswith(word) and len(text) > len(word) + 1:
                 text, changed = text[: -len(word)], True
                 break
-    if not 2 <= len(text) <= 3 or text in ROLES or text.startswith(NOBODY):
+    if not 2 <= len(text) <= 3 or text in ROLES or text in ADVERBS or text.startswith(NOBODY):
         return None
     if not re.fullmatch(r"[\u4e00-\u9fffA-Za-z]+", text) or set(text) & set("的了着在把被对向与和"):
         return None
@@ -206,15 +206,84 @@ def earlier_clauses(text: str, start: int) -> tuple[list[tuple[str, int]], str]:
     return clauses[::-1], before
 
 
-def previous_sentence_clauses(text: str, start: int) -> list[tuple[str, int]]:
-    """The clauses of the sentence before the one holding `start`, in the same paragraph."""
+def previous_sentence_clauses(
+    text: str, start: int, *, across_paragraphs: bool = False
+) -> list[tuple[str, int]]:
+    """The clauses of the sentence before the one holding `start`, nearest first: in the
+    same paragraph, or also the last sentence of the paragraph before."""
     sentence_start = start
     while sentence_start > 0 and text[sentence_start - 1] not in SENTENCE_STOP:
         sentence_start -= 1
-    if sentence_start == 0 or text[sentence_start - 1] not in "。！？!?":
-        return []
     end = sentence_start - 1
+    if across_paragraphs and end >= 0 and text[end] == "\n":
+        while end > 0 and text[end - 1] in " \t　\r":
+            end -= 1
+        end -= 1
+    if end < 0 or text[end] not in "。！？!?":
+        return []
+    return clauses_ending_at(text, end)
+
+
+# ----- lines with no speech verb: introduced by an action, or followed by one -----
+
+# Kin and companions between a possessive pronoun and a name: `她哥哥沈明`, `他同桌刘芳芳`.
+KIN = sorted(
+    "哥哥 姐姐 弟弟 妹妹 父亲 母亲 爸爸 妈妈 儿子 女儿 丈夫 妻子 老婆 老公 爷爷 奶奶 外婆 外公 "
+    "叔叔 阿姨 舅舅 姑姑 表哥 表姐 表妹 表弟 同桌 同学 同事 朋友 邻居 男友 女友 师父 徒弟 哥 姐 弟 妹".split(),
+    key=len,
+    reverse=True,
+)
+# `坐在后排的赵小军`, `同桌的刘芳芳`: a short modifier ending in 的 before the subject.
+MODIFIER = re.compile(r"[^，,。！？!?“”「」的]{1,8}的")
+# A colon after these introduces writing, not speech: `纸条上写着：`, `屏幕上显示：`.
+_WRITING = re.compile("写着|写道|写的是|印着|贴着|刻着|标着|显示|上面是|内容是|如下")
+# In the narration right after a line, these are the listener's, not the speaker's.
+LISTENER = re.compile("听了|听罢|听完|听见|听到|闻言|闻听|一听|愣|没接话|不接话|没说话|不说话")
+# A person said to keep quiet is not the one who speaks next.
+SILENT = re.compile(
+    "没接话|不接话|没说话|不说话|没吭声|不吭声|不语|没有回答|不回答|沉默|什么也没说"
+)
+
+
+def colon_lead(text: str, quote_start: int) -> tuple[list[tuple[str, int]], bool] | None:
+    """`沈青在床边坐下，替他掖好被角：“……”`: the clauses of the sentence the colon ends,
+    nearest first, and whether it introduces writing rather than speech; None when the
+    quote does not follow a colon in its paragraph."""
+    colon = quote_start - 1
+    while colon >= 0 and text[colon] in " \t　":
+        colon -= 1
+    if colon < 0 or text[colon] not in "：:":
+        return None
+    clauses = clauses_ending_at(text, colon)
+    return clauses, bool(_WRITING.search(clauses[0][0]))
+
+
+def clauses_ending_at(text: str, end: int) -> list[tuple[str, int]]:
+    """The clauses of the sentence that ends at `end`, nearest first, each with its start."""
     clauses, _ = earlier_clauses(text, end)
-    # earlier_clauses leaves out the last clause (the one at `end`): add it
-    last_start = max((text.rfind(mark, 0, end) for mark in "，,；;：:" + SENTENCE_STOP), default=-1)
-    return [(text[last_start + 1 : end], last_start + 1), *clauses]
+    last_start = max(text.rfind(mark, 0, end) for mark in "，,；;：:" + SENTENCE_STOP) + 1
+    return [(text[last_start:end], last_start), *clauses]
+
+
+def sentence_after(text: str, quote_end: int) -> tuple[str, int] | None:
+    """`“……”赵小军的声音更小了。`: the narration after a quote up to the end of its sentence,
+    when it is a whole sentence in the quote's paragraph (not a beat leading into another
+    quote of the same sentence), with where it starts."""
+    match = re.compile(r"[^。！？!?\n“”「」]{2,40}(?:[。！？!?]|$|(?=\n))").match(text, quote_end)
+    if not match or text[quote_end] in "，,。：:；;\n":
+        return None
+    return match.group(), quote_end
+
+
+def sentence_before(text: str, quote_start: int) -> tuple[str, int] | None:
+    """`下课后，周老师把赵小军叫到办公室。“……”`: the narration sentence right before a quote
+    in its paragraph, with where it starts; None when the quote follows anything else."""
+    end = quote_start
+    if end == 0 or text[end - 1] not in "。！？!?":
+        return None
+    start = end - 1
+    while start > 0 and text[start - 1] not in SENTENCE_STOP:
+        start -= 1
+    if start and text[start - 1] in "”」":
+        return None  # right after another line: a beat, not a lead-in
+    return text[start : end - 1], start

@@ -25,17 +25,26 @@ from dataclasses import dataclass
 from engines.train.aliases import NameBook
 from engines.train.clauses import (
     CLAUSE_STOP,
+    KIN,
+    LISTENER,
+    MODIFIER,
     NOBODY,
+    ROLES,
+    SILENT,
     Clause,
     bare_name,
     clause_after,
     clause_before,
+    clauses_ending_at,
+    colon_lead,
     continues_subject,
     earlier_clauses,
     previous_sentence_clauses,
+    sentence_after,
+    sentence_before,
     strip_leading,
 )
-from engines.train.names import PRONOUNS, NameFinder
+from engines.train.names import PRONOUNS, NameFinder, NameHit
 
 QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _PRONOUN_WINDOW = 300  # characters of narration looked back through for a pronoun's person
@@ -43,6 +52,13 @@ _RECENT_SPEAKERS = 4
 _CAUSATIVE = re.compile("[令命教使让].")  # with someone told to speak: not `操传令曰`
 _NARRATED_NAME_MENTIONS = 2  # a new name seen only in narration must recur to be learned
 _BARE_NAME_TAGS = 2  # `宝玉笑道` twice: 宝玉 is a name even with no surname the table knows
+# `孔明视之，乃虞翻也`, `众视其人，乃零陵人，姓黄，名盖`: who the one who just spoke was.
+_NAMED_AFTER = re.compile(
+    r"[^。！？“”\n]{0,8}视(?:之|其人)，乃(?:[^。，“”\n]{0,6}?人，)?"
+    r"(?:姓(?P<surname>[\u4e00-\u9fff])，?名(?P<given>[\u4e00-\u9fff]{1,2})[，。]"
+    r"|(?P<words>[^。，“”\n]{2,8}?)也)"
+)
+_UNNAMED = (*NOBODY, *sorted(ROLES, key=len, reverse=True))
 
 
 @dataclass
@@ -72,6 +88,9 @@ class Attributor:
         self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self.gender: dict[str, str] = {}
         self.uses_she = "她" in text
+        # classical prose (`瑜曰`) calls people by one character; modern prose does not, and
+        # there `明天` is no 沈明
+        self.classical = text.count("曰") >= max(3, len(QUOTE.findall(text)) // 5)
 
     def paragraph(self, at: int) -> int:
         return bisect.bisect_right(self.line_starts, at) - 1
@@ -141,9 +160,16 @@ class Attributor:
                     )
                     quote.tag_start, quote.tag_end = clause.start, clause.end
                     quote.addressee = self._addressee(clause)
+            if not quote.speaker and clause and not clause.after_quote:
+                self._named_after(quote, clause)
             if not quote.speaker and not clause:
-                self._beat(found, index, done) or self._continued(quote, done) or self._turn(
-                    quote, done
+                (
+                    self._colon_lead(quote, done)
+                    or self._beat(found, index, done)
+                    or self._action_after(quote, done)
+                    or self._continued(quote, done)
+                    or self._action_before(quote, done)
+                    or self._turn(quote, done)
                 )
             if quote.speaker:
                 done.append(quote)
@@ -158,25 +184,20 @@ class Attributor:
         return word
 
     def _from_clause(self, clause: Clause, done: list[Attribution]) -> str | None:
-        stripped, cut = strip_leading(clause.text)
-        if stripped.startswith(NOBODY):
+        hit, unnamed, at = self._subject(clause.text, clause.start)
+        if unnamed:
             return None
-        hit = self.names.at(stripped, clause.start + cut)
-        if hit and _CAUSATIVE.search(stripped, hit.length):
+        if hit and _CAUSATIVE.search(self.text, at + hit.length, clause.start + len(clause.text)):
             return None  # `孔明令军士齐声叫曰`: the soldiers speak, not 孔明
         if hit:
-            return self._person(hit.name, clause.start + cut, done)
+            return self._person(hit.name, at, done)
         if clause.after_quote:
             return None
         # No name of its own: the subject earlier in the sentence…
         earlier, before = earlier_clauses(self.text, clause.start)
-        for text, start in earlier:
-            stripped, cut = strip_leading(text)
-            if stripped.startswith(NOBODY):
-                return None
-            hit = self.names.at(stripped, start + cut)
-            if hit:
-                return self._person(hit.name, start + cut, done)
+        speaker, decided = self._subject_of(earlier, done)
+        if decided:
+            return speaker
         if earlier or not continues_subject(clause.text):
             return None
         # …the speaker just before (the one asked, for an answer)…
@@ -191,6 +212,47 @@ class Attributor:
             if hit:
                 return self._person(hit.name, start + cut, done)
         return None
+
+    def _subject(
+        self, clause: str, where: int, *, one_character: bool = True
+    ) -> tuple[NameHit | None, bool, int]:
+        """The person `clause` (at `where` in the text) starts with, past connectives, titles,
+        a modifier ending in 的 (`坐在后排的赵小军`) and a pronoun's kin (`她哥哥沈明`): the
+        name, whether it starts with somebody unnamed instead (`有人`, `护士`, `他父亲`), and
+        where the name is."""
+        stripped, cut = strip_leading(clause)
+        modifier = MODIFIER.match(stripped)
+        if modifier:
+            hit = self.names.at(stripped[modifier.end() :], where + cut + modifier.end())
+            if hit and not hit.is_pronoun:
+                return hit, False, where + cut + modifier.end()
+        hit = self.names.at(stripped, where + cut)
+        if hit and hit.is_pronoun:
+            rest = stripped[1:].removeprefix("的")
+            kin = next((word for word in KIN if rest.startswith(word)), None)
+            if kin:  # `她哥哥沈明`: 沈明; `他父亲`: somebody unnamed
+                rest = rest[len(kin) :]
+                named = self.names.at(rest, where + len(clause) - len(rest))
+                if named and not named.is_pronoun:
+                    return named, False, where + len(clause) - len(rest)
+                return None, True, where
+        if hit and (one_character or hit.length > 1 or hit.is_pronoun):
+            return hit, False, where + cut
+        return None, stripped.startswith(_UNNAMED), where
+
+    def _subject_of(
+        self, clauses: list[tuple[str, int]], done: list[Attribution], *, verb: bool = True
+    ) -> tuple[str | None, bool]:
+        """The speaker from the nearest of `clauses` that starts with somebody, and whether
+        one did (a clause starting with somebody unnamed decides: nobody). With no speech
+        verb (`verb=False`) a one-character name (`瑜`) is trusted only in classical prose."""
+        for text, start in clauses:
+            hit, unnamed, at = self._subject(text, start, one_character=verb or self.classical)
+            if unnamed:
+                return None, True
+            if hit:
+                return self._person(hit.name, at, done), True
+        return None, False
 
     def _answerer(self, done: list[Attribution]) -> str | None:
         """`答曰`: the one the last question was put to, when the text names them."""
@@ -310,6 +372,71 @@ class Attributor:
                     quote.speaker, quote.how = speaker, "beat"
                     return True
         return False
+
+    def _colon_lead(self, quote: Attribution, done: list[Attribution]) -> bool:
+        """`同桌的刘芳芳忍不住替他解释：“……”`, `他咧嘴笑了一下：“……”`: a colon with no speech
+        verb before it introduces the line of the one its sentence is about."""
+        lead = colon_lead(self.text, quote.start)
+        if not lead or lead[1]:  # `纸条上写着：` introduces writing
+            return False
+        speaker, _ = self._subject_of(lead[0], done, verb=False)
+        if speaker:
+            quote.speaker, quote.how = speaker, "colon"
+        return bool(speaker)
+
+    def _action_after(self, quote: Attribution, done: list[Attribution]) -> bool:
+        """`“……”赵小军的声音更小了。`, `“……”沈明走到床边。`: a sentence after the line in its
+        paragraph whose subject is a person (not one who listens: `听了`, `愣`)."""
+        after = sentence_after(self.text, quote.end)
+        if not after or LISTENER.search(after[0]):
+            return False
+        sentence, start = after
+        first = re.split(r"[，,；;：:]", sentence)[0]
+        hit, _, at = self._subject(first, start, one_character=self.classical)
+        speaker = self._person(hit.name, at, done) if hit else None
+        if speaker:
+            quote.speaker, quote.how = speaker, "after"
+            quote.tag_start, quote.tag_end = start, start + len(sentence)
+        return bool(speaker)
+
+    def _action_before(self, quote: Attribution, done: list[Attribution]) -> bool:
+        """`下课后，周老师把赵小军叫到办公室。“……”`: the line right after a sentence of
+        narration in its paragraph is the line of the one that sentence is about, unless they
+        keep quiet (`沈明张了张嘴，最后什么也没说。`)."""
+        lead = sentence_before(self.text, quote.start)
+        if not lead or SILENT.search(lead[0]) or not lead[0].strip(" \t　"):
+            return False
+        speaker, _ = self._subject_of(
+            clauses_ending_at(self.text, quote.start - 1), done, verb=False
+        )
+        if speaker:
+            quote.speaker, quote.how = speaker, "lead"
+        return bool(speaker)
+
+    def _named_after(self, quote: Attribution, clause: Clause) -> None:
+        """`座上忽一人抗声问曰：“……”孔明视之，乃虞翻也。`: someone unnamed asks, and the next
+        sentence says who it was (`乃汝南程德枢也`, `乃零陵人，姓黄，名盖`)."""
+        if not re.search("一人|有人|一将|一员|一个人", clause.text):
+            return
+        match = _NAMED_AFTER.match(self.text, quote.end)
+        if not match:
+            return
+        if match["surname"]:
+            name = match["surname"] + match["given"]
+        else:
+            words = match["words"]
+            name = next(
+                (
+                    hit.name
+                    for i in range(len(words) - 1)
+                    if (hit := self.names.at(words[i:], quote.end))
+                    and not hit.is_pronoun
+                    and hit.length == len(words) - i
+                ),
+                None,
+            )
+        if name:
+            quote.speaker, quote.how = self.names.book.resolve(name), "named after"
 
     def _continued(self, quote: Attribution, done: list[Attribution]) -> bool:
         """`“……”宝玉笑道。“……”`: the quote right after a speaker's tag is theirs."""
