@@ -30,10 +30,25 @@ def persona_card(args: argparse.Namespace, workspace: Workspace) -> CharacterCar
     return workspace.personas.get(args.persona).card
 
 
+def start_model(args: argparse.Namespace, workspace: Workspace, persona: CharacterCard | None):
+    """(the spec the chat starts with, or None: the first-start screen, and why it shows).
+
+    Nothing named or remembered: None and no notice. A remembered model that is gone: None and
+    the sentence saying so (shown on that screen). A model named now that is wrong: the error."""
+    from tui.cli_model import model_spec
+
+    try:
+        return model_spec(args, workspace, persona), ""
+    except CosplayError as exc:
+        if args.model or persona is not None:  # named now: a mistake to fix now
+            raise
+        return None, f"{exc} Choose another below."
+
+
 def run_chat(args: argparse.Namespace) -> int:
     from sessions.workspace import Workspace
     from tui.app import make_app
-    from tui.cli_model import load, model_spec
+    from tui.cli_model import load
 
     with Workspace(args.home) as workspace:
         persona = persona_card(args, workspace)
@@ -47,13 +62,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
             engine = FakeEngine(delay=0.03)
         else:
-            try:
-                spec = model_spec(args, workspace, persona)
-            except CosplayError as exc:
-                if args.model or persona is not None:  # named now: a mistake to fix now
-                    raise
-                spec, notice = None, str(exc)  # a remembered model that is gone
-            # Nothing named or remembered: the first-start screen (tui/first_start_screen.py).
+            spec, notice = start_model(args, workspace, persona)
             # Load before the app starts: llama.cpp silences the terminal while it loads.
             engine = load(spec, workspace) if spec else None
         app = None
