@@ -5,8 +5,8 @@ their definitions, then on the tiny random model through `model.generate` and th
 CPU engine's llama.cpp chain (engines/llamacpp_sampling.py) runs in a child process (native
 code: a crash there fails a test instead of killing pytest), on the tiny model and the real
 SmolLM2: with the new samplers off it samples exactly as `Llama.generate` did, and each one
-changes the distribution as designed. The remote engine's request body and the params' own
-validation are checked last.
+changes the distribution as designed. The params' validation comes first, the parameters panel
+last; the remote engine's request body is checked in tests/test_openai_remote.py.
 """
 
 from __future__ import annotations
@@ -605,4 +605,58 @@ def test_cpu_every_sampler_at_once_streams_the_same_reply_for_a_seed(cpu_real):
     assert one and one == two
 
 
-# --- remote engine --------------------------------------------------------------------------
+# --- the parameters panel -------------------------------------------------------------------
+
+
+async def test_the_panel_sets_the_samplers_in_folded_groups_at_80_by_24(tmp_path):
+    from textual.widgets import Collapsible, Input
+
+    from engines.fake import FakeEngine
+    from sessions.store import Store
+    from tests.conftest import wait_until
+    from tui.app import make_app
+    from tui.widgets.params_panel import ParamsPanel
+
+    engine = FakeEngine(["一"])
+    app = make_app(store=Store(tmp_path / "c.db"), engine=engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.chat
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: screen.query_one(ParamsPanel).display)
+        panel = screen.query_one(ParamsPanel)
+        groups = list(panel.query(Collapsible))
+        assert [str(g.title) for g in groups] == [
+            "DRY: no repeats", "XTC: no top choices", "Dynamic temperature", "Top-nσ",
+            "Mirostat (CPU, server)",
+        ]  # fmt: skip
+        assert all(group.collapsed for group in groups)
+
+        async def enter(field_id: str, value: str) -> None:
+            field = panel.query_one(f"#{field_id}", Input)
+            field.value = value
+            field.focus()
+            await pilot.press("enter")
+            await pilot.pause()
+
+        groups[0].collapsed = False
+        await pilot.pause()
+        await enter("dry_multiplier", "0.8")
+        await enter("dry_sequence_breakers", '["\\n", "「"]')
+        saved = screen.session.settings["params"]
+        assert saved["dry_multiplier"] == 0.8 and saved["dry_sequence_breakers"] == ["\n", "「"]
+        assert str(groups[0].title) == "DRY: no repeats · on"
+        await enter("dry_sequence_breakers", "\\n")  # not JSON: refused, nothing saved
+        assert panel.query_one("#dry_sequence_breakers").has_class("-invalid")
+        assert screen.session.settings["params"]["dry_sequence_breakers"] == ["\n", "「"]
+        await enter("dry_sequence_breakers", '["\\n", "「"]')
+        await enter("mirostat_mode", "3")  # out of range: refused
+        assert panel.query_one("#mirostat_mode").has_class("-invalid")
+        await enter("mirostat_mode", "2")
+        assert str(groups[4].title) == "Mirostat (CPU, server) · on"
+        await pilot.press("ctrl+t")
+        await pilot.click("#input")
+        await pilot.press("x", "enter")
+        await wait_until(pilot, lambda: not screen.generating and len(engine.params) == 1)
+        sent = engine.params[0]
+        assert (sent.dry_multiplier, sent.mirostat_mode) == (0.8, 2)
+        assert sent.dry_sequence_breakers == ["\n", "「"]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Input, Label, Select, Switch
+from textual.widgets import Button, Collapsible, Input, Label, Select, Switch
 
 from engines.base import GenerationParams
 from sessions.presets import Preset
@@ -33,6 +33,40 @@ FIELDS = [
     ("stop", "Stop strings", 'JSON list, e.g. ["\\n\\n"]'),
     ("max_history_rounds", "Max history rounds", "empty = as many as fit"),
 ]
+# The other samplers, each group folded under its name (the title says when it is on), so the
+# panel stays short at 80×24: (title, the field that switches it on, its fields).
+GROUPS = [
+    ("DRY: no repeats", "dry_multiplier", [
+        ("dry_multiplier", "Multiplier", "0 = off, 0.8 usual"),
+        ("dry_base", "Base", "growth per token"),
+        ("dry_allowed_length", "Allowed length", "repeats up to this"),
+        ("dry_penalty_last_n", "Range", "tokens; -1 = all, 0 = off"),
+        ("dry_sequence_breakers", "Sequence breakers", "JSON list"),
+    ]),
+    ("XTC: no top choices", "xtc_probability", [
+        ("xtc_probability", "Probability", "0 = off"),
+        ("xtc_threshold", "Threshold", "above 0.5 = off"),
+    ]),
+    ("Dynamic temperature", "dynatemp_range", [
+        ("dynatemp_range", "Range", "± temperature, 0 = off"),
+        ("dynatemp_exponent", "Exponent", ""),
+    ]),
+    ("Top-nσ", "top_n_sigma", [("top_n_sigma", "n", "0 or -1 = off")]),
+    ("Mirostat (CPU, server)", "mirostat_mode", [
+        ("mirostat_mode", "Mode", "0 = off, 1 or 2"),
+        ("mirostat_tau", "Tau", "target surprise"),
+        ("mirostat_eta", "Eta", "learning rate"),
+    ]),
+]  # fmt: skip
+LIST_FIELDS = ("stop", "dry_sequence_breakers")  # typed as JSON lists
+ALL_FIELDS = FIELDS + [field for _, _, fields in GROUPS for field in fields]
+
+
+def _group_on(switch: str, params: GenerationParams) -> bool:
+    value = getattr(params, switch)
+    if switch == "dry_multiplier":
+        return value > 0 and params.dry_penalty_last_n != 0
+    return value > 0
 
 
 def _shown(value: Any) -> str:
@@ -41,6 +75,14 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _json_list(raw: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        label = next(label for field, label, _ in ALL_FIELDS if field == name).lower()
+        raise ValueError(f'{label} must be a JSON list of strings, e.g. ["\\n", ":"]') from None
 
 
 class ParamsPanel(VerticalScroll):
@@ -82,14 +124,29 @@ class ParamsPanel(VerticalScroll):
         yield Label("Sample (off = greedy)")
         yield Switch(self._params.do_sample, id="do_sample")
         for name, label, hint in FIELDS:
-            yield Label(f"{label} [dim]{hint}[/dim]" if hint else label)
-            value = self._rounds if name == "max_history_rounds" else getattr(self._params, name)
-            yield Input(_shown(value), id=name)
+            yield from self._field(name, label, hint)
+        for index, (title, switch, fields) in enumerate(GROUPS):
+            with Collapsible(title=self._group_title(title, switch), id=f"group_{index}"):
+                for name, label, hint in fields:
+                    yield from self._field(name, label, hint)
+
+    def _field(self, name: str, label: str, hint: str):
+        yield Label(f"{label} [dim]{hint}[/dim]" if hint else label)
+        value = self._rounds if name == "max_history_rounds" else getattr(self._params, name)
+        yield Input(_shown(value), id=name)
+
+    def _group_title(self, title: str, switch: str) -> str:
+        return f"{title} · on" if _group_on(switch, self._params) else title
+
+    def _show_group_states(self) -> None:
+        for index, (title, switch, _) in enumerate(GROUPS):
+            self.query_one(f"#group_{index}", Collapsible).title = self._group_title(title, switch)
 
     def load(self, params: GenerationParams, max_history_rounds: int | None) -> None:
         self._params, self._rounds = params, max_history_rounds
         self.query_one("#do_sample", Switch).value = params.do_sample
-        for name, _, _ in FIELDS:
+        self._show_group_states()
+        for name, _, _ in ALL_FIELDS:
             value = max_history_rounds if name == "max_history_rounds" else getattr(params, name)
             field = self.query_one(f"#{name}", Input)
             with field.prevent(Input.Changed):
@@ -131,14 +188,17 @@ class ParamsPanel(VerticalScroll):
     def _read(self) -> tuple[GenerationParams, int | None]:
         values: dict[str, Any] = {"do_sample": self.query_one("#do_sample", Switch).value}
         rounds = None
-        for name, _, _ in FIELDS:
+        for name, _, _ in ALL_FIELDS:
             raw = self.query_one(f"#{name}", Input).value.strip()
             if name == "max_history_rounds":
                 rounds = int(raw) if raw else None
                 if rounds is not None and rounds < 0:
                     raise ValueError("max history rounds must be 0 or more")
-            elif name == "stop":
-                values["stop"] = json.loads(raw) if raw else []
+            elif name in LIST_FIELDS:
+                if raw:
+                    values[name] = _json_list(raw, name)
+                elif name == "stop":
+                    values[name] = []
             elif raw or name == "seed":
                 values[name] = raw or None
         return GenerationParams(**values), rounds
@@ -156,6 +216,7 @@ class ParamsPanel(VerticalScroll):
             field.remove_class("-invalid")
         self._params, self._rounds = params, rounds
         self._show_preset_state()
+        self._show_group_states()
         self.post_message(self.Changed(params, rounds))
 
     # --- edits ------------------------------------------------------------------------------
