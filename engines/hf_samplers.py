@@ -67,7 +67,9 @@ class DryLogitsProcessor(LogitsProcessor):
         size = sequence.shape[0]
         if size < 2:
             return lengths
-        breakers = self.breakers.to(sequence.device)
+        if self.breakers.device != sequence.device:
+            self.breakers = self.breakers.to(sequence.device)
+        breakers = self.breakers
         in_vocab = sequence < breakers.shape[0]
         is_breaker = breakers[sequence.clamp(max=breakers.shape[0] - 1)] & in_vocab
         # how far back from the end a repeat may reach: up to the last breaker
@@ -95,10 +97,10 @@ class DryLogitsProcessor(LogitsProcessor):
             hit = lengths >= self.allowed_length
             if not bool(hit.any()):
                 continue
-            exponent = (lengths[hit] - self.allowed_length).to(scores.dtype)
+            exponent = (lengths[hit] - self.allowed_length).to(torch.float32)
             exponent = exponent.clamp(max=self.max_exponent)
-            penalty = self.multiplier * torch.pow(torch.tensor(self.base), exponent)
-            scores[row, hit] -= penalty.to(scores.device, scores.dtype)
+            penalty = self.multiplier * self.base**exponent
+            scores[row, hit] -= penalty.to(scores.dtype)
         return scores
 
 
