@@ -269,6 +269,16 @@ class LorebookFolder:
         self._write(out, self.world_info(name))
         return out
 
+    def set_entry_enabled(self, name: str, index: int, enabled: bool) -> None:
+        """Switch the book's entry `index` (in the order `book(name).entries` has them) on or
+        off: World Info's `disable`, the rest of the file as it was."""
+        obj = self.world_info(name)
+        entries = _wi_entries(obj, f"lorebook {name!r}")
+        if not 0 <= index < len(entries):
+            raise LorebookError(f"The lorebook {name!r} has no entry {index + 1}; reopen it.")
+        entries[index]["disable"] = not enabled
+        self._write(self.path_for(name), {**obj, "name": name})
+
     def delete(self, name: str) -> None:
         path = self.path_for(name)
         if not path.is_file():

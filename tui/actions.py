@@ -228,6 +228,15 @@ CHAT = (
         footer=False,
     ),
     Action(
+        "lorebooks",
+        "lorebooks",
+        "alt+l",
+        "Lorebooks",
+        "lorebooks (World Info): the books kept and the card's own, which are attached to this chat and to the persona; attach / detach, import a file, read the entries, switch one on or off",
+        priority=True,
+        footer=False,
+    ),
+    Action(
         "user_persona",
         "user_persona",
         "f9",
@@ -351,6 +360,39 @@ SCENE = (
     ),
 )
 
+# The lorebook dialog's keys (methods of tui.lorebook_screen.LorebookScreen): on its highlighted
+# book, or entry.
+LOREBOOK = (
+    Action(
+        "lore_chat",
+        "toggle_chat",
+        "a",
+        "Chat",
+        "lorebook dialog: attach the highlighted book to this chat, or detach it",
+    ),
+    Action(
+        "lore_persona",
+        "toggle_persona",
+        "p",
+        "Persona",
+        "lorebook dialog: attach the book to the persona (all its chats), or detach it",
+    ),
+    Action(
+        "lore_entry",
+        "toggle_entry",
+        "space",
+        "Entry on/off",
+        "lorebook dialog: switch the highlighted entry of a kept book on or off (saved in the book)",
+    ),
+    Action(
+        "lore_import",
+        "import_book",
+        "i",
+        "Import",
+        "lorebook dialog: import a World Info JSON, a card's character_book or a card's book by its path",
+    ),
+)
+
 # The app's own actions (methods of tui.app.CosplayApp).
 APP = (
     Action(
@@ -411,7 +453,11 @@ def markdown_table() -> str:
     """The README's key table."""
     rows = ["| key | action |", "|---|---|"]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[:2]]
-    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in CHAT + MESSAGE + SCENE + APP if a.keys]
+    rows += [
+        f"| {key_label(a.keys)} | {a.help} |"
+        for a in CHAT + MESSAGE + SCENE + LOREBOOK + APP
+        if a.keys
+    ]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[2:]]
     return "\n".join(rows)
 
@@ -444,7 +490,7 @@ def config_keymap(config) -> dict[str, str]:
 def checked_keymap(table: dict, where: str) -> dict[str, str]:
     """Rebindings (action id → keys), each id a bound action's; `where` names the source."""
     # palette-only actions have no binding
-    known = {a.id for a in CHAT + MESSAGE + SCENE + APP if a.keys}
+    known = {a.id for a in CHAT + MESSAGE + SCENE + LOREBOOK + APP if a.keys}
     keymap = {}
     for name, keys in table.items():
         if name not in known:

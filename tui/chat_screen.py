@@ -186,6 +186,15 @@ class ChatScreen(
         text = report(inspect(plan, self.engine, params.max_new_tokens), self.engine)
         self.app.push_screen(InspectorScreen(text))
 
+    def action_lorebooks(self) -> None:
+        """The lorebook dialog; changes are saved there, so the session is read back after."""
+        from tui.lorebook_screen import LorebookScreen
+
+        def closed(_: None = None) -> None:
+            self.session = self.store.get_session(self.session.id)
+
+        self.app.push_screen(LorebookScreen(self.workspace, self.session.id), closed)
+
     def refresh_sidebar(self) -> None:
         self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
 

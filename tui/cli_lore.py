@@ -18,46 +18,18 @@ def _folder(args: argparse.Namespace):
     return lorebook_folder(data_paths(args.home).root)
 
 
-def _names(value) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
 def _attach(args: argparse.Namespace, folder, attach: bool) -> str:
+    from sessions.lore_attach import attach_to_persona, attach_to_session
     from sessions.workspace import Workspace
 
     if attach and not folder.exists(args.name):
         folder.book(args.name)  # the error that names the known books
     with Workspace(args.home) as workspace:
         if args.session is not None:
-            store = workspace.store
-            session = store.get_session(args.session)
-            settings = dict(session.settings)
-            names = _names(settings.get("lorebooks"))
-            names = _changed(names, args.name, attach, f"session {args.session}")
-            settings["lorebooks"] = names
-            store.update_session(args.session, settings=settings)
+            attach_to_session(workspace.store, args.session, args.name, attach)
             return f"session {args.session}"
-        personas = workspace.personas
-        card = personas.get(args.persona).card.model_copy(deep=True)
-        extensions = dict(card.data.extensions)
-        cosplay = dict(extensions.get("cosplay") or {})
-        names = _changed(_names(cosplay.get("lorebooks")), args.name, attach, args.persona)
-        if names:
-            cosplay["lorebooks"] = names
-        else:
-            cosplay.pop("lorebooks", None)
-        extensions["cosplay"] = cosplay
-        card.data.extensions = extensions
-        personas.save(card)
+        attach_to_persona(workspace.personas, args.persona, args.name, attach)
         return f"persona {args.persona!r}"
-
-
-def _changed(names: list[str], name: str, attach: bool, where: str) -> list[str]:
-    if attach:
-        return names if name in names else [*names, name]
-    if name not in names:
-        raise CosplayError(f"The lorebook {name!r} is not attached to {where}.")
-    return [n for n in names if n != name]
 
 
 def run_lore(args: argparse.Namespace) -> int:
