@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 # A clause ends at these; a sentence at the second set.
 CLAUSE_STOP = "，,。！？!?；;：:\n“”「」‘’"
 SENTENCE_STOP = "。！？!?\n“”「」"
@@ -206,6 +207,16 @@ def earlier_clauses(text: str, start: int) -> tuple[list[tuple[str, int]], str]:
     return clauses[::-1], before
 
 
+# A clause starting with one of these (past connectives and time words) has no subject of its
+# own: `次日至馆驿中见孔明`, `辞了玄德`, `引孔明至幕下`.
+_VERB_FIRST = set("至到往回入出进见引领带把与同随辞起坐走行转登奔望")
+
+
+def starts_with_verb(clause: str) -> bool:
+    stripped, _ = strip_leading(clause)
+    return stripped[:1] in _VERB_FIRST
+
+
 def previous_sentence_clauses(
     text: str, start: int, *, across_paragraphs: bool = False
 ) -> list[tuple[str, int]]:
@@ -261,7 +272,9 @@ def colon_lead(text: str, quote_start: int) -> tuple[list[tuple[str, int]], bool
 def clauses_ending_at(text: str, end: int) -> list[tuple[str, int]]:
     """The clauses of the sentence that ends at `end`, nearest first, each with its start."""
     clauses, _ = earlier_clauses(text, end)
-    last_start = max(text.rfind(mark, 0, end) for mark in "，,；;：:" + SENTENCE_STOP) + 1
+    low = max(0, end - 200)  # a clause is never this long: rfind need not scan the novel
+    last_start = max(text.rfind(mark, low, end) for mark in "，,；;：:" + SENTENCE_STOP) + 1
+    last_start = max(last_start, low)
     return [(text[last_start:end], last_start), *clauses]
 
 

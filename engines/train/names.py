@@ -48,6 +48,14 @@ class NameFinder:
         self._pattern: re.Pattern | None = None
         self._spelled: dict[str, dict[str, list[int]]] = {}
         self._given: dict[str, set[str]] | None = None
+        self._counts: dict[str, int] = {}
+
+    def count(self, word: str) -> int:
+        """How often `word` occurs in the text (remembered: a novel asks for the same words
+        many times)."""
+        if word not in self._counts:
+            self._counts[word] = self.text.count(word)
+        return self._counts[word]
 
     def learn(self, name: str) -> None:
         """A name found at the start of a clause (`孔乙己`): known from now on."""
@@ -163,8 +171,6 @@ class NameFinder:
         longer = clause[: size + 2] if len(clause) >= size + 2 else ""
         if not longer or longer[-1] in _NOT_GIVEN:
             return short
-        if clause == longer or self.text.count(longer) >= _LONGER_NAME_SHARE * self.text.count(
-            short
-        ):
+        if clause == longer or self.count(longer) >= _LONGER_NAME_SHARE * self.count(short):
             return longer
         return short

@@ -26,38 +26,28 @@ from engines.train.aliases import NameBook
 from engines.train.clauses import (
     CLAUSE_STOP,
     KIN,
-    LISTENER,
     MODIFIER,
     NOBODY,
+    QUOTE,
     ROLES,
-    SILENT,
     Clause,
     bare_name,
     clause_after,
     clause_before,
-    clauses_ending_at,
-    colon_lead,
     continues_subject,
     earlier_clauses,
     previous_sentence_clauses,
-    sentence_after,
-    sentence_before,
+    starts_with_verb,
     strip_leading,
 )
 from engines.train.names import PRONOUNS, NameFinder, NameHit
+from engines.train.untagged import UntaggedLines
 
-QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 _PRONOUN_WINDOW = 300  # characters of narration looked back through for a pronoun's person
 _RECENT_SPEAKERS = 4
 _CAUSATIVE = re.compile("[令命教使让].")  # with someone told to speak: not `操传令曰`
 _NARRATED_NAME_MENTIONS = 2  # a new name seen only in narration must recur to be learned
 _BARE_NAME_TAGS = 2  # `宝玉笑道` twice: 宝玉 is a name even with no surname the table knows
-# `孔明视之，乃虞翻也`, `众视其人，乃零陵人，姓黄，名盖`: who the one who just spoke was.
-_NAMED_AFTER = re.compile(
-    r"[^。！？“”\n]{0,8}视(?:之|其人)，乃(?:[^。，“”\n]{0,6}?人，)?"
-    r"(?:姓(?P<surname>[\u4e00-\u9fff])，?名(?P<given>[\u4e00-\u9fff]{1,2})[，。]"
-    r"|(?P<words>[^。，“”\n]{2,8}?)也)"
-)
 _UNNAMED = (*NOBODY, *sorted(ROLES, key=len, reverse=True))
 
 
@@ -81,7 +71,7 @@ def quotes(text: str) -> list[Attribution]:
     ]
 
 
-class Attributor:
+class Attributor(UntaggedLines):
     def __init__(self, text: str, book: NameBook, introduced: list[tuple[str, int]]):
         self.text = text
         self.names = NameFinder(text, book, introduced)
@@ -124,7 +114,7 @@ class Attributor:
             for piece in narrated:
                 stripped, _ = strip_leading(piece)
                 new = self.names.new_name(stripped)
-                if new and self.text.count(new) >= _NARRATED_NAME_MENTIONS:
+                if new and self.names.count(new) >= _NARRATED_NAME_MENTIONS:
                     pieces.append(stripped)
             for piece in pieces:
                 stripped, _ = strip_leading(piece)
@@ -198,15 +188,18 @@ class Attributor:
         speaker, decided = self._subject_of(earlier, done)
         if decided:
             return speaker
-        if earlier or not continues_subject(clause.text):
+        # (`次日至馆驿中见孔明，又嘱曰`: a sentence that starts with its verb has no subject)
+        subjectless = bool(earlier) and starts_with_verb(earlier[-1][0])
+        if (earlier and not subjectless) or not continues_subject(clause.text):
             return None
         # …the speaker just before (the one asked, for an answer)…
         if before in "”」" and before and done:
             if "答" in clause.verb or "答" in clause.text:
                 return self._answerer(done)
             return done[-1].speaker
-        # …or the subject of the sentence before.
-        for text, start in previous_sentence_clauses(self.text, clause.start):
+        # …or the subject of the sentence before (the paragraph's last, for a subjectless one).
+        previous = previous_sentence_clauses(self.text, clause.start, across_paragraphs=subjectless)
+        for text, start in previous:
             stripped, cut = strip_leading(text)
             hit = self.names.at(stripped, start + cut)
             if hit:
@@ -347,129 +340,6 @@ class Attributor:
             if not self.uses_she or self.gender.get(name) != wrong:
                 return name
         return None
-
-    # ----- quotes with no clause of their own -----
-    def _beat(self, found: list[Attribution], index: int, done: list[Attribution]) -> bool:
-        """`“……”林小雨叹了口气，站起身来，“……”`: the one the narration between two quotes of a
-        sentence starts with says both."""
-        quote = found[index]
-        for other, gap_start, gap_end in (
-            (found[index - 1] if index else None, None, quote.start),
-            (found[index + 1] if index + 1 < len(found) else None, quote.end, None),
-        ):
-            if other is None:
-                continue
-            start = other.end if gap_start is None else gap_start
-            end = other.start if gap_end is None else gap_end
-            gap = self.text[start:end]
-            if not gap.strip() or re.search("[。！？!?\n]", gap) or not gap.endswith(("，", ",")):
-                continue
-            stripped, cut = strip_leading(gap)
-            hit = self.names.at(stripped, start + cut)
-            if hit:
-                speaker = self._person(hit.name, start + cut, done)
-                if speaker:
-                    quote.speaker, quote.how = speaker, "beat"
-                    return True
-        return False
-
-    def _colon_lead(self, quote: Attribution, done: list[Attribution]) -> bool:
-        """`同桌的刘芳芳忍不住替他解释：“……”`, `他咧嘴笑了一下：“……”`: a colon with no speech
-        verb before it introduces the line of the one its sentence is about."""
-        lead = colon_lead(self.text, quote.start)
-        if not lead or lead[1]:  # `纸条上写着：` introduces writing
-            return False
-        speaker, _ = self._subject_of(lead[0], done, verb=False)
-        if speaker:
-            quote.speaker, quote.how = speaker, "colon"
-        return bool(speaker)
-
-    def _action_after(self, quote: Attribution, done: list[Attribution]) -> bool:
-        """`“……”赵小军的声音更小了。`, `“……”沈明走到床边。`: a sentence after the line in its
-        paragraph whose subject is a person (not one who listens: `听了`, `愣`)."""
-        after = sentence_after(self.text, quote.end)
-        if not after or LISTENER.search(after[0]):
-            return False
-        sentence, start = after
-        first = re.split(r"[，,；;：:]", sentence)[0]
-        hit, _, at = self._subject(first, start, one_character=self.classical)
-        speaker = self._person(hit.name, at, done) if hit else None
-        if speaker:
-            quote.speaker, quote.how = speaker, "after"
-            quote.tag_start, quote.tag_end = start, start + len(sentence)
-        return bool(speaker)
-
-    def _action_before(self, quote: Attribution, done: list[Attribution]) -> bool:
-        """`下课后，周老师把赵小军叫到办公室。“……”`: the line right after a sentence of
-        narration in its paragraph is the line of the one that sentence is about, unless they
-        keep quiet (`沈明张了张嘴，最后什么也没说。`)."""
-        lead = sentence_before(self.text, quote.start)
-        if not lead or SILENT.search(lead[0]) or not lead[0].strip(" \t　"):
-            return False
-        speaker, _ = self._subject_of(
-            clauses_ending_at(self.text, quote.start - 1), done, verb=False
-        )
-        if speaker:
-            quote.speaker, quote.how = speaker, "lead"
-        return bool(speaker)
-
-    def _named_after(self, quote: Attribution, clause: Clause) -> None:
-        """`座上忽一人抗声问曰：“……”孔明视之，乃虞翻也。`: someone unnamed asks, and the next
-        sentence says who it was (`乃汝南程德枢也`, `乃零陵人，姓黄，名盖`)."""
-        if not re.search("一人|有人|一将|一员|一个人", clause.text):
-            return
-        match = _NAMED_AFTER.match(self.text, quote.end)
-        if not match:
-            return
-        if match["surname"]:
-            name = match["surname"] + match["given"]
-        else:
-            words = match["words"]
-            name = next(
-                (
-                    hit.name
-                    for i in range(len(words) - 1)
-                    if (hit := self.names.at(words[i:], quote.end))
-                    and not hit.is_pronoun
-                    and hit.length == len(words) - i
-                ),
-                None,
-            )
-        if name:
-            quote.speaker, quote.how = self.names.book.resolve(name), "named after"
-
-    def _continued(self, quote: Attribution, done: list[Attribution]) -> bool:
-        """`“……”宝玉笑道。“……”`: the quote right after a speaker's tag is theirs."""
-        if not done or done[-1].how != "after":
-            return False
-        gap = self.text[done[-1].tag_end : quote.start]
-        if self.paragraph(done[-1].end) == self.paragraph(quote.start) and re.fullmatch(
-            r"[^\n“”「」]{0,3}", gap
-        ):
-            quote.speaker, quote.how = done[-1].speaker, "continued"
-            return True
-        return False
-
-    def _turn(self, quote: Attribution, done: list[Attribution]) -> bool:
-        """An untagged line opening a paragraph, after two paragraphs of two speakers talking
-        in turn, is the turn of the one who spoke before the last."""
-        paragraph = self.paragraph(quote.start)
-        if self.text[self.line_starts[paragraph] : quote.start].strip(" \t　") or len(done) < 2:
-            return False
-        last, before = done[-1], None
-        for earlier in reversed(done[:-1]):
-            if self.paragraph(earlier.start) < self.paragraph(last.start):
-                before = earlier
-                break
-        if (
-            before is None
-            or self.paragraph(last.start) != paragraph - 1
-            or self.paragraph(before.start) != paragraph - 2
-            or before.speaker == last.speaker
-        ):
-            return False
-        quote.speaker, quote.how = before.speaker, "turn"
-        return True
 
 
 def attribute(text: str, book: NameBook, introduced: list[tuple[str, int]]) -> list[Attribution]:
