@@ -389,7 +389,7 @@ LOREBOOK = (
         "import_book",
         "i",
         "Import",
-        "lorebook dialog: import a World Info JSON, a card's character_book or a card's book by its path",
+        "lorebook dialog: import a World Info JSON, a character_book JSON or a card (PNG or JSON) with a book, by its path",
     ),
 )
 
