@@ -169,7 +169,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
                     values[name] = int(text)
                 except ValueError:
                     raise CosplayError(
-                        f"{placeholder} must be a whole number, not {text!r}."
+                        f"The {placeholder} setting must be a whole number, not {text!r}."
                     ) from None
             elif name == "quantization" and text not in ("8bit", "4bit"):
                 raise CosplayError(f"Quantization is 8bit or 4bit (GPU engine), not {text!r}.")
