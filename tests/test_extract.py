@@ -8,8 +8,18 @@ import re
 
 import pytest
 
-from benchmarks.bench_extract import CLASSICS, MODERN, SAMPLE, Score, labels, score
+from benchmarks.bench_extract import (
+    CLASSICS,
+    HELD_OUT,
+    HELD_OUT_2,
+    MODERN,
+    SAMPLE,
+    Score,
+    labels,
+    score,
+)
 from engines.train import DatasetError
+from engines.train.clauses import bare_name
 from engines.train.data import load_dataset
 from engines.train.extract import clean_speaker, extract_dialogue, extract_file
 from engines.train.speakers import quotes
@@ -34,18 +44,29 @@ def speakers(text: str, **options) -> dict[str, str]:
 # ----- measured on the labelled sample -----
 
 
-@pytest.mark.parametrize(("group", "names"), [("classics", CLASSICS), ("modern", MODERN)])
-def test_attribution_precision_and_recall_on_the_labelled_sample(group, names):
+# held-out and held-out 2 were written after the rules and first scored 1.000/0.811 and
+# 1.000/0.741 (precision/recall); the rules were then improved on their misses, so they are
+# no longer unseen text: benchmarks/bench_extract.py reports them apart
+@pytest.mark.parametrize(
+    ("group", "names", "size"),
+    [
+        ("classics", CLASSICS, 100),
+        ("modern", MODERN, 20),
+        ("held-out", HELD_OUT, 35),
+        ("held-out 2", HELD_OUT_2, 110),
+    ],
+)
+def test_attribution_precision_and_recall_on_the_labelled_sample(group, names, size):
     total = Score()
     for name in names:
         total.add(score(name))
-    assert sum(total.labelled.values()) >= (100 if group == "classics" else 20)
+    assert sum(total.labelled.values()) >= size
     assert total.precision() >= 0.95, total.misses
     assert total.recall() >= 0.95, total.misses
 
 
 def test_the_labels_list_every_quote_of_the_sample_in_order():
-    for name in (*CLASSICS, *MODERN):
+    for name in (*CLASSICS, *MODERN, *HELD_OUT, *HELD_OUT_2):
         text = (SAMPLE / f"{name}.txt").read_text(encoding="utf-8")
         found, gold = quotes(text), labels(name)
         assert len(found) == len(gold)
@@ -122,6 +143,95 @@ def test_a_pronoun_in_a_new_paragraph_is_not_the_one_who_just_spoke():
         "没有。": "赵小军",
         "老师人挺好的。": "赵小军",
     }
+
+
+# ----- lines with no speech verb (engines/train/untagged.py) -----
+
+SHEN = "　　沈青、沈明和父亲沈建国住在一起。\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "speaker"),
+    [
+        ("沈青赶紧站直：“我是他女儿。”", "沈青"),
+        ("同桌的刘芳芳忍不住替他解释：“他妈妈住院了。”", "刘芳芳"),  # past `X的`
+        ("看见孩子们进来，沈建国咧嘴笑了一下：“都来了。”", "沈建国"),  # a later clause
+        ("她哥哥沈明拎着袋子跑过来，气还没喘匀：“爸怎么样了？”", "沈明"),  # past `她哥哥`
+        ("他父亲拍拍桌子：“吃饭。”", None),  # somebody unnamed
+        ("护士走进来换药，看了沈明一眼：“不要大声说话。”", None),  # a role, not a name
+        ("沈青打开纸条，上面写着：“明天见。”", None),  # writing, not speech
+    ],
+)
+def test_a_colon_after_an_action_introduces_the_line_of_its_subject(line, speaker):
+    found = speakers(SHEN + "　　" + line + "\n")
+    assert list(found.values()) == ([speaker] if speaker else [])
+
+
+@pytest.mark.parametrize(
+    ("line", "speaker"),
+    [
+        ("“我不想让大家知道。”沈明的声音更小了。", "沈明"),
+        ("“爸，你别说话。”沈明走到床边。", "沈明"),
+        ("“你又来了。”沈明听了，脸一下子红了。", None),  # the one who listens
+        ("“好吧。”明天的事谁也说不准。", None),  # modern prose: 明 is no 沈明
+    ],
+)
+def test_a_sentence_about_someone_right_after_a_line_is_theirs(line, speaker):
+    found = speakers(SHEN + "　　" + line + "\n")
+    assert list(found.values()) == ([speaker] if speaker else [])
+
+
+def test_a_narration_sentence_before_a_line_gives_it_its_subject_unless_they_keep_quiet():
+    text = SHEN + "　　下课后，沈建国把沈明叫到屋里。“你的病怎么样了？”\n"
+    assert speakers(text) == {"你的病怎么样了？": "沈建国"}
+    quiet = SHEN + "　　沈明张了张嘴，最后什么也没说。“算了。”\n"
+    assert speakers(quiet) == {}
+
+
+@pytest.mark.parametrize(
+    ("after", "speaker"),
+    [
+        ("孔明视之，乃虞翻也。", "虞翻"),
+        ("孔明视其人，乃汝南程德枢也。", "程德枢"),  # a place before the name
+        ("众视其人，乃零陵人，姓黄，名盖，字公覆。", "黄盖"),  # 姓X，名Y
+        ("孔明不答。", None),
+    ],
+)
+def test_someone_unnamed_who_is_named_right_after_speaking(after, speaker):
+    text = INTRO + "　　座上忽一人抗声问曰：“公以为何如？”" + after + "\n"
+    assert speakers(text).get("公以为何如？") == speaker
+
+
+def test_a_sentence_that_starts_with_its_verb_goes_on_with_the_last_paragraphs_subject():
+    text = INTRO + "　　肃领命而去。\n　　次日至馆驿中见孔明，又嘱曰：“切不可言曹操兵多。”\n"
+    assert speakers(text) == {"切不可言曹操兵多。": "鲁肃"}
+
+
+def test_turns_after_narration():
+    text = (
+        "　　沈青和哥哥沈明在医院守着父亲。\n"
+        "　　第二天上午，沈青给主编何丽华打电话请假。\n"
+        "　　电话那头很吵，何丽华大概在开会。“什么事？快说。”\n"
+        "　　“何老师，我想请三天假。”\n"  # the one other person named around the last line
+        "　　挂了电话，沈青站了很久。沈明端着两杯豆浆走过来，递给她一杯。\n"
+        "　　“领导同意了？”\n"  # who the narration paragraph is about
+        "　　“同意了。”\n"  # the one other person named around 沈明's line
+        "　　“那就好。”沈明说。\n"
+        "　　沈青没接话，低头喝了一口豆浆。\n"
+        "　　“哥。”\n"  # the one other person the narration since names
+    )
+    assert speakers(text) == {
+        "什么事？快说。": "何丽华",
+        "何老师，我想请三天假。": "沈青",
+        "领导同意了？": "沈明",
+        "同意了。": "沈青",
+        "那就好。": "沈明",
+        "哥。": "沈青",
+    }
+
+
+def test_speech_adverbs_are_not_names():
+    assert bare_name("高声") is None and bare_name("宝玉笑") == "宝玉"
 
 
 def test_the_text_introduces_names_and_courtesy_names():

@@ -166,7 +166,8 @@ class UntaggedLines:
         return self.text[self.line_starts[paragraph] : end]
 
     def _alternating(self, done: list[Attribution], paragraph: int) -> str | None:
-        """Two paragraphs of two speakers talking in turn: the one who spoke before the last."""
+        """Two paragraphs of two speakers talking in turn: the one who spoke before the last.
+        (Not across narration: `第二天上午，沈青给何丽华打电话。` may begin another scene.)"""
         last, before = done[-1], None
         for earlier in reversed(done[:-1]):
             if self.paragraph(earlier.start) < self.paragraph(last.start):
@@ -197,14 +198,11 @@ class UntaggedLines:
 
     def _only_other(self, last: Attribution, gap: range, done: list[Attribution]) -> str | None:
         """The one person other than the last speaker that the narration of the last speaker's
-        paragraph, of the narration paragraphs right before it and of those since names."""
+        paragraph, of a narration paragraph right before it and of those since names."""
         paragraphs = [self.paragraph(last.start), *gap]
         earlier = paragraphs[0] - 1
-        while earlier >= 0 and not QUOTE.search(self._paragraph_text(earlier)):
+        if earlier >= 0 and not QUOTE.search(self._paragraph_text(earlier)):
             paragraphs.append(earlier)
-            earlier -= 1
-            if len(paragraphs) > len(gap) + 3:
-                break
         named = set()
         for paragraph in paragraphs:
             start = self.line_starts[paragraph]
