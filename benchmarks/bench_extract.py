@@ -6,7 +6,8 @@
 The sample is tests/data/extract/*.txt with *.labels.jsonl (each top-level quote in order,
 its speaker labelled by reading; null where the text names nobody); heldout/ was written and
 labelled after the extractor and is not tuned on; heldout2/ was labelled by reading
-before its writer had read the rules. Precision: of the quotes
+before its writer had read the rules; heldout3/ after the rules for lines with no speech verb,
+and not tuned on. Precision: of the quotes
 given a speaker, the share given the right one; recall: of the quotes whose speaker the text
 names, the share given the right one. Per speaker: the same over that speaker's quotes.
 """
@@ -33,6 +34,8 @@ MODERN = ("modern",)
 HELD_OUT = ("heldout/sanguo46", "heldout/modern2")
 # written and labelled by someone who had not read the rules, before they were run on it
 HELD_OUT_2 = ("heldout2/sanguo43", "heldout2/modern3")
+# written and labelled after the rules for lines with no speech verb, and not tuned on
+HELD_OUT_3 = ("heldout3/modern4",)
 
 
 @dataclass
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "modern": MODERN,
         "held-out": HELD_OUT,
         "held-out 2": HELD_OUT_2,
+        "held-out 3": HELD_OUT_3,
     }
     print(table(groups, misses=args.misses))
     return 0

@@ -12,6 +12,7 @@ from benchmarks.bench_extract import (
     CLASSICS,
     HELD_OUT,
     HELD_OUT_2,
+    HELD_OUT_3,
     MODERN,
     SAMPLE,
     Score,
@@ -66,7 +67,7 @@ def test_attribution_precision_and_recall_on_the_labelled_sample(group, names, s
 
 
 def test_the_labels_list_every_quote_of_the_sample_in_order():
-    for name in (*CLASSICS, *MODERN, *HELD_OUT, *HELD_OUT_2):
+    for name in (*CLASSICS, *MODERN, *HELD_OUT, *HELD_OUT_2, *HELD_OUT_3):
         text = (SAMPLE / f"{name}.txt").read_text(encoding="utf-8")
         found, gold = quotes(text), labels(name)
         assert len(found) == len(gold)
