@@ -85,8 +85,12 @@ def test_chat_with_the_parameters_panel(snap_compare, tmp_path):
     assert snap_compare(zhuge_app(tmp_path), run_before=open_params)
 
 
-def test_welcome_screen_without_a_model(snap_compare, tmp_path):
-    app = make_app(store=Store(tmp_path / "c.db"), engine=None)
+def test_first_start_without_a_model(snap_compare, tmp_path, monkeypatch):
+    """The first start at 80x24: try it now, the downloads, how to point at a file (the data
+    dir given as a relative path, the Hugging Face cache empty: the same on every machine)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    app = make_app(home="home", engine=None)
     assert snap_compare(app)
 
 
