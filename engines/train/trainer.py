@@ -229,6 +229,7 @@ def _run(
         append_log,
         truncate_log,
     )
+    from engines.train.loss import TrainedPositionsLossMixin
     from engines.train.sampling import LengthGroupedTrainer
 
     # PEFT 0.21 calls a transformers method that v5 deprecates; not the user's concern.
@@ -280,6 +281,7 @@ def _run(
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=plan["cuda"],  # pinned pages only help a copy to a GPU
     )
     collator = DataCollatorForSeq2Seq(
         tokenizer,
@@ -298,8 +300,10 @@ def _run(
         "eval_samples": len(eval_items),
         "data_problems": data_facts,  # records trained with warnings, skipped, cut by the cutoff
     }
-    # Batches of similar length (shuffled by megabatch): less compute spent on padding.
-    trainer_class = LengthGroupedTrainer if params["group_by_length"] else Trainer
+    # Batches of similar length (shuffled by megabatch): less compute spent on padding; and no
+    # logits for the prompt and the padding (engines/train/loss.py).
+    batching = LengthGroupedTrainer if params["group_by_length"] else Trainer
+    trainer_class = type("CosplayTrainer", (TrainedPositionsLossMixin, batching), {})
     trainer = trainer_class(
         model=model,
         args=args,
