@@ -48,7 +48,7 @@ def workspace_with(tmp_path, *models) -> Workspace:
 
 
 async def open_models(app, pilot) -> ModelsScreen:
-    await pilot.press("f12")
+    await pilot.press("alt+l")
     await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
     return app.screen
 
