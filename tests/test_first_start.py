@@ -225,3 +225,13 @@ async def test_config_warnings_theme_and_keys_apply_in_the_tui(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert any("ui.theme 'no-such' is not a theme here" in n for n in notes(app))
+
+
+def test_a_recommended_model_s_flags_come_with_its_download():
+    from tui.model_loading import flags_settings, model_flags
+
+    settings = flags_settings("--trust-remote-code --template chatglm")
+    assert settings == {"trust_remote_code": True, "template": "chatglm"}
+    args = model_flags("THUDM/chatglm3-6b", settings)
+    assert args.trust_remote_code and args.template == "chatglm"
+    assert flags_settings("") == {"trust_remote_code": False}

@@ -29,6 +29,7 @@ class Choice:
     label: str
     model: str = ""  # what to load (a path)
     source: str = ""  # what to download first (`cosplay models pull` form)
+    flags: str = ""  # the chat flags it needs once downloaded
 
 
 class FirstStartScreen(ModelLoading, Screen[None]):
@@ -77,7 +78,7 @@ class FirstStartScreen(ModelLoading, Screen[None]):
         event.stop()
         choice = self.choices[int(event.option.id)]
         if choice.source:
-            self.begin_download(choice.source, choice.label.split(" · ")[0])
+            self.begin_download(choice.source, choice.label.split(" · ")[0], choice.flags)
         else:
             self.load_model(choice.model)
 
@@ -139,6 +140,7 @@ def first_start_choices(workspace: Workspace) -> list[Choice]:
                 f"Download: {model.name} · {model.download_gb:g} GB, RAM {model.ram_gb:g} GB · "
                 f"{engine} · {model.languages} · {model.purpose}",
                 source=model.source,
+                flags=model.flags,
             )
         )
     return choices

@@ -75,6 +75,15 @@ def model_flags(model: str, settings: dict[str, object] | None = None) -> argpar
     )
 
 
+def flags_settings(flags: str) -> dict[str, object]:
+    """The settings a recommended model's `flags` give (recommended.json's `flags`)."""
+    words = flags.split()
+    settings: dict[str, object] = {"trust_remote_code": "--trust-remote-code" in words}
+    if "--template" in words[:-1]:
+        settings["template"] = words[words.index("--template") + 1]
+    return settings
+
+
 def spec_for(
     model: str, workspace: Workspace, settings: dict[str, object] | None = None
 ) -> ModelSpec:
@@ -194,14 +203,16 @@ class ModelLoading:
 
     # --- downloading -----------------------------------------------------------------------
 
-    def begin_download(self, source: str, name: str) -> None:
+    def begin_download(self, source: str, name: str, flags: str = "") -> None:
+        """Download `source`, then load it with the chat flags the recommended list gives it
+        (`--trust-remote-code --template chatglm`)."""
         if self.busy:
             self.notify(f"Still {self.busy}; wait for it (Esc stops a download).")
             return
         self.busy = "downloading"
         self._pull_cancel = threading.Event()
         self.show_progress(f"Downloading {name} … (Esc stops; the same choice continues it)")
-        self._pull_worker(source, name, self._pull_cancel)
+        self._pull_worker(source, name, self._pull_cancel, flags_settings(flags))
 
     def cancel_download(self) -> bool:
         """Stop the download under way (its partial file is kept); whether there was one."""
@@ -211,7 +222,9 @@ class ModelLoading:
         return False
 
     @work(thread=True, exclusive=True, group="model-pull", exit_on_error=False)
-    def _pull_worker(self, source: str, name: str, cancel: threading.Event) -> None:
+    def _pull_worker(
+        self, source: str, name: str, cancel: threading.Event, settings: dict[str, object]
+    ) -> None:
         from engines.hub import pull
 
         models = self.workspace.paths.models
@@ -221,7 +234,7 @@ class ModelLoading:
         except Exception as exc:
             error = exc
         try:
-            self.app.call_from_thread(self._pulled, name, result, error)
+            self.app.call_from_thread(self._pulled, name, result, error, settings)
         except RuntimeError:
             pass
 
@@ -243,14 +256,14 @@ class ModelLoading:
             progress.done,
         )
 
-    def _pulled(self, name: str, result, error: Exception | None) -> None:
+    def _pulled(self, name: str, result, error: Exception | None, settings: dict) -> None:
         self.busy = ""
         if error is not None or result is None:
             self.hide_progress()
             self.notify(error_text(error, f"Downloading {name}"), severity="error", timeout=12)
             return
         try:
-            spec = spec_for(str(result.path), self.workspace)
+            spec = spec_for(str(result.path), self.workspace, settings)
         except CosplayError as exc:
             self.hide_progress()
             self.notify(str(exc), severity="error", timeout=10)

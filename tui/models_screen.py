@@ -42,6 +42,7 @@ class ModelChoice:
     label: str
     model: str = ""  # a path to load
     source: str = ""  # a download (`cosplay models pull` form)
+    flags: str = ""  # the chat flags it needs once downloaded
     problem: str = ""  # why it cannot be loaded
 
 
@@ -148,7 +149,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
             return
         choice = self.models[int(event.option.id)]
         if choice.source:
-            self.begin_download(choice.source, choice.label.split(" · ")[0])
+            self.begin_download(choice.source, choice.label.split(" · ")[0], choice.flags)
             return
         try:
             spec = spec_for(choice.model, self.workspace, self.settings())
@@ -285,7 +286,8 @@ def model_choices(entries) -> list[ModelChoice]:
             continue
         names.add(entry.path.name)
         facts = [entry.source, human_size(entry.size), entry.quantization or entry.kind]
-        label = f"{_short(entry.name)} · {' · '.join(f for f in facts if f)}"
+        name = entry.path.name if entry.source == "built in" else _short(entry.name)
+        label = f"{name} · {' · '.join(f for f in facts if f)}"
         if entry.problem:
             label += f" · cannot load: {entry.problem}"
         choices.append(ModelChoice(label, str(entry.path), problem=entry.problem))
@@ -296,6 +298,7 @@ def model_choices(entries) -> list[ModelChoice]:
             ModelChoice(
                 f"Download: {model.name} · {model.download_gb:g} GB, RAM {model.ram_gb:g} GB",
                 source=model.source,
+                flags=model.flags,
             )
         )
     return choices
