@@ -215,3 +215,25 @@ async def test_use_for_this_persona_writes_the_card(tmp_path, tiny_lora):
     card = workspace.personas.get("诸葛亮").card
     assert card.cosplay.adapter_gguf == str(target)
     assert not workspace.personas.get("诸葛亮").builtin  # a user copy, the built-in untouched
+
+
+def test_a_load_in_the_tui_leaves_the_terminal_s_descriptors_alone():
+    """llama-cpp-python points fds 1 and 2 at /dev/null while it loads (verbose=False); Textual
+    draws on fd 2, so a load in a worker would blank the screen: inside `terminal_kept` it
+    does not, and outside it is as llama-cpp-python ships it."""
+    import os
+
+    import llama_cpp.llama as high
+
+    from tui.model_loading import terminal_kept
+
+    def stderr_target() -> tuple[int, int]:
+        info = os.fstat(2)
+        return info.st_dev, info.st_ino
+
+    before = stderr_target()
+    with terminal_kept(), high.suppress_stdout_stderr(disable=False):
+        assert stderr_target() == before
+    with high.suppress_stdout_stderr(disable=False):
+        silenced = stderr_target()
+    assert silenced != before and stderr_target() == before
