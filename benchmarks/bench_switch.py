@@ -1,6 +1,6 @@
 """Memory across model switches in the TUI: the process's RSS after loading the real SmolLM2
 (Q4_1, built in) and after three switches through the models screen (to a requantized Q8_0 copy,
-back, and to the copy again), each switch as a person makes it (Alt+L, the model, Enter).
+back, and to the copy again), each switch as a person makes it (Alt+E, the model, Enter).
 
 Two arms, each in its own process: `close` (the app as shipped: the old engine is closed) and
 `kept` (the old engine is never closed: what a leak would look like). Prints RSS after each

@@ -48,7 +48,7 @@ def workspace_with(tmp_path, *models) -> Workspace:
 
 
 async def open_models(app, pilot) -> ModelsScreen:
-    await pilot.press("alt+l")
+    await pilot.press("alt+e")
     await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
     return app.screen
 
@@ -237,3 +237,15 @@ def test_a_load_in_the_tui_leaves_the_terminal_s_descriptors_alone():
     with high.suppress_stdout_stderr(disable=False):
         silenced = stderr_target()
     assert silenced != before and stderr_target() == before
+
+
+def test_the_chat_s_and_the_app_s_keys_are_each_one_action_s():
+    """An app key that is also a chat key would shadow it (the models screen once took F12,
+    then Alt+L, both already someone's)."""
+    from collections import Counter
+
+    from tui.actions import APP, CHAT
+
+    keys = Counter(k.strip() for a in CHAT + APP for k in a.keys.split(",") if k.strip())
+    assert [key for key, count in keys.items() if count > 1] == []
+    assert "alt+e" in next(a for a in APP if a.id == "models").keys

@@ -398,7 +398,7 @@ APP = (
     Action(
         "models",
         "models",
-        "alt+l",
+        "alt+e",
         "Models",
         "models and adapters: switch model or engine without restarting (Enter loads; its settings are remembered), download a recommended one, load / unload a LoRA adapter, set this persona's adapter",
         priority=True,
