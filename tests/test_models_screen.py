@@ -240,8 +240,8 @@ def test_a_load_in_the_tui_leaves_the_terminal_s_descriptors_alone():
 
 
 def test_the_chat_s_and_the_app_s_keys_are_each_one_action_s():
-    """An app key that is also a chat key would shadow it (the models screen once took F12,
-    then Alt+L, both already someone's)."""
+    """An app key that is also a chat key would shadow it (the models screen once took Alt+L,
+    the lorebook's)."""
     from collections import Counter
 
     from tui.actions import APP, CHAT
