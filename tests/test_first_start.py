@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, ProgressBar, Static
@@ -64,8 +67,31 @@ async def test_the_first_start_fits_80x24_and_offers_the_built_in_model_first(tm
         assert "cosplay chat --model PATH" in str(offline.render()).replace("\n", " ")
 
 
-async def test_try_it_now_loads_the_built_in_model_and_chats(tmp_path):
-    workspace = Workspace(tmp_path / "home")
+def in_subprocess(function: str, *args: str) -> None:
+    """Run `async def function(*args)` of this module in a fresh process: the quantized real
+    model's native code runs there (a crash fails the test instead of killing pytest)."""
+    code = (
+        "import asyncio, sys; from tests import test_first_start as t; "
+        f"asyncio.run(t.{function}(*sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_try_it_now_loads_the_built_in_model_and_chats(tmp_path, monkeypatch):
+    monkeypatch.setenv("COSPLAY_HOME", str(tmp_path / "home"))
+    in_subprocess("try_it_now", str(tmp_path / "home"))
+
+
+async def try_it_now(home: str) -> None:
+    workspace = Workspace(home)
     app = make_app(workspace=workspace, engine=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
@@ -86,6 +112,7 @@ async def test_try_it_now_loads_the_built_in_model_and_chats(tmp_path):
         reply = app.chat.query(MessageView).last().message
         assert reply.content.strip() and reply.meta["model"] == builtin_model().name
     app.engine.close()
+    workspace.close()
 
 
 async def test_a_download_shows_its_progress_then_loads_the_file(tmp_path, monkeypatch, tiny_gguf):

