@@ -213,21 +213,28 @@ class LorebookFolder:
         self.directory = Path(directory)
 
     def path_for(self, name: str) -> Path:
+        """The file of the book `name`: the one that names itself so (a file copied in by hand
+        under another file name included), else where a new book of that name goes."""
         from sessions.personas import safe_stem
 
         check_book_name(name)
-        return self.directory / f"{safe_stem(name)}.json"
+        return self._files().get(name) or self.directory / f"{safe_stem(name)}.json"
 
     def names(self) -> list[str]:
-        names = []
+        return sorted(self._files())
+
+    def _files(self) -> dict[str, Path]:
+        """Each book's name and file: the `name` inside it, else (a World Info file copied in
+        as it was) the file's stem. A file that is not JSON is left out."""
+        files: dict[str, Path] = {}
         for path in sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []:
             try:
-                name = json.loads(path.read_text("utf-8")).get("name")
-            except (OSError, ValueError, AttributeError):
+                obj = json.loads(path.read_text("utf-8"))
+            except (OSError, ValueError):
                 continue
-            if isinstance(name, str):
-                names.append(name)
-        return sorted(names)
+            name = obj.get("name") if isinstance(obj, dict) else None
+            files.setdefault(name if isinstance(name, str) and name.strip() else path.stem, path)
+        return files
 
     def exists(self, name: str) -> bool:
         return self.path_for(name).is_file()

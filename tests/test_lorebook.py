@@ -239,6 +239,22 @@ def test_world_info_reads_as_a_character_book_and_back_keeping_unknown_fields():
     assert back["originalData"] == {"kept": True}
 
 
+def test_a_book_copied_into_the_folder_by_hand_is_found_by_its_name(tmp_path):
+    folder = LorebookFolder(tmp_path / "lorebooks")
+    folder.directory.mkdir()
+    named = folder.directory / "copy-1.json"
+    named.write_text(json.dumps({**WORLD_INFO, "name": "蜀汉"}, ensure_ascii=False), "utf-8")
+    bare = folder.directory / "魏国.json"  # World Info as SillyTavern saves it: no name inside
+    bare.write_text(json.dumps(WORLD_INFO, ensure_ascii=False), "utf-8")
+    assert folder.names() == ["蜀汉", "魏国"]
+    assert folder.path_for("蜀汉") == named
+    assert len(folder.book("蜀汉").entries) == len(folder.book("魏国").entries) == 2
+    folder.set_entry_enabled("蜀汉", 0, False)
+    assert json.loads(named.read_text("utf-8"))["entries"]["0"]["disable"] is True
+    folder.delete("魏国")
+    assert folder.names() == ["蜀汉"]
+
+
 def test_a_card_book_round_trips_through_world_info():
     card = load_card("tests/data/Seraphina.png")
     book = card.data.character_book
