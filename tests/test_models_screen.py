@@ -272,3 +272,42 @@ def test_the_chat_s_and_the_app_s_keys_are_each_one_action_s():
     keys = Counter(k.strip() for a in CHAT + APP for k in a.keys.split(",") if k.strip())
     assert [key for key, count in keys.items() if count > 1] == []
     assert "alt+e" in next(a for a in APP if a.id == "models").keys
+
+
+class TransformersLikeEngine(FakeEngine):
+    def describe(self) -> dict[str, str]:
+        return {
+            "engine": "transformers",
+            "device": "cpu",
+            "dtype": "float32",
+            "quantization": "none",
+            "adapter": "none",
+        }
+
+
+async def test_the_status_line_says_what_none_and_float32_mean(tmp_path):
+    app = make_app(workspace=Workspace(tmp_path / "home"), engine=TransformersLikeEngine())
+    async with app.run_test(size=(200, 24)) as pilot:
+        await pilot.pause()
+        status = str(app.chat.query_one("#status").render())
+    assert "no adapter" in status and "full precision (float32)" in status
+    assert "none" not in status.replace("no adapter", "")
+
+
+def test_gpu_layers_on_a_cpu_only_llama_cpp_say_they_are_ignored(tiny_gguf):
+    import llama_cpp
+
+    from engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(tiny_gguf, n_ctx=64, n_gpu_layers=4)
+    try:
+        facts = engine.describe()
+    finally:
+        engine.close()
+    if llama_cpp.llama_supports_gpu_offload():
+        assert facts["gpu_layers"] == "4 layers on GPU"
+    else:
+        assert facts["gpu_layers"] == "GPU layers ignored (llama.cpp built without GPU)"
+    plain = LlamaCppEngine(tiny_gguf, n_ctx=64)
+    assert "gpu_layers" not in plain.describe()
+    plain.close()
