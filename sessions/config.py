@@ -353,4 +353,8 @@ def describe(config: Config) -> str:
 def _toml(value: object) -> str:
     import tomlkit
 
+    if isinstance(value, dict):  # inline, so `keys = {}` stays on its key's line
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table.as_string()
     return tomlkit.item(value).as_string()

@@ -4,6 +4,7 @@ to start), writing that keeps comments, and what chat/ask take from it."""
 from __future__ import annotations
 
 import argparse
+import tomllib
 
 import pytest
 
@@ -89,6 +90,8 @@ def test_show_documents_every_key(capsys):
     for line in ('default = ""', 'engine = "auto"', "kv_cache_mb = 2048", 'preset = ""'):
         assert line in out
     assert "# your name ({{user}}) in new chats" in out
+    shown = tomllib.loads(out)  # what show prints is a config file a user can copy
+    assert shown["ui"]["keys"] == {} and shown["storage"]["kv_cache_mb"] == 2048
 
 
 def test_your_persona_lives_in_the_config_and_an_older_database_copy_is_read(cosplay_home):
