@@ -119,6 +119,13 @@ KEYS: tuple[Key, ...] = (
     Key("chat.user_name", "", "your name ({{user}}) in new chats; empty: User", _text),
     Key("chat.user_persona", "", "a description of you, for the characters", _text),
     Key(
+        "ui.language",
+        "auto",
+        "the language of screens and messages: en, zh (简体中文) or auto (COSPLAY_LANG, "
+        "else the locale: LANG=zh_CN.UTF-8 → 中文)",
+        _one_of("auto", "en", "zh"),
+    ),
+    Key(
         "ui.theme",
         "",
         "a Textual theme (textual-dark, nord, gruvbox, …); empty: the default",
