@@ -88,10 +88,15 @@ class GenerationParams(BaseModel):
             raise ValueError("a DRY sequence breaker cannot be empty")
         return breakers
 
+    @property
+    def dry_enabled(self) -> bool:
+        """DRY is on: a multiplier above 0 and a range that is not 0."""
+        return self.dry_multiplier > 0 and self.dry_penalty_last_n != 0
+
     def uses_new_samplers(self) -> bool:
         """Whether DRY, XTC, dynamic temperature, top-nσ or mirostat is on."""
         return bool(
-            (self.dry_multiplier > 0 and self.dry_penalty_last_n != 0)
+            self.dry_enabled
             or self.xtc_probability > 0
             or self.dynatemp_range > 0
             or self.top_n_sigma > 0

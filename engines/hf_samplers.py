@@ -202,7 +202,7 @@ def sampling(params: GenerationParams) -> bool:
 def sampling_chain(params: GenerationParams, tokenizer, seed: int) -> LogitsProcessorList:
     """The processors these params add to transformers' own (an empty list: none)."""
     chain = LogitsProcessorList()
-    if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+    if params.dry_enabled:
         mask = breaker_mask(tokenizer, tuple(params.dry_sequence_breakers))
         chain.append(
             DryLogitsProcessor(

@@ -103,7 +103,7 @@ def build_chain(
                 n_vocab, REPEAT_LAST_N, params.repetition_penalty, 0.0, 0.0
             ),
         )
-        if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+        if params.dry_enabled:
             window = _dry_window(params, context_length)
             chain.add("dry", _dry(vocab, params, window), dry_window=window)
         temperature = params.temperature if params.do_sample else 0.0

@@ -89,7 +89,7 @@ def sampler_fields(params: GenerationParams) -> dict:
     switched on (a server that knows none of them is never sent one it would not need).
     Mirostat goes as `mirostat` (llama-server) and `mirostat_mode` (llama_cpp.server)."""
     fields: dict = {}
-    if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+    if params.dry_enabled:
         fields.update(
             dry_multiplier=params.dry_multiplier,
             dry_base=params.dry_base,

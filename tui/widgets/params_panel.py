@@ -63,10 +63,7 @@ ALL_FIELDS = FIELDS + [field for _, _, fields in GROUPS for field in fields]
 
 
 def _group_on(switch: str, params: GenerationParams) -> bool:
-    value = getattr(params, switch)
-    if switch == "dry_multiplier":
-        return value > 0 and params.dry_penalty_last_n != 0
-    return value > 0
+    return params.dry_enabled if switch == "dry_multiplier" else getattr(params, switch) > 0
 
 
 def _shown(value: Any) -> str:
