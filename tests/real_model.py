@@ -79,8 +79,10 @@ def hf_checkpoint(directory: Path) -> Path:
     # weights are plain fp32 by now: copy them into a model of the same config without the mark.
     config = loaded.config
     del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):  # no random initialisation: every weight is assigned below
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -73,6 +73,7 @@ def test_extracted_lines_train_with_the_typo_and_the_empty_reply_counted(trained
     ]
     start = log[0]
     assert start["event"] == "start" and start["template"] == "cosplay"
+    assert start["device"].startswith("cpu, ") or start["device"] == "cuda"
     assert start["data_problems"]["warnings"] == {"speaker prefix typo": 1}
     assert start["data_problems"]["skipped"] == {"nothing to train": 1}
     losses = [r["loss"] for r in log if "loss" in r]

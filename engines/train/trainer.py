@@ -299,6 +299,7 @@ def _run(
         "train_samples": len(train_items),
         "eval_samples": len(eval_items),
         "data_problems": data_facts,  # records trained with warnings, skipped, cut by the cutoff
+        "device": "cuda" if plan["cuda"] else f"cpu, {_torch_threads()} threads",
     }
     # Batches of similar length (shuffled by megabatch): less compute spent on padding; and no
     # logits for the prompt and the padding (engines/train/loss.py).
@@ -391,6 +392,12 @@ def _run(
                 },
             )
         return result
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _local_or_ref(ref: str | Path) -> str:
