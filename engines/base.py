@@ -86,6 +86,8 @@ class GenerationParams(BaseModel):
     def _breakers_are_text(cls, breakers: list[str]) -> list[str]:
         if any(not breaker for breaker in breakers):
             raise ValueError("a DRY sequence breaker cannot be empty")
+        if any(len(breaker) > 40 for breaker in breakers):  # llama.cpp cuts longer ones
+            raise ValueError("a DRY sequence breaker is at most 40 characters")
         return breakers
 
     @property

@@ -105,6 +105,8 @@ def test_new_fields_are_off_by_default_and_old_saved_params_still_load():
         {"dry_penalty_last_n": -2},
         {"dry_sequence_breakers": [""]},
         {"dry_sequence_breakers": "\n"},
+        {"dry_sequence_breakers": ["x" * 41]},
+        {"dry_sequence_breakers": [":"] * 65},
         {"xtc_threshold": 1.5},
         {"xtc_probability": 2},
         {"dynatemp_range": -0.1},
