@@ -15,6 +15,7 @@ def cosplay_home(tmp_path, monkeypatch):
     """Every test gets its own data directory; nothing touches the real user's files."""
     home = tmp_path / "home"
     monkeypatch.setenv("COSPLAY_HOME", str(home))
+    monkeypatch.setenv("COSPLAY_LANG", "en")  # tests read English whatever the locale
     return home
 
 

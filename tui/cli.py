@@ -19,7 +19,9 @@ import sys
 from collections.abc import Callable
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 from tui import __version__
+from tui.cli_language import choose_language
 
 # Modules contributing subcommands, each with `register(subparsers)`.
 COMMAND_MODULES = [
@@ -49,7 +51,8 @@ class _Parser(argparse.ArgumentParser):
             self._later.pop(0)(self)
 
     def error(self, message: str) -> None:  # one sentence, exit 2, no usage dump
-        sys.stderr.write(f"cosplay: {message}; see `{self.prog} --help`.\n")
+        sentence = _("{problem}; see `{command} --help`.", problem=message, command=self.prog)
+        sys.stderr.write(f"cosplay: {sentence}\n")
         raise SystemExit(EXIT_USER_ERROR)
 
 
@@ -58,11 +61,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     (the others keep just their name and help, all `cosplay --help` shows)."""
     parser = _Parser(
         prog="cosplay",
-        description="Roleplay chat with local language models in the terminal.",
+        description=_("Roleplay chat with local language models in the terminal."),
     )
-    parser.add_argument("--version", action="version", version=f"cosplay {__version__}")
     parser.add_argument(
-        "--home", help="data directory (default: $COSPLAY_HOME or the platform's user data dir)"
+        "--version",
+        action="version",
+        version=f"cosplay {__version__}",
+        help=_("show program's version number and exit"),
+    )
+    parser.add_argument(
+        "--home",
+        help=_("data directory (default: $COSPLAY_HOME or the platform's user data dir)"),
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
@@ -90,9 +99,9 @@ ID_ARGUMENTS = {"session", "id"}  # `--session N`, `sessions show|export|delete 
 EMPTY_HANDLED_ELSEWHERE = {"home"}
 # The model flags of `chat` and `ask`, checked before any model loads (dest -> (low, high, hint)).
 MODEL_LIMITS = {
-    "n_ctx": (16, 2**32 - 1, "the context window in tokens"),
-    "threads": (1, 2**31 - 1, "the CPU engine's thread count"),
-    "gpu_layers": (-1, 2**31 - 1, "-1 offloads every layer"),
+    "n_ctx": (16, 2**32 - 1, N_("the context window in tokens")),
+    "threads": (1, 2**31 - 1, N_("the CPU engine's thread count")),
+    "gpu_layers": (-1, 2**31 - 1, N_("-1 offloads every layer")),
 }
 
 
@@ -105,8 +114,11 @@ def _check_utf8(argv: list[str]) -> None:
         except UnicodeEncodeError:
             shown = os.fsencode(value).decode("utf-8", "backslashreplace")
             raise CosplayError(
-                f"The argument '{shown}' is not valid UTF-8; pass text and names in UTF-8 and "
-                "rename a file or folder whose name is not."
+                _(
+                    "The argument '{shown}' is not valid UTF-8; pass text and names in UTF-8 "
+                    "and rename a file or folder whose name is not.",
+                    shown=shown,
+                )
             ) from None
 
 
@@ -145,22 +157,36 @@ def _check_values(
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and not item.strip():
                 if action.dest not in EMPTY_HANDLED_ELSEWHERE:
-                    raise CosplayError(f"{label} must not be empty.")
+                    raise CosplayError(_("{label} must not be empty.", label=label))
             elif isinstance(item, float) and not math.isfinite(item):
-                raise CosplayError(f"{label} must be a finite number (got {item}).")
+                raise CosplayError(
+                    _("{label} must be a finite number (got {item}).", label=label, item=item)
+                )
             elif isinstance(item, int) and not isinstance(item, bool):
                 if action.dest in ID_ARGUMENTS and not -SQLITE_INT <= item < SQLITE_INT:
                     raise CosplayError(
-                        f"There is no session {item}; `cosplay sessions list` shows the ids."
+                        _(
+                            "There is no session {session_id}; `cosplay sessions list` shows the ids.",
+                            session_id=item,
+                        )
                     )
                 if action.dest in MODEL_LIMITS:
                     low, high, hint = MODEL_LIMITS[action.dest]
                     if not low <= item <= high:
                         raise CosplayError(
-                            f"{label} must be between {low} and {high}, {hint} (got {item})."
+                            _(
+                                "{label} must be between {low} and {high}, {hint} (got {item}).",
+                                label=label,
+                                low=low,
+                                high=high,
+                                hint=_(hint),
+                                item=item,
+                            )
                         )
                 if abs(item) >= SQLITE_INT:
-                    raise CosplayError(f"{label} is far too large (got {item}).")
+                    raise CosplayError(
+                        _("{label} is far too large (got {item}).", label=label, item=item)
+                    )
     if hasattr(args, "max_tokens"):  # `ask`
         _check_generation(args)
 
@@ -176,6 +202,7 @@ def _check_generation(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     _log_to_file()
     argv = sys.argv[1:] if argv is None else argv
+    choose_language(argv)  # before the parser: its help texts are translated as they are added
     parser = build_parser(argv)
     try:
         _check_utf8(argv)
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"cosplay: {exc}\n")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("cosplay: interrupted.\n")
+        sys.stderr.write("cosplay: " + _("interrupted.") + "\n")
         return 130
     except BrokenPipeError:  # `cosplay sessions list | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
@@ -199,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error = exc.errors()[0]  # a generation parameter out of range
         field = ".".join(str(part) for part in error["loc"]) or "value"
-        sys.stderr.write(f"cosplay: invalid {field}: {error['msg']}.\n")
+        message = _("invalid {field}: {problem}.", field=field, problem=error["msg"])
+        sys.stderr.write(f"cosplay: {message}\n")
         return EXIT_USER_ERROR
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from sessions.models import SearchHit, Session
@@ -48,19 +49,29 @@ def write_export(out: Path, text: str) -> None:
     from engines.atomic import written_atomically
 
     if out.is_dir():
-        raise CosplayError(f"--out {out} is a directory; give a file name, e.g. {out}/session.md.")
+        raise CosplayError(
+            _("--out {out} is a directory; give a file name, e.g. {out}/session.md.", out=out)
+        )
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise CosplayError(
-                f"--out {out}: {parent} is a file, not a folder; choose another path."
+                _(
+                    "--out {out}: {parent} is a file, not a folder; choose another path.",
+                    out=out,
+                    parent=parent,
+                )
             )
     try:
         with written_atomically(out) as temporary:
             temporary.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CosplayError(
-            f"Cannot write {out} ({exc.strerror or exc}); free some space or choose a folder "
-            "you can write to."
+            _(
+                "Cannot write {out} ({problem}); free some space or choose a folder you can "
+                "write to.",
+                out=out,
+                problem=exc.strerror or exc,
+            )
         ) from exc
 
 
@@ -105,7 +116,7 @@ def _fit(text: str, width: int) -> str:
 def print_search(store: Store, args: argparse.Namespace) -> None:
     """`sessions search`: one line a hit, `session:message  [title]  name: …snippet…`."""
     if args.limit < 1:
-        raise CosplayError(f"--limit must be at least 1 (got {args.limit}).")
+        raise CosplayError(_("--limit must be at least 1 (got {limit}).", limit=args.limit))
     if args.session is not None:
         store.get_session(args.session)  # an unknown id is one sentence, not "no match"
     hits = store.search(args.text, limit=args.limit, session_id=args.session)
@@ -114,8 +125,16 @@ def print_search(store: Store, args: argparse.Namespace) -> None:
         print()
         return
     if not hits:
-        where = f" in session {args.session}" if args.session is not None else ""
-        print(f"No messages{where} contain {args.text!r}.")
+        if args.session is not None:
+            print(
+                _(
+                    "No messages in session {session_id} contain {text}.",
+                    session_id=args.session,
+                    text=repr(args.text),
+                )
+            )
+        else:
+            print(_("No messages contain {text}.", text=repr(args.text)))
         return
     refs = [f"{h.session_id}:{h.message_id}" for h in hits]
     ref_width = max(len(r) for r in refs)
@@ -138,7 +157,7 @@ def export_chat(store: Store, args: argparse.Namespace) -> None:
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for note in notes:
-        print(f"cosplay: note: {note}", file=sys.stderr)
+        print("cosplay: " + _("note: {note}", note=note), file=sys.stderr)
 
 
 def _printable(text: str) -> str:
@@ -168,12 +187,31 @@ def import_chat_file(workspace, args: argparse.Namespace) -> None:
         json.dump(record, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return
-    persona = f", persona {_printable(session.persona)}" if session.persona else ""
-    print(
-        f"Imported {_printable(path.name)} ({chat.label}) as session {session.id}: "
-        f"{len(chat.messages)} messages, {session.length} on the current branch{persona}; "
-        f"title {_printable(session.title)!r}."
-    )
+    values = {
+        "file": _printable(path.name),
+        "format": chat.label,
+        "session_id": session.id,
+        "messages": len(chat.messages),
+        "branch": session.length,
+        "title": repr(_printable(session.title)),
+    }
+    if session.persona:
+        print(
+            _(
+                "Imported {file} ({format}) as session {session_id}: {messages} messages, "
+                "{branch} on the current branch, persona {persona}; title {title}.",
+                persona=_printable(session.persona),
+                **values,
+            )
+        )
+    else:
+        print(
+            _(
+                "Imported {file} ({format}) as session {session_id}: {messages} messages, "
+                "{branch} on the current branch; title {title}.",
+                **values,
+            )
+        )
 
 
 def run_sessions(args: argparse.Namespace) -> int:
@@ -192,10 +230,11 @@ def run_sessions(args: argparse.Namespace) -> int:
                 )
                 print()
             elif not sessions:
-                print("No sessions yet; start one with `cosplay chat` or `cosplay ask`.")
+                print(_("No sessions yet; start one with `cosplay chat` or `cosplay ask`."))
             else:
                 for s in sessions:
-                    print(f"{s.id:>5}  {_stamp(s.updated_at)}  {s.length:>4} msgs  {s.title}")
+                    count = _("{count} msgs", count=f"{s.length:>4}")
+                    print(f"{s.id:>5}  {_stamp(s.updated_at)}  {count}  {s.title}")
         elif args.action == "show":
             session = store.get_session(args.id)
             if args.json:
@@ -213,9 +252,12 @@ def run_sessions(args: argparse.Namespace) -> int:
             store.delete_session(args.id)
             if args.vacuum:
                 store.vacuum()
-            print(
-                f"Deleted session {args.id}{' and vacuumed the database' if args.vacuum else ''}."
-            )
+            if args.vacuum:
+                print(
+                    _("Deleted session {session_id} and vacuumed the database.", session_id=args.id)
+                )
+            else:
+                print(_("Deleted session {session_id}.", session_id=args.id))
         elif args.action == "search":
             print_search(store, args)
     return 0
@@ -223,51 +265,59 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "sessions", help="list, show, search, export or delete saved sessions"
+        "sessions", help=_("list, show, search, export or delete saved sessions")
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="all sessions, most recent first")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
-    show = actions.add_parser("show", help="one session's transcript")
+    listing = actions.add_parser("list", help=_("all sessions, most recent first"))
+    listing.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    show = actions.add_parser("show", help=_("one session's transcript"))
     show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--json", action="store_true", help=_("machine-readable output"))
     export = actions.add_parser(
         "export",
-        help="write a session as a transcript, our JSON, or a SillyTavern / "
-        "text-generation-webui chat",
-        description="md, txt: the current branch as a transcript; json: the whole tree "
-        "(imports back identical); st: SillyTavern chat JSONL (versions as swipes); tgw: "
-        "text-generation-webui chat JSON (versions as versions).",
+        help=_(
+            "write a session as a transcript, our JSON, or a SillyTavern / "
+            "text-generation-webui chat"
+        ),
+        description=_(
+            "md, txt: the current branch as a transcript; json: the whole tree "
+            "(imports back identical); st: SillyTavern chat JSONL (versions as swipes); tgw: "
+            "text-generation-webui chat JSON (versions as versions)."
+        ),
     )
     export.add_argument("id", type=int)
     export.add_argument("--format", choices=["md", "json", "st", "tgw", "txt"], default="md")
-    export.add_argument("-o", "--out", help="file to write (default: stdout)")
+    export.add_argument("-o", "--out", help=_("file to write (default: stdout)"))
     importing = actions.add_parser(
         "import",
-        help="a SillyTavern, text-generation-webui or Cosplay JSON chat as a new session",
-        description="The format is told from the content: SillyTavern .jsonl (swipes become "
-        "versions), text-generation-webui .json (and its older data/data_visible form), or a "
-        "`sessions export --format json` file.",
+        help=_("a SillyTavern, text-generation-webui or Cosplay JSON chat as a new session"),
+        description=_(
+            "The format is told from the content: SillyTavern .jsonl (swipes become "
+            "versions), text-generation-webui .json (and its older data/data_visible form), or "
+            "a `sessions export --format json` file."
+        ),
     )
     importing.add_argument("file", metavar="FILE")
-    importing.add_argument("--json", action="store_true", help="machine-readable output")
-    delete = actions.add_parser("delete", help="delete a session and its messages")
+    importing.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    delete = actions.add_parser("delete", help=_("delete a session and its messages"))
     delete.add_argument("id", type=int)
     delete.add_argument(
         "--vacuum",
         action="store_true",
-        help="then rebuild the database file so no deleted text stays recoverable in it",
+        help=_("then rebuild the database file so no deleted text stays recoverable in it"),
     )
     search = actions.add_parser(
         "search",
-        help="find messages in all sessions (words of any length, Chinese too)",
-        description="Messages holding every word of TEXT (each a literal substring; English "
-        "in either case), newest first: `SESSION:MESSAGE  [title]  speaker: …snippet…`.",
+        help=_("find messages in all sessions (words of any length, Chinese too)"),
+        description=_(
+            "Messages holding every word of TEXT (each a literal substring; English "
+            "in either case), newest first: `SESSION:MESSAGE  [title]  speaker: …snippet…`."
+        ),
     )
-    search.add_argument("text", metavar="TEXT", help="the words to find")
-    search.add_argument("--session", type=int, metavar="ID", help="only this session")
+    search.add_argument("text", metavar="TEXT", help=_("the words to find"))
+    search.add_argument("--session", type=int, metavar="ID", help=_("only this session"))
     search.add_argument(
-        "--limit", type=int, default=50, metavar="N", help="at most N hits (default 50)"
+        "--limit", type=int, default=50, metavar="N", help=_("at most N hits (default 50)")
     )
-    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--json", action="store_true", help=_("machine-readable output"))
     parser.set_defaults(func=run_sessions)
