@@ -17,6 +17,7 @@ from pathlib import Path
 from textual.binding import Binding
 
 from engines.base import CosplayError
+from engines.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class Action:
     id: str  # the binding id, the name to rebind it with in keys.toml
     action: str  # the Textual action: a method `action_<name>` of the screen or the app
     keys: str  # the default keys, comma separated ("" for palette-only actions)
-    title: str  # the footer label and the palette entry
-    help: str  # what it does, for the palette and the README
+    title: str  # the footer label and the palette entry (English, the message id: N_())
+    help: str  # what it does, for the palette and the README (English; _(help) where shown)
     footer: bool = True  # shown in the footer
     priority: bool = False  # wins over the focused widget's own binding (the input box's)
     palette: bool = True  # listed in the command palette
@@ -48,31 +49,35 @@ CHAT = (
         "stop",
         "stop",
         "escape",
-        "Stop",
-        "stop generating (the partial reply is kept, marked stopped)",
+        N_("Stop"),
+        N_("stop generating (the partial reply is kept, marked stopped)"),
     ),
     Action(
         "regenerate",
         "regenerate",
         "ctrl+r",
-        "Regenerate",
-        "write the last reply again (the old one is kept as another version)",
+        N_("Regenerate"),
+        N_("write the last reply again (the old one is kept as another version)"),
         priority=True,
     ),
     Action(
         "edit_last",
         "edit_last",
         "ctrl+e",
-        "Edit last",
-        "edit your last message: Enter sends it as a new version (the old one and its replies are kept); the key again cancels",
+        N_("Edit last"),
+        N_(
+            "edit your last message: Enter sends it as a new version (the old one and its replies are kept); the key again cancels"
+        ),
         priority=True,
     ),
     Action(
         "continue",
         "continue_reply",
         "ctrl+o",
-        "Continue",
-        "write more of the last reply, into the same message (a reply cut at max new tokens says so in its header); Esc stops, keeping what was written",
+        N_("Continue"),
+        N_(
+            "write more of the last reply, into the same message (a reply cut at max new tokens says so in its header); Esc stops, keeping what was written"
+        ),
         priority=True,
         footer=False,
     ),
@@ -80,8 +85,10 @@ CHAT = (
         "impersonate",
         "impersonate",
         "ctrl+g",
-        "Draft my message",
-        "the model drafts your next message, in your persona's name and style, into the input box (after what you typed); edit it, Enter sends; Esc stops",
+        N_("Draft my message"),
+        N_(
+            "the model drafts your next message, in your persona's name and style, into the input box (after what you typed); edit it, Enter sends; Esc stops"
+        ),
         priority=True,
         footer=False,
     ),
@@ -89,24 +96,28 @@ CHAT = (
         "previous_version",
         "switch_version(-1)",
         "alt+left",
-        "Previous version",
-        "show the previous version of the last reply, or of your last message when the reply has one version",
+        N_("Previous version"),
+        N_(
+            "show the previous version of the last reply, or of your last message when the reply has one version"
+        ),
         footer=False,
     ),
     Action(
         "next_version",
         "switch_version(1)",
         "alt+right",
-        "Next version",
-        "show the next version of the last reply, or of your last message",
+        N_("Next version"),
+        N_("show the next version of the last reply, or of your last message"),
         footer=False,
     ),
     Action(
         "focus_messages",
         "focus_messages",
         "alt+up",
-        "Messages",
-        "go to the messages (or click one): ↑/↓ move between them, the keys below act on the one focused, Esc goes back to typing",
+        N_("Messages"),
+        N_(
+            "go to the messages (or click one): ↑/↓ move between them, the keys below act on the one focused, Esc goes back to typing"
+        ),
         footer=False,
         priority=True,
     ),
@@ -114,8 +125,10 @@ CHAT = (
         "inspect_prompt",
         "inspect_prompt",
         "f4",
-        "Prompt",
-        "the prompt inspector: the exact text the engine gets for the next reply (your typed message included), tokens per part, where history was cut, the lore that fired",
+        N_("Prompt"),
+        N_(
+            "the prompt inspector: the exact text the engine gets for the next reply (your typed message included), tokens per part, where history was cut, the lore that fired"
+        ),
         priority=True,
         footer=False,
     ),
@@ -123,20 +136,29 @@ CHAT = (
         "search",
         "search",
         "ctrl+f",
-        "Search",
-        "search every session (Chinese words of any length); Enter opens the chat at the message, on its branch",
+        N_("Search"),
+        N_(
+            "search every session (Chinese words of any length); Enter opens the chat at the message, on its branch"
+        ),
         priority=True,
         footer=False,
     ),
     Action(
-        "new_session", "new_session", "ctrl+n", "New chat", "start a new session", priority=True
+        "new_session",
+        "new_session",
+        "ctrl+n",
+        N_("New chat"),
+        N_("start a new session"),
+        priority=True,
     ),
     Action(
         "export_session",
         "export_session",
         "ctrl+s",
-        "Export chat",
-        "save the chat to a file: Markdown, text, Cosplay JSON, SillyTavern or text-generation-webui",
+        N_("Export chat"),
+        N_(
+            "save the chat to a file: Markdown, text, Cosplay JSON, SillyTavern or text-generation-webui"
+        ),
         priority=True,
         footer=False,
     ),
@@ -144,41 +166,52 @@ CHAT = (
         "import_chat",
         "import_chat",
         "ctrl+l",
-        "Import chat",
-        "open a SillyTavern, text-generation-webui or Cosplay chat file as a new session",
+        N_("Import chat"),
+        N_("open a SillyTavern, text-generation-webui or Cosplay chat file as a new session"),
         priority=True,
         footer=False,
     ),
-    Action("rename_session", "rename_session", "f2", "Rename", "rename the session", footer=False),
+    Action(
+        "rename_session",
+        "rename_session",
+        "f2",
+        N_("Rename"),
+        N_("rename the session"),
+        footer=False,
+    ),
     Action(
         "delete_session",
         "delete_session",
         "f8",
-        "Delete chat",
-        "delete the session (asks first)",
+        N_("Delete chat"),
+        N_("delete the session (asks first)"),
         footer=False,
     ),
     Action(
         "personas",
         "personas",
         "f3",
-        "Personas",
-        "personas: browse, search, view, create, edit, duplicate, import, export, delete; Enter starts a chat; Space marks several for a group scene",
+        N_("Personas"),
+        N_(
+            "personas: browse, search, view, create, edit, duplicate, import, export, delete; Enter starts a chat; Space marks several for a group scene"
+        ),
     ),
     Action(
         "toggle_params",
         "toggle_params",
         "ctrl+t",
-        "Parameters",
-        "generation parameters (temperature, top-p, top-k, min-p, repetition penalty, max new tokens, seed, sampling on/off, beams, stop strings, max history rounds)",
+        N_("Parameters"),
+        N_(
+            "generation parameters (temperature, top-p, top-k, min-p, repetition penalty, max new tokens, seed, sampling on/off, beams, stop strings, max history rounds)"
+        ),
         priority=True,
     ),
     Action(
         "toggle_sidebar",
         "toggle_sidebar",
         "ctrl+b",
-        "Sessions",
-        "show / hide the session list (in the list: `n` new, `r` rename, Delete deletes)",
+        N_("Sessions"),
+        N_("show / hide the session list (in the list: `n` new, `r` rename, Delete deletes)"),
         priority=True,
         footer=False,
     ),
@@ -186,8 +219,8 @@ CHAT = (
         "add_character",
         "add_character",
         "f5",
-        "Add character to scene",
-        "add a persona to this session: a group scene",
+        N_("Add character to scene"),
+        N_("add a persona to this session: a group scene"),
         priority=True,
         footer=False,
     ),
@@ -195,8 +228,8 @@ CHAT = (
         "remove_character",
         "remove_character",
         "f6",
-        "Remove character from scene",
-        "take a persona out of this session",
+        N_("Remove character from scene"),
+        N_("take a persona out of this session"),
         priority=True,
         footer=False,
     ),
@@ -204,8 +237,10 @@ CHAT = (
         "scene",
         "scene",
         "f10",
-        "Scene",
-        "the group scene: its reply order (natural, list, manual, pooled) and, per character, mute, reply only when mentioned, speak now",
+        N_("Scene"),
+        N_(
+            "the group scene: its reply order (natural, list, manual, pooled) and, per character, mute, reply only when mentioned, speak now"
+        ),
         priority=True,
         footer=False,
     ),
@@ -213,8 +248,10 @@ CHAT = (
         "toggle_memory",
         "toggle_memory",
         "alt+m",
-        "Memory on/off",
-        "memory of dropped turns on / off: what falls out of the context window is summarized by the model while it idles (never holding up a reply) and kept at the top of the prompt",
+        N_("Memory on/off"),
+        N_(
+            "memory of dropped turns on / off: what falls out of the context window is summarized by the model while it idles (never holding up a reply) and kept at the top of the prompt"
+        ),
         priority=True,
         footer=False,
     ),
@@ -222,8 +259,10 @@ CHAT = (
         "edit_notes",
         "edit_notes",
         "alt+n",
-        "Memory and note",
-        "show and edit the memory (the summary of dropped turns) and the Author's Note (text, every N turns, depth, position, role)",
+        N_("Memory and note"),
+        N_(
+            "show and edit the memory (the summary of dropped turns) and the Author's Note (text, every N turns, depth, position, role)"
+        ),
         priority=True,
         footer=False,
     ),
@@ -231,8 +270,10 @@ CHAT = (
         "lorebooks",
         "lorebooks",
         "alt+l",
-        "Lorebooks",
-        "lorebooks (World Info): the books kept and the card's own, which are attached to this chat and to the persona; attach / detach, import a file, read the entries, switch one on or off",
+        N_("Lorebooks"),
+        N_(
+            "lorebooks (World Info): the books kept and the card's own, which are attached to this chat and to the persona; attach / detach, import a file, read the entries, switch one on or off"
+        ),
         priority=True,
         footer=False,
     ),
@@ -240,8 +281,10 @@ CHAT = (
         "user_persona",
         "user_persona",
         "f9",
-        "Your persona",
-        "who you are ({{user}}): your name and a description, in this chat and as the default for new chats",
+        N_("Your persona"),
+        N_(
+            "who you are ({{user}}): your name and a description, in this chat and as the default for new chats"
+        ),
         priority=True,
         footer=False,
     ),
@@ -255,75 +298,87 @@ MESSAGE = (
         "message_up",
         "message_step(-1)",
         "up,k",
-        "Previous message",
-        "focus the message above",
+        N_("Previous message"),
+        N_("focus the message above"),
         footer=False,
     ),
     Action(
         "message_down",
         "message_step(1)",
         "down,j",
-        "Next message",
-        "focus the message below",
+        N_("Next message"),
+        N_("focus the message below"),
         footer=False,
     ),
     Action(
         "message_previous_version",
         "message_version(-1)",
         "left",
-        "‹ Version",
-        "show the message's previous version (the conversation below it follows that version)",
+        N_("‹ Version"),
+        N_("show the message's previous version (the conversation below it follows that version)"),
     ),
     Action(
         "message_next_version",
         "message_version(1)",
         "right",
-        "Version ›",
-        "show the message's next version",
+        N_("Version ›"),
+        N_("show the message's next version"),
     ),
     Action(
         "message_edit",
         "message_edit",
         "e,enter",
-        "Edit",
-        "edit the message in the input box: Enter saves it as a new version (a message of yours is then answered again); Ctrl+E cancels",
+        N_("Edit"),
+        N_(
+            "edit the message in the input box: Enter saves it as a new version (a message of yours is then answered again); Ctrl+E cancels"
+        ),
     ),
     Action(
         "message_regenerate",
         "message_regenerate",
         "r",
-        "Regenerate it",
-        "write this reply again as a new version (on your message: a new reply to it)",
+        N_("Regenerate it"),
+        N_("write this reply again as a new version (on your message: a new reply to it)"),
     ),
     Action(
         "message_reroll_same_seed",
         "message_regenerate(True)",
         "R",
-        "Same seed",
-        "regenerate this reply with its own parameters and seed: the same text again on the same engine",
+        N_("Same seed"),
+        N_(
+            "regenerate this reply with its own parameters and seed: the same text again on the same engine"
+        ),
         footer=False,
     ),
     Action(
         "message_delete",
         "message_delete",
         "delete",
-        "Delete",
-        "delete the message and everything below it (asks first)",
+        N_("Delete"),
+        N_("delete the message and everything below it (asks first)"),
     ),
     Action(
         "message_branch",
         "message_branch",
         "b",
-        "Branch",
-        "start a new session from the conversation up to this message",
+        N_("Branch"),
+        N_("start a new session from the conversation up to this message"),
     ),
-    Action("message_copy", "message_copy", "c", "Copy", "copy the message's text to the clipboard"),
+    Action(
+        "message_copy",
+        "message_copy",
+        "c",
+        N_("Copy"),
+        N_("copy the message's text to the clipboard"),
+    ),
     Action(
         "message_info",
         "message_info",
         "i",
-        "Info",
-        "how the message was made: model, adapter, template, parameters, seed, token counts, timings",
+        N_("Info"),
+        N_(
+            "how the message was made: model, adapter, template, parameters, seed, token counts, timings"
+        ),
     ),
 )
 
@@ -333,29 +388,31 @@ SCENE = (
         "scene_order",
         "next_order",
         "o",
-        "Order",
-        "scene dialog: the next reply order (natural → list → manual → pooled)",
+        N_("Order"),
+        N_("scene dialog: the next reply order (natural → list → manual → pooled)"),
     ),
     Action(
         "scene_mute",
         "toggle_mute",
         "m",
-        "Mute",
-        "scene dialog: mute the character, or let them speak again",
+        N_("Mute"),
+        N_("scene dialog: mute the character, or let them speak again"),
     ),
     Action(
         "scene_mention_only",
         "toggle_mention_only",
         "w",
-        "When mentioned",
-        "scene dialog: the character replies only when mentioned (again: whenever the order picks them)",
+        N_("When mentioned"),
+        N_(
+            "scene dialog: the character replies only when mentioned (again: whenever the order picks them)"
+        ),
     ),
     Action(
         "scene_speak",
         "speak_now",
         "enter",
-        "Speak now",
-        "scene dialog: the character replies now, after the last message, whatever the order",
+        N_("Speak now"),
+        N_("scene dialog: the character replies now, after the last message, whatever the order"),
         priority=True,
     ),
 )
@@ -367,29 +424,33 @@ LOREBOOK = (
         "lore_chat",
         "toggle_chat",
         "a",
-        "Chat",
-        "lorebook dialog: attach the highlighted book to this chat, or detach it",
+        N_("Chat"),
+        N_("lorebook dialog: attach the highlighted book to this chat, or detach it"),
     ),
     Action(
         "lore_persona",
         "toggle_persona",
         "p",
-        "Persona",
-        "lorebook dialog: attach the book to the persona (all its chats), or detach it",
+        N_("Persona"),
+        N_("lorebook dialog: attach the book to the persona (all its chats), or detach it"),
     ),
     Action(
         "lore_entry",
         "toggle_entry",
         "space",
-        "Entry on/off",
-        "lorebook dialog: switch the highlighted entry of a kept book on or off (saved in the book)",
+        N_("Entry on/off"),
+        N_(
+            "lorebook dialog: switch the highlighted entry of a kept book on or off (saved in the book)"
+        ),
     ),
     Action(
         "lore_import",
         "import_book",
         "i",
-        "Import",
-        "lorebook dialog: import a World Info JSON, a character_book JSON or a card (PNG or JSON) with a book, by its path",
+        N_("Import"),
+        N_(
+            "lorebook dialog: import a World Info JSON, a character_book JSON or a card (PNG or JSON) with a book, by its path"
+        ),
     ),
 )
 
@@ -399,8 +460,10 @@ APP = (
         "models",
         "models",
         "alt+e",
-        "Models",
-        "models and adapters: switch model or engine without restarting (Enter loads; its settings are remembered), download a recommended one, load / unload a LoRA adapter, set this persona's adapter",
+        N_("Models"),
+        N_(
+            "models and adapters: switch model or engine without restarting (Enter loads; its settings are remembered), download a recommended one, load / unload a LoRA adapter, set this persona's adapter"
+        ),
         priority=True,
         footer=False,
     ),
@@ -408,8 +471,8 @@ APP = (
         "training_monitor",
         "training_monitor",
         "f7",
-        "Training monitor",
-        "watch a `cosplay train` run: its loss curve, live",
+        N_("Training monitor"),
+        N_("watch a `cosplay train` run: its loss curve, live"),
         priority=True,
         footer=False,
     ),

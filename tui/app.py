@@ -7,11 +7,13 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 
 from engines.base import CosplayError, Engine
+from engines.i18n import _
 from sessions.store import Store
 from sessions.workspace import Workspace
 from tui.actions import APP, CHAT, MESSAGE, Action, config_keymap, key_label, read_keymap
 from tui.chat_screen import ChatScreen
 from tui.modals import TextPromptScreen
+from tui.translated import translated_command
 
 
 class CosplayApp(App):
@@ -51,8 +53,12 @@ class CosplayApp(App):
             self.theme = theme
         elif theme:
             self.notify(
-                f"In {config.path}, ui.theme {theme!r} is not a theme here; use one of "
-                f"{', '.join(sorted(self.available_themes))}.",
+                _(
+                    "In {path}, ui.theme {theme} is not a theme here; use one of {themes}.",
+                    path=config.path,
+                    theme=repr(theme),
+                    themes=", ".join(sorted(self.available_themes)),
+                ),
                 severity="warning",
                 timeout=12,
             )
@@ -87,7 +93,7 @@ class CosplayApp(App):
             path = Path(directory).expanduser()
             if not path.is_dir():
                 self.notify(
-                    f"{path} is not a directory; give a `cosplay train --out` folder.",
+                    _("{path} is not a directory; give a `cosplay train --out` folder.", path=path),
                     severity="error",
                 )
                 return
@@ -96,7 +102,7 @@ class CosplayApp(App):
             self.push_screen(TrainingScreen(path))
 
         self.push_screen(
-            TextPromptScreen("Training run directory (the --out of cosplay train):"), open_run
+            TextPromptScreen(_("Training run directory (the --out of cosplay train):")), open_run
         )
 
     def action_models(self) -> None:
@@ -107,21 +113,23 @@ class CosplayApp(App):
     def keys_of_id(self, action_id: str) -> str:
         """`keys_of` for the action with this id, else the palette's name for it."""
         action = next(a for a in CHAT + MESSAGE + APP if a.id == action_id)
-        return self.keys_of(action) or f"Ctrl+P {action.title}"
+        return self.keys_of(action) or f"Ctrl+P {_(action.title)}"
 
     def keys_of(self, action: Action) -> str:
         """The keys that run `action` here, as people write them: keys.toml's, else its own."""
         return key_label(self._keymap.get(action.id, action.keys))
 
     def get_system_commands(self, screen):
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            yield translated_command(command)
         chat = self.chat
         for actions, target in ((CHAT, chat), (MESSAGE, chat), (APP, self)):
             for action in actions:
                 keys = self.keys_of(action)
-                help_text = action.help[0].upper() + action.help[1:]
+                help = _(action.help)
+                help_text = help[0].upper() + help[1:]
                 yield SystemCommand(
-                    action.title,
+                    _(action.title),
                     f"{help_text} ({keys})" if keys else help_text,
                     lambda target=target, name=action.action: target.run_action(name),
                 )

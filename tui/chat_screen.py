@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from engines.base import CosplayError, Engine, GenerationParams
+from engines.i18n import N_, _
 from sessions.context import PromptPlan
 from sessions.conversation import Conversation, ReplyEvents, Turn
 from sessions.models import Message, Role, Session, Status
@@ -29,6 +30,7 @@ from tui.draft_actions import DraftActions
 from tui.memory_actions import MemoryActions
 from tui.message_actions import MessageActions
 from tui.session_actions import SessionActions
+from tui.translated import TranslatedBindings
 from tui.version_actions import VersionActions
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
@@ -37,7 +39,7 @@ from tui.widgets.session_list import SessionList
 from tui.widgets.transcript import Transcript
 
 # What the status line says for an engine fact that means little to a person.
-PLAIN_WORDS = {"float32": "full precision (float32)"}
+PLAIN_WORDS = {"float32": N_("full precision (float32)")}
 
 
 @dataclass
@@ -60,6 +62,7 @@ class ReplyDone(TextualMessage):
 
 
 class ChatScreen(
+    TranslatedBindings,
     SessionActions,
     VersionActions,
     MessageActions,
@@ -157,7 +160,7 @@ class ChatScreen(
             if hit is None:
                 return
             if self.generating:
-                self.notify("Still replying: press Esc to stop first.", severity="warning")
+                self.notify(_("Still replying: press Esc to stop first."), severity="warning")
                 return
             leaf = self.store.deepest_leaf(hit.message_id)
             self.store.update_session(hit.session_id, leaf_id=leaf)
@@ -172,7 +175,7 @@ class ChatScreen(
         from tui.inspector_screen import InspectorScreen
 
         if self.generating or self.engine is None:
-            self.notify("The prompt can be shown when a model is loaded and idle.")
+            self.notify(_("The prompt can be shown when a model is loaded and idle."))
             return
         params = self.params
         try:
@@ -181,7 +184,7 @@ class ChatScreen(
             self.notify(str(exc), severity="error")
             return
         if plan is None:
-            self.notify("Manual order: address someone with @名字 to see their prompt.")
+            self.notify(_("Manual order: address someone with @名字 to see their prompt."))
             return
         text = report(inspect(plan, self.engine, params.max_new_tokens), self.engine)
         self.app.push_screen(InspectorScreen(text))
@@ -204,17 +207,17 @@ class ChatScreen(
             return message.name
         if message.role == Role.USER:
             return self.workspace.session_user_persona(self.session).name
-        return "Assistant"
+        return _("Assistant")
 
     # --- turns ------------------------------------------------------------------------------
 
     def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
         if self.generating:
-            self.notify("Still replying: press Esc to stop, then send.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop, then send."), severity="warning")
             return
         if self.engine is None:
             self.notify(
-                f"No model loaded: {self.app.keys_of_id('models')} chooses one.",
+                _("No model loaded: {keys} chooses one.", keys=self.app.keys_of_id("models")),
                 severity="error",
             )
             return
@@ -248,7 +251,7 @@ class ChatScreen(
         self.stop_memory()  # the reply never waits for a summary
         self.generating = True
         self.cancel_event = threading.Event()
-        self.update_status("replying…  Esc stops")
+        self.update_status(_("replying…  Esc stops"))
         self.generate(self.conversation, turn, params or self.params, self.cancel_event)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
@@ -326,7 +329,7 @@ class ChatScreen(
             text = (
                 str(event.error)
                 if isinstance(event.error, CosplayError)
-                else f"Generation failed: {event.error!r}"
+                else _("Generation failed: {error}", error=repr(event.error))
             )
             self.notify(text, severity="error", timeout=8)
         else:
@@ -390,7 +393,9 @@ class ChatScreen(
 
     def update_status(self, note: str = "") -> None:
         if self.engine is None:
-            self.query_one("#status", Static).update("no model loaded · see `cosplay chat --help`")
+            self.query_one("#status", Static).update(
+                _("no model loaded · see `cosplay chat --help`")
+            )
             return
         from sessions.presets import preset_label
 
@@ -398,25 +403,29 @@ class ChatScreen(
         parts = [self.engine.model_name]
         preset = preset_label(self.session.settings, self.workspace.presets())
         if preset:
-            parts.append(f"preset {preset}")
+            parts.append(_("preset {preset}", preset=preset))
         parts += self.scene_status()
         meta = self._last_reply.meta if self._last_reply else {}
         meta = (meta.get("continued") or [meta])[-1]  # a continued reply: its last part's
         if meta:  # what matters most first: the line is cut at the terminal's width
             used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)
-            parts.append(f"ctx {used}/{self.engine.context_length}")
-            parts.append(f"{meta.get('tokens_per_s', 0):.1f} tok/s")
+            parts.append(_("ctx {used}/{size}", used=used, size=self.engine.context_length))
+            parts.append(_("{rate} tok/s", rate=f"{meta.get('tokens_per_s', 0):.1f}"))
         else:
-            parts.append(f"ctx {self.engine.context_length}")
+            parts.append(_("ctx {size}", size=self.engine.context_length))
         plan = self.conversation.last_plan if self.conversation else None
         if plan and plan.summary:
             parts.append(plan.summary)
         parts += self.memory_status()
         adapter = facts.get("adapter")
-        parts.append(f"adapter {adapter}" if adapter not in (None, "", "none") else "no adapter")
-        parts.append(f"template {self.engine.template_name}")
+        parts.append(
+            _("adapter {adapter}", adapter=adapter)
+            if adapter not in (None, "", "none")
+            else _("no adapter")
+        )
+        parts.append(_("template {template}", template=self.engine.template_name))
         engine = [facts.get(k, "") for k in ("engine", "device", "dtype", "quantization")]
-        engine = [PLAIN_WORDS.get(v, v) for v in engine if v and v != "none"]
+        engine = [_(PLAIN_WORDS[v]) if v in PLAIN_WORDS else v for v in engine if v and v != "none"]
         if facts.get("gpu_layers"):  # the CPU engine's offload (engines/llamacpp.py)
             engine.append(facts["gpu_layers"])
         parts.append(" ".join(dict.fromkeys(engine)))

@@ -20,6 +20,7 @@ from textual.widgets import Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 from sessions.workspace import Workspace
 from tui.model_loading import ModelLoading, local_entries, spec_for
 
@@ -33,7 +34,7 @@ class Choice:
 
 
 class FirstStartScreen(ModelLoading, Screen[None]):
-    BINDINGS = [Binding("escape", "leave", "Browse sessions")]
+    BINDINGS = [Binding("escape", "leave", N_("Browse sessions"))]
 
     def __init__(self, workspace: Workspace, notice: str = ""):
         super().__init__()
@@ -44,13 +45,13 @@ class FirstStartScreen(ModelLoading, Screen[None]):
     def compose(self):
         with Vertical(id="first-start"):
             yield Static(
-                "Welcome to Cosplay: role-play chat with a model on this machine.",
+                _("Welcome to Cosplay: role-play chat with a model on this machine."),
                 id="first-title",
                 markup=False,
             )
             if self.notice:
                 yield Static(self.notice, id="first-notice", markup=False)
-            yield Static("Choose a model (↑/↓, Enter):", markup=False)
+            yield Static(_("Choose a model (↑/↓, Enter):"), markup=False)
             yield OptionList(
                 *(Option(choice.label, id=str(i)) for i, choice in enumerate(self.choices)),
                 id="choices",
@@ -63,11 +64,13 @@ class FirstStartScreen(ModelLoading, Screen[None]):
                 markup=False,
             )
             yield Input(
-                placeholder="or a .gguf file, model folder or server URL; Enter loads it",
+                placeholder=_("or a .gguf file, model folder or server URL; Enter loads it"),
                 id="model-path",
             )
             yield Static(
-                "Esc: your saved sessions, no model · Ctrl+Q: quit", markup=False, id="first-keys"
+                _("Esc: your saved sessions, no model · Ctrl+Q: quit"),
+                markup=False,
+                id="first-keys",
             )
 
     def on_mount(self) -> None:
@@ -86,11 +89,11 @@ class FirstStartScreen(ModelLoading, Screen[None]):
         event.stop()
         value = event.value.strip()
         if not value:
-            self.notify("Type a model's path (a .gguf file or a model folder) or a server URL.")
+            self.notify(_("Type a model's path (a .gguf file or a model folder) or a server URL."))
             return
         path = Path(value).expanduser()
         if "://" not in value and not path.exists():
-            self.notify(f"{value} does not exist; check the path.", severity="error")
+            self.notify(_("{path} does not exist; check the path.", path=value), severity="error")
             return
         self.load_model(value)
 
@@ -106,7 +109,7 @@ class FirstStartScreen(ModelLoading, Screen[None]):
         if self.cancel_download():
             return
         if self.busy:
-            self.notify("Loading the model; it takes a moment.")
+            self.notify(_("Loading the model; it takes a moment."))
             return
         self.dismiss(None)
 
@@ -120,7 +123,7 @@ def first_start_choices(workspace: Workspace) -> list[Choice]:
     builtin = builtin_model()
     if builtin is not None:
         choices.append(
-            Choice("Try it now: SmolLM2 135M, built in · English · no download", str(builtin))
+            Choice(_("Try it now: SmolLM2 135M, built in · English · no download"), str(builtin))
         )
     here: set[str] = set()
     for entry in local_entries(workspace):
@@ -129,16 +132,27 @@ def first_start_choices(workspace: Workspace) -> list[Choice]:
         here.add(entry.path.name)
         facts = [human_size(entry.size), entry.quantization or entry.kind]
         choices.append(
-            Choice(f"On this machine: {entry.name} · {' · '.join(facts)}", str(entry.path))
+            Choice(
+                _("On this machine: {name} · {facts}", name=entry.name, facts=" · ".join(facts)),
+                str(entry.path),
+            )
         )
     for model in recommended()[1]:
         if model.builtin or model.source.partition(":")[2] in here:
             continue
-        engine = "needs a GPU" if model.engine == "gpu" else "CPU"
+        engine = _("needs a GPU") if model.engine == "gpu" else "CPU"
         choices.append(
             Choice(
-                f"Download: {model.name} · {model.download_gb:g} GB, RAM {model.ram_gb:g} GB · "
-                f"{engine} · {model.languages} · {model.purpose}",
+                _(
+                    "Download: {name} · {size} GB, RAM {ram} GB · {engine} · {languages} · "
+                    "{purpose}",
+                    name=model.name,
+                    size=f"{model.download_gb:g}",
+                    ram=f"{model.ram_gb:g}",
+                    engine=engine,
+                    languages=model.languages,
+                    purpose=model.purpose,
+                ),
                 source=model.source,
                 flags=model.flags,
             )
@@ -147,8 +161,10 @@ def first_start_choices(workspace: Workspace) -> list[Choice]:
 
 
 def offline_text(workspace: Workspace, models_key: str) -> str:
-    return (
-        "Offline? Put a .gguf file in "
-        f"{workspace.paths.models} (it is listed here next time), type its path below, or "
-        f"start with `cosplay chat --model PATH`. {models_key} in the chat changes the model later."
+    return _(
+        "Offline? Put a .gguf file in {folder} (it is listed here next time), type its path "
+        "below, or start with `cosplay chat --model PATH`. {keys} in the chat changes the model "
+        "later.",
+        folder=workspace.paths.models,
+        keys=models_key,
     )

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engines.base import CosplayError
+from engines.i18n import N_
 from sessions.group import (
     ReplyOrder,
     scene_members,
@@ -25,12 +26,13 @@ from sessions.group import (
 from sessions.personas import PersonaStore
 from sessions.store import Store
 from tui.actions import SCENE
+from tui.translated import TranslatedBindings
 
 ORDERS = list(dict.fromkeys(ReplyOrder))  # natural, list, manual, pooled (no alias)
 
 
-class SceneScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), *(a.binding() for a in SCENE)]
+class SceneScreen(TranslatedBindings, ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Close")), *(a.binding() for a in SCENE)]
 
     def __init__(self, store: Store, session_id: int, personas: PersonaStore):
         super().__init__()

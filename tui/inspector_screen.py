@@ -10,9 +10,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from engines.i18n import N_
+from tui.translated import TranslatedBindings
 
-class InspectorScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f4,q", "dismiss", "Close")]
+
+class InspectorScreen(TranslatedBindings, ModalScreen[None]):
+    BINDINGS = [Binding("escape,f4,q", "dismiss", N_("Close"))]
     DEFAULT_CSS = """
     InspectorScreen { align: center middle; }
     InspectorScreen > VerticalScroll {

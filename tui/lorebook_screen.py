@@ -21,6 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from engines.base import CosplayError
+from engines.i18n import N_
 from sessions.cards import CharacterBook
 from sessions.group import session_cast
 from sessions.lore_attach import attach_to_persona, attach_to_session, attached_names
@@ -29,6 +30,7 @@ from sessions.lorebook import LoreEntry, Position, lore_entry
 from sessions.lorebook_files import lorebook_folder
 from sessions.workspace import Workspace
 from tui.actions import LOREBOOK
+from tui.translated import TranslatedBindings
 
 PLACES = {
     Position.BEFORE_CHAR: "before char",
@@ -76,8 +78,8 @@ def trigger(entry: LoreEntry) -> str:
     return keys
 
 
-class LorebookScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), *(a.binding() for a in LOREBOOK)]
+class LorebookScreen(TranslatedBindings, ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Close")), *(a.binding() for a in LOREBOOK)]
     DEFAULT_CSS = """
     LorebookScreen { align: center middle; }
     LorebookScreen > Vertical {

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from textual import work
 from textual.message import Message as TextualMessage
 
+from engines.i18n import _
 from sessions.memory import MemoryUpdate, is_due, update_memory
 from sessions.notes import AuthorNote, Memory
 
@@ -44,7 +45,7 @@ class MemoryActions:
         """The status line's word on memory: [] when off."""
         if self.session is None or not Memory.from_settings(self.session.settings).enabled:
             return []
-        return ["memory: summarizing…" if self.summarizing else "memory on"]
+        return [_("memory: summarizing…") if self.summarizing else _("memory on")]
 
     def start_memory(self, plan) -> None:
         """Summarize what `plan` (the reply's) left out, if memory is on and it is due."""
@@ -83,7 +84,10 @@ class MemoryActions:
             self.session = self.store.get_session(self.session.id)
         if event.error is not None and not event.cancel.is_set():
             self.notify(
-                f"The memory summary failed ({event.error}); the chat goes on without it.",
+                _(
+                    "The memory summary failed ({error}); the chat goes on without it.",
+                    error=event.error,
+                ),
                 severity="warning",
                 timeout=8,
             )
@@ -106,14 +110,16 @@ class MemoryActions:
         self._save_notes(memory)
         if memory.enabled:
             self.notify(
-                "Memory on: what falls out of the window is summarized while the model idles "
-                "(see and edit it with the notes dialog)."
+                _(
+                    "Memory on: what falls out of the window is summarized while the model idles "
+                    "(see and edit it with the notes dialog)."
+                )
             )
             last = self.conversation.last_plan if self.conversation else None
             self.start_memory(last)
         else:
             self.stop_memory()
-            self.notify("Memory off: the summary is kept, but left out of the prompt.")
+            self.notify(_("Memory off: the summary is kept, but left out of the prompt."))
         self.update_status()
 
     def action_edit_notes(self) -> None:
@@ -135,6 +141,6 @@ class MemoryActions:
                 memory = replace(current, enabled=memory.enabled)
             self._save_notes(memory, result.note)
             self.update_status()
-            self.notify("Memory and Author's Note saved.")
+            self.notify(_("Memory and Author's Note saved."))
 
         self.app.push_screen(NotesScreen(notes, summarizing=self.summarizing), done)

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from engines.base import CosplayError, GenerationParams
+from engines.i18n import N_, _
 from sessions.models import Message, Role
 from tui.modals import ConfirmScreen
 from tui.widgets.chat_input import ChatInput
@@ -45,7 +46,7 @@ class MessageActions:
 
     def _busy(self) -> bool:
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
         return self.generating
 
     # --- moving -------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ class MessageActions:
     def action_focus_messages(self) -> None:
         views = self.transcript.views
         if not views:
-            self.notify("No messages yet.")
+            self.notify(_("No messages yet."))
             return
         views[-1].focus()
 
@@ -97,15 +98,21 @@ class MessageActions:
             return
         message = self.target_message(lambda m: m.role == Role.USER)
         if message is None:
-            self.notify("Nothing to edit yet.")
+            self.notify(_("Nothing to edit yet."))
             return
         self._editing = message
         box = self.query_one(ChatInput)
         box.load_text(message.content)
         box.move_cursor(box.document.end)
         box.focus()
-        whose = "your message" if message.role == Role.USER else f"{self._speaker(message)}'s reply"
-        self.update_status(f"editing {whose} · Enter saves a new version · Ctrl+E cancels")
+        whose = (
+            _("your message")
+            if message.role == Role.USER
+            else _("{name}'s reply", name=self._speaker(message))
+        )
+        self.update_status(
+            _("editing {whose} · Enter saves a new version · Ctrl+E cancels", whose=whose)
+        )
 
     def action_message_regenerate(self, same_seed: bool = False) -> None:
         """A new version of the reply (a new reply to a message of yours). `same_seed`: with the
@@ -118,14 +125,14 @@ class MessageActions:
         params = self.params
         if same_seed:
             if message.role == Role.USER or "params" not in message.meta:
-                self.notify("Only a generated reply has parameters and a seed to reuse.")
+                self.notify(_("Only a generated reply has parameters and a seed to reuse."))
                 return
             try:
                 params = GenerationParams(
                     **{**message.meta["params"], "seed": message.meta["seed"]}
                 )
             except (TypeError, ValueError, KeyError):
-                self.notify("This reply's saved parameters cannot be read.", severity="error")
+                self.notify(_("This reply's saved parameters cannot be read."), severity="error")
                 return
         try:
             turn = self.conversation.regenerate(message)
@@ -133,7 +140,7 @@ class MessageActions:
             self.notify(str(exc), severity="error")
             return
         if turn is None:
-            self.notify("A greeting answers nothing: there is nothing to regenerate it from.")
+            self.notify(_("A greeting answers nothing: there is nothing to regenerate it from."))
             return
         # Show the branch down to the message answered; the new version streams below it.
         self.store.update_session(self.session.id, leaf_id=turn.parent_id)
@@ -149,16 +156,18 @@ class MessageActions:
         if message is None:
             return
         below = max(0, self.session.length - 1 - message.depth)
-        what = f" and the {below} message(s) below it" if below else ""
+        what = _(" and the {count} message(s) below it", count=below) if below else ""
 
         def delete(confirmed: bool | None) -> None:
             if confirmed:
                 self.store.delete_message(message.id)
                 self.load_session(self.session.id)
-                self.notify("Message deleted.")
+                self.notify(_("Message deleted."))
 
         preview = message.content.strip().splitlines()[0][:40] if message.content.strip() else ""
-        self.app.push_screen(ConfirmScreen(f"Delete “{preview}”{what}?"), delete)
+        self.app.push_screen(
+            ConfirmScreen(_("Delete “{preview}”{what}?", preview=preview, what=what)), delete
+        )
 
     def action_message_branch(self) -> None:
         if self._busy():
@@ -169,7 +178,9 @@ class MessageActions:
         fork = self.store.fork_session(message.id, f"{self.session.title} ⑂")
         self.load_session(fork.id)
         self.refresh_sidebar()
-        self.notify(f"New session “{fork.title}” from here; the original is unchanged.")
+        self.notify(
+            _("New session “{title}” from here; the original is unchanged.", title=fork.title)
+        )
 
     # --- looking ------------------------------------------------------------------------------
 
@@ -177,7 +188,7 @@ class MessageActions:
         message = self.target_message()
         if message is not None:
             self.app.copy_to_clipboard(message.content)
-            self.notify("Copied the message (through the terminal: OSC 52).")
+            self.notify(_("Copied the message (through the terminal: OSC 52)."))
 
     def action_message_info(self) -> None:
         message = self.target_message(lambda m: m.role != Role.USER)
@@ -189,44 +200,59 @@ def describe_message(message: Message, speaker: str) -> str:
     """How a message was made, as plain lines: what a reply needs to be reproduced."""
     meta = message.meta
     when = datetime.fromtimestamp(message.created_at).strftime("%Y-%m-%d %H:%M:%S")
-    lines = [f"{speaker} · message {message.id} · {message.status.value} · {when}"]
+    lines = [
+        _(
+            "{speaker} · message {id} · {status} · {when}",
+            speaker=speaker,
+            id=message.id,
+            status=message.status.value,
+            when=when,
+        )
+    ]
     if "edited_from" in meta:
-        lines.append(f"edited from message {meta['edited_from']}")
+        lines.append(_("edited from message {id}", id=meta["edited_from"]))
     engine = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
     facts = [
-        ("model", meta.get("model")),
-        ("adapter", engine.get("adapter")),
-        ("template", meta.get("template")),
+        (N_("model"), meta.get("model")),
+        (N_("adapter"), engine.get("adapter")),
+        (N_("template"), meta.get("template")),
         (
-            "engine",
+            N_("engine"),
             " ".join(str(engine[k]) for k in ("engine", "device", "dtype") if engine.get(k)),
         ),
-        ("quantization", engine.get("quantization")),
-        ("seed", meta.get("seed")),
-        ("prompt tokens", meta.get("prompt_tokens")),
-        ("evaluated (not from cache)", meta.get("prompt_eval_tokens")),
-        ("reply tokens", meta.get("completion_tokens")),
-        ("first token after", _seconds(meta.get("ttft_s"))),
-        ("total time", _seconds(meta.get("total_s"))),
-        ("speed", f"{meta['tokens_per_s']} tok/s" if meta.get("tokens_per_s") else None),
-        ("finished by", meta.get("finish_reason")),
-        ("error", meta.get("error")),
+        (N_("quantization"), engine.get("quantization")),
+        (N_("seed"), meta.get("seed")),
+        (N_("prompt tokens"), meta.get("prompt_tokens")),
+        (N_("evaluated (not from cache)"), meta.get("prompt_eval_tokens")),
+        (N_("reply tokens"), meta.get("completion_tokens")),
+        (N_("first token after"), _seconds(meta.get("ttft_s"))),
+        (N_("total time"), _seconds(meta.get("total_s"))),
+        (
+            N_("speed"),
+            _("{rate} tok/s", rate=meta["tokens_per_s"]) if meta.get("tokens_per_s") else None,
+        ),
+        (N_("finished by"), meta.get("finish_reason")),
+        (N_("error"), meta.get("error")),
     ]
-    lines += [f"{name}: {value}" for name, value in facts if value not in (None, "", "none")]
+    lines += [f"{_(name)}: {value}" for name, value in facts if value not in (None, "", "none")]
     if isinstance(meta.get("params"), dict):
         params = json.dumps(meta["params"], ensure_ascii=False, indent=1, sort_keys=True)
-        lines.append("parameters: " + params)
+        lines.append(_("parameters: {params}", params=params))
     if len(lines) == 1:
-        lines.append("Nothing was recorded about how this message was made.")
+        lines.append(_("Nothing was recorded about how this message was made."))
     return "\n".join(lines)
 
 
 def _seconds(value) -> str | None:
-    return f"{value:.2f} s" if isinstance(value, int | float) and value else None
+    return (
+        _("{seconds} s", seconds=f"{value:.2f}")
+        if isinstance(value, int | float) and value
+        else None
+    )
 
 
 class MessageInfoScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,i,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,i,q", "dismiss", N_("Close"))]
     DEFAULT_CSS = """
     MessageInfoScreen { align: center middle; }
     MessageInfoScreen > VerticalScroll {

@@ -7,11 +7,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from engines.i18n import N_, _
+
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"), Binding("y", "dismiss(True)", "Yes")]
+    BINDINGS = [
+        Binding("escape", "dismiss(False)", N_("Cancel")),
+        Binding("y", "dismiss(True)", N_("Yes")),
+    ]
 
-    def __init__(self, question: str, confirm_label: str = "Delete"):
+    def __init__(self, question: str, confirm_label: str = N_("Delete")):
         super().__init__()
         self.question = question
         self.confirm_label = confirm_label
@@ -20,8 +25,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Label(self.question, markup=False)
             with Horizontal(classes="buttons"):
-                yield Button(self.confirm_label, variant="error", id="yes")
-                yield Button("Cancel", id="no")
+                yield Button(_(self.confirm_label), variant="error", id="yes")
+                yield Button(_("Cancel"), id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -31,7 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class TextPromptScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Cancel"))]
 
     def __init__(self, title: str, value: str = ""):
         super().__init__()
@@ -42,7 +47,7 @@ class TextPromptScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label(self.title_text, markup=False)
             yield Input(self.value, id="answer")
-            yield Label("[dim]Enter to save, Esc to cancel[/dim]")
+            yield Label(_("[dim]Enter to save, Esc to cancel[/dim]"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()

@@ -26,9 +26,10 @@ from sessions.personas import Persona, PersonaStore
 from tui.cli_personas import describe
 from tui.modals import ConfirmScreen, TextPromptScreen
 from tui.personas_editor import PersonaEditor
+from tui.translated import TranslatedBindings
 
 
-class PersonasScreen(Screen[list[str] | None]):
+class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
     DEFAULT_CSS = """
     PersonasScreen #personas-sidebar { width: 32; border-right: solid $primary-darken-2; }
     PersonasScreen #persona-search { margin: 0 0 1 0; }

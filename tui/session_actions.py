@@ -7,6 +7,7 @@ the open session (F2, F8).
 
 from __future__ import annotations
 
+from engines.i18n import _
 from sessions.group import (
     ReplyOrder,
     resolve_member,
@@ -48,13 +49,20 @@ class SessionActions(PresetActions, UserPersonaActions):
                 return
             if not self.personas.exists(name):
                 self.notify(
-                    f"There is no persona named {name!r}; see F3 Personas.", severity="error"
+                    _("There is no persona named {name}; see F3 Personas.", name=repr(name)),
+                    severity="error",
                 )
                 return
             self.session = set_cast(self.store, self.session.id, [*self.cast, name])
-            self.notify(f"{name} joins the scene: {'、'.join(self.cast)}. Address with @名字.")
+            self.notify(
+                _(
+                    "{name} joins the scene: {cast}. Address with @名字.",
+                    name=name,
+                    cast="、".join(self.cast),
+                )
+            )
 
-        self.app.push_screen(TextPromptScreen("Add which persona to this scene?"), add)
+        self.app.push_screen(TextPromptScreen(_("Add which persona to this scene?")), add)
 
     def action_remove_character(self) -> None:
         def remove(name: str | None) -> None:
@@ -63,10 +71,13 @@ class SessionActions(PresetActions, UserPersonaActions):
                 self.session = set_cast(
                     self.store, self.session.id, [n for n in self.cast if n != name]
                 )
-                self.notify(f"{name} left the scene.")
+                self.notify(_("{name} left the scene.", name=name))
 
         self.app.push_screen(
-            TextPromptScreen(f"Remove whom? ({'、'.join(self.cast) or 'nobody here'})"), remove
+            TextPromptScreen(
+                _("Remove whom? ({cast})", cast="、".join(self.cast) or _("nobody here"))
+            ),
+            remove,
         )
 
     def action_scene(self) -> None:
@@ -74,7 +85,7 @@ class SessionActions(PresetActions, UserPersonaActions):
         from tui.group_screen import SceneScreen
 
         if len(self.cast) < 2:
-            self.notify("This is not a group scene: add a character with F5 first.")
+            self.notify(_("This is not a group scene: add a character with F5 first."))
             return
 
         def closed(speaker: str | None) -> None:
@@ -88,13 +99,13 @@ class SessionActions(PresetActions, UserPersonaActions):
     def speak_now(self, speaker: str) -> None:
         """`speaker` replies now, after the last message of the branch, whatever the order."""
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return
         if self.engine is None or self.session.leaf_id is None:
-            self.notify("Nothing to answer yet: send a message first (with a model loaded).")
+            self.notify(_("Nothing to answer yet: send a message first (with a model loaded)."))
             return
         last = self.store.get_message(self.session.leaf_id)
-        turn, _ = self.conversation.answer(last, pick=[speaker])
+        turn, _plan = self.conversation.answer(last, pick=[speaker])
         self._run_generation(turn)
 
     def scene_status(self) -> list[str]:
@@ -102,16 +113,19 @@ class SessionActions(PresetActions, UserPersonaActions):
         if len(self.cast) < 2:
             return []
         rules = scene_rules(self.session)
-        parts = [f"order {rules.order.value}"]
+        parts = [_("order {order}", order=rules.order.value)]
         if rules.muted:
-            parts.append("muted " + "、".join(n for n in self.cast if n in rules.muted))
+            parts.append(
+                _("muted {names}", names="、".join(n for n in self.cast if n in rules.muted))
+            )
         if rules.mention_only and rules.order != ReplyOrder.MANUAL:
-            parts.append("@only " + "、".join(n for n in self.cast if n in rules.mention_only))
+            only = "、".join(n for n in self.cast if n in rules.mention_only)
+            parts.append(_("@only {names}", names=only))
         return parts
 
     def on_session_list_chosen(self, event: SessionList.Chosen) -> None:
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return
         if event.session_id != self.session.id:
             self.load_session(event.session_id)
@@ -126,7 +140,7 @@ class SessionActions(PresetActions, UserPersonaActions):
 
     def action_new_session(self) -> None:
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return
         self.load_session(self.workspace.new_session(reuse_empty=True).id)
         self.query_one(ChatInput).focus()
@@ -142,13 +156,13 @@ class SessionActions(PresetActions, UserPersonaActions):
                 self.session = renamed
             self.refresh_sidebar()
 
-        question = "Rename this session:" if target.id == self.session.id else "Rename:"
+        question = _("Rename this session:") if target.id == self.session.id else _("Rename:")
         self.app.push_screen(TextPromptScreen(question, target.title), rename)
 
     def action_delete_session(self) -> None:
         target = self._target_session()
         if self.generating and target.id == self.session.id:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return
 
         def delete(confirmed: bool | None) -> None:
@@ -165,8 +179,8 @@ class SessionActions(PresetActions, UserPersonaActions):
             else:
                 self.refresh_sidebar()
                 self.update_status()
-            self.notify(f"Deleted “{target.title}”.")
+            self.notify(_("Deleted “{title}”.", title=target.title))
 
         self.app.push_screen(
-            ConfirmScreen(f"Delete “{target.title}” and all its messages?"), delete
+            ConfirmScreen(_("Delete “{title}” and all its messages?", title=target.title)), delete
         )

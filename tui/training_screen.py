@@ -18,6 +18,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from tui.translated import TranslatedBindings
+
 LOG_NAME = "train_log.jsonl"
 TRAIN_STYLE = "bold cyan"
 EVAL_STYLE = "bold yellow"
@@ -236,7 +238,7 @@ def status_line(run: RunLog, run_dir: Path) -> Text:
     return text
 
 
-class TrainingScreen(Screen):
+class TrainingScreen(TranslatedBindings, Screen):
     """Follows the training run in `run_dir` (its `--out` directory) and plots its loss."""
 
     BINDINGS = [

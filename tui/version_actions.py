@@ -7,6 +7,7 @@ A mixin of ChatScreen, kept apart so the screen module stays about streaming tur
 from __future__ import annotations
 
 from engines.base import CosplayError
+from engines.i18n import _
 from sessions.models import Message, Role
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.message_view import MessageView
@@ -51,13 +52,13 @@ class VersionActions:
             return
         users = [m for m in self.latest_round() if m.role == Role.USER]
         if not users:
-            self.notify("Nothing to edit yet: you have not sent a message in this session.")
+            self.notify(_("Nothing to edit yet: you have not sent a message in this session."))
             return
         self._editing = users[-1]
         box.load_text(users[-1].content)
         box.move_cursor(box.document.end)
         box.focus()
-        self.update_status("editing your last message · Enter resends · Ctrl+E cancels")
+        self.update_status(_("editing your last message · Enter resends · Ctrl+E cancels"))
 
     def action_switch_version(self, step: int) -> None:
         """Show the previous/next version of the last reply or, when it has none, of your last
