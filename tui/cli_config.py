@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engines.i18n import _
+
 
 def _config_path(args: argparse.Namespace):
     from sessions.workspace import data_paths
@@ -33,17 +35,17 @@ def run_set(args: argparse.Namespace) -> int:
     path = _config_path(args)
     value = parse_value(args.key, args.value)
     write_value(path, args.key, value)
-    print(f"{args.key} = {value!r} in {path}")
+    print(_("{key} = {value} in {path}", key=args.key, value=repr(value), path=path))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    config = subparsers.add_parser("config", help="the config file: where it is, what it holds")
+    config = subparsers.add_parser("config", help=_("the config file: where it is, what it holds"))
     commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
-    commands.add_parser("path", help="print the config file's path").set_defaults(func=run_path)
-    show = commands.add_parser("show", help="every setting, its value and what it does")
+    commands.add_parser("path", help=_("print the config file's path")).set_defaults(func=run_path)
+    show = commands.add_parser("show", help=_("every setting, its value and what it does"))
     show.set_defaults(func=run_show)
-    change = commands.add_parser("set", help="set one setting (comments in the file are kept)")
-    change.add_argument("key", help="e.g. model.n_ctx (`cosplay config show` lists them)")
-    change.add_argument("value", help='the value; a list as a,b; a table as { a = "b" }')
+    change = commands.add_parser("set", help=_("set one setting (comments in the file are kept)"))
+    change.add_argument("key", help=_("e.g. model.n_ctx (`cosplay config show` lists them)"))
+    change.add_argument("value", help=_('the value; a list as a,b; a table as { a = "b" }'))
     change.set_defaults(func=run_set)

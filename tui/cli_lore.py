@@ -9,6 +9,7 @@ import json
 import sys
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 
 
 def _folder(args: argparse.Namespace):
@@ -27,9 +28,9 @@ def _attach(args: argparse.Namespace, folder, attach: bool) -> str:
     with Workspace(args.home) as workspace:
         if args.session is not None:
             attach_to_session(workspace.store, args.session, args.name, attach)
-            return f"session {args.session}"
+            return _("session {session_id}", session_id=args.session)
         attach_to_persona(workspace.personas, args.persona, args.name, attach)
-        return f"persona {args.persona!r}"
+        return _("persona {name}", name=repr(args.persona))
 
 
 def run_lore(args: argparse.Namespace) -> int:
@@ -42,58 +43,67 @@ def run_lore(args: argparse.Namespace) -> int:
         for name in [] if args.json else names:
             try:
                 count = len(folder.book(name).entries)
-                print(f"{name}\t{count} entries")
+                print(f"{name}\t" + _("{count} entries", count=count))
             except CosplayError as exc:
-                print(f"{name}\tunreadable: {exc}")
+                print(f"{name}\t" + _("unreadable: {problem}", problem=exc))
     elif args.action == "show":
         from sessions.lorebook import lore_entry
 
         for entry in folder.book(args.name).entries:
             lore = lore_entry(entry)
-            keys = "constant" if lore.constant else ", ".join(lore.keys) or "(no keys)"
-            state = "" if lore.enabled else " (disabled)"
+            keys = _("constant") if lore.constant else ", ".join(lore.keys) or _("(no keys)")
+            state = "" if lore.enabled else " " + _("(disabled)")
             where = lore.position.name.lower()
             if lore.position == 4:
-                where += f" {lore.depth} as {lore.role}"
-            print(f"{lore.label}{state}\t{keys}\torder {lore.order:g}\t{where}")
+                where += " " + _("{depth} as {role}", depth=lore.depth, role=lore.role)
+            order = _("order {order}", order=f"{lore.order:g}")
+            print(f"{lore.label}{state}\t{keys}\t{order}\t{where}")
     elif args.action == "import":
         name = folder.import_file(args.file, args.name, replace=args.replace)
-        print(f"Imported lorebook {name!r}; attach it: cosplay lore attach {name!r} --session ID")
+        print(
+            _(
+                "Imported lorebook {name}; attach it: cosplay lore attach {name} --session ID",
+                name=repr(name),
+            )
+        )
     elif args.action == "export":
-        print(f"Wrote {folder.export(args.name, args.out)}.")
+        print(_("Wrote {path}.", path=folder.export(args.name, args.out)))
     elif args.action == "delete":
         folder.delete(args.name)
-        print(f"Deleted lorebook {args.name!r}.")
+        print(_("Deleted lorebook {name}.", name=repr(args.name)))
     else:
         attach = args.action == "attach"
         where = _attach(args, folder, attach)
-        print(f"{'Attached' if attach else 'Detached'} {args.name!r} {'to' if attach else 'from'} "
-              f"{where}.")  # fmt: skip
+        done = N_("Attached {name} to {where}.") if attach else N_("Detached {name} from {where}.")
+        print(_(done, name=repr(args.name), where=where))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "lore", help="lorebooks (SillyTavern World Info): import, export, attach to a chat"
+        "lore", help=_("lorebooks (SillyTavern World Info): import, export, attach to a chat")
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="the lorebooks kept in the data directory")
-    listing.add_argument("--json", action="store_true", help="the names as a JSON list")
-    show = actions.add_parser("show", help="one lorebook's entries: keys, order, place")
+    listing = actions.add_parser("list", help=_("the lorebooks kept in the data directory"))
+    listing.add_argument("--json", action="store_true", help=_("the names as a JSON list"))
+    show = actions.add_parser("show", help=_("one lorebook's entries: keys, order, place"))
     show.add_argument("name", metavar="NAME")
     importing = actions.add_parser(
-        "import", help="keep a World Info JSON, a character_book, or a card's lorebook"
+        "import", help=_("keep a World Info JSON, a character_book, or a card's lorebook")
     )
     importing.add_argument("file", metavar="FILE")
-    importing.add_argument("--name", help="the lorebook's name (default: the file's name)")
-    importing.add_argument("--replace", action="store_true", help="replace one of that name")
-    export = actions.add_parser("export", help="write a lorebook as SillyTavern World Info JSON")
+    importing.add_argument("--name", help=_("the lorebook's name (default: the file's name)"))
+    importing.add_argument("--replace", action="store_true", help=_("replace one of that name"))
+    export = actions.add_parser("export", help=_("write a lorebook as SillyTavern World Info JSON"))
     export.add_argument("name", metavar="NAME")
     export.add_argument("out", metavar="FILE")
-    delete = actions.add_parser("delete", help="delete a lorebook")
+    delete = actions.add_parser("delete", help=_("delete a lorebook"))
     delete.add_argument("name", metavar="NAME")
-    for action, text in (("attach", "read a lorebook in"), ("detach", "stop reading it in")):
-        sub = actions.add_parser(action, help=f"{text} a session or a persona's chats")
+    for action, text in (
+        ("attach", N_("read a lorebook in a session or a persona's chats")),
+        ("detach", N_("stop reading it in a session or a persona's chats")),
+    ):
+        sub = actions.add_parser(action, help=_(text))
         sub.add_argument("name", metavar="NAME")
         target = sub.add_mutually_exclusive_group(required=True)
         target.add_argument("--session", type=int, metavar="ID")

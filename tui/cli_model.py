@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from engines import registry
 from engines.errors import CosplayError
+from engines.i18n import _
 from engines.loader import ModelSpec, cuda_available, load_engine
 from sessions.runtime import PersonaRuntime, training_result
 from sessions.workspace import Workspace
@@ -23,53 +24,59 @@ if TYPE_CHECKING:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
+    group = parser.add_argument_group(_("model"))
     group.add_argument(
         "--model",
         "-m",
-        help="a .gguf file, a Hugging Face model directory or repo id, or the "
-        "http://HOST:PORT/v1 URL of an OpenAI-compatible server",
+        help=_(
+            "a .gguf file, a Hugging Face model directory or repo id, or the "
+            "http://HOST:PORT/v1 URL of an OpenAI-compatible server"
+        ),
     )
     group.add_argument(
         "--engine",
         choices=[registry.AUTO, *registry.names()],
         default=None,
-        help="force an engine (default: chosen from --model)",
+        help=_("force an engine (default: chosen from --model)"),
     )
     group.add_argument(
         "--api-key-env",
         metavar="VAR",
-        help="remote engine: the environment variable that holds the server's API key",
+        help=_("remote engine: the environment variable that holds the server's API key"),
     )
     group.add_argument(
         "--template",
-        help="chat template: auto, model, chatml, llama2, alpaca, vicuna, chatglm, baichuan, cosplay",
+        help=_(
+            "chat template: auto, model, chatml, llama2, alpaca, vicuna, chatglm, baichuan, cosplay"
+        ),
     )
     group.add_argument(
-        "--n-ctx", type=int, help="context window in tokens (default: the model's, at most 4096)"
+        "--n-ctx", type=int, help=_("context window in tokens (default: the model's, at most 4096)")
     )
-    group.add_argument("--threads", type=int, help="CPU threads for the CPU engine")
+    group.add_argument("--threads", type=int, help=_("CPU threads for the CPU engine"))
     group.add_argument(
         "--gpu-layers",
         type=int,
         default=None,
-        help="layers to offload (CPU engine built with GPU support)",
+        help=_("layers to offload (CPU engine built with GPU support)"),
     )
     group.add_argument(
         "--adapter",
         action="append",
         default=[],
         metavar="[NAME=]PATH",
-        help="a LoRA adapter to load (repeatable); the first one is activated",
+        help=_("a LoRA adapter to load (repeatable); the first one is activated"),
     )
-    group.add_argument("--load-8bit", action="store_true", help="GPU engine: load weights in 8-bit")
     group.add_argument(
-        "--load-4bit", action="store_true", help="GPU engine: load weights in 4-bit NF4"
+        "--load-8bit", action="store_true", help=_("GPU engine: load weights in 8-bit")
+    )
+    group.add_argument(
+        "--load-4bit", action="store_true", help=_("GPU engine: load weights in 4-bit NF4")
     )
     group.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="GPU engine: allow the model's own Python code (ChatGLM, Baichuan)",
+        help=_("GPU engine: allow the model's own Python code (ChatGLM, Baichuan)"),
     )
 
 
@@ -81,8 +88,13 @@ def _adapters(values: list[str]) -> dict[str, str]:
             name, path = Path(value.rstrip("/")).stem or value, value
         if name in adapters and adapters[name] != path:
             raise CosplayError(
-                f"Two adapters are named {name!r} ({adapters[name]} and {path}); "
-                "name them apart with --adapter NAME=PATH."
+                _(
+                    "Two adapters are named {name} ({first} and {second}); name them apart "
+                    "with --adapter NAME=PATH.",
+                    name=repr(name),
+                    first=adapters[name],
+                    second=path,
+                )
             )
         adapters[name] = path
     return adapters
@@ -111,8 +123,13 @@ def persona_model(persona: CharacterCard, engine: str | None) -> tuple[str, str]
     model, kind = chosen
     if not Path(model).expanduser().exists() and not _is_downloaded(model):
         raise CosplayError(
-            f"The persona {persona.name!r} was trained on {model}, which is not on this machine; "
-            f"Cosplay never downloads a model a card names: pass --model {model} to download it."
+            _(
+                "The persona {name} was trained on {model}, which is not on this machine; "
+                "Cosplay never downloads a model a card names: pass --model {model} to "
+                "download it.",
+                name=repr(persona.name),
+                model=model,
+            )
         )
     return model, kind
 
@@ -129,7 +146,7 @@ def model_spec(
     model, else None. Settings a flag leaves out come from what was remembered for the model
     (the config's per_model table), then from the config's [model] keys."""
     if args.load_8bit and args.load_4bit:
-        raise CosplayError("Choose one of --load-8bit and --load-4bit, not both.")
+        raise CosplayError(_("Choose one of --load-8bit and --load-4bit, not both."))
     config = workspace.config
     for warning in config.warnings:
         print(f"cosplay: {warning}", file=sys.stderr)
@@ -138,12 +155,14 @@ def model_spec(
         model, engine = persona_model(persona, args.engine) or (None, engine)
     if not model and config.get("model.default"):
         model = str(config.get("model.default"))
-        _check_still_there(model, f"The config's model.default ({workspace.paths.config})")
+        _check_still_there(
+            model, _("The config's model.default ({path})", path=workspace.paths.config)
+        )
     if model:
         return _spec_from_flags(args, model, engine, workspace)
     spec = ModelSpec.from_setting(workspace.last_model())
     if spec is not None:
-        _check_still_there(spec.model, "The last model used")
+        _check_still_there(spec.model, _("The last model used"))
         return spec
     from engines.catalog import builtin_model
 
@@ -228,14 +247,18 @@ def _check_still_there(model: str, what: str) -> None:
     looks_local = model.lower().endswith(".gguf") or model.startswith(("/", ".", "~"))
     if looks_local and not path.exists():
         raise CosplayError(
-            f"{what}, {model}, is no longer there (moved or deleted); pass --model, or "
-            "`cosplay models list` shows the models on this machine."
+            _(
+                "{what}, {model}, is no longer there (moved or deleted); pass --model, or "
+                "`cosplay models list` shows the models on this machine.",
+                what=what,
+                model=model,
+            )
         )
 
 
 def load(spec: ModelSpec, workspace: Workspace) -> Engine:
     """Load the model and remember it as the last one used."""
-    print(f"Loading {spec.model} …", file=sys.stderr, flush=True)
+    print(_("Loading {model} …", model=spec.model), file=sys.stderr, flush=True)
     engine = load_engine(spec)
     workspace.remember_model(spec.to_setting())
     _remember_settings(spec, workspace)
