@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.errors import CosplayError, ModelLoadError
+from engines.i18n import _
 
 GGUF_MAGIC = b"GGUF"
 # What reading a truncated or damaged file raises, with `gguf.GGUFReader` or our own walk
@@ -55,15 +56,20 @@ class GGUFInfo:
 
 def read_gguf_info(path: Path) -> GGUFInfo:
     if not path.exists():
-        raise ModelLoadError(f"The model file {path} does not exist; check the path.")
+        raise ModelLoadError(_("The model file {path} does not exist; check the path.", path=path))
     if not path.is_file():
-        raise ModelLoadError(f"{path} is a directory, not a .gguf file; pass the file itself.")
+        raise ModelLoadError(
+            _("{path} is a directory, not a .gguf file; pass the file itself.", path=path)
+        )
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
         raise ModelLoadError(
-            f"{path} is not a GGUF file; the CPU engine needs a .gguf model "
-            "(use --engine gpu for a Hugging Face model directory)."
+            _(
+                "{path} is not a GGUF file; the CPU engine needs a .gguf model "
+                "(use --engine gpu for a Hugging Face model directory).",
+                path=path,
+            )
         )
     try:
         values = read_header(path)
@@ -77,7 +83,11 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         )
     except GGUF_READ_ERRORS as exc:
         raise ModelLoadError(
-            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); download it again."
+            _(
+                "{path} is truncated or corrupt ({problem}); download it again.",
+                path=path,
+                problem=f"{type(exc).__name__}: {exc}",
+            )
         ) from None
 
 
@@ -122,7 +132,7 @@ class _Header:
         kv_count = self.count("key", 8 + 4 + 1)
         values: dict[str, object] = {}
         keys: set[str] = set()
-        for _ in range(kv_count):
+        for _key in range(kv_count):
             key = self.string().decode("utf-8")
             if key in keys:
                 raise KeyError(f"the key {key} appears twice")
@@ -133,7 +143,7 @@ class _Header:
             value = self.value(kind)
             if value is not None:
                 values[key] = value
-        tensors = [self.tensor_info() for _ in range(tensor_count)]
+        tensors = [self.tensor_info() for _tensor in range(tensor_count)]
         if len({name for name, *_ in tensors}) < len(tensors):
             raise ValueError("two tensors have the same name")
         alignment = values.get("general.alignment", DEFAULT_ALIGNMENT)
@@ -188,13 +198,13 @@ class _Header:
         elif kind == STRING:  # each string's length must be read to find the next
             count = self.count("array string", 8)
             length, data, pos = self.formats["Q"].unpack_from, self.data, self.pos
-            for _ in range(count):
+            for _string in range(count):
                 pos += 8 + length(data, pos)[0]
             self.pos = pos
             if pos > self.size:
                 raise ValueError("a string array runs past the end of the file")
         else:
-            for _ in range(self.count("array item", 4 + 8)):
+            for _item in range(self.count("array item", 4 + 8)):
                 self.value(kind, depth + 1)
 
     def tensor_info(self) -> tuple[str, int, int, int]:
@@ -204,7 +214,7 @@ class _Header:
         if n_dims > MAX_DIMS:
             raise ValueError(f"tensor {name} has {n_dims} dimensions (at most {MAX_DIMS})")
         elements = 1
-        for _ in range(n_dims):
+        for _dim in range(n_dims):
             elements *= self.scalar("Q")
         return name, elements, self.scalar("I"), self.scalar("Q")
 

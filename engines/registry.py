@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.errors import ModelLoadError
+from engines.i18n import N_, _
 
 AUTO = "auto"
 
@@ -45,19 +46,24 @@ class EngineKind:
     install: str = ""  # how to install what it needs, when an import fails
 
     def engine_class(self) -> type:
-        module, _, cls = self.where.partition(":")
+        module, _colon, cls = self.where.partition(":")
         try:
             return getattr(importlib.import_module(module), cls)
         except ImportError as exc:
             raise ModelLoadError(
-                f"The {self.name} engine needs {exc.name or 'a missing package'}; {self.install}."
+                _(
+                    "The {engine} engine needs {package}; {install}.",
+                    engine=self.name,
+                    package=exc.name or _("a missing package"),
+                    install=_(self.install),
+                )
             ) from exc
 
 
 ENGINES: tuple[EngineKind, ...] = (
     EngineKind(
         name="remote",
-        takes="the http(s)://HOST:PORT/v1 URL of an OpenAI-compatible server",
+        takes=N_("the http(s)://HOST:PORT/v1 URL of an OpenAI-compatible server"),
         accepts=is_url,
         where="engines.openai_remote:OpenAIRemoteEngine",
         adapter_format="name",
@@ -65,21 +71,21 @@ ENGINES: tuple[EngineKind, ...] = (
     ),
     EngineKind(
         name="cpu",
-        takes="a .gguf file",
+        takes=N_("a .gguf file"),
         accepts=_is_gguf,
         where="engines.llamacpp:LlamaCppEngine",
         adapter_format="gguf",
         capabilities=frozenset({"local", "templates", "kv_files"}),
-        install="reinstall Cosplay (`pip install -e .`)",
+        install=N_("reinstall Cosplay (`pip install -e .`)"),
     ),
     EngineKind(
         name="gpu",
-        takes="a Hugging Face model directory or repo id",
+        takes=N_("a Hugging Face model directory or repo id"),
         accepts=_is_hf_model,
         where="engines.hf:HFEngine",
         adapter_format="peft",
         capabilities=frozenset({"local", "templates"}),
-        install='install it with `pip install -e ".[gpu]"` or pass a .gguf model',
+        install=N_('install it with `pip install -e ".[gpu]"` or pass a .gguf model'),
     ),
 )
 
@@ -97,7 +103,10 @@ def get(name: str) -> EngineKind:
     for kind in ENGINES:
         if kind.name == name:
             return kind
-    raise ModelLoadError(f"Unknown engine {name!r}; use {', '.join([AUTO, *names()])}.")
+    choices = ", ".join([AUTO, *names()])
+    raise ModelLoadError(
+        _("Unknown engine {name}; use {choices}.", name=repr(name), choices=choices)
+    )
 
 
 def find(name: str | None) -> EngineKind | None:
@@ -112,12 +121,19 @@ def choose(model: str, engine: str = AUTO) -> EngineKind:
         kind = get(engine)
         if kind in fits:
             return kind
-        other = f"; leave out --engine {engine}" if fits else ""
-        raise ModelLoadError(f"{model} is not what the {engine} engine runs ({kind.takes}){other}.")
+        values = {"model": model, "engine": engine, "takes": _(kind.takes)}
+        if fits:
+            raise ModelLoadError(
+                _(
+                    "{model} is not what the {engine} engine runs ({takes}); leave out "
+                    "--engine {engine}.",
+                    **values,
+                )
+            )
+        raise ModelLoadError(_("{model} is not what the {engine} engine runs ({takes}).", **values))
     if not fits:
+        takes = _(", ").join(_(kind.takes) for kind in ENGINES)
         raise ModelLoadError(
-            f"{model} is a file but not a .gguf; pass "
-            + ", ".join(kind.takes for kind in ENGINES)
-            + "."
+            _("{model} is a file but not a .gguf; pass {takes}.", model=model, takes=takes)
         )
     return fits[0]
