@@ -22,6 +22,8 @@ the next round). The last line printed is one JSON object.
     python benchmarks/bench_train.py --quick            # CPU, fp32: 64 records, 2 epochs
     python benchmarks/bench_train.py                    # 4 epochs (1 not timed), 3 rounds
     python benchmarks/bench_train.py --quantize 4bit    # CUDA: QLoRA on both sides
+    python benchmarks/bench_train.py --model smollm2 --quick --records 8 --batch-size 4 --n 2
+                                                        # the real SmolLM2-135M (slow on a CPU)
 """
 
 from __future__ import annotations
