@@ -2,7 +2,8 @@
 
 A streaming reply grows through `Markdown.get_stream()`, which appends to the
 last block instead of re-rendering the whole reply on every token. Model text
-is Markdown, never Rich markup: `[bold]` shows as `[bold]`.
+is Markdown, never Rich markup: `[bold]` shows as `[bold]`. Lines break by the CJK
+rules (tui/widgets/cjk_wrap.py): none starts with `，` or `。`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from sessions.models import Message, Role, Status
 from tui.actions import CHAT, MESSAGE, key_label
+from tui.widgets.cjk_wrap import TranscriptMarkdown
 
 STATUS_MARKS = {
     Status.PARTIAL: "… incomplete",
@@ -53,7 +55,7 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self):
         yield Static(self._header_text(), classes="header")
-        yield Markdown(self.message.content)
+        yield TranscriptMarkdown(self.message.content)  # CJK line breaking
 
     def _header_text(self) -> Text:
         text = Text(self.speaker, style="bold")
