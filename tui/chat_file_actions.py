@@ -15,15 +15,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
 from engines.base import CosplayError
+from engines.i18n import N_, _
 from tui.modals import TextPromptScreen
 
 EXTENSIONS = {"md": ".md", "txt": ".txt", "json": ".json", "st": ".jsonl", "tgw": ".json"}
 FORMAT_NAMES = {
-    "md": "Markdown (the current branch)",
-    "txt": "plain text (the current branch)",
-    "json": "Cosplay JSON (every version, lossless)",
-    "st": "SillyTavern chat (.jsonl, versions as swipes)",
-    "tgw": "text-generation-webui chat (.json)",
+    "md": N_("Markdown (the current branch)"),
+    "txt": N_("plain text (the current branch)"),
+    "json": N_("Cosplay JSON (every version, lossless)"),
+    "st": N_("SillyTavern chat (.jsonl, versions as swipes)"),
+    "tgw": N_("text-generation-webui chat (.json)"),
 }
 
 
@@ -37,7 +38,7 @@ def default_path(title: str, fmt: str) -> str:
 class ExportScreen(ModalScreen[tuple[str, str] | None]):
     """Choose a format and a path; dismisses with (format, path) or None."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Cancel"))]
 
     def __init__(self, title: str):
         super().__init__()
@@ -45,16 +46,16 @@ class ExportScreen(ModalScreen[tuple[str, str] | None]):
 
     def compose(self):
         with Vertical(classes="dialog"):
-            yield Label("Export this chat as:", markup=False)
+            yield Label(_("Export this chat as:"), markup=False)
             yield Select(
-                [(name, fmt) for fmt, name in FORMAT_NAMES.items()],
+                [(_(name), fmt) for fmt, name in FORMAT_NAMES.items()],
                 value="md",
                 allow_blank=False,
                 id="format",
             )
-            yield Label("to the file:", markup=False)
+            yield Label(_("to the file:"), markup=False)
             yield Input(default_path(self.session_title, "md"), id="path")
-            yield Label("Enter to export, Esc to cancel", markup=False)
+            yield Label(_("Enter to export, Esc to cancel"), markup=False)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         self.query_one("#path", Input).value = default_path(self.session_title, str(event.value))
@@ -79,19 +80,25 @@ class ChatFileActions:
             try:
                 text, notes = export_session(self.store, self.session.id, fmt)
                 if target.is_dir():
-                    raise CosplayError(f"{target} is a folder; give a file name.")
+                    raise CosplayError(_("{path} is a folder; give a file name.", path=target))
                 target.write_text(text, encoding="utf-8")
             except CosplayError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return
             except OSError as exc:
                 self.notify(
-                    f"Cannot write {target} ({exc.strerror or exc}); choose another path.",
+                    _(
+                        "Cannot write {path} ({error}); choose another path.",
+                        path=target,
+                        error=exc.strerror or exc,
+                    ),
                     severity="error",
                     timeout=8,
                 )
                 return
-            self.notify(f"Exported to {target}." + "".join(f"\n{note}" for note in notes))
+            self.notify(
+                _("Exported to {path}.", path=target) + "".join(f"\n{note}" for note in notes)
+            )
 
         self.app.push_screen(ExportScreen(self.session.title), export)
 
@@ -108,12 +115,20 @@ class ChatFileActions:
                 return
             self.load_session(session.id)
             self.refresh_sidebar()
-            self.notify(f"Imported “{session.title}”: {session.length} message(s) on its branch.")
+            self.notify(
+                _(
+                    "Imported “{title}”: {count} message(s) on its branch.",
+                    title=session.title,
+                    count=session.length,
+                )
+            )
 
         self.app.push_screen(
             TextPromptScreen(
-                "Import a chat file (SillyTavern .jsonl, text-generation-webui .json, "
-                "Cosplay .json):"
+                _(
+                    "Import a chat file (SillyTavern .jsonl, text-generation-webui .json, "
+                    "Cosplay .json):"
+                )
             ),
             import_file,
         )

@@ -16,6 +16,7 @@ from textual import work
 from textual.message import Message as TextualMessage
 
 from engines.base import CosplayError, GenerationParams
+from engines.i18n import _
 from sessions.conversation import Conversation, ReplyEvents
 from sessions.models import Message, Role
 from tui.widgets.chat_input import ChatInput
@@ -39,11 +40,11 @@ class DraftActions:
 
     def _can_generate(self) -> bool:
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return False
         if self.engine is None:
             self.notify(
-                "No model loaded: restart with `cosplay chat --model PATH` (or --demo).",
+                _("No model loaded: restart with `cosplay chat --model PATH` (or --demo)."),
                 severity="error",
             )
             return False
@@ -69,12 +70,12 @@ class DraftActions:
         else:
             last = self.store.branch_tail(self.session.id, limit=1)
             if not last or last[-1].role != Role.ASSISTANT:
-                self.notify("Nothing to continue: the last message is not a reply.")
+                self.notify(_("Nothing to continue: the last message is not a reply."))
                 return
             target = last[-1]
             if not self.transcript.reaches_end:  # looking at earlier messages: to the end
                 self.transcript.show_end(self.session.id)
-        cancel = self._begin("continuing…  Esc stops")
+        cancel = self._begin(_("continuing…  Esc stops"))
         self.continue_worker(self.conversation, target, self.params, cancel)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
@@ -112,7 +113,7 @@ class DraftActions:
             box.insert(" ", box.document.end)
         self._draft_start = box.document.end
         box.read_only = True  # the draft is written at the end: no typing in between
-        cancel = self._begin("drafting your message…  Esc stops")
+        cancel = self._begin(_("drafting your message…  Esc stops"))
         self.impersonate_worker(self.conversation, self.params, cancel)
 
     @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
@@ -145,6 +146,6 @@ class DraftActions:
             text = (
                 str(event.error)
                 if isinstance(event.error, CosplayError)
-                else f"Drafting failed: {event.error!r}"
+                else _("Drafting failed: {error}", error=repr(event.error))
             )
             self.notify(text, severity="error", timeout=8)

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engines.base import CosplayError
-from engines.i18n import N_
+from engines.i18n import N_, _
 from sessions.group import (
     ReplyOrder,
     scene_members,
@@ -42,15 +42,15 @@ class SceneScreen(TranslatedBindings, ModalScreen[str | None]):
 
     def compose(self):
         with Vertical(classes="dialog scene"):
-            yield Label("Scene", classes="title")
+            yield Label(_("Scene"), classes="title")
             yield Static(id="scene-order", markup=False)
             yield OptionList(id="scene-members")
             yield Static(id="scene-help", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        labels = [f"{self.app.keys_of(action)} {action.title.lower()}" for action in SCENE]
-        self.query_one("#scene-help", Static).update(" · ".join(labels) + " · Esc close")
+        labels = [f"{self.app.keys_of(action)} {_(action.title).lower()}" for action in SCENE]
+        self.query_one("#scene-help", Static).update(" · ".join(labels) + _(" · Esc close"))
         self.refresh_members()
         self.query_one(OptionList).focus()
 
@@ -61,8 +61,11 @@ class SceneScreen(TranslatedBindings, ModalScreen[str | None]):
     def refresh_members(self) -> None:
         rules = self.rules
         self.query_one("#scene-order", Static).update(
-            f"Reply order: {rules.order.value} — {rules.order.summary}. "
-            "@名字 always picks who answers."
+            _(
+                "Reply order: {order} — {summary}. @名字 always picks who answers.",
+                order=rules.order.value,
+                summary=rules.order.summary,
+            )
         )
         options = self.query_one(OptionList)
         highlighted = options.highlighted
@@ -73,11 +76,11 @@ class SceneScreen(TranslatedBindings, ModalScreen[str | None]):
                 line.append(f" ({'、'.join(member.aliases)})", style="dim")
             flags = []
             if member.name in rules.muted:
-                flags.append("muted")
+                flags.append(_("muted"))
             if member.name in rules.mention_only:
-                flags.append("only when mentioned")
+                flags.append(_("only when mentioned"))
             if rules.order == ReplyOrder.NATURAL:
-                flags.append(f"talkativeness {member.talkativeness:g}")
+                flags.append(_("talkativeness {value}", value=f"{member.talkativeness:g}"))
             if flags:
                 line.append("  · " + " · ".join(flags))
             options.add_option(Option(line, id=member.name))

@@ -23,6 +23,7 @@ from textual import work
 from textual.widgets import ProgressBar, Static
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -37,6 +38,13 @@ SETTING_FLAGS = {
     "n_ctx": "n_ctx",
     "threads": "threads",
     "gpu_layers": "gpu_layers",
+}
+
+
+# What a second load or download hears while one runs (by `ModelLoading.busy`).
+STILL_BUSY = {
+    "loading": N_("Still loading; wait for it (Esc stops a download)."),
+    "downloading": N_("Still downloading; wait for it (Esc stops a download)."),
 }
 
 
@@ -137,7 +145,7 @@ class _Discard:
 def error_text(exc: BaseException, what: str) -> str:
     if isinstance(exc, CosplayError):
         return str(exc)
-    return f"{what} failed ({type(exc).__name__}: {exc})."
+    return _("{what} failed ({kind}: {error}).", what=what, kind=type(exc).__name__, error=exc)
 
 
 class ModelLoading:
@@ -164,10 +172,10 @@ class ModelLoading:
 
     def begin_load(self, spec: ModelSpec) -> None:
         if self.busy:
-            self.notify(f"Still {self.busy}; wait for it (Esc stops a download).")
+            self.notify(_(STILL_BUSY[self.busy]))
             return
         self.busy = "loading"
-        self.show_progress(f"Loading {spec.model} …")
+        self.show_progress(_("Loading {model} …", model=spec.model))
         self._load_worker(spec)
 
     @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
@@ -188,13 +196,17 @@ class ModelLoading:
         self.app.refresh(repaint=True)
         if error is not None or engine is None:
             self.hide_progress()
-            self.notify(error_text(error, f"Loading {spec.model}"), severity="error", timeout=10)
+            self.notify(
+                error_text(error, _("Loading {model}", model=spec.model)),
+                severity="error",
+                timeout=10,
+            )
             return
         if not self.is_attached:  # closed meanwhile: keep the model in use
             engine.close()
             return
         self.app.chat.swap_engine(engine)
-        self.app.notify(f"Loaded {engine.model_name}.")
+        self.app.notify(_("Loaded {model}.", model=engine.model_name))
         self.model_loaded(engine)
 
     def model_loaded(self, engine: Engine) -> None:
@@ -207,11 +219,13 @@ class ModelLoading:
         """Download `source`, then load it with the chat flags the recommended list gives it
         (`--trust-remote-code --template chatglm`)."""
         if self.busy:
-            self.notify(f"Still {self.busy}; wait for it (Esc stops a download).")
+            self.notify(_(STILL_BUSY[self.busy]))
             return
         self.busy = "downloading"
         self._pull_cancel = threading.Event()
-        self.show_progress(f"Downloading {name} … (Esc stops; the same choice continues it)")
+        self.show_progress(
+            _("Downloading {name} … (Esc stops; the same choice continues it)", name=name)
+        )
         self._pull_worker(source, name, self._pull_cancel, flags_settings(flags))
 
     def cancel_download(self) -> bool:
@@ -247,11 +261,21 @@ class ModelLoading:
     def _show_pull(self, progress: Progress) -> None:
         from tui.cli_models import human_size
 
-        total = f" of {human_size(progress.total)}" if progress.total else ""
-        part = f" (file {progress.index} of {progress.count})" if progress.count > 1 else ""
+        total = _(" of {size}", size=human_size(progress.total)) if progress.total else ""
+        part = (
+            _(" (file {index} of {count})", index=progress.index, count=progress.count)
+            if progress.count > 1
+            else ""
+        )
         self.show_progress(
-            f"{progress.filename}{part}: {human_size(progress.done)}{total}, "
-            f"{human_size(progress.speed)}/s · Esc stops",
+            _(
+                "{file}{part}: {done}{total}, {speed}/s · Esc stops",
+                file=progress.filename,
+                part=part,
+                done=human_size(progress.done),
+                total=total,
+                speed=human_size(progress.speed),
+            ),
             progress.total,
             progress.done,
         )
@@ -260,7 +284,11 @@ class ModelLoading:
         self.busy = ""
         if error is not None or result is None:
             self.hide_progress()
-            self.notify(error_text(error, f"Downloading {name}"), severity="error", timeout=12)
+            self.notify(
+                error_text(error, _("Downloading {name}", name=name)),
+                severity="error",
+                timeout=12,
+            )
             return
         try:
             spec = spec_for(str(result.path), self.workspace, settings)

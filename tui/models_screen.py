@@ -24,15 +24,16 @@ from textual.widgets import Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 from sessions.workspace import Workspace
 from tui.model_loading import ModelLoading, local_entries, spec_for
 
 # The per-model settings in the row under the list: config name, placeholder, is a number.
 SETTINGS = (
-    ("template", "template", False),
-    ("n_ctx", "context", True),
-    ("threads", "threads", True),
-    ("gpu_layers", "GPU layers", True),
+    ("template", N_("template"), False),
+    ("n_ctx", N_("context"), True),
+    ("threads", N_("threads"), True),
+    ("gpu_layers", N_("GPU layers"), True),
     ("quantization", "8bit/4bit", False),
 )
 
@@ -57,9 +58,9 @@ class AdapterChoice:
 
 class ModelsScreen(ModelLoading, Screen[None]):
     BINDINGS = [
-        Binding("escape", "leave", "Back"),
-        Binding("u", "unload_adapter", "Unload adapter"),
-        Binding("p", "persona_adapter", "Use for this persona"),
+        Binding("escape", "leave", N_("Back")),
+        Binding("u", "unload_adapter", N_("Unload adapter")),
+        Binding("p", "persona_adapter", N_("Use for this persona")),
     ]
 
     def __init__(self, workspace: Workspace, chat):
@@ -76,14 +77,14 @@ class ModelsScreen(ModelLoading, Screen[None]):
             yield Static(id="models-current", markup=False)
             yield OptionList(*self._model_options(), id="models")
             with Horizontal(id="model-settings"):
-                for name, placeholder, _ in SETTINGS:
-                    yield Input(placeholder=placeholder, id=f"setting-{name}")
+                for name, placeholder, _number in SETTINGS:
+                    yield Input(placeholder=_(placeholder), id=f"setting-{name}")
             yield ProgressBar(id="load-progress", show_eta=False)
             yield Static(id="load-status", markup=False)
-            yield Static("Adapters for the model in use:", markup=False)
+            yield Static(_("Adapters for the model in use:"), markup=False)
             yield OptionList(id="adapters")
             yield Static(
-                "Enter: load · u: unload adapter · p: adapter for this persona · Esc: back",
+                _("Enter: load · u: unload adapter · p: adapter for this persona · Esc: back"),
                 id="models-keys",
                 markup=False,
             )
@@ -114,17 +115,22 @@ class ModelsScreen(ModelLoading, Screen[None]):
         """The title and the adapter list, for the engine the chat uses now."""
         engine = self.chat.engine
         if engine is None:
-            title = "No model loaded: choose one (Enter)."
+            title = _("No model loaded: choose one (Enter).")
         else:
-            adapter = engine.active_adapter or "no adapter"
-            title = f"In use: {engine.model_name} ({engine.kind} engine) · {adapter}"
+            adapter = engine.active_adapter or _("no adapter")
+            title = _(
+                "In use: {model} ({kind} engine) · {adapter}",
+                model=engine.model_name,
+                kind=engine.kind,
+                adapter=adapter,
+            )
         self.query_one("#models-current", Static).update(title)
         self.adapters = adapter_choices(engine, self.adapter_entries)
         listing = self.query_one("#adapters", OptionList)
         listing.clear_options()
         listing.add_options(
             [Option(a.label, id=str(i)) for i, a in enumerate(self.adapters)]
-            or [Option("(none here for this engine)", disabled=True)]
+            or [Option(_("(none here for this engine)"), disabled=True)]
         )
 
     # --- models ----------------------------------------------------------------------------
@@ -136,7 +142,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
         from tui.cli_model import model_key
 
         remembered = self.workspace.config.model_settings(model_key(choice.model or "?"))
-        for name, _, _ in SETTINGS:
+        for name, _placeholder, _number in SETTINGS:
             value = remembered.get(name)
             self.query_one(f"#setting-{name}", Input).value = "" if value is None else str(value)
 
@@ -170,10 +176,16 @@ class ModelsScreen(ModelLoading, Screen[None]):
                     values[name] = int(text)
                 except ValueError:
                     raise CosplayError(
-                        f"The {placeholder} setting must be a whole number, not {text!r}."
+                        _(
+                            "The {setting} setting must be a whole number, not {text}.",
+                            setting=_(placeholder),
+                            text=repr(text),
+                        )
                     ) from None
             elif name == "quantization" and text not in ("8bit", "4bit"):
-                raise CosplayError(f"Quantization is 8bit or 4bit (GPU engine), not {text!r}.")
+                raise CosplayError(
+                    _("Quantization is 8bit or 4bit (GPU engine), not {text}.", text=repr(text))
+                )
             else:
                 values[name] = text
         return values
@@ -191,7 +203,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
         if self.cancel_download():
             return
         if self.busy:
-            self.notify("Loading the model; it takes a moment.")
+            self.notify(_("Loading the model; it takes a moment."))
             return
         self.dismiss(None)
 
@@ -210,7 +222,9 @@ class ModelsScreen(ModelLoading, Screen[None]):
         except CosplayError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return
-        self.notify(f"Adapter {choice.name} in use (a persona's own adapter still wins).")
+        self.notify(
+            _("Adapter {name} in use (a persona's own adapter still wins).", name=choice.name)
+        )
         self._engine_changed()
 
     def action_unload_adapter(self) -> None:
@@ -219,19 +233,21 @@ class ModelsScreen(ModelLoading, Screen[None]):
         if choice is None or engine is None or self._refuse_while_replying():
             return
         if not choice.loaded:
-            self.notify(f"{choice.name} is not loaded.")
+            self.notify(_("{name} is not loaded.", name=choice.name))
             return
         unload = getattr(engine, "unload_adapter", None)
         if unload is not None:
             unload(choice.name)
-            said = "unloaded"
+            said = _("unloaded")
         else:  # this engine keeps it in memory: it is only no longer used
             if engine.default_adapter == choice.name:
                 engine.default_adapter = None
             if engine.active_adapter == choice.name:
                 engine.set_adapter(None)
-            said = "no longer used (this engine frees adapters with the model)"
-        self.notify(f"Adapter {choice.name} {said}; the base model answers.")
+            said = _("no longer used (this engine frees adapters with the model)")
+        self.notify(
+            _("Adapter {name} {said}; the base model answers.", name=choice.name, said=said)
+        )
         self._engine_changed()
 
     def action_persona_adapter(self) -> None:
@@ -241,7 +257,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
         if choice is None:
             return
         if session is None or not session.persona:
-            self.notify("This session has no persona; F3 starts a chat with one.")
+            self.notify(_("This session has no persona; F3 starts a chat with one."))
             return
         personas = self.workspace.personas
         try:
@@ -252,18 +268,24 @@ class ModelsScreen(ModelLoading, Screen[None]):
         except CosplayError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return
-        self.notify(f"{session.persona} now uses the adapter {choice.path} (from its next reply).")
+        self.notify(
+            _(
+                "{persona} now uses the adapter {path} (from its next reply).",
+                persona=session.persona,
+                path=choice.path,
+            )
+        )
 
     def _highlighted_adapter(self) -> AdapterChoice | None:
         listing = self.query_one("#adapters", OptionList)
         if listing.highlighted is None or not self.adapters:
-            self.notify("Highlight an adapter in the adapters list first.")
+            self.notify(_("Highlight an adapter in the adapters list first."))
             return None
         return self.adapters[listing.highlighted]
 
     def _refuse_while_replying(self) -> bool:
         if self.chat.generating:
-            self.notify("Still replying: Esc here, then Esc in the chat stops it first.")
+            self.notify(_("Still replying: Esc here, then Esc in the chat stops it first."))
             return True
         return False
 
@@ -289,14 +311,19 @@ def model_choices(entries) -> list[ModelChoice]:
         name = entry.path.name if entry.source == "built in" else _short(entry.name)
         label = f"{name} · {' · '.join(f for f in facts if f)}"
         if entry.problem:
-            label += f" · cannot load: {entry.problem}"
+            label += _(" · cannot load: {problem}", problem=entry.problem)
         choices.append(ModelChoice(label, str(entry.path), problem=entry.problem))
     for model in recommended()[1]:
         if model.builtin or model.source.partition(":")[2] in names:
             continue
         choices.append(
             ModelChoice(
-                f"Download: {model.name} · {model.download_gb:g} GB, RAM {model.ram_gb:g} GB",
+                _(
+                    "Download: {name} · {size} GB, RAM {ram} GB",
+                    name=model.name,
+                    size=f"{model.download_gb:g}",
+                    ram=f"{model.ram_gb:g}",
+                ),
                 source=model.source,
                 flags=model.flags,
             )
@@ -311,7 +338,8 @@ def adapter_choices(engine, entries) -> list[AdapterChoice]:
     loaded = engine.adapter_sources
     choices = [
         AdapterChoice(
-            f"{'● ' if name == engine.active_adapter else '  '}{name} · loaded · {_short(path)}",
+            ("● " if name == engine.active_adapter else "  ")
+            + _("{name} · loaded · {path}", name=name, path=_short(path)),
             name,
             path,
             "gguf-lora" if path.lower().endswith(".gguf") else "peft",
@@ -325,7 +353,7 @@ def adapter_choices(engine, entries) -> list[AdapterChoice]:
     for entry in entries:
         if entry.kind not in kinds.get(form, ()) or str(entry.path) in known or entry.problem:
             continue
-        base = f" · for {entry.base}" if entry.base else ""
+        base = _(" · for {base}", base=entry.base) if entry.base else ""
         name = entry.path.stem if entry.kind == "gguf-lora" else entry.path.name
         choices.append(
             AdapterChoice(

@@ -16,14 +16,19 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, TextArea
 
+from engines.i18n import N_, _
 from sessions.notes import MAX_DEPTH, MAX_INTERVAL, AuthorNote, Memory
 
 POSITION_LABELS = (
-    ("in the chat, at the depth", "in_chat"),
-    ("after the persona's text", "in_prompt"),
-    ("before the persona's text", "before_prompt"),
+    (N_("in the chat, at the depth"), "in_chat"),
+    (N_("after the persona's text"), "in_prompt"),
+    (N_("before the persona's text"), "before_prompt"),
 )  # SillyTavern's "in-chat @ depth", "after main prompt / story string", "before" it
-ROLE_LABELS = (("as system", "system"), ("as user", "user"), ("as assistant", "assistant"))
+ROLE_LABELS = (
+    (N_("as system"), "system"),
+    (N_("as user"), "user"),
+    (N_("as assistant"), "assistant"),
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,8 @@ class NotesScreen(ModalScreen[Notes | None]):
     """Dismissed with the edited notes, or None (Esc, Cancel)."""
 
     BINDINGS = [
-        Binding("escape", "dismiss(None)", "Cancel"),
-        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("escape", "dismiss(None)", N_("Cancel")),
+        Binding("ctrl+s", "save", N_("Save"), priority=True),
     ]
     DEFAULT_CSS = """
     NotesScreen #memory_text { height: 5; }
@@ -58,34 +63,43 @@ class NotesScreen(ModalScreen[Notes | None]):
     def compose(self):
         memory, note = self.notes.memory, self.notes.note
         covered = (
-            f"covers messages 1-{memory.through + 1}" if memory.through >= 0 else "nothing yet"
+            _("covers messages 1-{last}", last=memory.through + 1)
+            if memory.through >= 0
+            else _("nothing yet")
         )
-        busy = ", being updated" if self.summarizing else ""
+        busy = _(", being updated") if self.summarizing else ""
         with VerticalScroll(classes="dialog", id="notes_dialog"):
-            yield Label(f"Memory of dropped turns ({covered}{busy}):", markup=False)
+            yield Label(
+                _("Memory of dropped turns ({covered}{busy}):", covered=covered, busy=busy),
+                markup=False,
+            )
             yield TextArea(memory.text, id="memory_text", soft_wrap=True)
-            yield Label("Author's Note (empty: none):", markup=False)
+            yield Label(_("Author's Note (empty: none):"), markup=False)
             yield TextArea(note.text, id="note_text", soft_wrap=True)
             with Horizontal(classes="row"):
-                yield Label("every", markup=False)
+                yield Label(_("every"), markup=False)
                 yield Input(str(note.interval), id="note_interval", type="integer", compact=True)
-                yield Label("turns (0: never), depth", markup=False)
+                yield Label(_("turns (0: never), depth"), markup=False)
                 yield Input(str(note.depth), id="note_depth", type="integer", compact=True)
             with Horizontal(classes="row"):
                 yield Select(
-                    POSITION_LABELS,
+                    [(_(label), value) for label, value in POSITION_LABELS],
                     value=note.position,
                     allow_blank=False,
                     id="note_position",
                     compact=True,
                 )
                 yield Select(
-                    ROLE_LABELS, value=note.role, allow_blank=False, id="note_role", compact=True
+                    [(_(label), value) for label, value in ROLE_LABELS],
+                    value=note.role,
+                    allow_blank=False,
+                    id="note_role",
+                    compact=True,
                 )
             with Horizontal(classes="buttons"):
-                yield Checkbox("Memory on", memory.enabled, id="memory_enabled", compact=True)
-                yield Button("Save", variant="primary", id="save", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield Checkbox(_("Memory on"), memory.enabled, id="memory_enabled", compact=True)
+                yield Button(_("Save"), variant="primary", id="save", compact=True)
+                yield Button(_("Cancel"), id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#memory_text", TextArea).focus()
@@ -94,7 +108,12 @@ class NotesScreen(ModalScreen[Notes | None]):
         value = self.query_one(f"#{field}", Input).value.strip()
         if not value.isdigit() or int(value) > most:
             self.notify(
-                f"The note's {name} must be a whole number from 0 to {most}; it is {value!r}.",
+                _(
+                    "The note's {name} must be a whole number from 0 to {most}; it is {value}.",
+                    name=_(name),
+                    most=most,
+                    value=repr(value),
+                ),
                 severity="warning",
                 markup=False,
             )
@@ -102,8 +121,8 @@ class NotesScreen(ModalScreen[Notes | None]):
         return int(value)
 
     def action_save(self) -> None:
-        interval = self._number("note_interval", "interval (every N turns)", MAX_INTERVAL)
-        depth = self._number("note_depth", "depth", MAX_DEPTH)
+        interval = self._number("note_interval", N_("interval (every N turns)"), MAX_INTERVAL)
+        depth = self._number("note_depth", N_("depth"), MAX_DEPTH)
         if interval is None or depth is None:
             return
         memory = replace(

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engines.base import CosplayError
+from engines.i18n import N_, _
 from sessions.cards import CharacterCard
 from sessions.personas import Persona, PersonaStore
 from tui.cli_personas import describe
@@ -37,16 +38,16 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
     PersonasScreen #persona-view { padding: 0 2; }
     """
     BINDINGS = [
-        Binding("escape", "close", "Back", id="personas.back"),
-        Binding("c", "chat", "Chat", id="personas.chat"),
-        Binding("space", "mark", "Mark for a scene", id="personas.mark"),
-        Binding("n", "new", "New", id="personas.new"),
-        Binding("e", "edit", "Edit", id="personas.edit"),
-        Binding("d", "duplicate", "Duplicate", id="personas.duplicate"),
-        Binding("i", "import_card", "Import", id="personas.import"),
-        Binding("x", "export_card", "Export", id="personas.export"),
-        Binding("delete", "delete", "Delete", id="personas.delete"),
-        Binding("slash", "search", "Search", id="personas.search"),
+        Binding("escape", "close", N_("Back"), id="personas.back"),
+        Binding("c", "chat", N_("Chat"), id="personas.chat"),
+        Binding("space", "mark", N_("Mark for a scene"), id="personas.mark"),
+        Binding("n", "new", N_("New"), id="personas.new"),
+        Binding("e", "edit", N_("Edit"), id="personas.edit"),
+        Binding("d", "duplicate", N_("Duplicate"), id="personas.duplicate"),
+        Binding("i", "import_card", N_("Import"), id="personas.import"),
+        Binding("x", "export_card", N_("Export"), id="personas.export"),
+        Binding("delete", "delete", N_("Delete"), id="personas.delete"),
+        Binding("slash", "search", N_("Search"), id="personas.search"),
     ]
 
     def __init__(self, store_dir: Path, *, builtins: bool = True, export_dir: Path | None = None):
@@ -59,7 +60,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Horizontal():
             with Vertical(id="personas-sidebar"):
-                yield Input(placeholder="Search personas  (/)", id="persona-search")
+                yield Input(placeholder=_("Search personas  (/)"), id="persona-search")
                 yield OptionList(id="persona-list")
             with VerticalScroll(id="persona-view"):
                 yield Static("", id="persona-detail", markup=False)
@@ -86,7 +87,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
 
     def _label(self, persona: Persona) -> str:
         mark = f"[{self.marked.index(persona.name) + 1}] " if persona.name in self.marked else ""
-        return mark + persona.name + ("  · built-in" if persona.builtin else "")
+        return mark + persona.name + (_("  · built-in") if persona.builtin else "")
 
     @property
     def current(self) -> Persona | None:
@@ -97,7 +98,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
 
     def show_current(self) -> None:
         persona = self.current
-        text = describe(persona) if persona else "No persona matches; press n to create one."
+        text = describe(persona) if persona else _("No persona matches; press n to create one.")
         self.query_one("#persona-detail", Static).update(text)
 
     @on(Input.Changed, "#persona-search")
@@ -141,7 +142,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
             self.marked.append(persona.name)
         self.refresh_list(select=persona.name)
         if self.marked:
-            self.notify(f"Scene: {'、'.join(self.marked)} · Enter starts it")
+            self.notify(_("Scene: {names} · Enter starts it", names="、".join(self.marked)))
 
     def _guard(self, action) -> bool:
         """Run a store action; a user mistake becomes a notification, not a crash."""
@@ -153,21 +154,21 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
         return True
 
     def action_new(self) -> None:
-        name, number = "New persona", 2
+        name, number = _("New persona"), 2
         while self.store.exists(name):
-            name, number = f"New persona {number}", number + 1
+            name, number = _("New persona {number}", number=number), number + 1
         card = CharacterCard.new(name)
         self.app.push_screen(
-            PersonaEditor(card, title="New persona"), lambda result: self._saved(result, None)
+            PersonaEditor(card, title=_("New persona")), lambda result: self._saved(result, None)
         )
 
     def action_edit(self) -> None:
         persona = self.current
         if persona is None:
             return
-        title = f"Edit {persona.name}"
+        title = _("Edit {name}", name=persona.name)
         if persona.builtin:
-            title += " (built-in: saving makes your own copy)"
+            title += _(" (built-in: saving makes your own copy)")
         self.app.push_screen(
             PersonaEditor(persona.card, title=title),
             lambda result: self._saved(result, persona.name),
@@ -184,7 +185,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
                 self.store.save(card, previous_name=previous)
 
         if self._guard(save):
-            self.notify(f"Saved {card.name}.")
+            self.notify(_("Saved {name}.", name=card.name))
             self.refresh_list(select=card.name)
 
     def action_duplicate(self) -> None:
@@ -193,7 +194,7 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
             return
         copies: list[Persona] = []
         if self._guard(lambda: copies.append(self.store.duplicate(persona.name))):
-            self.notify(f"Duplicated as {copies[0].name}.")
+            self.notify(_("Duplicated as {name}.", name=copies[0].name))
             self.refresh_list(select=copies[0].name)
 
     def action_delete(self) -> None:
@@ -201,16 +202,18 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
         if persona is None:
             return
         if persona.builtin:
-            self.notify(f"{persona.name} is built-in and read-only.", severity="warning")
+            self.notify(
+                _("{name} is built-in and read-only.", name=persona.name), severity="warning"
+            )
             return
         restores = self.store.is_builtin(persona.name)
-        question = f"Delete the persona {persona.name}?"
+        question = _("Delete the persona {name}?", name=persona.name)
         if restores:
-            question += " The built-in one comes back."
+            question += _(" The built-in one comes back.")
 
         def confirmed(yes: bool | None) -> None:
             if yes and self._guard(lambda: self.store.delete(persona.name)):
-                self.notify(f"Deleted {persona.name}.")
+                self.notify(_("Deleted {name}.", name=persona.name))
                 self.refresh_list()
 
         self.app.push_screen(ConfirmScreen(question), confirmed)
@@ -222,10 +225,12 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
             imported: list[Persona] = []
             file = Path(path).expanduser()
             if self._guard(lambda: imported.append(self.store.import_file(file))):
-                self.notify(f"Imported {imported[0].name}.")
+                self.notify(_("Imported {name}.", name=imported[0].name))
                 self.refresh_list(select=imported[0].name)
 
-        self.app.push_screen(TextPromptScreen("Import a character card (.json or .png):"), chosen)
+        self.app.push_screen(
+            TextPromptScreen(_("Import a character card (.json or .png):")), chosen
+        )
 
     def action_export_card(self) -> None:
         persona = self.current
@@ -237,8 +242,8 @@ class PersonasScreen(TranslatedBindings, Screen[list[str] | None]):
             if path:
                 out = Path(path).expanduser()
                 if self._guard(lambda: self.store.export(persona.name, out)):
-                    self.notify(f"Wrote {out}.")
+                    self.notify(_("Wrote {path}.", path=out))
 
         self.app.push_screen(
-            TextPromptScreen("Export to (.png card or .json):", str(default)), chosen
+            TextPromptScreen(_("Export to (.png card or .json):"), str(default)), chosen
         )

@@ -8,6 +8,7 @@ user picked.
 from __future__ import annotations
 
 from engines.base import CosplayError
+from engines.i18n import _
 from tui.modals import TextPromptScreen
 from tui.widgets.params_panel import ParamsPanel
 
@@ -54,6 +55,6 @@ class PresetActions:
             self.session = self.store.update_session(self.session.id, settings=settings)
             self._show_presets()
             self.update_status()
-            self.notify(f"Saved the preset “{preset.name}”.")
+            self.notify(_("Saved the preset “{name}”.", name=preset.name))
 
-        self.app.push_screen(TextPromptScreen("Save these parameters as the preset:"), save)
+        self.app.push_screen(TextPromptScreen(_("Save these parameters as the preset:")), save)

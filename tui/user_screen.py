@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, TextArea
 
+from engines.i18n import N_, _
 from sessions.prompt import UserPersona
 
 
@@ -21,8 +22,8 @@ class UserPersonaScreen(ModalScreen[tuple[UserPersona, bool] | None]):
     """Edit a user persona; dismissed with (persona, also the default for new chats) or None."""
 
     BINDINGS = [
-        Binding("escape", "dismiss(None)", "Cancel"),
-        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("escape", "dismiss(None)", N_("Cancel")),
+        Binding("ctrl+s", "save", N_("Save"), priority=True),
     ]
     DEFAULT_CSS = """
     UserPersonaScreen #user_description { height: 4; }
@@ -35,14 +36,14 @@ class UserPersonaScreen(ModalScreen[tuple[UserPersona, bool] | None]):
 
     def compose(self):
         with Vertical(classes="dialog"):
-            yield Label("Who you are in this chat ({{user}} in cards)", markup=False)
-            yield Input(self.user.name, placeholder="your name", id="user_name")
-            yield Label("About you, for the prompt (may be empty; Ctrl+S saves)", markup=False)
+            yield Label(_("Who you are in this chat ({{user}} in cards)"), markup=False)
+            yield Input(self.user.name, placeholder=_("your name"), id="user_name")
+            yield Label(_("About you, for the prompt (may be empty; Ctrl+S saves)"), markup=False)
             yield TextArea(self.user.description, id="user_description", soft_wrap=True)
-            yield Checkbox("Also for new chats (the default)", self.as_default, id="as_default")
+            yield Checkbox(_("Also for new chats (the default)"), self.as_default, id="as_default")
             with Horizontal(classes="buttons"):
-                yield Button("Save", variant="primary", id="save")
-                yield Button("Cancel", id="cancel")
+                yield Button(_("Save"), variant="primary", id="save")
+                yield Button(_("Cancel"), id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#user_name", Input).focus()
@@ -50,7 +51,7 @@ class UserPersonaScreen(ModalScreen[tuple[UserPersona, bool] | None]):
     def action_save(self) -> None:
         name = " ".join(self.query_one("#user_name", Input).value.split())
         if not name:
-            self.notify("Give a name (it replaces {{user}}).", severity="warning", markup=False)
+            self.notify(_("Give a name (it replaces {{user}})."), severity="warning", markup=False)
             return
         description = self.query_one("#user_description", TextArea).text.strip()
         as_default = self.query_one("#as_default", Checkbox).value
@@ -74,7 +75,7 @@ class UserPersonaActions:
 
     def action_user_persona(self) -> None:
         if self.generating:
-            self.notify("Still replying: press Esc to stop first.", severity="warning")
+            self.notify(_("Still replying: press Esc to stop first."), severity="warning")
             return
         current = self.workspace.session_user_persona(self.session)
         default = self.workspace.default_user_persona()
@@ -87,8 +88,8 @@ class UserPersonaActions:
                 self.workspace.set_default_user_persona(user)
             self.workspace.set_session_user_persona(self.session.id, user)
             self.load_session(self.session.id)  # a greeting may now say the new name
-            where = "this chat and new ones" if as_default else "this chat"
-            self.notify(f"You are {user.name} in {where}.")
+            where = _("this chat and new ones") if as_default else _("this chat")
+            self.notify(_("You are {name} in {where}.", name=user.name, where=where))
 
         self.app.push_screen(
             UserPersonaScreen(current, as_default=default is None or default == current), done
