@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engines.base import GenerationParams
+from engines.i18n import _
 from sessions.card_files import (  # noqa: F401  CardError, png_chunks… re-exported: cards' API
     MAX_CARD_BYTES,
     MAX_PNG_BYTES,
@@ -175,10 +176,18 @@ def load_card(path: str | Path) -> CharacterCard:
     try:
         size = path.stat().st_size
         if size > MAX_PNG_BYTES:
-            raise CardError(f"{path} is {size // 2**20} MiB, too big for a character card.")
+            raise CardError(
+                _(
+                    "{path} is {size} MiB, too big for a character card.",
+                    path=path,
+                    size=size // 2**20,
+                )
+            )
         raw = path.read_bytes()
     except OSError as exc:
-        raise CardError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise CardError(
+            _("Cannot read {path} ({problem}).", path=path, problem=exc.strerror or exc)
+        ) from exc
     return parse_card(raw, source=str(path))
 
 
@@ -187,32 +196,55 @@ def parse_card(raw: bytes, source: str = "card") -> CharacterCard:
         return card_from_dict(payload_from_png(raw, source), source)
     if raw.startswith(ZIP_SIGNATURE):
         raise CardError(
-            f"{source} is a ZIP archive (a .charx card?); Cosplay reads JSON and PNG cards: "
-            "export the character as PNG or JSON and import that."
+            _(
+                "{source} is a ZIP archive (a .charx card?); Cosplay reads JSON and PNG cards: "
+                "export the character as PNG or JSON and import that.",
+                source=source,
+            )
         )
     if len(raw) > MAX_CARD_BYTES:
-        raise CardError(f"{source} is larger than {MAX_CARD_BYTES // 2**20} MiB; it is not a card.")
+        raise CardError(
+            _(
+                "{source} is larger than {size} MiB; it is not a card.",
+                source=source,
+                size=MAX_CARD_BYTES // 2**20,
+            )
+        )
     return card_from_dict(json_object(raw, source, "the file"), source)
 
 
 def card_from_dict(obj: Any, source: str = "card") -> CharacterCard:
     """Validate a V1, V2 or V3 card object into our V2 model."""
     if not isinstance(obj, dict):
-        raise CardError(f"{source}: a card must be a JSON object, not {type(obj).__name__}.")
+        raise CardError(
+            _(
+                "{source}: a card must be a JSON object, not {kind}.",
+                source=source,
+                kind=type(obj).__name__,
+            )
+        )
     _check_sizes(obj, source, "")
     spec = obj.get("spec")
     if spec is None:  # V1: the fields sit at the top level
         if not isinstance(obj.get("name"), str):
-            raise CardError(f"{source}: field 'name' is missing; this is not a character card.")
+            raise CardError(
+                _("{source}: field 'name' is missing; this is not a character card.", source=source)
+            )
         data = {key: obj[key] for key in V1_FIELDS if key in obj}
         extra = {key: value for key, value in obj.items() if key not in V1_FIELDS}
         return _validate({**extra, "spec": V2_SPEC, "spec_version": "2.0", "data": data}, source)
     if spec not in (V2_SPEC, V3_SPEC):
         raise CardError(
-            f"{source}: field 'spec' is {spec!r}; expected {V2_SPEC!r} or {V3_SPEC!r} (or a V1 card)."
+            _(
+                "{source}: field 'spec' is {spec}; expected {v2} or {v3} (or a V1 card).",
+                source=source,
+                spec=repr(spec),
+                v2=repr(V2_SPEC),
+                v3=repr(V3_SPEC),
+            )
         )
     if not isinstance(obj.get("data"), dict):
-        raise CardError(f"{source}: field 'data' is missing or not an object.")
+        raise CardError(_("{source}: field 'data' is missing or not an object.", source=source))
     extra = {
         key: value
         for key, value in obj.items()
@@ -241,7 +273,9 @@ def _validate(obj: dict[str, Any], source: str) -> CharacterCard:
 def _field_error(source: str, exc: ValidationError, prefix: list[str]) -> CardError:
     error = exc.errors()[0]
     field = ".".join([*prefix, *(str(part) for part in error["loc"])]) or "card"
-    return CardError(f"{source}: field '{field}': {error['msg']}.")
+    return CardError(
+        _("{source}: field '{field}': {problem}.", source=source, field=field, problem=error["msg"])
+    )
 
 
 def _check_sizes(obj: Any, source: str, where: str) -> None:
@@ -256,13 +290,24 @@ def _check_sizes(obj: Any, source: str, where: str) -> None:
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise CardError(
-                    f"{source}: field '{_shown(path)}' is {value}, which is not a number a card can hold."
+                    _(
+                        "{source}: field '{field}' is {value}, which is not a number a card can "
+                        "hold.",
+                        source=source,
+                        field=_shown(path),
+                        value=value,
+                    )
                 )
         elif isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
                 raise CardError(
-                    f"{source}: field '{_shown(path)}' is nested more than {MAX_DEPTH} levels deep; "
-                    "this is not a character card."
+                    _(
+                        "{source}: field '{field}' is nested more than {depth} levels deep; this "
+                        "is not a character card.",
+                        source=source,
+                        field=_shown(path),
+                        depth=MAX_DEPTH,
+                    )
                 )
             if isinstance(value, dict):
                 for key, item in value.items():
@@ -278,14 +323,25 @@ def _check_sizes(obj: Any, source: str, where: str) -> None:
 def _check_string(value: str, source: str, where: str) -> None:
     if len(value) > MAX_FIELD_CHARS:
         raise CardError(
-            f"{source}: field '{_shown(where)}' has {len(value)} characters, more than the "
-            f"{MAX_FIELD_CHARS} a card field may hold."
+            _(
+                "{source}: field '{field}' has {count} characters, more than the {limit} a card "
+                "field may hold.",
+                source=source,
+                field=_shown(where),
+                count=len(value),
+                limit=MAX_FIELD_CHARS,
+            )
         )
     found = _SURROGATE.search(value)
     if found:
         raise CardError(
-            f"{source}: field '{_shown(where)}' holds a lone surrogate "
-            f"(\\u{ord(found.group()):04x}), which is not text; fix the card's JSON."
+            _(
+                "{source}: field '{field}' holds a lone surrogate ({code}), which is not text; "
+                "fix the card's JSON.",
+                source=source,
+                field=_shown(where),
+                code=f"\\u{ord(found.group()):04x}",
+            )
         )
 
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engines.i18n import _
 from sessions.kvstates import state_path
 from sessions.models import Message, Role, Session, Status
 from sessions.store_schema import (
@@ -57,8 +58,12 @@ class Store(StoreSearch):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
-                f"Cannot create the folder for the database {self.path} "
-                f"({exc.strerror or exc}); check the path and its permissions."
+                _(
+                    "Cannot create the folder for the database {path} ({problem}); check the "
+                    "path and its permissions.",
+                    path=self.path,
+                    problem=exc.strerror or exc,
+                )
             ) from None
         db = None
         try:
@@ -130,7 +135,10 @@ class Store(StoreSearch):
         rows = self._query(f"{_SESSIONS} WHERE q.id = ?", (session_id,))
         if not rows:
             raise StoreError(
-                f"There is no session {session_id}; `cosplay sessions list` shows the ids."
+                _(
+                    "There is no session {session_id}; `cosplay sessions list` shows the ids.",
+                    session_id=session_id,
+                )
             )
         return _session(rows[0])
 
@@ -193,7 +201,11 @@ class Store(StoreSearch):
                 ).fetchone()
                 if found is None:
                     raise StoreError(
-                        f"There is no message {parent_id} in session {session_id} to reply to."
+                        _(
+                            "There is no message {message_id} in session {session_id} to reply to.",
+                            message_id=parent_id,
+                            session_id=session_id,
+                        )
                     )
                 depth = found["depth"] + 1
             cur = db.execute(
@@ -223,7 +235,10 @@ class Store(StoreSearch):
         rows = self._db.execute(f"{_SESSIONS} WHERE q.id = ?", (session_id,)).fetchall()
         if not rows:
             raise StoreError(
-                f"There is no session {session_id}; `cosplay sessions list` shows the ids."
+                _(
+                    "There is no session {session_id}; `cosplay sessions list` shows the ids.",
+                    session_id=session_id,
+                )
             )
         return _session(rows[0]).leaf_id
 
@@ -256,7 +271,7 @@ class Store(StoreSearch):
     def get_message(self, message_id: int) -> Message:
         rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
         if not rows:
-            raise StoreError(f"There is no message {message_id}.")
+            raise StoreError(_("There is no message {message_id}.", message_id=message_id))
         return _message(rows[0])
 
     def branch(self, session_id: int, leaf_id: int | None = None) -> list[Message]:

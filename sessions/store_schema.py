@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 
 class StoreError(CosplayError):
@@ -242,8 +243,12 @@ def migrate(db: sqlite3.Connection) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreError(
-            f"The database was written by a newer Cosplay (schema {version} > {SCHEMA_VERSION}); "
-            "upgrade Cosplay to open it."
+            _(
+                "The database was written by a newer Cosplay (schema {version} > {known}); "
+                "upgrade Cosplay to open it.",
+                version=version,
+                known=SCHEMA_VERSION,
+            )
         )
     if version == SCHEMA_VERSION:
         sync_search_index(db)
@@ -275,34 +280,55 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     text = str(exc).lower()
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
         return StoreError(
-            f"The database {path} is locked by another Cosplay process; close it and retry."
+            _(
+                "The database {path} is locked by another Cosplay process; close it and retry.",
+                path=path,
+            )
         )
     if code.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
         return StoreError(
-            f"The database {path} is read-only (its file, folder or disk); Cosplay cannot "
-            "save to it: check the permissions, or give --home a writable folder."
+            _(
+                "The database {path} is read-only (its file, folder or disk); Cosplay cannot "
+                "save to it: check the permissions, or give --home a writable folder.",
+                path=path,
+            )
         )
     if code == "SQLITE_FULL" or "is full" in text:
         return StoreError(
-            f"The disk holding {path} is full; free some space and retry "
-            "(what was saved before is intact)."
+            _(
+                "The disk holding {path} is full; free some space and retry "
+                "(what was saved before is intact).",
+                path=path,
+            )
         )
     if code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
         return StoreError(
-            f"Cannot open the database {path}; check that its folder exists and is writable."
+            _(
+                "Cannot open the database {path}; check that its folder exists and is writable.",
+                path=path,
+            )
         )
     if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or (
         "not a database" in text or "malformed" in text
     ):
         return StoreError(
-            f"{path} is not a readable Cosplay database ({exc}); "
-            "move it aside and Cosplay will start a new one."
+            _(
+                "{path} is not a readable Cosplay database ({problem}); "
+                "move it aside and Cosplay will start a new one.",
+                path=path,
+                problem=exc,
+            )
         )
     if code.startswith("SQLITE_IOERR") or "i/o error" in text:
         return StoreError(
-            f"Reading or writing the database {path} failed ({exc}); check the disk and retry."
+            _(
+                "Reading or writing the database {path} failed ({problem}); check the disk and "
+                "retry.",
+                path=path,
+                problem=exc,
+            )
         )
-    return StoreError(f"The database {path} failed ({exc}).")
+    return StoreError(_("The database {path} failed ({problem}).", path=path, problem=exc))
 
 
 # --- reading a stored value: a damaged or foreign row degrades, it never fails ------------------

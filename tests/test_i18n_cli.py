@@ -117,3 +117,37 @@ def test_home_is_read_from_the_arguments():
     assert home_from_argv(["--home=/b", "ask", "hi"]) == "/b"
     assert home_from_argv(["ask", "--", "--home", "/c"]) is None
     assert home_from_argv(["--home"]) is None
+
+
+def test_a_missing_model_file_is_one_chinese_sentence(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "gone.gguf"
+    monkeypatch.setenv("COSPLAY_LANG", "zh")
+    assert main(["ask", "--model", str(missing), "你好"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"正在加载 {missing} …\ncosplay: 模型文件 {missing} 不存在；请检查路径。\n"
+    monkeypatch.setenv("COSPLAY_LANG", "en")
+    assert main(["ask", "--model", str(missing), "hello"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"The model file {missing} does not exist; check the path.\n"
+    )
+
+
+def test_a_malformed_card_is_one_chinese_sentence(tmp_path, capsys, monkeypatch):
+    card = tmp_path / "card.json"
+    card.write_text('{"spec": "chara_card_v9", "data": {}}', encoding="utf-8")
+    monkeypatch.setenv("COSPLAY_LANG", "zh")
+    assert main(["personas", "import", str(card)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cosplay: {card}：字段 'spec' 是 'chara_card_v9'；应为 ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    monkeypatch.setenv("COSPLAY_LANG", "en")
+    assert main(["personas", "import", str(card)]) == 2
+    assert "field 'spec' is 'chara_card_v9'; expected" in capsys.readouterr().err
+
+
+def test_an_unknown_session_is_chinese(capsys, monkeypatch):
+    monkeypatch.setenv("COSPLAY_LANG", "zh")
+    assert main(["sessions", "show", "42"]) == 2
+    assert capsys.readouterr().err == (
+        "cosplay: 没有编号为 42 的会话；`cosplay sessions list` 会列出所有编号。\n"
+    )
