@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 CONFIG_VARIABLE = "COSPLAY_CONFIG"
 FILE_NAME = "config.toml"
@@ -46,14 +47,18 @@ class Key:
 
 
 def _text(value: object) -> str | None:
-    return None if isinstance(value, str) else "must be a string"
+    return None if isinstance(value, str) else _("must be a string")
 
 
 def _count(low: int, high: int = 2**31 - 1) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            return "must be a whole number"
-        return None if low <= value <= high else f"must be between {low} and {high}"
+            return _("must be a whole number")
+        return (
+            None
+            if low <= value <= high
+            else _("must be between {low} and {high}", low=low, high=high)
+        )
 
     return check
 
@@ -62,7 +67,7 @@ def _one_of(*choices: str) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if value in choices:
             return None
-        return "must be one of " + ", ".join(repr(choice) for choice in choices)
+        return _("must be one of {choices}", choices=", ".join(repr(choice) for choice in choices))
 
     return check
 
@@ -70,7 +75,7 @@ def _one_of(*choices: str) -> Callable[[object], str | None]:
 def _folders(value: object) -> str | None:
     if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
         return None
-    return 'must be a list of folder paths, like ["~/models"]'
+    return _('must be a list of folder paths, like ["~/models"]')
 
 
 def _keymap(value: object) -> str | None:
@@ -78,7 +83,7 @@ def _keymap(value: object) -> str | None:
         isinstance(keys, str) and keys.strip() for keys in value.values()
     ):
         return None
-    return 'must be a table of action id = "keys", like regenerate = "f12"'
+    return _('must be a table of action id = "keys", like regenerate = "f12"')
 
 
 KEYS: tuple[Key, ...] = (
@@ -195,13 +200,24 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         return config
     except (OSError, UnicodeDecodeError) as exc:
-        config.warnings.append(f"The config file {path} cannot be read ({exc}); using defaults.")
+        config.warnings.append(
+            _(
+                "The config file {path} cannot be read ({problem}); using defaults.",
+                path=path,
+                problem=exc,
+            )
+        )
         return config
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         config.warnings.append(
-            f"The config file {path} is not valid TOML ({exc}); using defaults until it is fixed."
+            _(
+                "The config file {path} is not valid TOML ({problem}); using defaults until it "
+                "is fixed.",
+                path=path,
+                problem=exc,
+            )
         )
         return config
     for table, content in document.items():
@@ -218,7 +234,14 @@ def load_config(path: Path) -> Config:
                 config.warnings.append(_unknown(path, name))
             elif (problem := key.check(value)) is not None:
                 config.warnings.append(
-                    f"In {path}, {name} {problem} (got {value!r}); using {key.default!r}."
+                    _(
+                        "In {path}, {name} {problem} (got {value}); using {default}.",
+                        path=path,
+                        name=name,
+                        problem=problem,
+                        value=repr(value),
+                        default=repr(key.default),
+                    )
                 )
             else:
                 config.values[name] = value
@@ -226,30 +249,45 @@ def load_config(path: Path) -> Config:
 
 
 def _unknown(path: Path, name: str) -> str:
-    return (
-        f"In {path}, {name} is not a setting Cosplay knows; it is ignored "
-        "(`cosplay config show` lists them)."
+    return _(
+        "In {path}, {name} is not a setting Cosplay knows; it is ignored "
+        "(`cosplay config show` lists them).",
+        path=path,
+        name=name,
     )
 
 
 def _read_per_model(config: Config, content: object) -> None:
     path = config.path
     if not isinstance(content, dict):
-        config.warnings.append(f"In {path}, {PER_MODEL} must be a table of tables; ignored.")
+        config.warnings.append(
+            _("In {path}, {table} must be a table of tables; ignored.", path=path, table=PER_MODEL)
+        )
         return
     for model, settings in content.items():
         if not isinstance(settings, dict):
-            config.warnings.append(f'In {path}, {PER_MODEL}."{model}" must be a table; ignored.')
+            config.warnings.append(
+                _(
+                    "In {path}, {table} must be a table; ignored.",
+                    path=path,
+                    table=f'{PER_MODEL}."{model}"',
+                )
+            )
             continue
         kept = {}
         for name, value in settings.items():
             known = MODEL_SETTINGS.get(name)
-            problem = "is not a setting Cosplay knows" if known is None else known[1](value)
+            problem = _("is not a setting Cosplay knows") if known is None else known[1](value)
             if problem is None:
                 kept[name] = value
             else:
                 config.warnings.append(
-                    f'In {path}, {PER_MODEL}."{model}".{name} {problem}; it is ignored.'
+                    _(
+                        "In {path}, {name} {problem}; it is ignored.",
+                        path=path,
+                        name=f'{PER_MODEL}."{model}".{name}',
+                        problem=problem,
+                    )
                 )
         config.per_model[model] = kept
 
@@ -260,20 +298,26 @@ def parse_value(name: str, text: str) -> object:
     key = BY_NAME.get(name)
     if key is None:
         known = ", ".join(BY_NAME)
-        raise CosplayError(f"{name!r} is not a setting; use one of {known}.")
+        raise CosplayError(
+            _("{name} is not a setting; use one of {known}.", name=repr(name), known=known)
+        )
     value: object = text
     if isinstance(key.default, int):
         try:
             value = int(text)
         except ValueError:
-            raise CosplayError(f"{name} must be a whole number (got {text!r}).") from None
+            raise CosplayError(
+                _("{name} must be a whole number (got {text}).", name=name, text=repr(text))
+            ) from None
     elif isinstance(key.default, list):
         value = [part.strip() for part in text.split(",") if part.strip()]
     elif isinstance(key.default, dict):
         value = _parse_table(name, text)
     problem = key.check(value)
     if problem is not None:
-        raise CosplayError(f"{name} {problem} (got {text!r}).")
+        raise CosplayError(
+            _("{name} {problem} (got {text}).", name=name, problem=problem, text=repr(text))
+        )
     return value
 
 
@@ -283,13 +327,17 @@ def _parse_table(name: str, text: str) -> dict:
         return tomllib.loads(f"value = {text}")["value"]
     except (tomllib.TOMLDecodeError, KeyError):
         raise CosplayError(
-            f'{name} is a table; write it as TOML, like {{ regenerate = "f12" }}.'
+            _(
+                "{name} is a table; write it as TOML, like {example}.",
+                name=name,
+                example='{ regenerate = "f12" }',
+            )
         ) from None
 
 
 def write_value(path: Path, name: str, value: object) -> None:
     """Set `name` in the file, keeping everything else in it as it was (comments included)."""
-    table, _, short = name.partition(".")
+    table, _dot, short = name.partition(".")
     _edit(path, lambda document: _table(document, table).__setitem__(short, value))
 
 
@@ -313,7 +361,9 @@ def _table(document, name: str):
         document[name] = tomlkit.table()
     table = document[name]
     if not isinstance(table, dict):
-        raise CosplayError(f"In the config file, {name} is not a table; fix or remove it.")
+        raise CosplayError(
+            _("In the config file, {name} is not a table; fix or remove it.", name=name)
+        )
     return table
 
 
@@ -328,7 +378,11 @@ def _edit(path: Path, change: Callable[[object], None]) -> None:
         document = tomlkit.parse(text)
     except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as exc:
         raise CosplayError(
-            f"The config file {path} cannot be changed ({exc}); fix it or delete it."
+            _(
+                "The config file {path} cannot be changed ({problem}); fix it or delete it.",
+                path=path,
+                problem=exc,
+            )
         ) from None
     change(document)
     try:
@@ -336,7 +390,11 @@ def _edit(path: Path, change: Callable[[object], None]) -> None:
             temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
     except OSError as exc:
         raise CosplayError(
-            f"Cannot write the config file {path} ({exc.strerror or exc}); check the folder."
+            _(
+                "Cannot write the config file {path} ({problem}); check the folder.",
+                path=path,
+                problem=exc.strerror or exc,
+            )
         ) from None
 
 
