@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import textual.content
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rich._wrap import divide_line as rich_divide_line
 from rich.cells import cell_len, get_character_cell_size
@@ -150,6 +150,19 @@ def test_any_text_keeps_every_character_in_order_within_the_width(text, width):
     lines = lines_of(text, breaks)
     assert "".join(lines) == text
     assert all(cell_len(line.rstrip()) <= max(width, 2) for line in lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="abc XYZ,.!?()[]天下大势分久必合👍🏽é", max_size=120),
+    st.integers(min_value=2, max_value=30),
+)
+def test_text_without_cjk_punctuation_wraps_as_textual_wraps_it(text, width):
+    """kinsoku_breaks follows rich's divide_line step for step where the rules have nothing
+    to say (ASCII punctuation counts only after a CJK character, so none here after one)."""
+    pairs = zip(text, text[1:], strict=False)
+    assume(not any(p in ASCII_CLOSING and get_character_cell_size(c) == 2 for c, p in pairs))
+    assert kinsoku_breaks(text, width) == rich_divide_line(text, width)
 
 
 def test_textual_still_wraps_content_through_the_function_we_replace():

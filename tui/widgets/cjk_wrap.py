@@ -9,7 +9,7 @@ carried characters go down to the next line, so every line stays within the widt
 Textual has no hook for the wrap of a `Content`: `Content._wrap_and_format` calls the
 `divide_line` it imported from `rich._wrap`. `install()` puts a wrapper in its place, in
 `textual.content` only, which applies the rules while a `KinsokuContent` is measured or
-rendered and is Textual's own fold everywhere else. `TranscriptMarkdown` is a `Markdown`
+rendered and is rich's `divide_line` everywhere else. `TranscriptMarkdown` is a `Markdown`
 whose paragraphs and headers hold `KinsokuContent`. tests/test_cjk_wrap.py fails if
 Textual stops calling `textual.content.divide_line`.
 """
@@ -21,6 +21,8 @@ from contextvars import ContextVar
 
 import textual.content
 from rich._wrap import divide_line as rich_divide_line
+from rich._wrap import words
+from rich.cells import cell_len, split_graphemes
 from textual.content import Content
 from textual.widgets import Markdown
 from textual.widgets._markdown import MarkdownBlock, MarkdownParagraph
@@ -51,30 +53,50 @@ def kinsoku_breaks(text: str, width: int, fold: bool = True) -> list[int]:
     """Where to break one line of `text` (indices, as rich's `divide_line` gives them) so it
     fits `width` cells and no line starts with closing or ends with opening punctuation.
 
-    A break that would do that moves back to the nearest good place in the same line (the
-    characters after it go down to the next line) and the rest is wrapped again from there;
-    where no good place exists (a line of only punctuation), rich's break stays."""
-    breaks = rich_divide_line(text, width, fold)
-    result: list[int] = []
-    line_start = 0
-    position = 0
-    while position < len(breaks):
-        index = breaks[position]
-        if _bad_break(text, index):
-            better = index - 1
-            while better > line_start and _bad_break(text, better):
-                better -= 1
-            if better > line_start:
-                result.append(better)
-                line_start = better
-                rest = rich_divide_line(text[better:], width, fold)
-                breaks = [better + offset for offset in rest]
-                position = 0
-                continue
-        result.append(index)
-        line_start = index
-        position += 1
-    return result
+    rich's `divide_line`, step for step, but for a word longer than the width (a run of CJK
+    text) it is folded by `_fold_word` instead of `chop_cells`. Breaks between words always
+    follow a space, which the rules leave alone."""
+    breaks: list[int] = []
+    cell_offset = 0
+    for start, end, word in words(text):
+        word_length = cell_len(word.rstrip())
+        if width - cell_offset >= word_length:
+            cell_offset += cell_len(word)
+        elif word_length > width:
+            if fold:
+                starts, cell_offset = _fold_word(text, start, end, width)
+                breaks.extend(line_start for line_start in starts if line_start)
+            else:
+                if start:
+                    breaks.append(start)
+                cell_offset = cell_len(word)
+        elif cell_offset and start:
+            breaks.append(start)
+            cell_offset = cell_len(word)
+    return breaks
+
+
+def _fold_word(text: str, start: int, end: int, width: int) -> tuple[list[int], int]:
+    """Fold `text[start:end]` into lines of `width` cells, grapheme by grapheme: where a line
+    would start badly, the last graphemes of the line before go down with it (when they fit).
+    Returns where each line starts and the cells of the last line."""
+    spans, _ = split_graphemes(text[start:end])
+    starts = [start]
+    first = 0  # the span that starts the current line
+    cells = 0
+    for index, (_, _, size) in enumerate(spans):
+        if cells + size > width and index > first:
+            cut, carried = index, 0
+            while _bad_break(text, start + spans[cut][0]):
+                cut -= 1
+                carried += spans[cut][2]
+                if cut == first or carried + size > width:
+                    cut, carried = index, 0  # no good place: the width wins
+                    break
+            starts.append(start + spans[cut][0])
+            first, cells = cut, carried
+        cells += size
+    return starts, cells
 
 
 _kinsoku_on: ContextVar[bool] = ContextVar("kinsoku_on", default=False)
