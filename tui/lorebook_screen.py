@@ -21,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from engines.base import CosplayError
-from engines.i18n import N_
+from engines.i18n import N_, _
 from sessions.cards import CharacterBook
 from sessions.group import session_cast
 from sessions.lore_attach import attach_to_persona, attach_to_session, attached_names
@@ -33,12 +33,12 @@ from tui.actions import LOREBOOK
 from tui.translated import TranslatedBindings
 
 PLACES = {
-    Position.BEFORE_CHAR: "before char",
-    Position.AFTER_CHAR: "after char",
-    Position.AN_TOP: "above A.N.",
-    Position.AN_BOTTOM: "below A.N.",
-    Position.EXAMPLES_TOP: "above examples",
-    Position.EXAMPLES_BOTTOM: "below examples",
+    Position.BEFORE_CHAR: N_("before char"),
+    Position.AFTER_CHAR: N_("after char"),
+    Position.AN_TOP: N_("above A.N."),
+    Position.AN_BOTTOM: N_("below A.N."),
+    Position.EXAMPLES_TOP: N_("above examples"),
+    Position.EXAMPLES_BOTTOM: N_("below examples"),
 }
 PREVIEW_CHARS = 400
 
@@ -64,14 +64,14 @@ def cell(text: str, width: int | None = None) -> Text:
 def place(entry: LoreEntry) -> str:
     if entry.position == Position.AT_DEPTH:
         return f"@{entry.depth} {entry.role}"
-    return PLACES.get(entry.position, str(int(entry.position)))
+    return _(PLACES[entry.position]) if entry.position in PLACES else str(int(entry.position))
 
 
 def trigger(entry: LoreEntry) -> str:
     """When the entry fires: constant, or its keys (and the secondary keys of a selective one)."""
     if entry.constant:
-        return "constant"
-    keys = ", ".join(entry.keys) or "(no keys)"
+        return _("constant")
+    keys = ", ".join(entry.keys) or _("(no keys)")
     if entry.selective and entry.secondary_keys:
         logic = entry.logic.name.lower().replace("_", " ")
         keys += f" | {logic}: " + ", ".join(entry.secondary_keys)
@@ -109,15 +109,19 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
             yield DataTable(id="entries", cursor_type="row")
             yield Static(id="preview", markup=False)
             yield Input(
-                placeholder="i: path of a World Info JSON or card to import, Enter",
+                placeholder=_("i: path of a World Info JSON or card to import, Enter"),
                 id="import_path",
                 compact=True,
             )
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#books", DataTable).add_columns("book", "entries", "chat", "persona")
-        self.query_one("#entries", DataTable).add_columns("on", "entry", "keys", "place", "order")
+        self.query_one("#books", DataTable).add_columns(
+            _("book"), _("entries"), _("chat"), _("persona")
+        )
+        self.query_one("#entries", DataTable).add_columns(
+            _("on"), _("entry"), _("keys"), _("place"), _("order")
+        )
         self.show_books()
         self.query_one("#books", DataTable).focus()
 
@@ -152,21 +156,26 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         on_persona = set(card_books(card))
         table.clear()
         for book in self.books:
-            count = "unreadable" if book.book is None else str(len(book.book.entries))
+            count = _("unreadable") if book.book is None else str(len(book.book.entries))
             if book.card:
-                name, chat, persona = f"{book.name}'s card book", "always", "(card)"
+                name = _("{name}'s card book", name=book.name)
+                chat, persona = _("always"), _("(card)")
             else:
                 name = book.name
-                chat = "on" if book.name in on_chat else ""
-                persona = "on" if book.name in on_persona else ""
+                chat = _("on") if book.name in on_chat else ""
+                persona = _("on") if book.name in on_persona else ""
             table.add_row(cell(name, 36), cell(count), cell(chat), cell(persona))
         if keep is not None:
             row = next((i for i, b in enumerate(self.books) if b.name == keep and not b.card), row)
         if self.books:
             table.move_cursor(row=min(max(row, 0), len(self.books) - 1))
-        persona = self.persona or "none"
+        persona = self.persona or _("none")
         self.query_one("#lore_title", Static).update(
-            f"Lorebooks: {len(on_chat)} attached to this chat; persona: {persona}"
+            _(
+                "Lorebooks: {count} attached to this chat; persona: {persona}",
+                count=len(on_chat),
+                persona=persona,
+            )
         )
         self.show_entries()
 
@@ -181,7 +190,7 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         table.clear()
         self.entries = []
         if book is None:
-            self.show_preview("No lorebooks yet: press i and give a World Info JSON or a card.")
+            self.show_preview(_("No lorebooks yet: press i and give a World Info JSON or a card."))
             return
         if book.book is None:
             self.show_preview(book.error)
@@ -189,7 +198,7 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         self.entries = [lore_entry(entry) for entry in book.book.entries]
         for entry in self.entries:
             table.add_row(
-                cell("on" if entry.enabled else "off"),
+                cell(_("on") if entry.enabled else _("off")),
                 cell(entry.label, 18),
                 cell(trigger(entry), 26),
                 cell(place(entry), 14),
@@ -216,15 +225,18 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
 
     # --- actions ---------------------------------------------------------------------------
 
-    def kept_book(self, what: str) -> Book | None:
-        """The highlighted book if it is a kept one (else a notification saying why not)."""
+    def kept_book(self, none: str) -> Book | None:
+        """The highlighted book if it is a kept one (else the notification `none`, or why not)."""
         book = self.current()
         if book is None:
-            self.notify("No lorebook to " + what + ": import one with i first.")
+            self.notify(_(none))
         elif book.card:
             self.notify(
-                f"The card's own book is read-only here; it is always read for {book.name}. "
-                "Import the card's file with i to keep a copy you can change.",
+                _(
+                    "The card's own book is read-only here; it is always read for {name}. "
+                    "Import the card's file with i to keep a copy you can change.",
+                    name=book.name,
+                ),
                 severity="warning",
             )
         else:
@@ -232,7 +244,7 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         return None
 
     def action_toggle_chat(self) -> None:
-        book = self.kept_book("attach")
+        book = self.kept_book(N_("No lorebook to attach: import one with i first."))
         if book is None:
             return
         attach = book.name not in self.session_books()
@@ -241,15 +253,19 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         except CosplayError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.notify(f"{book.name} {'attached to' if attach else 'detached from'} this chat.")
+        self.notify(
+            _("{name} attached to this chat.", name=book.name)
+            if attach
+            else _("{name} detached from this chat.", name=book.name)
+        )
         self.show_books(keep=book.name)
 
     def action_toggle_persona(self) -> None:
-        book = self.kept_book("attach")
+        book = self.kept_book(N_("No lorebook to attach: import one with i first."))
         if book is None:
             return
         if not self.persona:
-            self.notify("This chat has no persona: attach the book to the chat (a) instead.")
+            self.notify(_("This chat has no persona: attach the book to the chat (a) instead."))
             return
         attach = book.name not in card_books(self.persona_card())
         try:
@@ -257,12 +273,23 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         except CosplayError as exc:
             self.notify(str(exc), severity="error")
             return
-        where = f"the persona {self.persona} (all its chats)"
-        self.notify(f"{book.name} {'attached to' if attach else 'detached from'} {where}.")
+        self.notify(
+            _(
+                "{name} attached to the persona {persona} (all its chats).",
+                name=book.name,
+                persona=self.persona,
+            )
+            if attach
+            else _(
+                "{name} detached from the persona {persona} (all its chats).",
+                name=book.name,
+                persona=self.persona,
+            )
+        )
         self.show_books(keep=book.name)
 
     def action_toggle_entry(self) -> None:
-        book = self.kept_book("change")
+        book = self.kept_book(N_("No lorebook to change: import one with i first."))
         row = self.query_one("#entries", DataTable).cursor_row
         if book is None or not 0 <= row < len(self.entries):
             return
@@ -286,14 +313,19 @@ class LorebookScreen(TranslatedBindings, ModalScreen[None]):
         try:
             if self.folder.exists(path.stem):
                 raise CosplayError(
-                    f"A lorebook named {path.stem!r} exists; rename the file, or delete the "
-                    f"book first (cosplay lore delete {path.stem!r})."
+                    _(
+                        "A lorebook named {name} exists; rename the file, or delete the "
+                        "book first (cosplay lore delete {name}).",
+                        name=repr(path.stem),
+                    )
                 )
             name = self.folder.import_file(path)
         except CosplayError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
         event.input.value = ""
-        self.notify(f"Imported the lorebook {name}; press a to attach it to this chat.")
+        self.notify(
+            _("Imported the lorebook {name}; press a to attach it to this chat.", name=name)
+        )
         self.show_books(keep=name)
         self.query_one("#books", DataTable).focus()

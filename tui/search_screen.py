@@ -27,6 +27,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 from sessions.models import SearchHit
 from sessions.store import Store
 
@@ -47,7 +48,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     SearchScreen #search-results { height: 1fr; border: none; margin-top: 1; }
     SearchScreen #search-status { color: $text-muted; height: 1; }
     """
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close", id="search.close")]
+    BINDINGS = [Binding("escape", "dismiss(None)", N_("Close"), id="search.close")]
 
     def __init__(
         self,
@@ -71,16 +72,17 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self._focus_results = False  # Enter was pressed before the answer came
 
     def compose(self) -> ComposeResult:
-        scope = "this session" if self.session_id is not None else "all sessions"
         with Vertical(id="search-dialog"):
-            yield Label(f"Search {scope}", markup=False)
+            in_one = self.session_id is not None
+            scope = _("Search this session") if in_one else _("Search all sessions")
+            yield Label(scope, markup=False)
             yield Input(
                 self.initial_query,
-                placeholder="words to find (曹操, hello …); every word must occur",
+                placeholder=_("words to find (曹操, hello …); every word must occur"),
                 id="search-query",
             )
             yield OptionList(id="search-results")
-            yield Label("Type to search.", id="search-status", markup=False)
+            yield Label(_("Type to search."), id="search-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#search-query", Input).focus()
@@ -112,7 +114,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         if not query.strip():
             self._answered(query, [], None)
             return
-        self._status("Searching…")
+        self._status(_("Searching…"))
         self._search(self._asked, query)
 
     @work(thread=True, exclusive=True, group="search", exit_on_error=False)
@@ -124,7 +126,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         except CosplayError as exc:  # the database is locked, or was moved away
             problem = str(exc)
         except Exception as exc:  # never take the app down over a search
-            problem = f"The search failed ({exc})."
+            problem = _("The search failed ({error}).", error=exc)
         if asked == self._asked:  # else a newer query is on its way
             self.app.call_from_thread(self._answered_if_current, asked, query, hits, problem)
 
@@ -145,12 +147,18 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         if problem:
             self._status(problem)
         elif not query.strip():
-            self._status("Type to search.")
+            self._status(_("Type to search."))
         elif not hits:
-            self._status("No messages contain every word of that.")
+            self._status(_("No messages contain every word of that."))
         else:
             more = "+" if len(hits) >= self.limit else ""
-            self._status(f"{len(hits)}{more} messages, newest first. ↑↓ choose, Enter opens.")
+            self._status(
+                _(
+                    "{count}{more} messages, newest first. ↑↓ choose, Enter opens.",
+                    count=len(hits),
+                    more=more,
+                )
+            )
         if self._focus_results and hits:
             results.focus()
         self._focus_results = False

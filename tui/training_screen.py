@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from engines.i18n import N_, _
 from tui.translated import TranslatedBindings
 
 LOG_NAME = "train_log.jsonl"
@@ -35,7 +36,7 @@ class RunLog:
     eval: list[tuple[int, float]] = field(default_factory=list)
     step: int = 0
     max_steps: int = 0
-    status: str = "waiting"  # waiting, running, finished, interrupted
+    status: str = "waiting"  # waiting, running, finished, interrupted (RUN_STATUS words)
     tokens_per_s: float | None = None
     lr: float | None = None
 
@@ -137,7 +138,7 @@ def render_plot(
     """A braille line chart of (step, value) series, each in its style, with y and x labels."""
     points = [p for data, _ in series for p in data]
     if not points or width < 20 or height < 4:
-        return Text("no loss logged yet", style="dim")
+        return Text(_("no loss logged yet"), style="dim")
     label_w = 9
     cols, rows = width - label_w - 1, height - 2
     px_w, px_h = cols * 2, rows * 4
@@ -180,7 +181,7 @@ def render_plot(
             text.append(chr(0x2800 + bits) if bits else " ", style=styles.get((row, col), ""))
         text.append("\n")
     text.append(" " * label_w + "└" + "─" * cols + "\n", style="dim")
-    left, right = f"step {x0}", f"{x1}"
+    left, right = _("step {step}", step=x0), f"{x1}"
     text.append(
         " " * (label_w + 1) + left + " " * max(1, cols - len(left) - len(right)) + right,
         style="dim",
@@ -217,22 +218,32 @@ class LossPlot(Static):
         self.redraw()
 
 
+# What the status line says for a run's status (the log's own word when it is another).
+RUN_STATUS = {
+    "waiting": N_("waiting"),
+    "running": N_("running"),
+    "finished": N_("finished"),
+    "interrupted": N_("interrupted"),
+}
+
+
 def status_line(run: RunLog, run_dir: Path) -> Text:
     text = Text()
     text.append(f"{run_dir}  ", style="bold")
     text.append(
-        run.status, style={"finished": "green", "interrupted": "red"}.get(run.status, "yellow")
+        _(RUN_STATUS[run.status]) if run.status in RUN_STATUS else run.status,
+        style={"finished": "green", "interrupted": "red"}.get(run.status, "yellow"),
     )
     total = f"/{run.max_steps}" if run.max_steps else ""
-    text.append(f"  step {run.step}{total}")
+    text.append(_("  step {step}{total}", step=run.step, total=total))
     if run.train:
-        text.append("  train loss ")
+        text.append(_("  train loss "))
         text.append(f"{run.train[-1][1]:.4f}", style=TRAIN_STYLE)
     if run.eval:
-        text.append("  eval loss ")
+        text.append(_("  eval loss "))
         text.append(f"{run.eval[-1][1]:.4f}", style=EVAL_STYLE)
     if run.tokens_per_s:
-        text.append(f"  {run.tokens_per_s:.0f} tok/s")
+        text.append("  " + _("{rate} tok/s", rate=f"{run.tokens_per_s:.0f}"))
     if run.lr is not None:
         text.append(f"  lr {run.lr:.2e}")
     return text
@@ -242,9 +253,9 @@ class TrainingScreen(TranslatedBindings, Screen):
     """Follows the training run in `run_dir` (its `--out` directory) and plots its loss."""
 
     BINDINGS = [
-        Binding("escape", "close", "Close"),
-        Binding("l", "toggle_log", "Log scale"),
-        Binding("r", "reload", "Reload"),
+        Binding("escape", "close", N_("Close")),
+        Binding("l", "toggle_log", N_("Log scale")),
+        Binding("r", "reload", N_("Reload")),
     ]
 
     def __init__(self, run_dir: Path, *, poll_seconds: float = 1.0, **kwargs):
@@ -257,7 +268,7 @@ class TrainingScreen(TranslatedBindings, Screen):
         yield Static(id="training-status")
         yield LossPlot(id="loss-plot")
         yield Static(
-            Text.assemble(("⣿ train loss", TRAIN_STYLE), "   ", ("⣿ eval loss", EVAL_STYLE)),
+            Text.assemble((_("⣿ train loss"), TRAIN_STYLE), "   ", (_("⣿ eval loss"), EVAL_STYLE)),
             id="training-legend",
         )
         yield Footer()
@@ -275,7 +286,7 @@ class TrainingScreen(TranslatedBindings, Screen):
         plot = self.query_one(LossPlot)
         if self._tail.offset == 0 and not self._tail.path.exists():
             self.query_one("#training-status", Static).update(
-                Text(f"Waiting for {self._tail.path} …", style="dim")
+                Text(_("Waiting for {path} …", path=self._tail.path), style="dim")
             )
             return
         for record in records:
@@ -306,11 +317,12 @@ class TrainingScreen(TranslatedBindings, Screen):
 class TrainingMonitorApp(App):
     """`cosplay train-monitor DIR`: the training screen on its own."""
 
-    TITLE = "Cosplay training monitor"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    TITLE = N_("Cosplay training monitor")
+    BINDINGS = [Binding("q", "quit", N_("Quit"))]
 
     def __init__(self, run_dir: Path, *, poll_seconds: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        self.title = _(self.TITLE)
         self.run_dir = run_dir
         self.poll_seconds = poll_seconds
 
@@ -327,6 +339,9 @@ def run_monitor_app(run_dir: Path) -> None:
 
     if not run_dir.is_dir():
         raise CosplayError(
-            f"There is no training run in {run_dir}; pass the --out directory of `cosplay train`."
+            _(
+                "There is no training run in {path}; pass the --out directory of `cosplay train`.",
+                path=run_dir,
+            )
         )
     TrainingMonitorApp(run_dir).run()

@@ -13,21 +13,22 @@ from textual.containers import Vertical
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from engines.i18n import N_, _
 from sessions.models import Message, Role, Status
 from tui.actions import CHAT, MESSAGE, key_label
 from tui.widgets.cjk_wrap import TranscriptMarkdown
 
 STATUS_MARKS = {
-    Status.PARTIAL: "… incomplete",
-    Status.CANCELLED: "■ stopped",
-    Status.ERROR: "✗ error",
+    Status.PARTIAL: N_("… incomplete"),
+    Status.CANCELLED: N_("■ stopped"),
+    Status.ERROR: N_("✗ error"),
 }
 CONTINUE = next(a for a in CHAT if a.id == "continue")
 
 
 def cut_mark(keys: str) -> str:
     """What a reply cut by max_new_tokens says in its header: that it was cut, how to go on."""
-    return f"✂ cut at max new tokens · {keys} continues"
+    return _("✂ cut at max new tokens · {keys} continues", keys=keys)
 
 
 class MessageView(Vertical, can_focus=True):
@@ -64,7 +65,7 @@ class MessageView(Vertical, can_focus=True):
             text.append(f"  ‹{index}/{count}›", style="dim")
         mark = STATUS_MARKS.get(self.message.status)
         if mark:
-            text.append(f"  {mark}", style="italic")
+            text.append(f"  {_(mark)}", style="italic")
         elif self.message.role == Role.ASSISTANT and self.message.meta.get("finish_reason") == (
             "length"
         ):

@@ -18,48 +18,49 @@ from textual.message import Message
 from textual.widgets import Button, Collapsible, Input, Label, Select, Switch
 
 from engines.base import GenerationParams
+from engines.i18n import N_, _
 from sessions.presets import Preset
 
 # (field, label, help) in display order; "max_history_rounds" is a session setting, not a sampling one.
 FIELDS = [
-    ("temperature", "Temperature", "0 = greedy"),
-    ("top_p", "Top-p", "nucleus sampling"),
-    ("top_k", "Top-k", "0 = off"),
-    ("min_p", "Min-p", ""),
-    ("repetition_penalty", "Repetition penalty", "1 = off"),
-    ("max_new_tokens", "Max new tokens", ""),
-    ("seed", "Seed", "empty = random"),
-    ("num_beams", "Beams", "GPU engine only"),
-    ("stop", "Stop strings", 'JSON list, e.g. ["\\n\\n"]'),
-    ("max_history_rounds", "Max history rounds", "empty = as many as fit"),
+    ("temperature", N_("Temperature"), N_("0 = greedy")),
+    ("top_p", N_("Top-p"), N_("nucleus sampling")),
+    ("top_k", N_("Top-k"), N_("0 = off")),
+    ("min_p", N_("Min-p"), ""),
+    ("repetition_penalty", N_("Repetition penalty"), N_("1 = off")),
+    ("max_new_tokens", N_("Max new tokens"), ""),
+    ("seed", N_("Seed"), N_("empty = random")),
+    ("num_beams", N_("Beams"), N_("GPU engine only")),
+    ("stop", N_("Stop strings"), N_('JSON list, e.g. ["\\n\\n"]')),
+    ("max_history_rounds", N_("Max history rounds"), N_("empty = as many as fit")),
 ]
 # The other samplers, each group folded under its name (the title says when it is on), so the
 # panel stays short at 80×24: (title, the field that switches it on, its fields).
 GROUPS = [
-    ("DRY: no repeats", "dry_multiplier", [
-        ("dry_multiplier", "Multiplier", "0 = off, 0.8 usual"),
-        ("dry_base", "Base", "growth per token"),
-        ("dry_allowed_length", "Allowed length", "repeats up to this"),
-        ("dry_penalty_last_n", "Range", "tokens; -1 = all, 0 = off"),
-        ("dry_sequence_breakers", "Sequence breakers", "JSON list"),
+    (N_("DRY: no repeats"), "dry_multiplier", [
+        ("dry_multiplier", N_("Multiplier"), N_("0 = off, 0.8 usual")),
+        ("dry_base", N_("Base"), N_("growth per token")),
+        ("dry_allowed_length", N_("Allowed length"), N_("repeats up to this")),
+        ("dry_penalty_last_n", N_("Range"), N_("tokens; -1 = all, 0 = off")),
+        ("dry_sequence_breakers", N_("Sequence breakers"), N_("JSON list")),
     ]),
-    ("XTC: no top choices", "xtc_probability", [
-        ("xtc_probability", "Probability", "0 = off"),
-        ("xtc_threshold", "Threshold", "above 0.5 = off"),
+    (N_("XTC: no top choices"), "xtc_probability", [
+        ("xtc_probability", N_("Probability"), N_("0 = off")),
+        ("xtc_threshold", N_("Threshold"), N_("above 0.5 = off")),
     ]),
-    ("Dynamic temperature", "dynatemp_range", [
-        ("dynatemp_range", "Range", "± temperature, 0 = off"),
-        ("dynatemp_exponent", "Exponent", ""),
+    (N_("Dynamic temperature"), "dynatemp_range", [
+        ("dynatemp_range", N_("Range"), N_("± temperature, 0 = off")),
+        ("dynatemp_exponent", N_("Exponent"), ""),
     ]),
-    ("Top-nσ", "top_n_sigma", [("top_n_sigma", "n", "0 or -1 = off")]),
-    ("Mirostat (CPU, server)", "mirostat_mode", [
-        ("mirostat_mode", "Mode", "0 = off, 1 or 2"),
-        ("mirostat_tau", "Tau", "target surprise"),
-        ("mirostat_eta", "Eta", "learning rate"),
+    (N_("Top-nσ"), "top_n_sigma", [("top_n_sigma", "n", N_("0 or -1 = off"))]),
+    (N_("Mirostat (CPU, server)"), "mirostat_mode", [
+        ("mirostat_mode", N_("Mode"), N_("0 = off, 1 or 2")),
+        ("mirostat_tau", N_("Tau"), N_("target surprise")),
+        ("mirostat_eta", N_("Eta"), N_("learning rate")),
     ]),
 ]  # fmt: skip
 LIST_FIELDS = ("stop", "dry_sequence_breakers")  # typed as JSON lists
-ALL_FIELDS = FIELDS + [field for _, _, fields in GROUPS for field in fields]
+ALL_FIELDS = FIELDS + [field for _title, _switch, fields in GROUPS for field in fields]
 
 
 def _group_on(switch: str, params: GenerationParams) -> bool:
@@ -78,8 +79,10 @@ def _json_list(raw: str, name: str) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
-        label = next(label for field, label, _ in ALL_FIELDS if field == name).lower()
-        raise ValueError(f'{label} must be a JSON list of strings, e.g. ["\\n", ":"]') from None
+        label = next(_(label) for field, label, _hint in ALL_FIELDS if field == name).lower()
+        raise ValueError(
+            _('{label} must be a JSON list of strings, e.g. ["\\n", ":"]', label=label)
+        ) from None
 
 
 class ParamsPanel(VerticalScroll):
@@ -114,11 +117,11 @@ class ParamsPanel(VerticalScroll):
         self._presets: list[Preset] = []
 
     def compose(self):
-        yield Label("[b]Generation[/b]  (Ctrl+T hides)")
-        yield Label("Preset", id="preset_state", markup=False)
-        yield Select[str]([], prompt="(none)", id="preset")
-        yield Button("Save as preset…", id="save_preset", compact=True)
-        yield Label("Sample (off = greedy)")
+        yield Label(_("[b]Generation[/b]  (Ctrl+T hides)"))
+        yield Label(_("Preset"), id="preset_state", markup=False)
+        yield Select[str]([], prompt=_("(none)"), id="preset")
+        yield Button(_("Save as preset…"), id="save_preset", compact=True)
+        yield Label(_("Sample (off = greedy)"))
         yield Switch(self._params.do_sample, id="do_sample")
         for name, label, hint in FIELDS:
             yield from self._field(name, label, hint)
@@ -128,22 +131,22 @@ class ParamsPanel(VerticalScroll):
                     yield from self._field(name, label, hint)
 
     def _field(self, name: str, label: str, hint: str):
-        yield Label(f"{label} [dim]{hint}[/dim]" if hint else label)
+        yield Label(f"{_(label)} [dim]{_(hint)}[/dim]" if hint else _(label))
         value = self._rounds if name == "max_history_rounds" else getattr(self._params, name)
         yield Input(_shown(value), id=name)
 
     def _group_title(self, title: str, switch: str) -> str:
-        return f"{title} · on" if _group_on(switch, self._params) else title
+        return _("{title} · on", title=_(title)) if _group_on(switch, self._params) else _(title)
 
     def _show_group_states(self) -> None:
-        for index, (title, switch, _) in enumerate(GROUPS):
+        for index, (title, switch, _fields) in enumerate(GROUPS):
             self.query_one(f"#group_{index}", Collapsible).title = self._group_title(title, switch)
 
     def load(self, params: GenerationParams, max_history_rounds: int | None) -> None:
         self._params, self._rounds = params, max_history_rounds
         self.query_one("#do_sample", Switch).value = params.do_sample
         self._show_group_states()
-        for name, _, _ in ALL_FIELDS:
+        for name, _label, _hint in ALL_FIELDS:
             value = max_history_rounds if name == "max_history_rounds" else getattr(params, name)
             field = self.query_one(f"#{name}", Input)
             with field.prevent(Input.Changed):
@@ -170,7 +173,9 @@ class ParamsPanel(VerticalScroll):
         value = self.query_one("#preset", Select).value
         preset = next((p for p in self._presets if p.name == value), None)
         changed = preset is not None and not preset.matches(self._params)
-        self.query_one("#preset_state", Label).update("Preset · changed" if changed else "Preset")
+        self.query_one("#preset_state", Label).update(
+            _("Preset · changed") if changed else _("Preset")
+        )
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -185,12 +190,12 @@ class ParamsPanel(VerticalScroll):
     def _read(self) -> tuple[GenerationParams, int | None]:
         values: dict[str, Any] = {"do_sample": self.query_one("#do_sample", Switch).value}
         rounds = None
-        for name, _, _ in ALL_FIELDS:
+        for name, _label, _hint in ALL_FIELDS:
             raw = self.query_one(f"#{name}", Input).value.strip()
             if name == "max_history_rounds":
                 rounds = int(raw) if raw else None
                 if rounds is not None and rounds < 0:
-                    raise ValueError("max history rounds must be 0 or more")
+                    raise ValueError(_("max history rounds must be 0 or more"))
             elif name in LIST_FIELDS:
                 if raw:
                     values[name] = _json_list(raw, name)
@@ -207,7 +212,7 @@ class ParamsPanel(VerticalScroll):
             if field_id:
                 self.query_one(f"#{field_id}").add_class("-invalid")
             reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            self.notify(f"Not saved: {reason}", severity="warning", timeout=3)
+            self.notify(_("Not saved: {reason}", reason=reason), severity="warning", timeout=3)
             return
         for field in self.query(Input):
             field.remove_class("-invalid")

@@ -19,9 +19,24 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import ListItem, ListView, Static
 
+from engines.i18n import N_, _
 from sessions.models import Session
 
-PLAIN = "assistant"  # the persona column of a session with none
+PLAIN = N_("assistant")  # the persona column of a session with none
+MONTHS = (  # "Mar 5": the month as the user's language writes it
+    N_("Jan"),
+    N_("Feb"),
+    N_("Mar"),
+    N_("Apr"),
+    N_("May"),
+    N_("Jun"),
+    N_("Jul"),
+    N_("Aug"),
+    N_("Sep"),
+    N_("Oct"),
+    N_("Nov"),
+    N_("Dec"),
+)
 
 
 def relative_time(timestamp: float, now: float | None = None) -> str:
@@ -30,17 +45,17 @@ def relative_time(timestamp: float, now: float | None = None) -> str:
     now = time.time() if now is None else now
     seconds = now - timestamp
     if seconds < 60:
-        return "just now"
+        return _("just now")
     if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
+        return _("{count} min ago", count=int(seconds // 60))
     then, today = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(now)
     days = (today.date() - then.date()).days
     if days == 0:
-        return f"{int(seconds // 3600)} h ago"
+        return _("{count} h ago", count=int(seconds // 3600))
     if days == 1:
-        return "yesterday"
+        return _("yesterday")
     if then.year == today.year:
-        return f"{then:%b} {then.day}"
+        return _("{month} {day}", month=_(MONTHS[then.month - 1]), day=then.day)
     return f"{then:%Y-%m-%d}"
 
 
@@ -49,7 +64,7 @@ def session_persona(session: Session) -> str:
     cast = session.settings.get("cast") if isinstance(session.settings, dict) else None
     if isinstance(cast, list) and cast:
         return "、".join(str(name) for name in cast)
-    return session.persona or PLAIN
+    return session.persona or _(PLAIN)
 
 
 def fit(text: str, width: int) -> Text:
@@ -62,7 +77,7 @@ def fit(text: str, width: int) -> Text:
 def session_row(session: Session, width: int, now: float | None = None) -> Text:
     """The two lines of a session's row, `width` cells wide: the title on the whole first line;
     then the persona and the last activity, and the branch length at the right."""
-    title = fit(session.title or "Untitled", width)
+    title = fit(session.title or _("Untitled"), width)
     count = f"{session.length}"
     room = width - cell_len(count) - 1  # left of the count
     when = relative_time(session.updated_at, now)
@@ -113,9 +128,9 @@ class SessionItem(ListItem):
 
 class SessionList(ListView):
     BINDINGS = [
-        Binding("n", "screen.new_session", "New", show=False),
-        Binding("r", "screen.rename_session", "Rename", show=False),
-        Binding("delete", "screen.delete_session", "Delete", show=False),
+        Binding("n", "screen.new_session", N_("New"), show=False),
+        Binding("r", "screen.rename_session", N_("Rename"), show=False),
+        Binding("delete", "screen.delete_session", N_("Delete"), show=False),
     ]
 
     @dataclass

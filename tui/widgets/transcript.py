@@ -16,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.widget import AwaitMount
 from textual.widgets import Static
 
+from engines.i18n import _
 from sessions.models import Message
 from sessions.store import Store
 from tui.widgets.message_view import MessageView
@@ -118,8 +119,10 @@ class Transcript(VerticalScroll):
             below = max(0, self.store.get_session(self.session_id).length - 1 - last.depth)
         earlier, later = self.query_one("#earlier", Static), self.query_one("#later", Static)
         earlier.display, later.display = above > 0, below > 0
-        earlier.update(f"↑ {above:,} earlier message(s): scroll up to load them")
-        later.update(f"↓ {below:,} later message(s): scroll down to load them")
+        earlier.update(
+            _("↑ {count} earlier message(s): scroll up to load them", count=f"{above:,}")
+        )
+        later.update(_("↓ {count} later message(s): scroll down to load them", count=f"{below:,}"))
 
     # --- paging ------------------------------------------------------------------------------
 
