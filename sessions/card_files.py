@@ -14,6 +14,7 @@ import zlib
 from typing import Any
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 MAX_CARD_BYTES = 16 * 2**20  # the JSON of one card
 MAX_PNG_BYTES = 64 * 2**20
@@ -70,9 +71,16 @@ def json_object(raw: bytes, source: str, what: str) -> Any:
     except UnicodeDecodeError as exc:
         text = _utf16_json(raw)  # Windows editors save "Unicode" as UTF-16 with a BOM
         if text is None:
-            raise CardError(f"{source}: {what} is not UTF-8 text (byte {exc.start}).") from exc
+            raise CardError(
+                _(
+                    "{source}: {what} is not UTF-8 text (byte {byte}).",
+                    source=source,
+                    what=what,
+                    byte=exc.start,
+                )
+            ) from exc
     if not text.strip():
-        raise CardError(f"{source}: {what} is empty; it is not a card.")
+        raise CardError(_("{source}: {what} is empty; it is not a card.", source=source, what=what))
     try:
         return json.loads(
             text,
@@ -82,14 +90,37 @@ def json_object(raw: bytes, source: str, what: str) -> Any:
         )
     except json.JSONDecodeError as exc:
         raise CardError(
-            f"{source}: {what} is malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+            _(
+                "{source}: {what} is malformed JSON ({problem} at line {line}, column {column}).",
+                source=source,
+                what=what,
+                problem=exc.msg,
+                line=exc.lineno,
+                column=exc.colno,
+            )
         ) from exc
     except _BadNumber as exc:
-        raise CardError(f"{source}: {what} holds {exc}; this is not a card.") from exc
+        raise CardError(
+            _(
+                "{source}: {what} holds {value}; this is not a card.",
+                source=source,
+                what=what,
+                value=exc,
+            )
+        ) from exc
     except RecursionError as exc:
-        raise CardError(f"{source}: {what} is nested too deeply to be a card.") from exc
+        raise CardError(
+            _("{source}: {what} is nested too deeply to be a card.", source=source, what=what)
+        ) from exc
     except ValueError as exc:  # anything else json or int() refuses
-        raise CardError(f"{source}: {what} is not a readable JSON card ({exc}).") from exc
+        raise CardError(
+            _(
+                "{source}: {what} is not a readable JSON card ({problem}).",
+                source=source,
+                what=what,
+                problem=exc,
+            )
+        ) from exc
 
 
 # --- PNG -----------------------------------------------------------------------
@@ -98,16 +129,22 @@ def json_object(raw: bytes, source: str, what: str) -> Any:
 def png_chunks(raw: bytes, source: str = "PNG") -> list[tuple[bytes, bytes]]:
     """(type, body) of every chunk, in order; CRCs are not checked (readers should be lenient)."""
     if not raw.startswith(PNG_SIGNATURE):
-        raise CardError(f"{source} is not a PNG file.")
+        raise CardError(_("{source} is not a PNG file.", source=source))
     chunks, pos = [], len(PNG_SIGNATURE)
     while pos < len(raw):
         if pos + 8 > len(raw):
-            raise CardError(f"{source}: the PNG is truncated (a chunk header is cut off).")
+            raise CardError(
+                _("{source}: the PNG is truncated (a chunk header is cut off).", source=source)
+            )
         (length,) = struct.unpack(">I", raw[pos : pos + 4])
         kind = raw[pos + 4 : pos + 8]
         if pos + 12 + length > len(raw):
             raise CardError(
-                f"{source}: the PNG is truncated (chunk {kind.decode('latin-1')!r} is cut off)."
+                _(
+                    "{source}: the PNG is truncated (chunk {chunk} is cut off).",
+                    source=source,
+                    chunk=repr(kind.decode("latin-1")),
+                )
             )
         chunks.append((kind, raw[pos + 8 : pos + 8 + length]))
         pos += 12 + length
@@ -129,8 +166,8 @@ def _text_chunk(kind: bytes, body: bytes) -> tuple[str, bytes] | None:
             return keyword.decode("latin-1"), _inflate(rest[1:])
         if kind == b"iTXt":
             compressed, rest = rest[0], rest[2:]
-            _language, _, rest = rest.partition(b"\0")
-            _translated, _, text = rest.partition(b"\0")
+            _language, _nul, rest = rest.partition(b"\0")
+            _translated, _nul, text = rest.partition(b"\0")
             return keyword.decode("latin-1"), _inflate(text) if compressed else text
     except (zlib.error, IndexError):
         return None
@@ -153,7 +190,11 @@ def payload_from_png(raw: bytes, source: str) -> Any:
                 texts.setdefault(found[0].lower(), found[1])
     if not texts:
         raise CardError(
-            f"{source}: the PNG has no 'chara' or 'ccv3' text chunk; it is an image, not a character card."
+            _(
+                "{source}: the PNG has no 'chara' or 'ccv3' text chunk; it is an image, not a "
+                "character card.",
+                source=source,
+            )
         )
     errors = []
     for keyword in CARD_KEYWORDS:  # ccv3 first; a broken ccv3 falls back to chara
@@ -169,13 +210,25 @@ def _decode_chunk(text: bytes, source: str, keyword: str) -> Any:
     compact = b"".join(text.split())
     if len(compact) > MAX_CARD_BYTES * 4 // 3 + 4:
         raise CardError(
-            f"{source}: the {keyword!r} chunk is larger than {MAX_CARD_BYTES // 2**20} MiB."
+            _(
+                "{source}: the {keyword} chunk is larger than {size} MiB.",
+                source=source,
+                keyword=repr(keyword),
+                size=MAX_CARD_BYTES // 2**20,
+            )
         )
     try:
         decoded = base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise CardError(f"{source}: the {keyword!r} chunk is not valid base64 ({exc}).") from exc
-    return json_object(decoded, source, f"the {keyword!r} chunk")
+        raise CardError(
+            _(
+                "{source}: the {keyword} chunk is not valid base64 ({problem}).",
+                source=source,
+                keyword=repr(keyword),
+                problem=exc,
+            )
+        ) from exc
+    return json_object(decoded, source, _("the {keyword} chunk", keyword=repr(keyword)))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

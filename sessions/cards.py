@@ -210,7 +210,7 @@ def parse_card(raw: bytes, source: str = "card") -> CharacterCard:
                 size=MAX_CARD_BYTES // 2**20,
             )
         )
-    return card_from_dict(json_object(raw, source, "the file"), source)
+    return card_from_dict(json_object(raw, source, _("the file")), source)
 
 
 def card_from_dict(obj: Any, source: str = "card") -> CharacterCard:

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from engines.base import CosplayError
+from engines.i18n import _
 from sessions.cards import (
     CardError,
     CharacterCard,
@@ -68,13 +69,19 @@ def safe_stem(name: str) -> str:
 
 def check_name(name: str) -> None:
     if not name or not name.strip():
-        raise PersonaError("A persona needs a name; the name is empty.")
+        raise PersonaError(_("A persona needs a name; the name is empty."))
     if len(name) > MAX_NAME_CHARS:
         raise PersonaError(
-            f"The persona name is {len(name)} characters; use at most {MAX_NAME_CHARS}."
+            _(
+                "The persona name is {count} characters; use at most {limit}.",
+                count=len(name),
+                limit=MAX_NAME_CHARS,
+            )
         )
     if any(not c.isprintable() for c in name):
-        raise PersonaError(f"The persona name {name!r} contains control characters; remove them.")
+        raise PersonaError(
+            _("The persona name {name} contains control characters; remove them.", name=repr(name))
+        )
 
 
 def builtin_cards() -> list[CharacterCard]:
@@ -107,8 +114,13 @@ def _writing(what: str, folder: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise PersonaError(
-            f"Cannot {what} in {folder} ({exc.strerror or exc}); free some space or make the "
-            "folder writable."
+            _(
+                "Cannot {what} in {folder} ({problem}); free some space or make the folder "
+                "writable.",
+                what=what,
+                folder=folder,
+                problem=exc.strerror or exc,
+            )
         ) from exc
 
 
@@ -160,7 +172,10 @@ class PersonaStore:
             if persona.name == name:
                 return persona
         raise PersonaError(
-            f"There is no persona named {name!r}; `cosplay personas list` shows them."
+            _(
+                "There is no persona named {name}; `cosplay personas list` shows them.",
+                name=repr(name),
+            )
         )
 
     def exists(self, name: str) -> bool:
@@ -192,9 +207,12 @@ class PersonaStore:
         renamed = previous_name is not None and previous_name != card.name
         if renamed and self.exists(card.name):
             raise PersonaError(
-                f"A persona named {card.name!r} already exists; choose another name."
+                _(
+                    "A persona named {name} already exists; choose another name.",
+                    name=repr(card.name),
+                )
             )
-        with _writing(f"save the persona {card.name!r}", self.directory):
+        with _writing(_("save the persona {name}", name=repr(card.name)), self.directory):
             _write_atomic(path, card.to_json().encode("utf-8"))
             if renamed:
                 old = self.path_for(previous_name)  # type: ignore[arg-type]
@@ -207,7 +225,10 @@ class PersonaStore:
         """Save a new persona; refused when the name is taken (built-in or user)."""
         if self.exists(card.name):
             raise PersonaError(
-                f"A persona named {card.name!r} already exists; choose another name."
+                _(
+                    "A persona named {name} already exists; choose another name.",
+                    name=repr(card.name),
+                )
             )
         return self.save(card)
 
@@ -215,11 +236,16 @@ class PersonaStore:
         path = self.path_for(name)
         if not path.is_file():
             if self.is_builtin(name):
-                raise PersonaError(f"{name!r} is a built-in persona and cannot be deleted.")
+                raise PersonaError(
+                    _("{name} is a built-in persona and cannot be deleted.", name=repr(name))
+                )
             raise PersonaError(
-                f"There is no persona named {name!r}; `cosplay personas list` shows them."
+                _(
+                    "There is no persona named {name}; `cosplay personas list` shows them.",
+                    name=repr(name),
+                )
             )
-        with _writing(f"delete the persona {name!r}", self.directory):
+        with _writing(_("delete the persona {name}", name=repr(name)), self.directory):
             path.unlink()
             path.with_suffix(".png").unlink(missing_ok=True)
 
@@ -234,7 +260,7 @@ class PersonaStore:
         persona = self.create(card)
         image = self.avatar(name)
         if image is not None:
-            with _writing(f"save the picture of {new_name!r}", self.directory):
+            with _writing(_("save the picture of {name}", name=repr(new_name)), self.directory):
                 _write_atomic(persona.path.with_suffix(".png"), image)  # type: ignore[union-attr]
         return persona
 
@@ -245,11 +271,15 @@ class PersonaStore:
         path = self.path_for(card.name)
         if not replace and (path.is_file() or self.is_builtin(card.name)):
             raise PersonaError(
-                f"A persona named {card.name!r} already exists; delete it first or import with --replace."
+                _(
+                    "A persona named {name} already exists; delete it first or import with "
+                    "--replace.",
+                    name=repr(card.name),
+                )
             )
         raw = file.read_bytes()
         persona = self.save(card)
-        with _writing(f"save the picture of {card.name!r}", self.directory):
+        with _writing(_("save the picture of {name}", name=repr(card.name)), self.directory):
             if raw.startswith(b"\x89PNG"):
                 _write_atomic(path.with_suffix(".png"), strip_card_chunks(raw, str(file)))
             else:
@@ -262,12 +292,17 @@ class PersonaStore:
         card = self.get(name).card
         if out.is_dir():
             raise PersonaError(
-                f"Cannot export to {out}: it is a folder; give a .json or .png file."
+                _("Cannot export to {out}: it is a folder; give a .json or .png file.", out=out)
             )
         for parent in out.parents:
             if parent.exists() and not parent.is_dir():
                 raise PersonaError(
-                    f"Cannot export to {out}: {parent} is a file, not a folder; choose another path."
+                    _(
+                        "Cannot export to {out}: {parent} is a file, not a folder; choose "
+                        "another path.",
+                        out=out,
+                        parent=parent,
+                    )
                 )
         suffix = out.suffix.lower()
         if suffix == ".json":
@@ -275,11 +310,15 @@ class PersonaStore:
         elif suffix == ".png":
             data = card_png(card, self.avatar(name))
         else:
-            raise PersonaError(f"Cannot export to {out}: the file name must end in .json or .png.")
+            raise PersonaError(
+                _("Cannot export to {out}: the file name must end in .json or .png.", out=out)
+            )
         try:
             _write_atomic(out, data)
         except OSError as exc:
-            raise PersonaError(f"Cannot write {out} ({exc.strerror or exc}).") from exc
+            raise PersonaError(
+                _("Cannot write {path} ({problem}).", path=out, problem=exc.strerror or exc)
+            ) from exc
         return out
 
 
