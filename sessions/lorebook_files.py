@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engines.atomic import written_atomically
 from engines.errors import CosplayError
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterBook
@@ -107,7 +108,14 @@ def book_from_world_info(obj: Any, source: str = "lorebook") -> CharacterBook:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
-        raise LorebookError(f"{source}: field '{where}': {error['msg']}.") from None
+        raise LorebookError(
+            _(
+                "{source}: field '{field}': {problem}.",
+                source=source,
+                field=where,
+                problem=error["msg"],
+            )
+        ) from None
 
 
 def world_info_from_book(book: CharacterBook) -> dict[str, Any]:
@@ -145,14 +153,23 @@ def world_info_from_book(book: CharacterBook) -> dict[str, Any]:
 def _wi_entries(obj: Any, source: str) -> list[dict[str, Any]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("entries"), dict | list):
         raise LorebookError(
-            f'{source} is not a lorebook: expected a JSON object with "entries" (SillyTavern '
-            "World Info or a card's character_book)."
+            _(
+                '{source} is not a lorebook: expected a JSON object with "entries" (SillyTavern '
+                "World Info or a card's character_book).",
+                source=source,
+            )
         )
     entries = obj["entries"]
     values = list(entries.values()) if isinstance(entries, dict) else entries
     for index, entry in enumerate(values):
         if not isinstance(entry, dict):
-            raise LorebookError(f"{source}: entry {index} is not an object; fix the file.")
+            raise LorebookError(
+                _(
+                    "{source}: entry {index} is not an object; fix the file.",
+                    source=source,
+                    index=index,
+                )
+            )
     return values
 
 
@@ -160,10 +177,14 @@ def read_json(path: Path) -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_BOOK_BYTES:
-            raise LorebookError(f"{path} is {size // 2**20} MiB, too big for a lorebook.")
+            raise LorebookError(
+                _("{path} is {size} MiB, too big for a lorebook.", path=path, size=size // 2**20)
+            )
         raw = path.read_bytes()
     except OSError as exc:
-        raise LorebookError(f"Cannot read {path} ({exc.strerror or exc}).") from exc
+        raise LorebookError(
+            _("Cannot read {path} ({problem}).", path=path, problem=exc.strerror or exc)
+        ) from exc
     if raw.startswith(b"\x89PNG"):
         from sessions.cards import CardError, load_card
 
@@ -172,18 +193,30 @@ def read_json(path: Path) -> Any:
         except CardError as exc:
             raise LorebookError(str(exc)) from None
         if book is None:
-            raise LorebookError(f"{path} is a card without a lorebook (character_book).")
+            raise LorebookError(
+                _("{source} is a card without a lorebook (character_book).", source=path)
+            )
         return world_info_from_book(book)
     try:
         return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise LorebookError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+        raise LorebookError(
+            _("{path} is not UTF-8 text (byte {byte}).", path=path, byte=exc.start)
+        ) from None
     except json.JSONDecodeError as exc:
         raise LorebookError(
-            f"{path} is malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+            _(
+                "{path} is malformed JSON ({problem} at line {line}, column {column}).",
+                path=path,
+                problem=exc.msg,
+                line=exc.lineno,
+                column=exc.colno,
+            )
         ) from None
     except (RecursionError, ValueError) as exc:
-        raise LorebookError(f"{path} is not readable JSON ({type(exc).__name__}).") from None
+        raise LorebookError(
+            _("{path} is not readable JSON ({problem}).", path=path, problem=type(exc).__name__)
+        ) from None
 
 
 def as_world_info(obj: Any, source: str) -> dict[str, Any]:
@@ -192,7 +225,9 @@ def as_world_info(obj: Any, source: str) -> dict[str, Any]:
     if isinstance(obj, dict) and isinstance(obj.get("data"), dict) and "spec" in obj:
         book = obj["data"].get("character_book")
         if not isinstance(book, dict):
-            raise LorebookError(f"{source} is a card without a lorebook (character_book).")
+            raise LorebookError(
+                _("{source} is a card without a lorebook (character_book).", source=source)
+            )
         obj = book
     if isinstance(obj, dict) and isinstance(obj.get("entries"), list):
         from sessions.cards import CharacterBook
@@ -201,7 +236,9 @@ def as_world_info(obj: Any, source: str) -> dict[str, Any]:
         try:
             return world_info_from_book(CharacterBook.model_validate(obj))
         except ValueError as exc:  # pydantic's ValidationError
-            raise LorebookError(f"{source}: not a valid character_book ({exc}).") from None
+            raise LorebookError(
+                _("{source}: not a valid character_book ({problem}).", source=source, problem=exc)
+            ) from None
     book_from_world_info(obj, source)  # validates
     return obj
 
@@ -244,16 +281,20 @@ class LorebookFolder:
         if not path.is_file():
             known = ", ".join(self.names()) or "none yet"
             raise LorebookError(
-                f"No lorebook named {name!r} (known: {known}); import one with "
-                "`cosplay lore import FILE`."
+                _(
+                    "No lorebook named {name} (known: {known}); import one with "
+                    "`cosplay lore import FILE`.",
+                    name=repr(name),
+                    known=known,
+                )
             )
         obj = read_json(path)
         if not isinstance(obj, dict):
-            raise LorebookError(f"{path} is not a lorebook; delete or re-import it.")
+            raise LorebookError(_("{path} is not a lorebook; delete or re-import it.", path=path))
         return {k: v for k, v in obj.items() if k != "name"}
 
     def book(self, name: str) -> CharacterBook:
-        return book_from_world_info(self.world_info(name), f"lorebook {name!r}")
+        return book_from_world_info(self.world_info(name), _("lorebook {name}", name=repr(name)))
 
     def import_file(
         self, file: str | Path, name: str | None = None, *, replace: bool = False
@@ -266,7 +307,10 @@ class LorebookFolder:
         target = self.path_for(name)
         if target.exists() and not replace:
             raise LorebookError(
-                f"A lorebook named {name!r} exists; pass --name for another or --replace."
+                _(
+                    "A lorebook named {name} exists; pass --name for another or --replace.",
+                    name=repr(name),
+                )
             )
         self._write(target, {**obj, "name": name})
         return name
@@ -282,14 +326,20 @@ class LorebookFolder:
         obj = self.world_info(name)
         entries = _wi_entries(obj, f"lorebook {name!r}")
         if not 0 <= index < len(entries):
-            raise LorebookError(f"The lorebook {name!r} has no entry {index + 1}; reopen it.")
+            raise LorebookError(
+                _(
+                    "The lorebook {name} has no entry {number}; reopen it.",
+                    name=repr(name),
+                    number=index + 1,
+                )
+            )
         entries[index]["disable"] = not enabled
         self._write(self.path_for(name), {**obj, "name": name})
 
     def delete(self, name: str) -> None:
         path = self.path_for(name)
         if not path.is_file():
-            raise LorebookError(f"No lorebook named {name!r}.")
+            raise LorebookError(_("No lorebook named {name}.", name=repr(name)))
         path.unlink()
 
     def _write(self, target: Path, obj: dict[str, Any]) -> None:
@@ -298,17 +348,23 @@ class LorebookFolder:
                 temporary.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", "utf-8")
         except OSError as exc:
             raise LorebookError(
-                f"Cannot write {target} ({exc.strerror or exc}); free some space or make the "
-                "folder writable."
+                _(
+                    "Cannot write {path} ({problem}); free some space or make the folder writable.",
+                    path=target,
+                    problem=exc.strerror or exc,
+                )
             ) from None
 
 
 def check_book_name(name: str) -> None:
     if not name or not name.strip():
-        raise LorebookError("A lorebook needs a name; the name is empty.")
+        raise LorebookError(_("A lorebook needs a name; the name is empty."))
     if len(name) > MAX_NAME_CHARS or any(not c.isprintable() for c in name):
         raise LorebookError(
-            f"The lorebook name {name[:40]!r} is too long or has control characters; rename it."
+            _(
+                "The lorebook name {name} is too long or has control characters; rename it.",
+                name=repr(name[:40]),
+            )
         )
 
 
