@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import CosplayError
+from engines.i18n import N_, _
 from sessions.chat_export import (
     COSPLAY_FORMAT,
     MONTHS,
@@ -79,9 +80,13 @@ def read_chat(path: str | Path) -> ParsedChat:
     try:
         return _parse(_read_text(path), path)
     except _Bad as exc:
-        raise ChatImportError(f"Cannot import {path}: {exc}.") from None
+        raise ChatImportError(
+            _("Cannot import {path}: {problem}.", path=path, problem=exc)
+        ) from None
     except RecursionError:
-        raise ChatImportError(f"Cannot import {path}: its JSON nests too deeply.") from None
+        raise ChatImportError(
+            _("Cannot import {path}: {problem}.", path=path, problem=_("its JSON nests too deeply"))
+        ) from None
 
 
 def import_chat(
@@ -109,7 +114,9 @@ def import_chat(
             leaf=chat.leaf,
         )
     except (ValueError, TypeError, KeyError) as exc:  # checked above; never half-written
-        raise ChatImportError(f"Cannot import {path}: {exc}.") from None
+        raise ChatImportError(
+            _("Cannot import {path}: {problem}.", path=path, problem=exc)
+        ) from None
     return session, chat
 
 
@@ -138,27 +145,30 @@ def import_into(workspace, path: str | Path) -> tuple[Session, ParsedChat]:
 def _read_text(path: Path) -> str:
     try:
         if path.is_dir():
-            raise _Bad("it is a folder, not a chat file")
+            raise _Bad(_("it is a folder, not a chat file"))
         size = path.stat().st_size
         if size > MAX_IMPORT_BYTES:
             raise _Bad(
-                f"it is {size / 2**20:.0f} MiB, more than the {MAX_IMPORT_BYTES // 2**20} MiB "
-                "a chat import reads"
+                _(
+                    "it is {size} MiB, more than the {limit} MiB a chat import reads",
+                    size=f"{size / 2**20:.0f}",
+                    limit=MAX_IMPORT_BYTES // 2**20,
+                )
             )
         data = path.read_bytes()
     except FileNotFoundError:
-        raise _Bad("there is no such file") from None
+        raise _Bad(_("there is no such file")) from None
     except OSError as exc:
-        raise _Bad(f"it cannot be read ({exc.strerror or exc})") from None
+        raise _Bad(_("it cannot be read ({problem})", problem=exc.strerror or exc)) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _Bad(f"it is not UTF-8 text (byte {exc.start} is not)") from None
+        raise _Bad(_("it is not UTF-8 text (byte {byte} is not)", byte=exc.start)) from None
 
 
 def _parse(text: str, path: Path) -> ParsedChat:
     if not text.strip():
-        raise _Bad("it is empty")
+        raise _Bad(_("it is empty"))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -166,9 +176,14 @@ def _parse(text: str, path: Path) -> ParsedChat:
         if lines is None:
             if text.lstrip()[:1] in ("{", "["):
                 raise _Bad(
-                    f"it is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+                    _(
+                        "it is not valid JSON ({problem} at line {line}, column {column})",
+                        problem=exc.msg,
+                        line=exc.lineno,
+                        column=exc.colno,
+                    )
                 ) from None
-            raise _Bad(f"it is not a chat file ({_KNOWN})") from None
+            raise _Bad(_("it is not a chat file ({expected})", expected=_(_KNOWN))) from None
         return _sillytavern(lines, path)
     if isinstance(doc, dict):
         if "internal" in doc and "visible" in doc:
@@ -179,10 +194,10 @@ def _parse(text: str, path: Path) -> ParsedChat:
             return _cosplay(doc)
         if ST_HEADER_KEYS & doc.keys() or "mes" in doc:
             return _sillytavern([(1, doc)], path)
-    raise _Bad(f"it is JSON but not a chat ({_KNOWN})")
+    raise _Bad(_("it is JSON but not a chat ({expected})", expected=_(_KNOWN)))
 
 
-_KNOWN = (
+_KNOWN = N_(
     "expected a SillyTavern .jsonl chat, a text-generation-webui .json chat or a Cosplay "
     "JSON export"
 )
