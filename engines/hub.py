@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 DEFAULT_QUANT = "q4_k_m"
 # The files a Hugging Face model repo needs (weights chosen apart, see `_weights`).
@@ -60,12 +61,15 @@ class PullResult:
 
 def parse_source(source: str) -> tuple[str, str | None]:
     """ "owner/repo[:FILE]" → (repo id, file or None)."""
-    repo, _, filename = source.strip().partition(":")
+    repo, _colon, filename = source.strip().partition(":")
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts) or any(c.isspace() for c in repo):
         raise PullError(
-            f"{source!r} is not a Hub repo; write it as OWNER/NAME[:FILE], e.g. "
-            "Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf."
+            _(
+                "{source} is not a Hub repo; write it as OWNER/NAME[:FILE], e.g. "
+                "Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf.",
+                source=repr(source),
+            )
         )
     return repo, filename.strip() or None
 
@@ -90,35 +94,48 @@ def choose_files(
     repo: str, files: list[tuple[str, int | None]], wanted: str | None
 ) -> tuple[list[str], list[tuple[str, int | None]]]:
     """(the files to fetch, the repo's other GGUF files to mention)."""
-    names = [name for name, _ in files]
+    names = [name for name, _size in files]
     ggufs = [(name, size) for name, size in files if name.lower().endswith(".gguf")]
     if wanted:
         chosen = [name for name in names if name == wanted or _is_part_of(name, wanted)]
         if not chosen:
-            listed = ", ".join(name for name, _ in ggufs[:12]) or ", ".join(names[:12])
-            raise PullError(f"{repo} has no file {wanted}; it has {listed}.")
+            listed = ", ".join(name for name, _size in ggufs[:12]) or ", ".join(names[:12])
+            raise PullError(
+                _(
+                    "{repo} has no file {file}; it has {listed}.",
+                    repo=repo,
+                    file=wanted,
+                    listed=listed,
+                )
+            )
         return chosen, [g for g in ggufs if g[0] not in chosen]
     if ggufs:
         models = [g for g in ggufs if "mmproj" not in g[0].lower()]
-        chosen = [name for name, _ in models if DEFAULT_QUANT in name.lower()]
+        chosen = [name for name, _size in models if DEFAULT_QUANT in name.lower()]
         if not chosen and len(models) == 1:
             chosen = [models[0][0]]
         if not chosen:
-            listed = ", ".join(name for name, _ in models)
+            listed = ", ".join(name for name, _size in models)
             raise PullError(
-                f"{repo} has no Q4_K_M file; choose one with {repo}:FILE from: {listed}."
+                _(
+                    "{repo} has no Q4_K_M file; choose one with {repo}:FILE from: {listed}.",
+                    repo=repo,
+                    listed=listed,
+                )
             )
         first = sorted(chosen)[0]
         chosen = [name for name in chosen if name == first or _is_part_of(name, first)]
         return sorted(chosen), [g for g in models if g[0] not in chosen]
     if "config.json" not in names:
-        raise PullError(f"{repo} holds neither a GGUF file nor a config.json; it is not a model.")
+        raise PullError(
+            _("{repo} holds neither a GGUF file nor a config.json; it is not a model.", repo=repo)
+        )
     return _model_repo_files(names), []
 
 
 def _is_part_of(name: str, first: str) -> bool:
     """Whether `name` is a later part of the split GGUF whose first part is `first`."""
-    stem, marker, _ = first.rpartition("-00001-of-")
+    stem, marker, _rest = first.rpartition("-00001-of-")
     return bool(marker) and name.startswith(stem + "-") and "-of-" in name
 
 
@@ -146,7 +163,7 @@ def pull(
 ) -> PullResult:
     """Download what `source` names into `models_dir` (see the module's docstring)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise PullError(_offline(source, "HF_HUB_OFFLINE is set"))
+        raise PullError(_offline(source, _("HF_HUB_OFFLINE is set")))
     repo, wanted = parse_source(source)
     files = repo_files(repo)
     chosen, others = choose_files(repo, files, wanted)
@@ -177,7 +194,13 @@ def _fetch(
     with hub_errors(repo, name):
         metadata = get_hf_file_metadata(url, endpoint=endpoint())
     if metadata.etag is None or metadata.commit_hash is None:
-        raise PullError(f"{endpoint()} did not answer as the Hugging Face Hub does for {repo}.")
+        raise PullError(
+            _(
+                "{endpoint} did not answer as the Hugging Face Hub does for {repo}.",
+                endpoint=endpoint(),
+                repo=repo,
+            )
+        )
     if destination.is_file() and destination.stat().st_size == metadata.size:
         return  # already here
     tag = "".join(c for c in metadata.etag if c.isalnum())[:16]
@@ -201,8 +224,12 @@ def _fetch(
         if isinstance(exc, CosplayError):
             raise
         raise PullError(
-            f"Cannot write {part} ({exc.strerror or exc}); free some space and pull again: "
-            "it continues where it stopped."
+            _(
+                "Cannot write {path} ({problem}); free some space and pull again: it continues "
+                "where it stopped.",
+                path=part,
+                problem=exc.strerror or exc,
+            )
         ) from None
     os.replace(part, destination)
 
@@ -221,7 +248,9 @@ def _meter(name, progress, cancel, index, count) -> type:
 
         def update(self, n: int) -> None:
             if cancel is not None and cancel.is_set():
-                raise PullCancelled(f"The download of {name} stopped; pull again to continue it.")
+                raise PullCancelled(
+                    _("The download of {name} stopped; pull again to continue it.", name=name)
+                )
             self.done += n
             if progress is not None:
                 elapsed = max(time.monotonic() - self.start, 1e-6)
@@ -271,29 +300,42 @@ def describe_error(exc: Exception, repo: str, filename: str | None) -> str | Non
 
     page = f"https://huggingface.co/{repo}"
     if isinstance(exc, GatedRepoError):
-        return (
-            f"{repo} is gated: accept its terms at {page} and log in with `hf auth login`, "
-            "then pull again."
+        return _(
+            "{repo} is gated: accept its terms at {page} and log in with `hf auth login`, "
+            "then pull again.",
+            repo=repo,
+            page=page,
         )
     if isinstance(exc, RepositoryNotFoundError):
-        return (
-            f"There is no model {repo} on the Hugging Face Hub (or it is private); check the "
-            "name, or `cosplay models recommended` for ones that exist."
+        return _(
+            "There is no model {repo} on the Hugging Face Hub (or it is private); check the "
+            "name, or `cosplay models recommended` for ones that exist.",
+            repo=repo,
         )
     if isinstance(exc, RevisionNotFoundError):
-        return f"{repo} has no such revision; pull its main branch."
+        return _("{repo} has no such revision; pull its main branch.", repo=repo)
     if isinstance(exc, EntryNotFoundError):
-        return f"{repo} has no file {filename}; `cosplay models pull {repo}` lists its files."
+        return _(
+            "{repo} has no file {file}; `cosplay models pull {repo}` lists its files.",
+            repo=repo,
+            file=filename,
+        )
     if isinstance(exc, (OfflineModeIsEnabled, httpx2.TransportError)):
         return _offline(repo, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "an error"
-        return f"The Hugging Face Hub answered {status} for {repo}; try again later."
+        return _(
+            "The Hugging Face Hub answered {status} for {repo}; try again later.",
+            status=status,
+            repo=repo,
+        )
     return None
 
 
 def _offline(what: str, reason: str) -> str:
-    return (
-        f"Cannot reach the Hugging Face Hub to pull {what} ({reason}); check the connection, "
-        "or use a model already here (`cosplay models list`)."
+    return _(
+        "Cannot reach the Hugging Face Hub to pull {what} ({reason}); check the connection, "
+        "or use a model already here (`cosplay models list`).",
+        what=what,
+        reason=reason,
     )
