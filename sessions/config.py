@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.errors import CosplayError
-from engines.i18n import _
+from engines.i18n import N_, _
 
 CONFIG_VARIABLE = "COSPLAY_CONFIG"
 FILE_NAME = "config.toml"
@@ -90,63 +90,73 @@ KEYS: tuple[Key, ...] = (
     Key(
         "model.default",
         "",
-        "the model to load when none is named (a .gguf file, a Hugging "
-        "Face directory or repo id, or a server URL); empty: the last one used",
+        N_(
+            "the model to load when none is named (a .gguf file, a Hugging "
+            "Face directory or repo id, or a server URL); empty: the last one used"
+        ),
         _text,
     ),
     Key(
         "model.engine",
         "auto",
-        "the engine: auto (from the model), cpu, gpu or remote",
+        N_("the engine: auto (from the model), cpu, gpu or remote"),
         _one_of(*ENGINES),
     ),
     Key(
         "model.n_ctx",
         0,
-        "context window in tokens; 0: the model's, at most 4096",
+        N_("context window in tokens; 0: the model's, at most 4096"),
         _count(0, 2**32 - 1),
     ),
-    Key("model.threads", 0, "CPU engine threads; 0: llama.cpp's choice", _count(0)),
+    Key("model.threads", 0, N_("CPU engine threads; 0: llama.cpp's choice"), _count(0)),
     Key(
         "model.gpu_layers",
         0,
-        "layers to offload to a GPU (CPU engine built with GPU support); -1: all",
+        N_("layers to offload to a GPU (CPU engine built with GPU support); -1: all"),
         _count(-1),
     ),
-    Key("models.dirs", [], "extra folders `cosplay models list` looks in for models", _folders),
+    Key("models.dirs", [], N_("extra folders `cosplay models list` looks in for models"), _folders),
     Key(
         "chat.preset",
         "",
-        "the sampling preset new chats start with (`cosplay ask --preset` "
-        "names them); empty: the parameters you last set",
+        N_(
+            "the sampling preset new chats start with (`cosplay ask --preset` "
+            "names them); empty: the parameters you last set"
+        ),
         _text,
     ),
-    Key("chat.user_name", "", "your name ({{user}}) in new chats; empty: User", _text),
-    Key("chat.user_persona", "", "a description of you, for the characters", _text),
+    Key("chat.user_name", "", N_("your name ({{user}}) in new chats; empty: User"), _text),
+    Key("chat.user_persona", "", N_("a description of you, for the characters"), _text),
     Key(
         "ui.language",
         "auto",
-        "the language of screens and messages: en, zh (简体中文) or auto (COSPLAY_LANG, "
-        "else the locale: LANG=zh_CN.UTF-8 → 中文)",
+        N_(
+            "the language of screens and messages: en, zh (简体中文) or auto (COSPLAY_LANG, "
+            "else the locale: LANG=zh_CN.UTF-8 → 中文)"
+        ),
         _one_of("auto", "en", "zh"),
     ),
     Key(
         "ui.theme",
         "",
-        "a Textual theme (textual-dark, nord, gruvbox, …); empty: the default",
+        N_("a Textual theme (textual-dark, nord, gruvbox, …); empty: the default"),
         _text,
     ),
     Key(
         "ui.keys",
         {},
-        'key rebindings by action id (tui/actions.py), like regenerate = "f12"; '
-        "keys.toml in the data directory is read when this is empty",
+        N_(
+            'key rebindings by action id (tui/actions.py), like regenerate = "f12"; '
+            "keys.toml in the data directory is read when this is empty"
+        ),
         _keymap,
     ),
     Key(
         "storage.kv_cache_mb",
         2048,
-        "disk cap of the saved KV caches in MB; 0 saves none (COSPLAY_KV_CACHE_MB overrides it)",
+        N_(
+            "disk cap of the saved KV caches in MB; 0 saves none (COSPLAY_KV_CACHE_MB overrides it)"
+        ),
         _count(0),
     ),
 )
@@ -400,14 +410,15 @@ def _edit(path: Path, change: Callable[[object], None]) -> None:
 
 def describe(config: Config) -> str:
     """Every key with its value and what it does, as TOML a user can copy into the file."""
-    lines = [f"# {config.path}" + ("" if config.path.exists() else " (not written yet)")]
+    written = config.path.exists()
+    lines = [f"# {config.path}" + ("" if written else " " + _("(not written yet)"))]
     table = None
     for key in KEYS:
         if key.table != table:
             table = key.table
             lines += ["", f"[{table}]"]
         value = config.get(key.name)
-        lines.append(f"# {key.doc}")
+        lines.append(f"# {_(key.doc)}")
         lines.append(f"{key.short} = {_toml(value)}")
     for model, settings in config.per_model.items():
         lines += ["", f"[{PER_MODEL}.{_toml(model)}]"]

@@ -151,3 +151,15 @@ def test_an_unknown_session_is_chinese(capsys, monkeypatch):
     assert capsys.readouterr().err == (
         "cosplay: 没有编号为 42 的会话；`cosplay sessions list` 会列出所有编号。\n"
     )
+
+
+def test_config_show_and_its_warnings_are_chinese(cosplay_home, capsys, monkeypatch):
+    cosplay_home.mkdir(parents=True)
+    config = cosplay_home / "config.toml"
+    config.write_text('[ui]\nlanguage = "zh"\n[model]\nn_ctx = "big"\n', encoding="utf-8")
+    assert main(["config", "show"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        f"cosplay: {config} 中的 model.n_ctx 必须是整数（收到 'big'）；将使用 0。" in captured.err
+    )
+    assert "# 上下文窗口的 token 数；0：模型自身的值，最多 4096\nn_ctx = 0" in captured.out
