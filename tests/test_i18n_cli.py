@@ -13,7 +13,7 @@ import pytest
 
 from engines.i18n import set_language
 from tui.cli import main
-from tui.cli_language import configured_language, home_from_argv
+from tui.cli_language import configured_language, home_from_argv, wrap_cells
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -163,3 +163,20 @@ def test_config_show_and_its_warnings_are_chinese(cosplay_home, capsys, monkeypa
         f"cosplay: {config} 中的 model.n_ctx 必须是整数（收到 'big'）；将使用 0。" in captured.err
     )
     assert "# 上下文窗口的 token 数；0：模型自身的值，最多 4096\nn_ctx = 0" in captured.out
+
+
+def test_chinese_help_is_wrapped_by_terminal_cells():
+    text = "将会话导出为聊天记录文本、Cosplay 的 JSON，或 SillyTavern / text-generation-webui 聊天文件。"
+    lines = wrap_cells(text, 20)
+    cells = [sum(2 if "\u4e00" <= c <= "\uffef" else 1 for c in line) for line in lines]
+    assert max(cells) <= 21 and len(lines) > 4  # one closing mark may hang past the width
+    assert not any(line.startswith(("，", "。", "、")) for line in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert "text-generation-webui" in lines[-2] + lines[-1]  # a word is never cut
+
+
+def test_help_lines_fit_the_terminal_in_chinese():
+    done = cosplay("sessions", "search", "--help", lang="zh", COLUMNS="50")
+    assert done.returncode == 0, done.stderr
+    widths = [sum(2 if ord(c) > 0x2E80 else 1 for c in line) for line in done.stdout.splitlines()]
+    assert max(widths) <= 50

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from engines.errors import CosplayError
 from engines.i18n import N_, _
 from tui import __version__
-from tui.cli_language import choose_language
+from tui.cli_language import CellWidthHelpFormatter, choose_language
 
 # Modules contributing subcommands, each with `register(subparsers)`.
 COMMAND_MODULES = [
@@ -39,6 +39,7 @@ EXIT_USER_ERROR = 2
 
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", CellWidthHelpFormatter)
         super().__init__(*args, **kwargs)
         self._later: list[Callable[[argparse.ArgumentParser], None]] = []
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 from engines.i18n import N_, _, set_language
@@ -50,6 +52,45 @@ def install_argparse_translation() -> None:
     """argparse's own words in the language in use (looked up when the parser is built and
     when it reports an error)."""
     argparse._ = _argparse_text  # argparse's gettext hook: `from gettext import gettext as _`
+
+
+# Never at the start of a line: it stays on the line before, one cell past the width if need be.
+_CLOSING = frozenset("，。、：；！？）」』】》…")
+
+
+def _cells(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` terminal cells (a Chinese character takes two);
+    Chinese breaks between characters, other text between words."""
+    words = re.findall(r"\s+|[\u2e80-\uffef]|[^\s\u2e80-\uffef]+", " ".join(text.split()))
+    lines, line = [], ""
+    for word in words:
+        if word.isspace():
+            line += " " if line else ""
+            continue
+        if line and _cells(line + word) > width and word not in _CLOSING:
+            lines.append(line.rstrip())
+            line = ""
+        line += word
+    return [*lines, line.rstrip()] if line.strip() else lines
+
+
+class CellWidthHelpFormatter(argparse.HelpFormatter):
+    """argparse's help, wrapped by terminal cells when it holds Chinese (argparse counts
+    characters, so a Chinese line would run twice as wide as the terminal)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        if _cells(text) == len(text):
+            return super()._split_lines(text, width)
+        return wrap_cells(text, width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if _cells(text) == len(text):
+            return super()._fill_text(text, width, indent)
+        return "\n".join(indent + line for line in wrap_cells(text, width - len(indent)))
 
 
 def home_from_argv(argv: list[str]) -> str | None:
