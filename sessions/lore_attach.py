@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engines.errors import CosplayError
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from sessions.personas import PersonaStore
@@ -24,7 +25,9 @@ def changed(names: list[str], name: str, attach: bool, where: str) -> list[str]:
     if attach:
         return names if name in names else [*names, name]
     if name not in names:
-        raise CosplayError(f"The lorebook {name!r} is not attached to {where}.")
+        raise CosplayError(
+            _("The lorebook {name} is not attached to {where}.", name=repr(name), where=where)
+        )
     return [n for n in names if n != name]
 
 
@@ -33,7 +36,10 @@ def attach_to_session(store: Store, session_id: int, name: str, attach: bool) ->
     session = store.get_session(session_id)
     settings = dict(session.settings)
     names = changed(
-        attached_names(settings.get("lorebooks")), name, attach, f"session {session_id}"
+        attached_names(settings.get("lorebooks")),
+        name,
+        attach,
+        _("session {session_id}", session_id=session_id),
     )
     settings["lorebooks"] = names
     store.update_session(session_id, settings=settings)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines.errors import CosplayError
+from engines.i18n import _
 from sessions.config import Config, config_path, load_config, write_value
 from sessions.models import Session
 from sessions.store import Store
@@ -77,11 +78,14 @@ def data_paths(home: str | Path | None = None) -> DataPaths:
 
         return DataPaths(Path(user_data_dir("cosplay", appauthor=False)), default_root=True)
     if not str(home).strip():
-        raise CosplayError("The data directory is empty (--home or COSPLAY_HOME); give a path.")
+        raise CosplayError(_("The data directory is empty (--home or COSPLAY_HOME); give a path."))
     path = Path(home).expanduser()
     if path.exists() and not path.is_dir():
         raise CosplayError(
-            f"The data directory {path} is a file (--home or COSPLAY_HOME); give a directory."
+            _(
+                "The data directory {path} is a file (--home or COSPLAY_HOME); give a directory.",
+                path=path,
+            )
         )
     return DataPaths(path)
 
@@ -211,10 +215,12 @@ class Workspace:
 
         name = " ".join(name.split())
         if not name:
-            raise CosplayError("A preset needs a name.")
+            raise CosplayError(_("A preset needs a name."))
         taken = {word for preset in BUILT_IN for word in [preset.name, *preset.name.split()]}
         if name.casefold() in {word.casefold() for word in taken}:
-            raise CosplayError(f"{name!r} is a built-in preset's name; choose another.")
+            raise CosplayError(
+                _("{name} is a built-in preset's name; choose another.", name=repr(name))
+            )
         preset = preset_from_params(name, params)
         saved = self.store.get_setting(CUSTOM_PRESETS, {})
         saved = dict(saved) if isinstance(saved, dict) else {}
@@ -225,7 +231,7 @@ class Workspace:
     def delete_preset(self, name: str) -> None:
         saved = self.store.get_setting(CUSTOM_PRESETS, {})
         if not isinstance(saved, dict) or name not in saved:
-            raise CosplayError(f"There is no preset of yours named {name!r}.")
+            raise CosplayError(_("There is no preset of yours named {name}.", name=repr(name)))
         self.store.set_setting(CUSTOM_PRESETS, {k: v for k, v in saved.items() if k != name})
 
     def apply_preset(self, session_id: int, name: str) -> Session:
