@@ -217,7 +217,14 @@ def _json_lines(text: str) -> list[tuple[int, Any]] | None:
         try:
             lines.append((n, json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise _Bad(f"line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise _Bad(
+                _(
+                    "line {n} is not valid JSON ({problem} at column {column})",
+                    n=n,
+                    problem=exc.msg,
+                    column=exc.colno,
+                )
+            ) from None
     return lines
 
 
@@ -289,8 +296,14 @@ def _chain(positions: list[tuple[list[dict[str, Any]], int]]) -> tuple[list[dict
 
 
 def _type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
-    return names.get(type(value), "a number")
+    names = {
+        dict: N_("an object"),
+        list: N_("a list"),
+        str: N_("text"),
+        bool: N_("true/false"),
+        type(None): N_("null"),
+    }
+    return _(names.get(type(value), N_("a number")))
 
 
 # --- SillyTavern ---------------------------------------------------------------------------------
@@ -307,7 +320,9 @@ def _sillytavern(lines: list[tuple[int, Any]], path: Path) -> ParsedChat:
     if header is not None:
         for key in ("user_name", "character_name"):
             if header.get(key) is not None and not isinstance(header[key], str):
-                raise _Bad(f"the header's {key} is {_type(header[key])}, not text")
+                raise _Bad(
+                    _("the header's {key} is {kind}, not text", key=key, kind=_type(header[key]))
+                )
         user, char = header.get("user_name") or "", header.get("character_name") or ""
     positions = [_st_message(n, line, user, char) for n, line in lines]
     messages, leaf = _chain(positions)
@@ -334,16 +349,19 @@ def _sillytavern(lines: list[tuple[int, Any]], path: Path) -> ParsedChat:
 
 def _st_message(n: int, line: Any, user: str, char: str) -> tuple[list[dict[str, Any]], int]:
     if not isinstance(line, dict):
-        raise _Bad(f"line {n} is {_type(line)}, not a message")
+        raise _Bad(_("line {n} is {kind}, not a message", n=n, kind=_type(line)))
     mes = line.get("mes")
     if not isinstance(mes, str):
-        what = "has no 'mes' text" if mes is None else f"has {_type(mes)} as its 'mes', not text"
-        raise _Bad(f"line {n} {what}")
+        if mes is None:
+            raise _Bad(_("line {n} has no 'mes' text", n=n))
+        raise _Bad(_("line {n} has {kind} as its 'mes', not text", n=n, kind=_type(mes)))
     for key in ("is_user", "is_system"):
         if line.get(key) is not None and not isinstance(line[key], bool):
-            raise _Bad(f"line {n}'s {key} is {_type(line[key])}, not true/false")
+            raise _Bad(
+                _("line {n}'s {key} is {kind}, not true/false", n=n, key=key, kind=_type(line[key]))
+            )
     if line.get("name") is not None and not isinstance(line["name"], str):
-        raise _Bad(f"line {n}'s name is {_type(line['name'])}, not text")
+        raise _Bad(_("line {n}'s name is {kind}, not text", n=n, kind=_type(line["name"])))
     extra = line.get("extra") if isinstance(line.get("extra"), dict) else {}
     if line.get("is_user"):
         role, name = Role.USER, line.get("name") or user
@@ -355,19 +373,26 @@ def _st_message(n: int, line: Any, user: str, char: str) -> tuple[list[dict[str,
     if swipes is None or swipes == []:
         swipes, current = [mes], 0
     elif not isinstance(swipes, list):
-        raise _Bad(f"line {n}'s swipes is {_type(swipes)}, not a list of texts")
+        raise _Bad(_("line {n}'s swipes is {kind}, not a list of texts", n=n, kind=_type(swipes)))
     else:
         for swipe in swipes:
             if swipe is not None and not isinstance(swipe, str):
-                raise _Bad(f"line {n}'s swipes hold {_type(swipe)}, not text")
+                raise _Bad(_("line {n}'s swipes hold {kind}, not text", n=n, kind=_type(swipe)))
         swipes = [swipe or "" for swipe in swipes]
         current = line.get("swipe_id")
         if current is None:
             current = swipes.index(mes) if mes in swipes else 0
         elif not isinstance(current, int) or isinstance(current, bool):
-            raise _Bad(f"line {n}'s swipe_id is {_type(current)}, not a number")
+            raise _Bad(_("line {n}'s swipe_id is {kind}, not a number", n=n, kind=_type(current)))
         elif not 0 <= current < len(swipes):
-            raise _Bad(f"line {n}'s swipe_id {current} is outside its {len(swipes)} swipes")
+            raise _Bad(
+                _(
+                    "line {n}'s swipe_id {current} is outside its {count} swipes",
+                    n=n,
+                    current=current,
+                    count=len(swipes),
+                )
+            )
     kept_line = dict(line)
     kept_line["mes"] = None  # the text lives in the message; the rest of the line as it was
     if "swipes" in kept_line:
@@ -405,10 +430,18 @@ def _tgw(doc: dict, path: Path, *, legacy: bool) -> ParsedChat:
     rows_key, visible_key = ("data", "data_visible") if legacy else ("internal", "visible")
     rows, shown = doc[rows_key], doc[visible_key]
     if not isinstance(rows, list):
-        raise _Bad(f"its '{rows_key}' is {_type(rows)}, not a list of [user, assistant] rows")
+        raise _Bad(
+            _(
+                "its '{key}' is {kind}, not a list of [user, assistant] rows",
+                key=rows_key,
+                kind=_type(rows),
+            )
+        )
     for i, row in enumerate(rows):
         if not (isinstance(row, list) and len(row) == 2 and all(isinstance(t, str) for t in row)):
-            raise _Bad(f"'{rows_key}' row {i} is not a [user, assistant] pair of texts")
+            raise _Bad(
+                _("'{key}' row {i} is not a [user, assistant] pair of texts", key=rows_key, i=i)
+            )
     # TGW's first versions kept the card's example dialogue as rows above the greeting, with
     # no visible rows for them: they are not the chat (kept in the settings, not exported).
     start = next((i for i, row in enumerate(rows) if row[0] == TGW_GREETING), 0)
@@ -419,7 +452,7 @@ def _tgw(doc: dict, path: Path, *, legacy: bool) -> ParsedChat:
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise _Bad(f"its 'metadata' is {_type(metadata)}, not an object")
+        raise _Bad(_("its 'metadata' is {kind}, not an object", kind=_type(metadata)))
     positions = []
     for i, (user_text, reply) in enumerate(rows):
         row_shown = shown[i] if isinstance(shown, list) and i < len(shown) else None
@@ -469,20 +502,28 @@ def _tgw_versions(
 ) -> tuple[list[dict[str, Any]], int]:
     entry = metadata.get(key)
     if entry is not None and not isinstance(entry, dict):
-        raise _Bad(f"metadata '{key}' is {_type(entry)}, not an object")
+        raise _Bad(_("metadata '{key}' is {kind}, not an object", key=key, kind=_type(entry)))
     entry = entry or {}
     old = entry.get("versions")
     if old is not None and not isinstance(old, list):
-        raise _Bad(f"metadata '{key}' has {_type(old)} as its versions, not a list")
+        raise _Bad(
+            _("metadata '{key}' has {kind} as its versions, not a list", key=key, kind=_type(old))
+        )
     if old:
         for j, version in enumerate(old):
             if not (isinstance(version, dict) and isinstance(version.get("content"), str)):
-                raise _Bad(f"metadata '{key}' version {j} has no text content")
+                raise _Bad(_("metadata '{key}' version {j} has no text content", key=key, j=j))
         current = entry.get("current_version_index")
         if not isinstance(current, int) or isinstance(current, bool):
             current = len(old) - 1  # what handle_navigate_version_click assumes
         if not 0 <= current < len(old):
-            raise _Bad(f"metadata '{key}' current_version_index {current} is outside its versions")
+            raise _Bad(
+                _(
+                    "metadata '{key}' current_version_index {current} is outside its versions",
+                    key=key,
+                    current=current,
+                )
+            )
         texts = [v["content"] for v in old]
         texts[current] = text  # the row holds the current text
         visibles = [v.get("visible_content") for v in old]
@@ -523,37 +564,62 @@ def _cosplay(doc: dict) -> ParsedChat:
     versions): the whole tree, ids remapped on import."""
     records = doc.get("messages")
     if not isinstance(records, list):
-        raise _Bad(f"its 'messages' is {_type(records)}, not a list")
+        raise _Bad(_("its 'messages' is {kind}, not a list", kind=_type(records)))
     for key, kind in (("title", str), ("persona", str), ("settings", dict)):
         if doc.get(key) is not None and not isinstance(doc[key], kind):
-            raise _Bad(f"its '{key}' is {_type(doc[key])}, not {_type(kind())}")
+            raise _Bad(
+                _(
+                    "its '{key}' is {kind}, not {wanted}",
+                    key=key,
+                    kind=_type(doc[key]),
+                    wanted=_type(kind()),
+                )
+            )
     for i, record in enumerate(records):
         if not isinstance(record, dict):
-            raise _Bad(f"message {i} is {_type(record)}, not an object")
+            raise _Bad(_("message {i} is {kind}, not an object", i=i, kind=_type(record)))
         if not isinstance(record.get("id"), int) or isinstance(record.get("id"), bool):
-            raise _Bad(f"message {i} has no number id")
+            raise _Bad(_("message {i} has no number id", i=i))
     records = sorted(records, key=lambda r: r["id"])  # a parent is older than its replies
     index: dict[int, int] = {}
     messages = []
     for record in records:
         mid = record["id"]
         if mid in index:
-            raise _Bad(f"message id {mid} appears twice")
+            raise _Bad(_("message id {mid} appears twice", mid=mid))
         parent = record.get("parent_id")
         if parent is not None and parent not in index:
-            raise _Bad(f"message {mid}'s parent {parent!r} is not in the file")
+            raise _Bad(
+                _(
+                    "message {mid}'s parent {parent} is not in the file",
+                    mid=mid,
+                    parent=repr(parent),
+                )
+            )
         try:
             role, status = Role(record.get("role")), Status(record.get("status", "complete"))
         except ValueError:
             raise _Bad(
-                f"message {mid} has role {record.get('role')!r} / status "
-                f"{record.get('status')!r}, which Cosplay does not know"
+                _(
+                    "message {mid} has role {role} / status {status}, which Cosplay does not know",
+                    mid=mid,
+                    role=repr(record.get("role")),
+                    status=repr(record.get("status")),
+                )
             ) from None
         for key, kind in (("content", str), ("name", str), ("meta", dict)):
             if record.get(key) is not None and not isinstance(record[key], kind):
-                raise _Bad(f"message {mid}'s {key} is {_type(record[key])}, not {_type(kind())}")
+                raise _Bad(
+                    _(
+                        "message {mid}'s {key} is {kind}, not {wanted}",
+                        mid=mid,
+                        key=key,
+                        kind=_type(record[key]),
+                        wanted=_type(kind()),
+                    )
+                )
         if not isinstance(record.get("content"), str):
-            raise _Bad(f"message {mid} has no text content")
+            raise _Bad(_("message {mid} has no text content", mid=mid))
         created = record.get("created_at")
         index[mid] = len(messages)
         messages.append(
@@ -570,7 +636,7 @@ def _cosplay(doc: dict) -> ParsedChat:
     _times(messages)
     leaf = doc.get("leaf_id")
     if leaf is not None and leaf not in index:
-        raise _Bad(f"its leaf_id {leaf!r} is not one of its messages")
+        raise _Bad(_("its leaf_id {leaf} is not one of its messages", leaf=repr(leaf)))
     created = doc.get("created_at")
     return ParsedChat(
         kind="json",
