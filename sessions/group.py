@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engines.base import CosplayError, Engine, GenerationParams
+from engines.i18n import _
 from sessions.context import PromptPlan
 from sessions.group_order import (
     Activation,
@@ -95,14 +96,22 @@ def set_scene_rules(
             settings[ORDER_KEY] = ReplyOrder(order).value
         except ValueError:
             known = ", ".join(o.value for o in ReplyOrder)
-            raise CosplayError(f"There is no reply order {order!r}; use one of {known}.") from None
+            raise CosplayError(
+                _(
+                    "There is no reply order {order}; use one of {known}.",
+                    order=repr(order),
+                    known=known,
+                )
+            ) from None
     for key, names in (("muted", muted), ("mention_only", mention_only)):
         if names is None:
             continue
         names = set(names)
         outside = sorted(names - set(cast))
         if outside:
-            raise CosplayError(f"{outside[0]} is not in this scene ({'、'.join(cast)}).")
+            raise CosplayError(
+                _("{name} is not in this scene ({cast}).", name=outside[0], cast="、".join(cast))
+            )
         rules[key] = [n for n in cast if n in names]
     settings[RULES_KEY] = rules
     return store.update_session(session_id, settings=settings)
@@ -142,7 +151,9 @@ def choose_speakers(
     if pick:
         unknown = [name for name in pick if name not in cast]
         if unknown:
-            raise CosplayError(f"{unknown[0]!r} is not in this scene; add them first.")
+            raise CosplayError(
+                _("{name} is not in this scene; add them first.", name=repr(unknown[0]))
+            )
         return Activation(list(dict.fromkeys(pick)))
     rules = scene_rules(session)
     recent: list[str] = []
@@ -171,10 +182,10 @@ def start_session(
     """
     cards = list(cards) if isinstance(cards, list | tuple) else [cards]
     if not cards:
-        raise CosplayError("A scene needs at least one persona.")
+        raise CosplayError(_("A scene needs at least one persona."))
     names = [card.name for card in cards]
     if len(set(names)) != len(names):
-        raise CosplayError("Each persona can be in a scene only once.")
+        raise CosplayError(_("Each persona can be in a scene only once."))
     settings = dict(settings or {})
     settings[CAST_KEY] = names
     settings[ORDER_KEY] = ReplyOrder(order).value
@@ -274,7 +285,7 @@ def plan_turn(
     cast = session_cast(session)
     speaker = speaker or (cast[0] if cast else None)
     if speaker is None:
-        raise CosplayError("This session has no persona; start it with one or add one to it.")
+        raise CosplayError(_("This session has no persona; start it with one or add one to it."))
     card = personas.get(speaker).card
     adapter = use_persona(engine, card)  # before planning: the template decides the prompt
     user = user or UserPersona.from_value(session.settings.get("user"))
