@@ -186,7 +186,9 @@ def gguf_entry(path: Path, source: str) -> ModelEntry:
             source,
             path,
             size,
-            problem=f"not a readable GGUF file ({type(exc).__name__}: {exc})",
+            problem=_(
+                "not a readable GGUF file ({problem})", problem=f"{type(exc).__name__}: {exc}"
+            ),
         )
     architecture = _text(values.get("general.architecture"))
     context = values.get(f"{architecture}.context_length")
@@ -228,7 +230,12 @@ def hf_entry(
         config = _json_object(files_at / "config.json")
     except (OSError, ValueError) as exc:
         return ModelEntry(
-            name, "hf", source, directory, size, problem=f"config.json cannot be read ({exc})"
+            name,
+            "hf",
+            source,
+            directory,
+            size,
+            problem=_("config.json cannot be read ({problem})", problem=exc),
         )
     architectures = config.get("architectures")
     architecture = (
@@ -340,7 +347,7 @@ def peft_entry(directory: Path, source: str, *, name: str | None = None) -> Mode
             source,
             directory,
             size,
-            problem=f"adapter_config.json cannot be read ({exc})",
+            problem=_("adapter_config.json cannot be read ({problem})", problem=exc),
         )
     try:
         trained = _json_object(directory / "cosplay.json")
