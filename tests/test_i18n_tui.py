@@ -130,3 +130,19 @@ def test_the_guard_catches_a_literal_and_an_f_string():
     assert not _translated(ast.parse('_("a") if x else "b"', mode="eval").body)
     assert _translated(ast.parse('_("Saved {path}.", path=p)', mode="eval").body)
     assert _translated(ast.parse("str(exc)", mode="eval").body)
+
+
+def test_no_function_hides_the_translator_behind_a_throwaway_variable():
+    """`session, _ = …` in a function that also calls `_()` makes `_` a local there: the call
+    then fails at run time (found once in the import action)."""
+    clashes = []
+    for path in sorted(TUI.rglob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            names = [n for n in ast.walk(function) if isinstance(n, ast.Name) and n.id == "_"]
+            if any(isinstance(n.ctx, ast.Store) for n in names) and any(
+                isinstance(n.ctx, ast.Load) for n in names
+            ):
+                clashes.append(f"{path.relative_to(TUI.parent)}:{function.lineno}")
+    assert not clashes, "a local `_` hides the translator:\n" + "\n".join(clashes)

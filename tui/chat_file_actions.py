@@ -109,7 +109,7 @@ class ChatFileActions:
             from sessions.chat_import import import_into
 
             try:
-                session, _ = import_into(self.workspace, Path(path).expanduser())
+                session, _parsed = import_into(self.workspace, Path(path).expanduser())
             except CosplayError as exc:
                 self.notify(str(exc), severity="error", timeout=8)
                 return

@@ -136,7 +136,7 @@ def render_plot(
     log_scale: bool = False,
 ) -> Text:
     """A braille line chart of (step, value) series, each in its style, with y and x labels."""
-    points = [p for data, _ in series for p in data]
+    points = [p for data, _style in series for p in data]
     if not points or width < 20 or height < 4:
         return Text(_("no loss logged yet"), style="dim")
     label_w = 9
