@@ -202,7 +202,7 @@ CHAT = (
         "ctrl+t",
         N_("Parameters"),
         N_(
-            "generation parameters (temperature, top-p, top-k, min-p, repetition penalty, max new tokens, seed, sampling on/off, beams, stop strings, max history rounds)"
+            "generation parameters (temperature, top-p, top-k, min-p, repetition penalty, max new tokens, seed, sampling on/off, beams, stop strings, max history rounds; folded below: DRY, XTC, dynamic temperature, top-nσ, mirostat)"
         ),
         priority=True,
     ),
