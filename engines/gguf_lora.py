@@ -26,6 +26,7 @@ import numpy as np
 from engines.atomic import written_atomically
 from engines.base import CosplayError
 from engines.ggufinfo import open_gguf
+from engines.i18n import _
 from engines.peft_dir import SAFE_WEIGHTS, read_peft_config
 
 
@@ -53,17 +54,26 @@ class BaseShape:
 def shape_from_gguf(path: str | Path) -> BaseShape:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ExportError(f"The base model {path} does not exist; pass the base .gguf with --base.")
+        raise ExportError(
+            _("The base model {path} does not exist; pass the base .gguf with --base.", path=path)
+        )
     reader, value = open_gguf(
         path,
         lambda exc: ExportError(
-            f"{path} is not a readable GGUF file ({type(exc).__name__}); pass the base .gguf."
+            _(
+                "{path} is not a readable GGUF file ({error}); pass the base .gguf.",
+                path=path,
+                error=type(exc).__name__,
+            )
         ),
     )
     arch = value("general.architecture") or ""
     if value("general.type") == "adapter":
         raise ExportError(
-            f"{path} is itself a LoRA adapter; pass the base model's .gguf with --base."
+            _(
+                "{path} is itself a LoRA adapter; pass the base model's .gguf with --base.",
+                path=path,
+            )
         )
     n_head = int(value(f"{arch}.attention.head_count") or 0)
     shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
@@ -81,8 +91,10 @@ def shape_from_hf_config(config: dict) -> BaseShape:
     arch = HF_MODEL_TYPES.get(model_type)
     if arch is None:
         raise ExportError(
-            f"GGUF export supports Llama and Qwen2 models, not {model_type or 'this model'}; "
-            "the adapter still works on the GPU engine."
+            _(
+                "GGUF export supports Llama and Qwen2 models, not {model_type}; the adapter still works on the GPU engine.",
+                model_type=model_type or _("this model"),
+            )
         )
     n_head = int(config["num_attention_heads"])
     return BaseShape(
@@ -107,8 +119,10 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     weights_path = adapter_dir / SAFE_WEIGHTS
     if not weights_path.is_file():
         raise ExportError(
-            f"{adapter_dir} holds no adapter_model.safetensors; save the adapter with safetensors "
-            "(PEFT's default) and export again."
+            _(
+                "{adapter_dir} holds no adapter_model.safetensors; save the adapter with safetensors (PEFT's default) and export again.",
+                adapter_dir=adapter_dir,
+            )
         )
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -117,7 +131,11 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:  # not MemoryError
         raise ExportError(
-            f"{weights_path} cannot be read ({exc}); the adapter is damaged."
+            _(
+                "{weights_path} cannot be read ({problem}); the adapter is damaged.",
+                weights_path=weights_path,
+                problem=exc,
+            )
         ) from None
     return config, tensors
 
@@ -125,28 +143,37 @@ def _read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
 def check_supported(config: dict, tensors: dict[str, np.ndarray]) -> None:
     """Refuse what a GGUF LoRA cannot express, naming the reason."""
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        reason = f"it is a {config.get('peft_type')} adapter, not LoRA"
+        reason = _("it is a {peft_type} adapter, not LoRA", peft_type=config.get("peft_type"))
     elif config.get("use_dora"):
-        reason = "it is a DoRA adapter (llama.cpp has no magnitude vectors)"
+        reason = _("it is a DoRA adapter (llama.cpp has no magnitude vectors)")
     elif config.get("rank_pattern") or config.get("alpha_pattern"):
-        reason = "it uses per-module ranks or alphas (rank_pattern / alpha_pattern), but a GGUF LoRA has one alpha"
+        reason = _(
+            "it uses per-module ranks or alphas (rank_pattern / alpha_pattern), but a GGUF LoRA "
+            "has one alpha"
+        )
     elif config.get("modules_to_save"):
-        reason = f"it also trains whole modules ({', '.join(config['modules_to_save'])}), which a LoRA file cannot carry"
+        reason = _(
+            "it also trains whole modules ({modules}), which a LoRA file cannot carry",
+            modules=", ".join(config["modules_to_save"]),
+        )
     elif any(
         "lora_embedding" in key or "embed_tokens" in key or "lm_head" in key for key in tensors
     ):
-        reason = (
+        reason = _(
             "it adapts the embeddings or the output head, which llama.cpp LoRA does not support"
         )
     elif config.get("bias", "none") != "none" or config.get("lora_bias"):
-        reason = "it trains biases, which a GGUF LoRA cannot carry"
+        reason = _("it trains biases, which a GGUF LoRA cannot carry")
     else:
         odd = [k for k in tensors if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
         if not odd:
             return
-        reason = f"it holds tensors other than LoRA A/B ({odd[0]})"
+        reason = _("it holds tensors other than LoRA A/B ({tensor})", tensor=odd[0])
     raise ExportError(
-        f"This adapter cannot be exported to GGUF: {reason}; it still works on the GPU engine."
+        _(
+            "This adapter cannot be exported to GGUF: {reason}; it still works on the GPU engine.",
+            reason=reason,
+        )
     )
 
 
@@ -171,12 +198,17 @@ def _base_shape(
             hf = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise ExportError(
-                f"The base model's {base_dir / 'config.json'} cannot be read; pass the base "
-                "model's .gguf with --base."
+                _(
+                    "The base model's {path} cannot be read; pass the base model's .gguf with --base.",
+                    path=base_dir / "config.json",
+                )
             ) from None
         return shape_from_hf_config(hf if isinstance(hf, dict) else {})
     raise ExportError(
-        f"Cannot tell the base model of {adapter_dir}; pass the base model's .gguf with --base."
+        _(
+            "Cannot tell the base model of {adapter_dir}; pass the base model's .gguf with --base.",
+            adapter_dir=adapter_dir,
+        )
     )
 
 
@@ -197,11 +229,13 @@ def export_gguf(
     shape = _base_shape(adapter_dir, config, base, hf_config)
     if shape.arch not in SUPPORTED:
         raise ExportError(
-            f"GGUF export supports the llama and qwen2 architectures, not {shape.arch!r}; "
-            "the adapter still works on the GPU engine."
+            _(
+                "GGUF export supports the llama and qwen2 architectures, not {arch!r}; the adapter still works on the GPU engine.",
+                arch=shape.arch,
+            )
         )
     if outtype not in ("f32", "f16"):
-        raise ExportError(f"Unknown --outtype {outtype!r}; use f32 or f16.")
+        raise ExportError(_("Unknown --outtype {outtype!r}; use f32 or f16.", outtype=outtype))
     names = gguf.get_tensor_name_map(
         getattr(gguf.MODEL_ARCH, SUPPORTED[shape.arch]), shape.n_layers
     )
@@ -216,7 +250,10 @@ def export_gguf(
         gguf_name = names.get_name(module + ".weight", try_suffixes=(".weight",))
         if gguf_name is None:
             raise ExportError(
-                f"The adapter targets {module}, which has no GGUF tensor; it cannot be exported."
+                _(
+                    "The adapter targets {module}, which has no GGUF tensor; it cannot be exported.",
+                    module=module,
+                )
             )
         pairs.setdefault(gguf_name, {})["a" if ".lora_A." in key else "b"] = array.astype(
             np.float32
@@ -242,7 +279,10 @@ def _write_adapter(path: Path, shape, base, pairs, alpha: float, outtype: str, n
         pair = pairs[gguf_name]
         if set(pair) != {"a", "b"}:
             raise ExportError(
-                f"The adapter has only half of the LoRA pair for {gguf_name}; it is damaged."
+                _(
+                    "The adapter has only half of the LoRA pair for {gguf_name}; it is damaged.",
+                    gguf_name=gguf_name,
+                )
             )
         a, b = pair["a"], pair["b"]
         if shape.arch == "llama" and ".attn_q." in gguf_name:
@@ -263,10 +303,20 @@ def _check_fits(name: str, a: np.ndarray, b: np.ndarray, shapes: dict, base) -> 
     weight = shapes.get(name)
     if weight is None:
         raise ExportError(
-            f"The base model {base} has no tensor {name}; this adapter was trained on another model."
+            _(
+                "The base model {base} has no tensor {name}; this adapter was trained on another model.",
+                base=base,
+                name=name,
+            )
         )
     if a.shape[1] != weight[1] or b.shape[0] != weight[0] or a.shape[0] != b.shape[1]:
         raise ExportError(
-            f"The adapter's {name} (A {a.shape}, B {b.shape}) does not fit the base tensor {weight} in "
-            f"{base}; this adapter was trained on another model."
+            _(
+                "The adapter's {name} (A {a_shape}, B {b_shape}) does not fit the base tensor {weight} in {base}; this adapter was trained on another model.",
+                name=name,
+                a_shape=a.shape,
+                b_shape=b.shape,
+                weight=weight,
+                base=base,
+            )
         )

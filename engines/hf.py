@@ -60,6 +60,7 @@ from engines.hf_load import (
     resolve_source,
 )
 from engines.hf_samplers import sampling_chain
+from engines.i18n import _
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
@@ -293,8 +294,11 @@ class HFEngine(AdapterMixin, TemplateSwitch):
         room = self.context_length - len(ids)
         if room <= 0:
             raise ContextOverflowError(
-                f"The prompt takes {len(ids)} tokens but the context holds {self.context_length}; "
-                "lower max history rounds or load with a larger --n-ctx."
+                _(
+                    "The prompt takes {count} tokens but the context holds {context_length}; lower max history rounds or load with a larger --n-ctx.",
+                    count=len(ids),
+                    context_length=self.context_length,
+                )
             )
         stops, eos_ids = self._stop_setup(params)
         pad_id = self.tokenizer.pad_token_id
@@ -347,11 +351,16 @@ class HFEngine(AdapterMixin, TemplateSwitch):
             return exc
         if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
             return GenerationError(
-                "The GPU ran out of memory while generating; lower max tokens or max history rounds, "
-                "or load the model with --load-4bit."
+                _(
+                    "The GPU ran out of memory while generating; lower max tokens or max history rounds, or load the model with --load-4bit."
+                )
             )
         return GenerationError(
-            f"Generation failed inside transformers ({type(exc).__name__}: {exc})."
+            _(
+                "Generation failed inside transformers ({error}: {problem}).",
+                error=type(exc).__name__,
+                problem=exc,
+            )
         )
 
     def next_token_logits(self, messages: list[ChatMessage]) -> torch.Tensor:
@@ -374,7 +383,9 @@ class HFEngine(AdapterMixin, TemplateSwitch):
 
     def _require_open(self) -> None:
         if self.base_model is None:
-            raise CosplayError(f"The model {self.model_name} was closed; load it again.")
+            raise CosplayError(
+                _("The model {model} was closed; load it again.", model=self.model_name)
+            )
 
     def close(self) -> None:
         with self._lock:

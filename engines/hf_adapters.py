@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engines.base import AdapterError
 from engines.hf_load import ADAPTER_PATTERNS, resolve_source
+from engines.i18n import _
 from engines.peft_dir import PICKLE_WEIGHTS, SAFE_WEIGHTS, read_peft_config
 
 
@@ -36,20 +37,33 @@ def adapter_files(name: str, directory: Path, ref: str, allow_pickle: bool) -> A
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise AdapterError(
-            f"The adapter {name!r} ({ref}) is a {peft_type} adapter; Cosplay loads LoRA adapters only."
+            _(
+                "The adapter {name!r} ({ref}) is a {peft_type} adapter; Cosplay loads LoRA adapters only.",
+                name=name,
+                ref=ref,
+                peft_type=peft_type,
+            )
         )
     if (directory / SAFE_WEIGHTS).is_file():
         return AdapterFiles(directory, config, directory / SAFE_WEIGHTS, pickle=False)
     if (directory / PICKLE_WEIGHTS).is_file():
         if not allow_pickle:
             raise AdapterError(
-                f"The adapter {name!r} ({ref}) is a pickle file ({PICKLE_WEIGHTS}), which can run "
-                "code when loaded; convert it to safetensors, or allow pickle adapters explicitly "
-                "if you trust its source."
+                _(
+                    "The adapter {name!r} ({ref}) is a pickle file ({PICKLE_WEIGHTS}), which can run code when loaded; convert it to safetensors, or allow pickle adapters explicitly if you trust its source.",
+                    name=name,
+                    ref=ref,
+                    PICKLE_WEIGHTS=PICKLE_WEIGHTS,
+                )
             )
         return AdapterFiles(directory, config, directory / PICKLE_WEIGHTS, pickle=True)
     raise AdapterError(
-        f"The adapter {name!r} ({ref}) has no {SAFE_WEIGHTS}; the download may be incomplete."
+        _(
+            "The adapter {name!r} ({ref}) has no {SAFE_WEIGHTS}; the download may be incomplete.",
+            name=name,
+            ref=ref,
+            SAFE_WEIGHTS=SAFE_WEIGHTS,
+        )
     )
 
 
@@ -116,8 +130,14 @@ def mismatch_error(
     name: str, ref: str, files: AdapterFiles, base_name: str, problem: str
 ) -> AdapterError:
     return AdapterError(
-        f"The adapter {name!r} ({ref}) does not fit the base model {base_name}: {problem}; it was "
-        f"made for {files.made_for}, so load it with that base model."
+        _(
+            "The adapter {name!r} ({ref}) does not fit the base model {base_name}: {problem}; it was made for {made_for}, so load it with that base model.",
+            name=name,
+            ref=ref,
+            base_name=base_name,
+            problem=problem,
+            made_for=files.made_for,
+        )
     )
 
 
@@ -141,8 +161,11 @@ class AdapterMixin:
                 if self._adapter_sources[name] == ref:
                     return
                 raise AdapterError(
-                    f"An adapter named {name!r} is already loaded from {self._adapter_sources[name]}; "
-                    "give this one another name."
+                    _(
+                        "An adapter named {name!r} is already loaded from {source}; give this one another name.",
+                        name=name,
+                        source=self._adapter_sources[name],
+                    )
                 )
             directory = resolve_source(
                 ref,
@@ -196,9 +219,13 @@ class AdapterMixin:
 
     def set_adapter(self, name: str | None) -> None:
         if name is not None and name not in self._adapters:
-            loaded = ", ".join(self._adapters) or "none"
+            loaded = ", ".join(self._adapters) or _("none")
             raise AdapterError(
-                f"No adapter named {name!r} is loaded (loaded: {loaded}); load it first."
+                _(
+                    "No adapter named {name!r} is loaded (loaded: {loaded}); load it first.",
+                    name=name,
+                    loaded=loaded,
+                )
             )
         with self._lock:
             if name == self.active_adapter:

@@ -15,6 +15,7 @@ from transformers.cache_utils import DynamicCache
 
 from engines.base import CosplayError, GenerationParams
 from engines.hf_samplers import sampling, takes_over
+from engines.i18n import _
 
 POLL_S = 0.05  # how often the consumer checks that the generation thread is still alive
 CONTEXT_IDS = 4  # ids before new text that it is decoded after (a continued reply, a new line)
@@ -51,8 +52,9 @@ def generation_config(
     processors of hf_samplers.sampling_chain sample in llama.cpp's order instead."""
     if params.mirostat_mode:
         raise CosplayError(
-            "Mirostat runs on the CPU engine (and llama-server) only; set mirostat to 0 for "
-            "this model."
+            _(
+                "Mirostat runs on the CPU engine (and llama-server) only; set mirostat to 0 for this model."
+            )
         )
     config = GenerationConfig.from_dict(base.to_dict())
     sample = sampling(params)

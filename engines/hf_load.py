@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import ModelLoadError
+from engines.i18n import _
 
 # What we fetch from the Hub for a model: never the TF/Flax/ONNX/GGUF duplicates.
 MODEL_IGNORE = [
@@ -158,7 +159,7 @@ def pick_placement(
     import torch
 
     if load_8bit and load_4bit:
-        raise ModelLoadError("Choose one of --load-8bit and --load-4bit, not both.")
+        raise ModelLoadError(_("Choose one of --load-8bit and --load-4bit, not both."))
     quantization = "8-bit" if load_8bit else "4-bit nf4" if load_4bit else "none"
     if device in (None, "auto"):
         if torch.cuda.is_available():
@@ -168,10 +169,12 @@ def pick_placement(
         else:
             device = "cpu"
     elif device not in ("cuda", "mps", "cpu") and not device.startswith("cuda:"):
-        raise ModelLoadError(f"Unknown device {device!r}; use auto, cuda, mps or cpu.")
+        raise ModelLoadError(
+            _("Unknown device {device!r}; use auto, cuda, mps or cpu.", device=device)
+        )
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(
-            "No CUDA GPU is visible to torch; use --device cpu or install a CUDA build of torch."
+            _("No CUDA GPU is visible to torch; use --device cpu or install a CUDA build of torch.")
         )
     if quantization != "none" and device == "mps":
         device = "cpu"
@@ -192,7 +195,9 @@ def pick_placement(
             "float32": torch.float32,
         }.get(dtype)
         if chosen is None:
-            raise ModelLoadError(f"Unknown dtype {dtype!r}; use auto, bf16, fp16 or fp32.")
+            raise ModelLoadError(
+                _("Unknown dtype {dtype!r}; use auto, bf16, fp16 or fp32.", dtype=dtype)
+            )
     return Placement(device, chosen, quantization)
 
 
@@ -205,8 +210,9 @@ def quantization_config(placement: Placement):
         from transformers import BitsAndBytesConfig
     except ImportError as exc:
         raise ModelLoadError(
-            "--load-8bit/--load-4bit need bitsandbytes; install it with `pip install bitsandbytes` "
-            "or load without quantization."
+            _(
+                "--load-8bit/--load-4bit need bitsandbytes; install it with `pip install bitsandbytes` or load without quantization."
+            )
         ) from exc
     if placement.quantization == "8-bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -222,13 +228,17 @@ def _remote_code_error(name: str, exc: Exception) -> ModelLoadError | None:
     text = str(exc)
     if "trust_remote_code" in text or "custom code" in text:
         return ModelLoadError(
-            f"{name} ships its own Python model code (ChatGLM and Baichuan do); if you trust it, "
-            "load it again with --trust-remote-code."
+            _(
+                "{name} ships its own Python model code (ChatGLM and Baichuan do); if you trust it, load it again with --trust-remote-code.",
+                name=name,
+            )
         )
     if "does not recognize this architecture" in text or "Unrecognized model" in text:
         return ModelLoadError(
-            f"transformers does not know the architecture of {name}; if the model ships its own "
-            "code, pass --trust-remote-code, else upgrade transformers."
+            _(
+                "transformers does not know the architecture of {name}; if the model ships its own code, pass --trust-remote-code, else upgrade transformers.",
+                name=name,
+            )
         )
     return None
 
@@ -257,13 +267,17 @@ def check_weights(path: Path, name: str, trust_remote_code: bool) -> None:
         return
     if pickles:
         raise ModelLoadError(
-            f"The weights of {name} are pickle files ({', '.join(pickles[:3])}), which can run "
-            "code when loaded; convert them to safetensors, or load with --trust-remote-code if "
-            "you trust the model."
+            _(
+                "The weights of {name} are pickle files ({files}), which can run code when loaded; convert them to safetensors, or load with --trust-remote-code if you trust the model.",
+                name=name,
+                files=", ".join(pickles[:3]),
+            )
         )
     raise ModelLoadError(
-        f"{name} has no weights (no *.safetensors file); the download is incomplete: fetch the "
-        "model again."
+        _(
+            "{name} has no weights (no *.safetensors file); the download is incomplete: fetch the model again.",
+            name=name,
+        )
     )
 
 
@@ -273,14 +287,20 @@ def load_config(path: Path, name: str, trust_remote_code: bool):
 
     if not (path / "config.json").is_file():
         raise ModelLoadError(
-            f"{name} has no config.json, so it is not a Hugging Face model directory; pass a model "
-            "directory, a Hub repo id or a .gguf file."
+            _(
+                "{name} has no config.json, so it is not a Hugging Face model directory; pass a model directory, a Hub repo id or a .gguf file.",
+                name=name,
+            )
         )
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError) as exc:
         raise _remote_code_error(name, exc) or ModelLoadError(
-            f"The config.json of {name} cannot be read ({one_line(exc)}); download the model again."
+            _(
+                "The config.json of {name} cannot be read ({problem}); download the model again.",
+                name=name,
+                problem=one_line(exc),
+            )
         ) from exc
     check_weights(path, name, trust_remote_code)  # before the tokenizer and the weights load
     return config
@@ -293,8 +313,11 @@ def load_tokenizer(path: Path, name: str, trust_remote_code: bool):
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError, TypeError) as exc:
         raise _remote_code_error(name, exc) or ModelLoadError(
-            f"The tokenizer of {name} cannot be loaded ({one_line(exc)}); make sure the directory has its "
-            "tokenizer files."
+            _(
+                "The tokenizer of {name} cannot be loaded ({problem}); make sure the directory has its tokenizer files.",
+                name=name,
+                problem=one_line(exc),
+            )
         ) from exc
 
 
@@ -317,13 +340,17 @@ def load_model(path: Path, name: str, config, placement: Placement, trust_remote
         model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError(
-            f"{name} does not fit in GPU memory; try --load-4bit or --load-8bit, or a smaller model."
+            _(
+                "{name} does not fit in GPU memory; try --load-4bit or --load-8bit, or a smaller model.",
+                name=name,
+            )
         ) from exc
     except pickle.UnpicklingError as exc:  # torch's weights-only unpickler refused the file
         raise ModelLoadError(
-            f"The pickle weights of {name} hold more than tensors (torch's weights-only loader "
-            "refused them), so they are not loaded; convert the model to safetensors with a tool "
-            "you trust."
+            _(
+                "The pickle weights of {name} hold more than tensors (torch's weights-only loader refused them), so they are not loaded; convert the model to safetensors with a tool you trust.",
+                name=name,
+            )
         ) from exc
     except (ValueError, KeyError, OSError, RuntimeError, ImportError, SafetensorError) as exc:
         known = _remote_code_error(name, exc)
@@ -331,23 +358,37 @@ def load_model(path: Path, name: str, config, placement: Placement, trust_remote
             raise known from exc
         if "out of memory" in str(exc).lower():
             raise ModelLoadError(
-                f"{name} does not fit in memory; try --load-4bit or --load-8bit, or a smaller model."
+                _(
+                    "{name} does not fit in memory; try --load-4bit or --load-8bit, or a smaller model.",
+                    name=name,
+                )
             ) from exc
         if quant is not None:
             raise ModelLoadError(
-                f"bitsandbytes could not load {name} {placement.quantization} on {placement.device} "
-                f"({one_line(exc)}); quantized loading wants a CUDA GPU: drop --load-8bit/--load-4bit, or use a "
-                "GGUF with the CPU engine."
+                _(
+                    "bitsandbytes could not load {name} {quantization} on {device} ({problem}); quantized loading wants a CUDA GPU: drop --load-8bit/--load-4bit, or use a GGUF with the CPU engine.",
+                    name=name,
+                    quantization=placement.quantization,
+                    device=placement.device,
+                    problem=one_line(exc),
+                )
             ) from exc
         raise ModelLoadError(
-            f"transformers could not load the weights of {name} ({one_line(exc)}); the download may be "
-            "incomplete: fetch the model again."
+            _(
+                "transformers could not load the weights of {name} ({problem}); the download may be incomplete: fetch the model again.",
+                name=name,
+                problem=one_line(exc),
+            )
         ) from exc
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers would fill them with random numbers: the model answers gibberish
         raise ModelLoadError(
-            f"The weights of {name} lack {len(missing)} of the model's tensors ({missing[0]}, …); "
-            "the files are incomplete or belong to another model: fetch the model again."
+            _(
+                "The weights of {name} lack {count} of the model's tensors ({tensor}, …); the files are incomplete or belong to another model: fetch the model again.",
+                name=name,
+                count=len(missing),
+                tensor=missing[0],
+            )
         )
     if quant is None and not placement.device.startswith("cuda"):
         model.to(placement.device)

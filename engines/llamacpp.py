@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from engines import llamacpp_cache, llamacpp_setup, registry
 from engines.errors import AdapterError, ContextOverflowError, CosplayError, ModelLoadError
 from engines.ggufinfo import read_gguf_info
+from engines.i18n import _
 from engines.llamacpp_cache import Plan, TokenCache, spelled_reply
 from engines.llamacpp_state import KVStateFiles
 from engines.templates import TemplateSwitch
@@ -81,9 +82,13 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         self.model_name = path.name
         trained_ctx = info.context_length or DEFAULT_N_CTX
         if n_ctx is not None and n_ctx < 16:
-            raise ModelLoadError(f"--n-ctx {n_ctx} is too small; give at least 16 tokens.")
+            raise ModelLoadError(
+                _("--n-ctx {n_ctx} is too small; give at least 16 tokens.", n_ctx=n_ctx)
+            )
         if n_threads is not None and n_threads < 1:
-            raise ModelLoadError(f"--threads {n_threads} must be at least 1.")
+            raise ModelLoadError(
+                _("--threads {n_threads} must be at least 1.", n_threads=n_threads)
+            )
         self.context_length = n_ctx or min(trained_ctx, DEFAULT_N_CTX)
         self.n_threads = threads_for(n_threads)
         self.n_gpu_layers = n_gpu_layers
@@ -107,12 +112,20 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         except (ValueError, RuntimeError, OSError) as exc:
             if "context" in str(exc):  # the model loaded; its KV cache did not fit in memory
                 raise ModelLoadError(
-                    f"llama.cpp could not make a {self.context_length}-token context for {path} "
-                    f"({exc}); lower --n-ctx (the model was trained on {trained_ctx})."
+                    _(
+                        "llama.cpp could not make a {context_length}-token context for {path} ({problem}); lower --n-ctx (the model was trained on {trained_ctx}).",
+                        context_length=self.context_length,
+                        path=path,
+                        problem=exc,
+                        trained_ctx=trained_ctx,
+                    )
                 ) from exc
             raise ModelLoadError(
-                f"llama.cpp could not load {path} ({exc}); the file may be truncated, corrupt or "
-                "of an architecture this llama.cpp does not know: download it again."
+                _(
+                    "llama.cpp could not load {path} ({problem}); the file may be truncated, corrupt or of an architecture this llama.cpp does not know: download it again.",
+                    path=path,
+                    problem=exc,
+                )
             ) from exc
 
         vocab = self._llm._model
@@ -229,7 +242,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         but never evaluated, is evaluated."""
         if params.num_beams > 1:
             raise CosplayError(
-                "Beam search runs on the GPU engine only; set beams to 1 for a GGUF model."
+                _("Beam search runs on the GPU engine only; set beams to 1 for a GGUF model.")
             )
         import llama_cpp
 
@@ -244,8 +257,11 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             room = self.context_length - len(tokens)
             if room <= 0:
                 raise ContextOverflowError(
-                    f"The prompt takes {len(tokens)} tokens but the context holds "
-                    f"{self.context_length}; lower max history rounds or load with a larger --n-ctx."
+                    _(
+                        "The prompt takes {count} tokens but the context holds {context_length}; lower max history rounds or load with a larger --n-ctx.",
+                        count=len(tokens),
+                        context_length=self.context_length,
+                    )
                 )
             max_new = min(params.max_new_tokens, room)
             seed = secrets.randbits(32) if params.seed is None else params.seed
@@ -377,20 +393,28 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         if path.is_dir():
             path = self._exported(path)
         if not path.is_file():
-            raise AdapterError(f"The LoRA adapter {path} does not exist; check the path.")
+            raise AdapterError(
+                _("The LoRA adapter {path} does not exist; check the path.", path=path)
+            )
         with self._lock:
             if name in self._adapters:
                 if self._adapter_sources[name] == str(path):
                     return
                 raise AdapterError(
-                    f"An adapter named {name!r} is already loaded from "
-                    f"{self._adapter_sources[name]}; give this one another name."
+                    _(
+                        "An adapter named {name!r} is already loaded from {source}; give this one another name.",
+                        name=name,
+                        source=self._adapter_sources[name],
+                    )
                 )
             handle = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode())
             if not handle:
                 raise AdapterError(
-                    f"llama.cpp refused the adapter {path}: it must be a GGUF LoRA made for this "
-                    f"base model ({self.architecture}); export it with `cosplay export-gguf`."
+                    _(
+                        "llama.cpp refused the adapter {path}: it must be a GGUF LoRA made for this base model ({architecture}); export it with `cosplay export-gguf`.",
+                        path=path,
+                        architecture=self.architecture,
+                    )
                 )
             self._adapters[name] = handle
             self._adapter_sources[name] = str(path)
@@ -403,9 +427,12 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             return export_gguf(directory, base=self.model_path)
         except OSError as exc:
             raise AdapterError(
-                f"Could not write the GGUF form of {directory} ({exc.strerror or exc}); run "
-                f"`cosplay export-gguf {directory} --base {self.model_path} --out SOMEWHERE.gguf` "
-                "and load that file."
+                _(
+                    "Could not write the GGUF form of {directory} ({problem}); run `cosplay export-gguf {directory} --base {model_path} --out SOMEWHERE.gguf` and load that file.",
+                    directory=directory,
+                    problem=exc.strerror or exc,
+                    model_path=self.model_path,
+                )
             ) from exc
 
     def unload_adapter(self, name: str) -> None:
@@ -413,7 +440,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         import llama_cpp
 
         if name not in self._adapters:
-            raise AdapterError(f"No adapter named {name!r} is loaded.")
+            raise AdapterError(_("No adapter named {name!r} is loaded.", name=name))
         with self._lock:
             if self.active_adapter == name:
                 self.set_adapter(None)
@@ -431,7 +458,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
         import llama_cpp
 
         if name is not None and name not in self._adapters:
-            raise AdapterError(f"No adapter named {name!r} is loaded; load it first.")
+            raise AdapterError(_("No adapter named {name!r} is loaded; load it first.", name=name))
         if name == self.active_adapter:
             return
         with self._lock:

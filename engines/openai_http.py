@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 from engines.base import ModelLoadError
+from engines.i18n import _
 
 PROBE_TIMEOUT_S = 10.0  # the longest wait for the model list, /props and tokenize answers
 
@@ -24,7 +25,10 @@ class Server:
         parts = urllib.parse.urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ModelLoadError(
-                f"{base_url} is not a server URL; pass one like http://host:8080/v1."
+                _(
+                    "{base_url} is not a server URL; pass one like http://host:8080/v1.",
+                    base_url=base_url,
+                )
             )
         self.https = parts.scheme == "https"
         self.hostname = parts.hostname
@@ -32,7 +36,10 @@ class Server:
             self.port = parts.port or (443 if self.https else 80)
         except ValueError:
             raise ModelLoadError(
-                f"{base_url} has a bad port; pass one like http://host:8080/v1."
+                _(
+                    "{base_url} has a bad port; pass one like http://host:8080/v1.",
+                    base_url=base_url,
+                )
             ) from None
         path = parts.path.rstrip("/")
         self.api = path or "/v1"

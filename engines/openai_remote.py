@@ -67,6 +67,7 @@ from engines.base import (
     GenerationStats,
     ModelLoadError,
 )
+from engines.i18n import _
 from engines.openai_http import (
     HTTPFailure,
     Server,
@@ -146,7 +147,9 @@ class OpenAIRemoteEngine:
         """Connect to the server at `base_url`; `timeout` bounds every wait, the first token
         included (the load-time checks wait at most openai_http.PROBE_TIMEOUT_S)."""
         if n_ctx is not None and n_ctx < 16:
-            raise ModelLoadError(f"--n-ctx {n_ctx} is too small; give at least 16 tokens.")
+            raise ModelLoadError(
+                _("--n-ctx {n_ctx} is too small; give at least 16 tokens.", n_ctx=n_ctx)
+            )
         self.server = Server(base_url, api_key=api_key, timeout=timeout)
         self.host, self.url = self.server.host, self.server.url
         self._api, self._root = self.server.api, self.server.root
@@ -166,8 +169,12 @@ class OpenAIRemoteEngine:
         wanted = self.server.wanted_model
         if wanted and wanted not in self._models:
             raise ModelLoadError(
-                f"The server at {self.url} serves no model {wanted!r} (it lists "
-                f"{', '.join(self._models[:8])}); pick one of those with ?model=ID."
+                _(
+                    "The server at {url} serves no model {wanted!r} (it lists {models}); pick one of those with ?model=ID.",
+                    url=self.url,
+                    wanted=wanted,
+                    models=", ".join(self._models[:8]),
+                )
             )
         self.base_model = self.model = wanted or self._models[0]
         # llama_cpp.server names a model by its file path: show the file's name
@@ -193,8 +200,10 @@ class OpenAIRemoteEngine:
             key = os.environ.get(variable)
             if not key:
                 raise ModelLoadError(
-                    f"The environment variable {variable} (from --api-key-env) is not set; "
-                    "export it with the server's API key."
+                    _(
+                        "The environment variable {variable} (from --api-key-env) is not set; export it with the server's API key.",
+                        variable=variable,
+                    )
                 )
         return cls(
             spec.model,
@@ -212,29 +221,45 @@ class OpenAIRemoteEngine:
         except HTTPFailure as exc:
             if exc.status in (401, 403):
                 fix = (
-                    "check the key in the variable --api-key-env names"
+                    _("check the key in the variable --api-key-env names")
                     if self.server.api_key
-                    else "pass --api-key-env VAR with a variable holding the server's key"
+                    else _("pass --api-key-env VAR with a variable holding the server's key")
                 )
                 raise ModelLoadError(
-                    f"The server at {self.url} refused access ({exc.message}); {fix}."
+                    _(
+                        "The server at {url} refused access ({message}); {fix}.",
+                        url=self.url,
+                        message=exc.message,
+                        fix=fix,
+                    )
                 ) from None
             raise ModelLoadError(
-                f"The server at {self.url} answered {exc.status} for /models ({exc.message}); "
-                "pass its OpenAI-compatible base URL, such as http://host:8080/v1."
+                _(
+                    "The server at {url} answered {status} for /models ({message}); pass its OpenAI-compatible base URL, such as http://host:8080/v1.",
+                    url=self.url,
+                    status=exc.status,
+                    message=exc.message,
+                )
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ModelLoadError(
-                f"Cannot reach the server at {self.url} ({reason(exc)}); check that it is "
-                "running and that the host and port are right."
+                _(
+                    "Cannot reach the server at {url} ({problem}); check that it is running and that the host and port are right.",
+                    url=self.url,
+                    problem=reason(exc),
+                )
             ) from None
         except (ValueError, KeyError, TypeError):
             raise ModelLoadError(
-                f"{self.url} is not an OpenAI-compatible server (its /models answer is not a "
-                "model list); pass the URL of its /v1 API."
+                _(
+                    "{url} is not an OpenAI-compatible server (its /models answer is not a model list); pass the URL of its /v1 API.",
+                    url=self.url,
+                )
             ) from None
         if not self._models:
-            raise ModelLoadError(f"The server at {self.url} serves no model; load one there first.")
+            raise ModelLoadError(
+                _("The server at {url} serves no model; load one there first.", url=self.url)
+            )
         return listing
 
     def _server_context(self, listing: dict) -> int | None:
@@ -330,8 +355,11 @@ class OpenAIRemoteEngine:
                 )
             except (OSError, http.client.HTTPException) as exc:
                 raise GenerationError(
-                    f"Lost the server at {self.url} ({reason(exc)}); check that it is still "
-                    "running, then retry."
+                    _(
+                        "Lost the server at {url} ({problem}); check that it is still running, then retry.",
+                        url=self.url,
+                        problem=reason(exc),
+                    )
                 ) from None
             if response.status < 400:
                 return conn, sock, response
@@ -342,18 +370,27 @@ class OpenAIRemoteEngine:
                 self._send_extras = False  # a strict server: ask again with the standard fields
                 continue
             if response.status in (401, 403):
-                fix = "check the API key"
+                fix = _("check the API key")
             elif response.status == 400 and "context" in message.lower():
                 raise ContextOverflowError(
-                    f"The server at {self.url} says the prompt is too long ({message}); lower "
-                    "max history rounds or give the server a larger context."
+                    _(
+                        "The server at {url} says the prompt is too long ({message}); lower max history rounds or give the server a larger context.",
+                        url=self.url,
+                        message=message,
+                    )
                 )
             elif response.status == 404:
-                fix = f"check that it serves the model {self.model!r}"
+                fix = _("check that it serves the model {model!r}", model=self.model)
             else:
-                fix = "check the server's log"
+                fix = _("check the server's log")
             raise GenerationError(
-                f"The server at {self.url} answered {response.status} ({message}); {fix}."
+                _(
+                    "The server at {url} answered {status} ({message}); {fix}.",
+                    url=self.url,
+                    status=response.status,
+                    message=message,
+                    fix=fix,
+                )
             )
 
     def continues_replies(self) -> bool:
@@ -382,12 +419,15 @@ class OpenAIRemoteEngine:
         prefill: str = "",
     ) -> Iterator[str]:
         if params.num_beams > 1:
-            raise CosplayError("Beam search is not available on a remote server; set beams to 1.")
+            raise CosplayError(
+                _("Beam search is not available on a remote server; set beams to 1.")
+            )
         if prefill and not self.continues_replies():
             raise CosplayError(
-                f"The server at {self.url} cannot continue a reply (it would write a new one "
-                "after it); continuing needs a local engine (a .gguf file or a model "
-                "directory) or a llama-server or vLLM server."
+                _(
+                    "The server at {url} cannot continue a reply (it would write a new one after it); continuing needs a local engine (a .gguf file or a model directory) or a llama-server or vLLM server.",
+                    url=self.url,
+                )
             )
         started = time.perf_counter()
         seed = secrets.randbits(31) if params.seed is None else params.seed
@@ -408,8 +448,11 @@ class OpenAIRemoteEngine:
                 chunk = json.loads(payload) if field == "data" else {"error": payload}
                 if "error" in chunk:
                     raise GenerationError(
-                        f"The server at {self.url} stopped the reply "
-                        f"({error_text(payload.encode())}); check the server's log."
+                        _(
+                            "The server at {url} stopped the reply ({problem}); check the server's log.",
+                            url=self.url,
+                            problem=error_text(payload.encode()),
+                        )
                     )
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
@@ -426,14 +469,20 @@ class OpenAIRemoteEngine:
                 stats.finish_reason = "length" if finish == "length" else "stop"
             else:
                 hint = (
-                    f"; if the prompt was too long for the server, pass its context size with "
-                    f"--n-ctx (now {self.context_length}, a guess)"
+                    _(
+                        "; if the prompt was too long for the server, pass its context size with "
+                        "--n-ctx (now {context_length}, a guess)",
+                        context_length=self.context_length,
+                    )
                     if self._ctx_guessed and not pieces
                     else ""
                 )
                 raise GenerationError(
-                    f"The server at {self.url} closed the stream before the reply finished; "
-                    f"check the server's log{hint}."
+                    _(
+                        "The server at {url} closed the stream before the reply finished; check the server's log{hint}.",
+                        url=self.url,
+                        hint=hint,
+                    )
                 )
         except GeneratorExit:
             stats.finish_reason = "cancelled"  # the caller stopped reading
@@ -441,8 +490,11 @@ class OpenAIRemoteEngine:
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
             if not cancel.is_set():
                 raise GenerationError(
-                    f"The reply from {self.url} broke off ({reason(exc)}); check that the "
-                    "server is still running, then retry."
+                    _(
+                        "The reply from {url} broke off ({problem}); check that the server is still running, then retry.",
+                        url=self.url,
+                        problem=reason(exc),
+                    )
                 ) from None
             stats.finish_reason = "cancelled"
         finally:
@@ -466,15 +518,22 @@ class OpenAIRemoteEngine:
         known = self._adapter_sources.get(name)
         if known is not None and known != model_id:
             raise AdapterError(
-                f"An adapter named {name!r} is already the model {known!r}; "
-                "give this one another name."
+                _(
+                    "An adapter named {name!r} is already the model {known!r}; give this one another name.",
+                    name=name,
+                    known=known,
+                )
             )
         if model_id not in self._models:
             self._list_models()  # the server may have loaded it since
         if model_id not in self._models:
             raise AdapterError(
-                f"The server at {self.url} serves no model {model_id!r} (it lists "
-                f"{', '.join(self._models[:8])}); give the adapter as NAME=MODEL_ID."
+                _(
+                    "The server at {url} serves no model {model_id!r} (it lists {models}); give the adapter as NAME=MODEL_ID.",
+                    url=self.url,
+                    model_id=model_id,
+                    models=", ".join(self._models[:8]),
+                )
             )
         self._adapter_sources[name] = model_id
 
@@ -485,7 +544,7 @@ class OpenAIRemoteEngine:
 
     def set_adapter(self, name: str | None) -> None:
         if name is not None and name not in self._adapter_sources:
-            raise AdapterError(f"No adapter named {name!r} is loaded; load it first.")
+            raise AdapterError(_("No adapter named {name!r} is loaded; load it first.", name=name))
         self.active_adapter = name
         self.model = self._adapter_sources[name] if name else self.base_model
 

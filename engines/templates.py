@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from jinja2 import TemplateError as JinjaTemplateError
 
 from engines.errors import TemplateError
+from engines.i18n import _
 from engines.template_sandbox import TemplateLimitError, compile_template, render_bounded
 
 if TYPE_CHECKING:
@@ -83,21 +84,27 @@ class ChatTemplate:
             )
         except TemplateLimitError as exc:
             raise TemplateError(
-                f"{self._title} failed to render ({exc}); choose a named one, "
-                "e.g. --template chatml."
+                _(
+                    "{title} failed to render ({problem}); choose a named one, e.g. --template chatml.",
+                    title=self._title,
+                    problem=exc,
+                )
             ) from exc
         if not text.strip():
             raise TemplateError(
-                f"{self._title} rendered an empty prompt; choose a named one, e.g. --template chatml."
+                _(
+                    "{title} rendered an empty prompt; choose a named one, e.g. --template chatml.",
+                    title=self._title,
+                )
             )
         return text
 
     @property
     def _title(self) -> str:
         return (
-            "The model's own chat template"
+            _("The model's own chat template")
             if self.name == "model"
-            else f"The template {self.name!r}"
+            else _("The template {name!r}", name=self.name)
         )
 
 
@@ -113,7 +120,10 @@ def _compile(source: str):
         return compile_template(source)
     except JinjaTemplateError as exc:
         raise TemplateError(
-            f"The chat template does not parse ({exc}); choose a named one, e.g. --template chatml."
+            _(
+                "The chat template does not parse ({problem}); choose a named one, e.g. --template chatml.",
+                problem=exc,
+            )
         ) from exc
 
 
@@ -256,7 +266,9 @@ def get_template(name: str) -> ChatTemplate:
         return NAMED_TEMPLATES[name]
     except KeyError:
         known = ", ".join(NAMED_TEMPLATES)
-        raise TemplateError(f"Unknown template {name!r}; choose one of: {known}.") from None
+        raise TemplateError(
+            _("Unknown template {name!r}; choose one of: {known}.", name=name, known=known)
+        ) from None
 
 
 def model_template(source: str, eos_token: str = "") -> ChatTemplate:
@@ -276,7 +288,10 @@ def choose_template(
         if requested == "model":
             if not model_source:
                 raise TemplateError(
-                    f"{model_name} carries no chat template; choose a named one with --template."
+                    _(
+                        "{model_name} carries no chat template; choose a named one with --template.",
+                        model_name=model_name,
+                    )
                 )
             return model_template(model_source, eos_token)
         return get_template(requested)

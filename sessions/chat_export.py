@@ -27,6 +27,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from engines.i18n import _
 from sessions.models import Message, Role, Session, Status
 from sessions.notes import ST_NOTE_KEYS, AuthorNote
 from sessions.store import Store
@@ -332,8 +333,12 @@ def _lost_branches(family: dict, branch: list[Message], app: str) -> list[str]:
     if not lost:
         return []
     return [
-        f"{lost} message(s) below earlier versions are not on the current branch and "
-        f"{app}'s format has no place for them; export --format json keeps the whole tree."
+        _(
+            "{lost} message(s) below earlier versions are not on the current branch and "
+            "{app}'s format has no place for them; export --format json keeps the whole tree.",
+            lost=lost,
+            app=app,
+        )
     ]
 
 
@@ -379,8 +384,11 @@ def to_tgw(store: Store, session: Session) -> tuple[str, list[str]]:
     notes = _lost_branches(family, branch, "text-generation-webui")
     if skipped:
         notes.append(
-            f"{skipped} system/narrator message(s) were left out: text-generation-webui's "
-            "chat has only user and assistant turns."
+            _(
+                "{skipped} system/narrator message(s) were left out: text-generation-webui's "
+                "chat has only user and assistant turns.",
+                skipped=skipped,
+            )
         )
     return json.dumps(history, indent=4, ensure_ascii=False), notes
 

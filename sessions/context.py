@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.base import ChatMessage, ContextOverflowError
+from engines.i18n import _
 from sessions.history_window import FIRST_PAGE, Count, Entry, Window, list_window
 
 # Rounds dropped together when history overflows: the prompt prefix then changes
@@ -71,12 +72,12 @@ class PromptPlan:
     def summary(self) -> str:
         parts = []
         if self.dropped_rounds:
-            parts.append(f"{self.dropped_rounds} earlier round(s) left out")
+            parts.append(_("{count} earlier round(s) left out", count=self.dropped_rounds))
         elif self.dropped_rounds is None and self.dropped_messages:
-            parts.append(f"{self.dropped_messages} earlier message(s) left out")
+            parts.append(_("{count} earlier message(s) left out", count=self.dropped_messages))
         if self.dropped_examples:
-            parts.append(f"{self.dropped_examples} example dialogue(s) left out")
-        return ", ".join(parts)
+            parts.append(_("{count} example dialogue(s) left out", count=self.dropped_examples))
+        return _(", ").join(parts)
 
 
 def split_rounds(history: list[ChatMessage]) -> list[list[ChatMessage]]:
@@ -312,12 +313,13 @@ class _Planner:
         placed = [
             (
                 i.what,
-                f"at depth {i.depth} as {i.role}" + (" (above all history)" * (i.depth > shown)),
+                _("at depth {depth} as {role}", depth=i.depth, role=i.role)
+                + (_(" (above all history)") * (i.depth > shown)),
             )
             for i in self.injections
         ]
         if self.memory:
-            placed.insert(0, ("memory", "after the persona and examples, before the history"))
+            placed.insert(0, (_("memory"), _("after the persona and examples, before the history")))
         return PromptPlan(
             messages=messages,
             parts=parts,

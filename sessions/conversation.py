@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engines.base import ChatMessage, CosplayError, Engine, GenerationParams
+from engines.i18n import _
 from sessions.context import PromptPlan
 from sessions.group import choose_speakers, plan_turn, run_group_turn, session_cast
 from sessions.history_window import TokenEstimate
@@ -155,7 +156,7 @@ class Conversation:
         if not text.strip():
             tail = self.store.branch_tail(self.session_id, limit=1)
             if not tail:
-                raise CosplayError("The chat is empty: type a message to see its prompt.")
+                raise CosplayError(_("The chat is empty: type a message to see its prompt."))
             turn = self.turn_after(tail[-1], pick)
             return None if turn is None else self.plan(turn, params)
         pending = self.pending(text)
@@ -203,7 +204,7 @@ class Conversation:
     def _engine(self) -> Engine:
         if self.engine is None:
             raise CosplayError(
-                "No model is loaded: start with `cosplay chat --model PATH` (or --demo)."
+                _("No model is loaded: start with `cosplay chat --model PATH` (or --demo).")
             )
         return self.engine
 
@@ -270,14 +271,17 @@ class Conversation:
         events = events or ReplyEvents()
         message = self.store.get_message(message.id)
         if message.role != Role.ASSISTANT:
-            raise CosplayError("Only a reply can be continued; this message is yours.")
+            raise CosplayError(_("Only a reply can be continued; this message is yours."))
         if message.id != self.session.leaf_id:
             raise CosplayError(
-                "Only the last message of the chat can be continued; branch a new session from "
-                "this one (b on the message) to continue it there."
+                _(
+                    "Only the last message of the chat can be continued; branch a new session from this one (b on the message) to continue it there."
+                )
             )
         if message.parent_id is None:
-            raise CosplayError("A greeting cannot be continued; send your first message instead.")
+            raise CosplayError(
+                _("A greeting cannot be continued; send your first message instead.")
+            )
         shown: ChatMessage = {"role": "assistant", "content": message.content}
         written = TokenEstimate(engine.count_tokens)(shown) if message.content else 0
         plan, reply_params, facts = self._answer_plan(

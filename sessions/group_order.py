@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from engines.i18n import N_, _
+
 if TYPE_CHECKING:
     from sessions.cards import CharacterCard
 
@@ -204,10 +206,17 @@ def activate(
     notices = _unknown_notice(mentions, cast)
     muted_addressed = [n for n in mentions.addressed if n in rules.muted]
     if muted_addressed:
-        notices.append(
-            f"{'、'.join(muted_addressed)} {'is' if len(muted_addressed) == 1 else 'are'} muted "
-            "in this scene; unmute in the scene dialog (F10) to let them speak."
+        muted_text = (
+            N_(
+                "{names} is muted in this scene; unmute in the scene dialog (F10) to let them speak."
+            )
+            if len(muted_addressed) == 1
+            else N_(
+                "{names} are muted in this scene; unmute in the scene dialog (F10) to let them "
+                "speak."
+            )
         )
+        notices.append(_(muted_text, names="、".join(muted_addressed)))
     addressed = [n for n in mentions.addressed if n not in rules.muted]
     if addressed:
         return Activation(addressed, notices)
@@ -218,9 +227,11 @@ def activate(
     if rules.order == ReplyOrder.MANUAL:
         speakers: list[str] = []
         notices.append(
-            f"Manual order: nobody was addressed; address someone with @名字 "
-            f"({'、'.join(m.name for m in speaking) or 'nobody can speak'}), or let one speak "
-            "now from the scene dialog (F10)."
+            _(
+                "Manual order: nobody was addressed; address someone with @名字 ({names}), or "
+                "let one speak now from the scene dialog (F10).",
+                names="、".join(m.name for m in speaking) or _("nobody can speak"),
+            )
         )
     elif rules.order == ReplyOrder.LIST:
         speakers = [m.name for m in free]
@@ -231,11 +242,13 @@ def activate(
         speakers = _natural(named, free, rng)
     if not speakers and rules.order != ReplyOrder.MANUAL:
         if not speaking:
-            notices.append("Everyone in this scene is muted; unmute someone in the scene (F10).")
+            notices.append(_("Everyone in this scene is muted; unmute someone in the scene (F10)."))
         elif not free:
             notices.append(
-                f"{'、'.join(m.name for m in speaking)} reply only when mentioned: address "
-                "one with @名字."
+                _(
+                    "{names} reply only when mentioned: address one with @名字.",
+                    names="、".join(m.name for m in speaking),
+                )
             )
     return Activation(speakers, notices)
 
@@ -244,11 +257,27 @@ def _unknown_notice(mentions: Mentions, cast: list[str]) -> list[str]:
     if not mentions.unknown:
         return []
     who = "、".join(f"@{word}" for word in mentions.unknown)
-    verb = "is" if len(mentions.unknown) == 1 else "are"
-    here = f"{who} {verb} not in this scene ({'、'.join(cast) or 'nobody'})"
+    values = {"who": who, "cast": "、".join(cast) or _("nobody")}
+    one = len(mentions.unknown) == 1
     if mentions.addressed:
-        return [f"{here}; answering {'、'.join(mentions.addressed)}."]
-    return [f"{here}; nobody was addressed, so the scene's order picks the speaker."]
+        text = (
+            N_("{who} is not in this scene ({cast}); answering {addressed}.")
+            if one
+            else N_("{who} are not in this scene ({cast}); answering {addressed}.")
+        )
+        return [_(text, addressed="、".join(mentions.addressed), **values)]
+    text = (
+        N_(
+            "{who} is not in this scene ({cast}); nobody was addressed, so the scene's order "
+            "picks the speaker."
+        )
+        if one
+        else N_(
+            "{who} are not in this scene ({cast}); nobody was addressed, so the scene's order "
+            "picks the speaker."
+        )
+    )
+    return [_(text, **values)]
 
 
 def _natural(named: list[str], free: list[Member], rng: random.Random) -> list[str]:

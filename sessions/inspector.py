@@ -10,19 +10,21 @@ part it comes with: the opening to the first, the reply's opening to the last).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from engines.base import ChatMessage, Engine
+from engines.i18n import N_, _
 from sessions.context import PromptPlan
 
 PART_NAMES = {
-    "system": "system / persona",
-    "examples": "example dialogues",
-    "memory": "memory (summary)",
-    "history": "history",
-    "injection": "at depth (lore, note)",
-    "input": "message answered",
-    "post_history": "post-history instructions",
+    "system": N_("system / persona"),
+    "examples": N_("example dialogues"),
+    "memory": N_("memory (summary)"),
+    "history": N_("history"),
+    "injection": N_("at depth (lore, note)"),
+    "input": N_("message answered"),
+    "post_history": N_("post-history instructions"),
 }
 
 
@@ -66,30 +68,48 @@ def report(inspection: Inspection, engine: Engine) -> str:
     """The inspection as plain text: the summary table, then the exact prompt."""
     plan = inspection.plan
     lines = [
-        f"{engine.model_name} · template {engine.template_name} · "
-        f"{inspection.total} of {inspection.budget} prompt tokens "
-        f"(context {engine.context_length})",
+        _(
+            "{model} · template {template} · {total} of {budget} prompt tokens (context {context})",
+            model=engine.model_name,
+            template=engine.template_name,
+            total=inspection.total,
+            budget=inspection.budget,
+            context=engine.context_length,
+        ),
         "",
     ]
-    width = max(len(name) for name in PART_NAMES.values())
+    labels = {name: _(label) for name, label in PART_NAMES.items()}
+    width = max(cells(label) for label in labels.values())
     for part in inspection.parts:
-        label = PART_NAMES.get(part.name, part.name)
-        count = f"{len(part.messages)} message(s)"
-        lines.append(f"{label:<{width}}  {count:>14}  {part.tokens:>6} tokens")
+        label = labels.get(part.name, part.name)
+        count = _("{count} message(s)", count=len(part.messages))
+        tokens = _("{count} tokens", count=f"{part.tokens:>6}")
+        lines.append(f"{padded(label, width)}  {count:>14}  {tokens}")
         if part.name == "history" and plan.summary:
-            lines.append(f"{'':<{width}}  ✂ cut above: {plan.summary}")
-    lines.append(f"{'total':<{width}}  {'':>14}  {inspection.total:>6} tokens")
+            lines.append(f"{'':<{width}}  " + _("✂ cut above: {summary}", summary=plan.summary))
+    total = _("{count} tokens", count=f"{inspection.total:>6}")
+    lines.append(f"{padded(_('total'), width)}  {'':>14}  {total}")
     if plan.lore:
-        lines.append(f"lore fired: {'、'.join(plan.lore)}")
+        lines.append(_("lore fired: {entries}", entries="、".join(plan.lore)))
     lines += [f"  {what} → {where}" for what, where in plan.placed]
-    lines += [f"note: {note}" for note in plan.notes]
-    lines += ["", "── the exact prompt ──"]
+    lines += [_("note: {note}", note=note) for note in plan.notes]
+    lines += ["", _("── the exact prompt ──")]
     if inspection.text:
         lines.append(inspection.text)
     else:  # a server applies its own template: show the messages it is sent
-        lines.append("(the server applies its own chat template to these messages)")
+        lines.append(_("(the server applies its own chat template to these messages)"))
         lines += [
             f"[{m.get('role')}{' ' + m['name'] if m.get('name') else ''}] {m.get('content', '')}"
             for m in plan.messages
         ]
     return "\n".join(lines)
+
+
+def cells(text: str) -> int:
+    """Terminal cells `text` takes: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def padded(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal cells."""
+    return text + " " * max(0, width - cells(text))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.base import ChatMessage, CosplayError, Engine
+from engines.i18n import _
 from sessions.history_window import Window
 from sessions.lorebook import (
     MAX_SCAN_DEPTH,
@@ -58,7 +59,9 @@ def _load(names: list[str], home: Path | None, report: LoreReport) -> list[LoreE
     if not names:
         return []
     if home is None:
-        report.notes.append(f"lorebooks {', '.join(names)} not read: no data directory")
+        report.notes.append(
+            _("lorebooks {names} not read: no data directory", names=", ".join(names))
+        )
         return []
     from sessions.lorebook_files import lorebook_folder
 
@@ -68,7 +71,7 @@ def _load(names: list[str], home: Path | None, report: LoreReport) -> list[LoreE
         try:
             entries += book_entries(folder.book(name), name)
         except CosplayError as exc:
-            report.notes.append(f"lorebook {name!r} left out: {exc}")
+            report.notes.append(_("lorebook {name!r} left out: {problem}", name=name, problem=exc))
     return entries
 
 

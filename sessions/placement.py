@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engines.i18n import _
 from sessions.context import Injection
 from sessions.lorebook import ROLES, LoreEntry, Position
 from sessions.notes import AuthorNote, Memory
@@ -57,17 +58,17 @@ def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str
     bottom: list[LoreEntry] = []
     for entry in fired:
         content = expand(entry.content).strip()
-        what = f"lore: {entry.label}"
+        what = _("lore: {entry}", entry=entry.label)
         if entry.position == Position.BEFORE_CHAR:
             extras.before_char.append(content)
-            extras.placed.append((what, "system text, before the character"))
+            extras.placed.append((what, _("system text, before the character")))
         elif entry.position in (
             Position.AFTER_CHAR,
             Position.EXAMPLES_TOP,
             Position.EXAMPLES_BOTTOM,
         ):
             extras.after_char.append(content)
-            extras.placed.append((what, "system text, after the character"))
+            extras.placed.append((what, _("system text, after the character")))
         elif entry.position == Position.AN_TOP:
             top.append(entry)
         elif entry.position == Position.AN_BOTTOM:
@@ -79,23 +80,22 @@ def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str
         parts = [expand(e.content).strip() for e in top]
         parts += [note_text] if note_text else []
         parts += [expand(e.content).strip() for e in bottom]
-        names = [f"lore: {e.label}" for e in top] + ["author's note"] * bool(note_text)
-        names += [f"lore: {e.label}" for e in bottom]
+        names = [_("lore: {entry}", entry=e.label) for e in top]
+        names += [_("author's note")] * bool(note_text)
+        names += [_("lore: {entry}", entry=e.label) for e in bottom]
         text, what = "\n".join(parts), " + ".join(names)
         if note.position == "in_chat":
             key = (note.depth, note.role)
             at_depth[key] = [(what, text), *at_depth.get(key, [])]
         elif note.position == "in_prompt":
             extras.prompt_end.append(text)
-            extras.placed.append((what, "system text, at its end"))
+            extras.placed.append((what, _("system text, at its end")))
         else:
             extras.prompt_start.append(text)
-            extras.placed.append((what, "system text, at its start"))
+            extras.placed.append((what, _("system text, at its start")))
     else:
-        extras.placed += [(f"lore: {e.label}", "nowhere: no Author's Note this turn") for e in top]
-        extras.placed += [
-            (f"lore: {e.label}", "nowhere: no Author's Note this turn") for e in bottom
-        ]
+        nowhere = _("nowhere: no Author's Note this turn")
+        extras.placed += [(_("lore: {entry}", entry=e.label), nowhere) for e in [*top, *bottom]]
     for (depth, role), items in sorted(
         at_depth.items(), key=lambda item: (-item[0][0], ROLES.index(item[0][1]))
     ):
@@ -103,8 +103,8 @@ def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str
             Injection(
                 depth=depth,
                 role=role,
-                content="\n".join(text for _, text in items),
-                what=" + ".join(what for what, _ in items),
+                content="\n".join(text for _what, text in items),
+                what=" + ".join(what for what, _text in items),
             )
         )
     return extras

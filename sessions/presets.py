@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engines.base import CosplayError, GenerationParams
+from engines.i18n import _
 
 # The fields a saved preset keeps: how to sample, and how long a reply may be. The seed and the
 # stop strings belong to a chat (or a persona), not to a way of sampling.
@@ -193,7 +194,9 @@ def find_preset(presets: list[Preset] | tuple[Preset, ...], name: str) -> Preset
         if preset.builtin and wanted in preset.name.casefold().split():
             return preset
     known = ", ".join(preset.name for preset in presets)
-    raise CosplayError(f"There is no preset named {name!r}; use one of: {known}.")
+    raise CosplayError(
+        _("There is no preset named {name!r}; use one of: {known}.", name=name, known=known)
+    )
 
 
 def apply_preset(settings: dict, preset: Preset) -> dict:
