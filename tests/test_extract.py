@@ -20,7 +20,7 @@ from benchmarks.bench_extract import (
     score,
 )
 from engines.train import DatasetError
-from engines.train.clauses import bare_name
+from engines.train.clauses import bare_name, speech_word_at
 from engines.train.data import load_dataset
 from engines.train.extract import clean_speaker, extract_dialogue, extract_file
 from engines.train.speakers import quotes
@@ -114,6 +114,35 @@ INTRO = "　　却说周瑜、鲁肃、孔明、蒋干、曹仁、刘备、关�
 def test_classics_speakers(line, speaker):
     found = speakers(INTRO + "　　" + line + "\n")
     assert list(found.values()) == ([speaker] if speaker else [])
+
+
+@pytest.mark.parametrize(
+    ("tag", "speaker"),
+    [
+        ("瑜问：", "周瑜"),
+        ("乾答：", "蒋干"),
+        ("瑜惊曰：", "周瑜"),
+        ("瑜笑曰：", "周瑜"),
+        ("玄德乃曰：", "刘备"),
+        ("瑜曰：", "周瑜"),
+        ("肃曰：", "鲁肃"),
+        ("乾曰：", "蒋干"),
+        ("仁曰：", "曹仁"),
+        ("玄德问孔明曰：", "刘备"),
+        ("骁将牛金奋然进曰：", "牛金"),
+        ("瑜愕然曰：", "周瑜"),
+        ("骁将马忠奋然进曰：", "马忠"),  # a name the table does not know
+    ],
+)
+@pytest.mark.parametrize("times", [2, 3])
+def test_a_tag_that_recurs_is_never_learned_as_a_name_with_its_verb(tag, speaker, times):
+    # issue 15: `瑜惊曰` twice made 瑜惊 a new name; once it was 周瑜
+    lines = "".join(f"　　{tag}“第{i}句。”\n　　众皆默然。\n" for i in range(times))
+    found = extract_dialogue(INTRO + lines)
+    assert [u.speaker for u in found] == [speaker] * times
+    # an excerpt that names nobody in full: no speaker, or the name as written, never `瑜惊`
+    alone = {u.speaker for u in extract_dialogue(lines)}
+    assert not any(speech_word_at(name, len(name) - 1) for name in alone), alone
 
 
 def test_a_question_records_its_addressee_and_the_answer_is_the_one_asked():
@@ -233,6 +262,7 @@ def test_turns_after_narration():
 
 def test_speech_adverbs_are_not_names():
     assert bare_name("高声") is None and bare_name("宝玉笑") == "宝玉"
+    assert bare_name("瑜惊") is None and bare_name("瑜愕然") is None  # 瑜 and a word, no name
 
 
 def test_the_text_introduces_names_and_courtesy_names():

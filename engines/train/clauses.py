@@ -15,7 +15,8 @@ QUOTE = re.compile(r"“([^“”]+)”|「([^「」]+)」")
 # A clause ends at these; a sentence at the second set.
 CLAUSE_STOP = "，,。！？!?；;：:\n“”「」‘’"
 SENTENCE_STOP = "。！？!?\n“”「」"
-_VERB = r"(?:忖度|寻思|思忖)着?|[曰道说云言问答叫笑喝叹嚷喊骂吼唤思想]+"
+_VERB_CHARS = "曰道说云言问答叫笑喝叹嚷喊骂吼唤思想"
+_VERB = rf"(?:忖度|寻思|思忖)着?|[{_VERB_CHARS}]+"
 _SUFFIX = r"(?:了一句|了一声|一声|一句|着|了)?"
 _BEFORE = re.compile(
     rf"(?P<clause>[^{CLAUSE_STOP}]{{0,20}}?)(?P<verb>{_VERB}){_SUFFIX}\s*[：:；;，,]?\s*$"
@@ -153,15 +154,21 @@ ROLES = frozenset(
 )
 
 
+def speech_word_at(text: str, at: int) -> bool:
+    """True when a speech verb or adverb starts at `at` of `text` (`瑜惊曰` at 1: 惊)."""
+    return (at < len(text) and text[at] in _VERB_CHARS) or text.startswith(tuple(ADVERBS), at)
+
+
 def bare_name(clause: str) -> str | None:
     """The clause as a name when it is two or three characters once the verbs and adverbs
-    after it are gone (`宝玉笑` → 宝玉), else None; roles (`酒家`) are not names."""
+    after it are gone (`宝玉笑` → 宝玉), else None; roles (`酒家`) are not names, nor is a
+    one-character name with its verb (`瑜惊` is 瑜, no new name)."""
     text = clause.strip(" \t　")
     changed = True
     while changed:
         changed = False
         for word in ADVERBS:
-            if text.endswith(word) and len(text) > len(word) + 1:
+            if text.endswith(word) and len(text) > len(word):
                 text, changed = text[: -len(word)], True
                 break
     if not 2 <= len(text) <= 3 or text in ROLES or text in ADVERBS or text.startswith(NOBODY):

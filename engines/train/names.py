@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from engines.train.aliases import NameBook
+from engines.train.clauses import speech_word_at
 
 PRONOUNS = ("他", "她")
 # Characters that do not follow a surname in a name (`高声`, `马上`, `何人`, `方才`…).
@@ -169,7 +170,8 @@ class NameFinder:
             return None
         short = clause[: size + 1]
         longer = clause[: size + 2] if len(clause) >= size + 2 else ""
-        if not longer or longer[-1] in _NOT_GIVEN:
+        # `牛金奋然进`: 牛金, not 牛金奋; a name never ends in a speech verb or adverb
+        if not longer or longer[-1] in _NOT_GIVEN or speech_word_at(clause, size + 1):
             return short
         if clause == longer or self.count(longer) >= _LONGER_NAME_SHARE * self.count(short):
             return longer
