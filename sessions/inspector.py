@@ -84,7 +84,7 @@ def report(inspection: Inspection, engine: Engine) -> str:
         label = labels.get(part.name, part.name)
         count = _("{count} message(s)", count=len(part.messages))
         tokens = _("{count} tokens", count=f"{part.tokens:>6}")
-        lines.append(f"{padded(label, width)}  {count:>14}  {tokens}")
+        lines.append(f"{padded(label, width)}  {padded(count, 14, right=True)}  {tokens}")
         if part.name == "history" and plan.summary:
             lines.append(f"{'':<{width}}  " + _("✂ cut above: {summary}", summary=plan.summary))
     total = _("{count} tokens", count=f"{inspection.total:>6}")
@@ -110,6 +110,7 @@ def cells(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def padded(text: str, width: int) -> str:
-    """`text` padded with spaces to `width` terminal cells."""
-    return text + " " * max(0, width - cells(text))
+def padded(text: str, width: int, right: bool = False) -> str:
+    """`text` padded with spaces to `width` terminal cells (on its left when `right`)."""
+    room = " " * max(0, width - cells(text))
+    return room + text if right else text + room

@@ -110,7 +110,7 @@ def run_recommended(args: argparse.Namespace) -> int:
             how = _("{state}: `cosplay chat` uses it when no model is set", state=state)
         else:
             how = f"cosplay models pull {model.source}"
-        print(f"{model.name} — {model.languages}; {model.purpose}")
+        print(f"{model.name} — {model.languages}{_('; ')}{model.purpose}")
         sizes = {
             "engine": model.engine,
             "download": f"{model.download_gb:g}",
