@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,43 @@ async def test_esc_stops_a_download_and_the_screen_stays(tmp_path, monkeypatch):
         await pilot.press("escape")  # now it leaves: the sessions, no model
         await wait_until(pilot, lambda: not isinstance(app.screen, FirstStartScreen))
         assert app.engine is None
+
+
+async def test_model_file_names_that_look_like_markup_show_as_text(tmp_path, tiny_gguf):
+    workspace = Workspace(tmp_path / "home")
+    odd = workspace.paths.models / "dir[" / "Qwen-[IQ4_XS][/].gguf"
+    odd.parent.mkdir(parents=True)
+    shutil.copy(tiny_gguf, odd)
+    app = make_app(workspace=workspace, engine=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
+        await pilot.pause()
+        shown = [str(o.prompt) for o in app.screen.query_one(OptionList).options]
+        assert any("Qwen-[IQ4_XS][/].gguf" in label for label in shown)
+        listing = app.screen.query_one(OptionList)
+        drawn = "".join(strip.text for strip in listing.render_lines(listing.region.reset_offset))
+        assert "Qwen-[IQ4_XS][/].gguf" in drawn  # drawn as written, not parsed as markup
+
+
+async def test_quitting_during_a_download_stops_it_at_once(tmp_path, monkeypatch):
+    started, stopped = threading.Event(), threading.Event()
+
+    def endless_pull(source, models_dir, *, progress=None, cancel=None):
+        started.set()
+        while not cancel.wait(0.01):  # a 4.7 GB file: only a cancel ends it soon
+            pass
+        stopped.set()
+        raise PullCancelled("The download of qwen.gguf stopped; pull again to continue it.")
+
+    monkeypatch.setattr("engines.hub.pull", endless_pull)
+    app = make_app(workspace=Workspace(tmp_path / "home"), engine=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
+        await pilot.press("down", "enter")
+        await wait_until(pilot, started.is_set)
+        began = time.monotonic()
+        await pilot.press("ctrl+q")
+    assert stopped.wait(5) and time.monotonic() - began < 5
 
 
 async def test_offline_the_download_is_one_sentence_and_a_typed_path_loads(

@@ -84,6 +84,9 @@ class CosplayApp(App):
             if isinstance(screen, ChatScreen):
                 screen.action_stop()
                 screen.stop_memory()
+            cancel_download = getattr(screen, "cancel_download", None)
+            if cancel_download is not None:  # a download stops at its next chunk, kept to resume
+                cancel_download()
         super().exit(*args, **kwargs)
 
     def action_training_monitor(self) -> None:

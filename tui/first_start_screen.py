@@ -15,6 +15,7 @@ from pathlib import Path
 
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
@@ -53,7 +54,10 @@ class FirstStartScreen(ModelLoading, Screen[None]):
                 yield Static(self.notice, id="first-notice", markup=False)
             yield Static(_("Choose a model (↑/↓, Enter):"), markup=False)
             yield OptionList(
-                *(Option(choice.label, id=str(i)) for i, choice in enumerate(self.choices)),
+                *(
+                    Option(Content(choice.label), id=str(i))
+                    for i, choice in enumerate(self.choices)
+                ),
                 id="choices",
             )
             yield ProgressBar(id="load-progress", show_eta=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
@@ -98,7 +99,9 @@ class ModelsScreen(ModelLoading, Screen[None]):
         current = self._current_path()
         return [
             Option(
-                ("● " if choice.model and choice.model == current else "  ") + choice.label,
+                Content(
+                    ("● " if choice.model and choice.model == current else "  ") + choice.label
+                ),
                 id=str(i),
                 disabled=bool(choice.problem),
             )
@@ -129,7 +132,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
         listing = self.query_one("#adapters", OptionList)
         listing.clear_options()
         listing.add_options(
-            [Option(a.label, id=str(i)) for i, a in enumerate(self.adapters)]
+            [Option(Content(a.label), id=str(i)) for i, a in enumerate(self.adapters)]
             or [Option(_("(none here for this engine)"), disabled=True)]
         )
 
