@@ -33,7 +33,9 @@ class AdapterFiles:
 
 
 def adapter_files(name: str, directory: Path, ref: str, allow_pickle: bool) -> AdapterFiles:
-    config = read_peft_config(directory, label=f"the adapter {name!r} ({ref})")
+    config = read_peft_config(
+        directory, label=_("the adapter {name!r} ({ref})", name=name, ref=ref)
+    )
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise AdapterError(

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from engines.errors import AdapterError, CosplayError
+from engines.i18n import _
 
 CONFIG_FILE = "adapter_config.json"
 SAFE_WEIGHTS = "adapter_model.safetensors"
@@ -36,21 +37,34 @@ def read_peft_config(
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise error(
-            f"{label[:1].upper()}{label[1:]} has no {CONFIG_FILE}, so it is not a PEFT adapter; pass the directory "
-            "that `save_pretrained` wrote."
+            _(
+                "{label} has no {file}, so it is not a PEFT adapter; pass the directory that "
+                "`save_pretrained` wrote.",
+                label=label[:1].upper() + label[1:],
+                file=CONFIG_FILE,
+            )
         )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         raise error(
-            f"The {CONFIG_FILE} of {label} cannot be read ({reason}); the adapter is damaged, "
-            "save or download it again."
+            _(
+                "The {file} of {label} cannot be read ({problem}); the adapter is damaged, save "
+                "or download it again.",
+                file=CONFIG_FILE,
+                label=label,
+                problem=reason,
+            )
         ) from None
     if not isinstance(config, dict):
         raise error(
-            f"The {CONFIG_FILE} of {label} is not a JSON object; the adapter is damaged, "
-            "save or download it again."
+            _(
+                "The {file} of {label} is not a JSON object; the adapter is damaged, save or "
+                "download it again.",
+                file=CONFIG_FILE,
+                label=label,
+            )
         )
     return config
 

@@ -18,6 +18,8 @@ from functools import lru_cache
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engines.i18n import _
+
 MAX_SECONDS = 2.0  # a chat template renders in milliseconds
 MAX_OUTPUT = 4_000_000  # characters of rendered prompt (a 1M-token context is ~4M characters)
 MAX_RANGE = 100_000  # items one range() may yield
@@ -35,7 +37,7 @@ class _Budget(threading.local):
 
     def check(self) -> None:
         if time.monotonic() > self.deadline:
-            raise TemplateLimitError(f"it ran longer than {MAX_SECONDS:g} s")
+            raise TemplateLimitError(_("it ran longer than {seconds:g} s", seconds=MAX_SECONDS))
 
 
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -56,7 +58,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def _range(self, *args):
         numbers = range(*args)
         if len(numbers) > MAX_RANGE:
-            raise TemplateLimitError(f"range() of {len(numbers)} items (at most {MAX_RANGE})")
+            raise TemplateLimitError(
+                _("range() of {count} items (at most {most})", count=len(numbers), most=MAX_RANGE)
+            )
         for count, number in enumerate(numbers):
             if count % 256 == 0:
                 self.budget.check()
@@ -71,19 +75,19 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
                     and abs(left) > 1
                     and right * max(abs(left).bit_length(), 1) > MAX_INT_BITS
                 ):
-                    raise TemplateLimitError("an integer power too large")
+                    raise TemplateLimitError(_("an integer power too large"))
         elif operator == "*":
             for sized, count in ((left, right), (right, left)):
                 if isinstance(sized, (str, list, tuple)) and isinstance(count, int):
                     if len(sized) * count > MAX_OUTPUT:
-                        raise TemplateLimitError("a repeated string or list too large")
+                        raise TemplateLimitError(_("a repeated string or list too large"))
             if isinstance(left, int) and isinstance(right, int):
                 if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise TemplateLimitError("an integer product too large")
+                    raise TemplateLimitError(_("an integer product too large"))
         elif operator == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
                 if len(left) + len(right) > MAX_OUTPUT:
-                    raise TemplateLimitError("a concatenation too large")
+                    raise TemplateLimitError(_("a concatenation too large"))
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (Jinja's signature)
@@ -112,12 +116,14 @@ def render_bounded(source: str, **context) -> str:
             pieces.append(piece)
             size += len(piece)
             if size > MAX_OUTPUT:
-                raise TemplateLimitError(f"its output passed {MAX_OUTPUT:,} characters")
+                raise TemplateLimitError(
+                    _("its output passed {most:,} characters", most=MAX_OUTPUT)
+                )
             budget.check()
     except TemplateLimitError:
         raise
     except RecursionError:
-        raise TemplateLimitError("it recursed too deeply") from None
+        raise TemplateLimitError(_("it recursed too deeply")) from None
     except MemoryError:
         raise
     except Exception as exc:  # 1/0, a bad call, a missing include, raise_exception(...)
