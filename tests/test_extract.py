@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 
 import pytest
 
@@ -20,6 +21,8 @@ from benchmarks.bench_extract import (
     score,
 )
 from engines.train import DatasetError
+from engines.train.aliases import shipped_table
+from engines.train.chinese_script import is_traditional, simplified_view
 from engines.train.clauses import bare_name, speech_word_at
 from engines.train.data import load_dataset
 from engines.train.extract import clean_speaker, extract_dialogue, extract_file
@@ -447,6 +450,64 @@ TRADITIONAL = (
 )
 
 
+# written for this test, in traditional characters: 周瑜, 魯肅 and 諸葛亮 by name, one-character
+# name, courtesy name, and speech verbs and adverbs in their traditional forms
+TRADITIONAL_EXCHANGES = (
+    "　　卻說周瑜問魯肅曰：「子敬何往？」肅答曰：「往見諸葛亮。」\n"
+    "　　瑜驚曰：「孔明真神人也！」魯子敬歎曰：「都督何不與之共事？」\n"
+    "　　次日，孔明來見。瑜問孔明曰：「先生何以教我？」孔明笑曰：「亮已知之。」\n"
+    "　　瑜驚曰：「先生何以知之？」諸葛亮說：「天機不可洩也。」\n"
+    "　　肅遂謂孔明曰：「公瑾心憂，先生勿笑。」\n"
+    "　　「無妨。」孔明道。\n"
+)
+
+
+def test_a_traditional_text_is_read_with_the_same_rules_and_the_same_names():
+    found = extract_dialogue(TRADITIONAL_EXCHANGES)
+    assert len(found) == len(quotes(TRADITIONAL_EXCHANGES)) == 10  # every quote attributed
+    assert [u.speaker for u in found] == [
+        "周瑜", "魯肅", "周瑜", "魯肅", "周瑜", "諸葛亮", "周瑜", "諸葛亮", "魯肅", "諸葛亮",
+    ]  # fmt: skip
+    assert (found[0].addressee, found[4].addressee) == ("魯肅", "諸葛亮")
+    # the narration in the text's own words, the tag under the speaker's full name
+    assert found[1].record()["context"] == "卻說周瑜問魯肅曰：「子敬何往？」魯肅答曰："
+    assert found[7].verb == "說"
+
+
+def test_one_person_is_one_speaker_whichever_script_names_them(tmp_path):
+    mixed = "　　周瑜、诸葛亮、鲁肃同坐。鲁肃曰：“公瑾何忧？”\n" + TRADITIONAL_EXCHANGES
+    speakers_found = {u.speaker for u in extract_dialogue(mixed)}
+    assert speakers_found == {"周瑜", "鲁肃", "诸葛亮"}  # a mostly simplified text: simplified
+    # --speaker in either script finds the person
+    for name in ("魯肅", "鲁肃", "子敬"):
+        novel = tmp_path / "t.txt"
+        novel.write_text(TRADITIONAL_EXCHANGES, encoding="utf-8")
+        report = extract_file(novel, tmp_path / "o.jsonl", speaker=name)
+        assert report.speaker == "魯肅" and report.written == 3
+
+
+def test_the_traditional_forms_cover_every_name_of_the_alias_table():
+    table = json.loads(
+        resources.files("engines.train").joinpath("data/traditional.json").read_text("utf-8")
+    )
+    forms = table["simplified_to_traditional"]
+    for traditional in forms.values():
+        traditional.encode("big5")  # a form a Big5 novel can hold
+    assert not set(table["variants"]) & set(forms)  # (`裏`, `説`: UTF-8 texts use these)
+    people = [
+        name
+        for novel in shipped_table()["novels"].values()
+        for full, aliases in novel.items()
+        for name in (full, *aliases)
+    ]
+    for name in people:
+        for char in name:  # a simplified-only character has its traditional form
+            if char not in forms:
+                char.encode("big5")
+        assert simplified_view(name.translate(str.maketrans(forms))) == name
+    assert is_traditional(TRADITIONAL_EXCHANGES) and not is_traditional(NOVEL)
+
+
 def test_a_big5_novel_is_detected_named_and_attributed(tmp_path, capsys):
     novel = tmp_path / "sanguo-big5.txt"
     raw = TRADITIONAL.encode("big5")
@@ -457,7 +518,7 @@ def test_a_big5_novel_is_detected_named_and_attributed(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"Read {novel} as big5." in printed
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [r["speaker"] for r in records] == ["孫權", "周瑜", "诸葛亮", "魯肅", "周瑜"]
+    assert [r["speaker"] for r in records] == ["孫權", "周瑜", "諸葛亮", "魯肅", "周瑜"]
     assert records[1]["chat"].startswith("“昔曹操兵少")
 
 

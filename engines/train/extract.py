@@ -18,6 +18,7 @@ from pathlib import Path
 from engines.atomic import written_atomically
 from engines.train import DatasetError
 from engines.train.aliases import name_book
+from engines.train.chinese_script import ScriptWriter, simplified_view
 from engines.train.dialogue_turns import FORMATS, exchange_before
 from engines.train.dialogue_turns import record as turn_record
 from engines.train.speakers import attribute
@@ -187,28 +188,38 @@ def _extract(
     context_chars: int,
     alias_table: dict[str, list[str]] | None,
 ) -> tuple[list[Utterance], str | None]:
-    """The utterances, and `speaker` as the full name they are reported under."""
-    table = {full: list(names) for full, names in (alias_table or {}).items()}
+    """The utterances, and `speaker` as the full name they are reported under.
+
+    Names are found in the text's simplified view (`chinese_script`), so 魯肅 is 鲁肃; a
+    traditional text's speakers are written in traditional characters, its words as they are."""
+    view = simplified_view(text)
+    written = ScriptWriter(text, view)
+    table: dict[str, list[str]] = {}
+    for full, names in (alias_table or {}).items():
+        table.setdefault(simplified_view(full), []).extend(map(simplified_view, names))
     if speaker:
-        table.setdefault(speaker, []).extend(a.strip() for a in aliases if a.strip())
-    book, introduced = name_book(text, user_aliases=table)
+        speaker = simplified_view(speaker)
+        table.setdefault(speaker, []).extend(simplified_view(a.strip()) for a in aliases)
+    book, introduced = name_book(view, user_aliases=table)
     found = []
-    for quote in attribute(text, book, introduced):
-        if not quote.speaker or not quote.speech:
+    for quote in attribute(view, book, introduced):
+        speech = text[quote.start + 1 : quote.end - 1].strip()
+        if not quote.speaker or not speech:
             continue
         narration_end = quote.tag_start if quote.how == "before" else quote.start
+        verb = text[quote.tag_end - len(quote.verb) : quote.tag_end] if quote.verb else ""
         found.append(
             Utterance(
-                quote.speaker,
-                quote.verb,
-                quote.speech,
+                written(quote.speaker),
+                verb,
+                speech,
                 _narration(text, narration_end, context_chars),
                 quote.start,
-                quote.addressee,
+                written(quote.addressee),
                 quote.end,
             )
         )
-    return found, book.resolve(speaker) if speaker else None
+    return found, written(book.resolve(speaker)) if speaker else None
 
 
 def extract_file(
