@@ -110,9 +110,13 @@ def test_extract_reads_a_big5_novel(tmp_path):
     novel.write_bytes(TRADITIONAL.encode("big5"))
     out = tmp_path / "kongming.jsonl"
     report = extract_file(novel, out, speaker="孔明")
-    assert report.written == 1
+    assert report.written == 1 and report.speaker == "諸葛亮"
     record = json.loads(out.read_text(encoding="utf-8"))
-    assert "東南風" in record["chat"]
+    assert "東南風" in record["chat"] and record["speaker"] == "諸葛亮"
+    # every line attributed, each person once, in the text's script
+    report = extract_file(novel, out)
+    assert report.encoding == "big5"
+    assert report.counts == {"劉備": 1, "諸葛亮": 1, "魯肅": 1}
 
 
 def test_the_encoding_read_is_reported(tmp_path):
