@@ -392,6 +392,9 @@ def test_records_carry_preceding_narration_and_a_speaker_prefix():
         ("问孔明", None),
         ("他", None),
         ("却说那一日天色已晚众人", None),
+        ("卻說寶玉笑", "寶玉"),  # traditional: the same words come off, the name as written
+        ("玄德問孔明", "玄德"),
+        ("又問", None),
     ],
 )
 def test_clean_speaker(clause, name):  # what engines/train/data.py reads speaker prefixes with

@@ -97,23 +97,28 @@ _FUNCTION_CHARS = (
 _PRONOUNS = {"我", "你", "他", "她", "它", "吾", "汝", "尔", "众", "人"}
 
 
-def _strip_clause(clause: str) -> str:
-    name = re.sub(r"[\s　]", "", clause)
+def _name_span(text: str) -> tuple[int, int]:
+    """Where the name is in `text` once connectives before it and verbs after it are gone."""
+    start, end = 0, len(text)
     changed = True
-    while changed and name:
+    while changed and start < end:
         changed = False
         for word in _LEADING:
-            if name.startswith(word) and len(name) > len(word) + 1:
-                name, changed = name[len(word) :], True
+            if text.startswith(word, start, end) and end - start > len(word) + 1:
+                start, changed = start + len(word), True
         for word in _TRAILING:
-            if name.endswith(word) and len(name) > len(word) + 1:
-                name, changed = name[: -len(word)], True
-    return name
+            if text.endswith(word, start, end) and end - start > len(word) + 1:
+                end, changed = end - len(word), True
+    return start, end
 
 
 def clean_speaker(clause: str) -> str | None:
-    """The speaker's name in the clause before a speech verb (`宝玉笑` → 宝玉), or None."""
-    name = _strip_clause(clause)
+    """The speaker's name in the clause before a speech verb (`宝玉笑` → 宝玉, `寶玉笑` → 寶玉),
+    or None. Read in the simplified view, so traditional verbs (`問`, `說`) come off too."""
+    text = re.sub(r"[\s　]", "", clause)
+    view = simplified_view(text)
+    start, end = _name_span(view)
+    name = view[start:end]
     if name[:1] in _ADDRESS_VERBS:  # `问孔明曰`: the speaker is someone unnamed, asking 孔明
         return None
     match = _ADDRESSEE.match(name)
@@ -121,7 +126,7 @@ def clean_speaker(clause: str) -> str | None:
         name = match.group(1)
     if not 2 <= len(name) <= 4 or name in _PRONOUNS or set(name) <= _FUNCTION_CHARS:
         return None
-    return name
+    return text[start : start + len(name)]
 
 
 @dataclass
