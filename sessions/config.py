@@ -152,6 +152,16 @@ KEYS: tuple[Key, ...] = (
         _keymap,
     ),
     Key(
+        "lore.placement",
+        "cache",
+        N_(
+            "where fired lore meant for before/after the character goes: cache (at depth 4, near "
+            "the end, so the CPU engine keeps the history cached) or card (in the system text, "
+            "as SillyTavern does); a chat's own setting overrides it"
+        ),
+        _one_of("cache", "card"),
+    ),
+    Key(
         "storage.kv_cache_mb",
         2048,
         N_(

@@ -73,6 +73,11 @@ class Conversation:
         return self.store.get_session(self.session_id)
 
     @property
+    def lore_placement(self) -> str:
+        """The config's lore.placement (a session's own setting overrides it when planning)."""
+        return str(self.workspace.config.get("lore.placement"))
+
+    @property
     def cast(self) -> list[str]:
         return session_cast(self.session)
 
@@ -194,12 +199,15 @@ class Conversation:
                 turn.speakers[0],
                 leaf_id=leaf,
                 pending=pending,
+                lore_placement=self.lore_placement,
             ).plan
         use_persona(engine, None)  # the engine's own adapter and template
         branch = StoredBranch(self.store, self.session_id, leaf, pending)
         session = self.session
         personas = self.workspace.personas if session.persona else None  # read only if needed
-        return plan_prompt(session, branch, engine, params, personas=personas)
+        return plan_prompt(
+            session, branch, engine, params, personas=personas, lore_placement=self.lore_placement
+        )
 
     def _engine(self) -> Engine:
         if self.engine is None:
@@ -237,6 +245,7 @@ class Conversation:
                 cancel,
                 on_start=started,
                 on_piece=lambda _speaker, text: events.piece(text),
+                lore_placement=self.lore_placement,
             )
         plan = self.plan(turn, params)
         self.last_plan = plan
@@ -382,11 +391,15 @@ class Conversation:
                 self.workspace.personas,
                 speaker,
                 leaf_id=leaf_id,
+                lore_placement=self.lore_placement,
             )
             facts = {"persona": speaker, "adapter": turn.adapter}
             return turn.plan, turn.params.model_copy(update=keep), facts
         use_persona(engine, None)
         branch = StoredBranch(self.store, self.session_id, leaf_id)
         personas = self.workspace.personas
-        plan = plan_prompt(self.session, branch, engine, planning, personas=personas)
+        plan = plan_prompt(
+            self.session, branch, engine, planning, personas=personas,
+            lore_placement=self.lore_placement,
+        )  # fmt: skip
         return plan, params, {}

@@ -277,10 +277,11 @@ def plan_turn(
     user: UserPersona | None = None,
     leaf_id: int | None = None,
     pending: Message | None = None,
+    lore_placement: str | None = None,
 ) -> SpeakerTurn:
     """Switch the engine to `speaker`'s adapter and template (default speaker: the session's
     persona) and plan its reply to `leaf_id` (None: the current leaf), reading the branch back
-    only as far as the context window reaches."""
+    only as far as the context window reaches (`lore_placement`: as plan_prompt's)."""
     session = store.get_session(session_id)
     cast = session_cast(session)
     speaker = speaker or (cast[0] if cast else None)
@@ -290,7 +291,10 @@ def plan_turn(
     adapter = use_persona(engine, card)  # before planning: the template decides the prompt
     user = user or UserPersona.from_value(session.settings.get("user"))
     branch = StoredBranch(store, session_id, leaf_id, pending)
-    plan = plan_prompt(session, branch, engine, params, card=card, user=user, cast=cast)
+    plan = plan_prompt(
+        session, branch, engine, params, card=card, user=user, cast=cast,
+        lore_placement=lore_placement,
+    )  # fmt: skip
     others = [name for name in cast if name != speaker] + [user.name]
     return SpeakerTurn(
         speaker=speaker,
@@ -313,6 +317,7 @@ def run_group_turn(
     user: UserPersona | None = None,
     on_start: Callable[[SpeakerTurn], None] | None = None,
     on_piece: Callable[[str, str], None] | None = None,
+    lore_placement: str | None = None,
 ) -> list[Message]:
     """One reply from each speaker in turn, each appended to the branch as it ends.
 
@@ -324,7 +329,10 @@ def run_group_turn(
     for speaker in speakers:
         if cancel.is_set():
             break
-        turn = plan_turn(store, session_id, engine, params, personas, speaker, user=user)
+        turn = plan_turn(
+            store, session_id, engine, params, personas, speaker, user=user,
+            lore_placement=lore_placement,
+        )  # fmt: skip
         if on_start is not None:
             on_start(turn)
         reply = run_reply(

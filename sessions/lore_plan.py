@@ -21,13 +21,14 @@ from sessions.lorebook import (
     MAX_SCAN_DEPTH,
     LoreEntry,
     LoreRules,
+    RegexClock,
     activate,
     book_entries,
     book_rules,
     turn_seed,
 )
 from sessions.notes import AuthorNote
-from sessions.placement import Extras, arrange, note_due
+from sessions.placement import Extras, arrange, lore_placement, note_due
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterCard
@@ -90,10 +91,12 @@ def turn_extras(
     card: CharacterCard | None,
     user: UserPersona,
     home: Path | None,
+    placement: str | None = None,
 ) -> tuple[Extras, LoreReport]:
     """The lore that fires for the reply to the window's last message, and the Author's Note,
-    in their places. Reads only as much history as the scan depth asks (and, for a note with an
-    interval above 1, the whole branch, to count the user's turns)."""
+    in their places (`placement`: the config's lore.placement, which the session's
+    `settings["lore_placement"]` overrides). Reads only as much history as the scan depth asks
+    (and, for a note with an interval above 1, the whole branch, to count the user's turns)."""
     from sessions.prompt import expand_macros
 
     settings = session.settings
@@ -120,6 +123,7 @@ def turn_extras(
             return max(0, engine.count_tokens([{"role": "system", "content": text}]) - overhead)
 
         at = window.entries[-1].depth if window.entries else 0
+        clock = RegexClock()
         fired = activate(
             groups,
             scanned,
@@ -128,7 +132,12 @@ def turn_extras(
             rules=rules,
             rng=random.Random(turn_seed(session.id, at)),
             expand=expand,
+            clock=clock,
         )
+        report.notes += [
+            _("regex keys of lorebook {name!r} took too long; skipped", name=name)
+            for name in clock.slow_books
+        ]
     due = False
     if note.text.strip() or any(e.position in (2, 3) for e in fired):
         turns = 0
@@ -137,4 +146,5 @@ def turn_extras(
             turns = sum(1 for m in everything if m.get("role") == "user")
         due = note_due(note, turns)
     report.labels = [entry.label for entry in fired]
-    return arrange(fired, note, due, expand), report
+    where = lore_placement(settings, placement)
+    return arrange(fired, note, due, expand, where), report

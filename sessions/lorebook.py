@@ -25,8 +25,10 @@ end it does not change the start of the prompt, so the engine's KV cache keeps t
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -40,7 +42,11 @@ DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth
 DEFAULT_DEPTH = 4  # an at-depth entry's depth when it gives none
 DEFAULT_BUDGET_PERCENT = 25  # of the context (world_info_budget)
 MAX_SCAN_DEPTH = 1000
+MAX_DEPTH = 10_000  # an at-depth entry deeper than this goes above all history anyway
+MAX_ORDER = 1e15  # insertion_order beyond this sorts the same
+MAX_RECURSION_LEVEL = 1000
 REGEX_TIMEOUT_S = 0.05  # a hostile key pattern gives up instead of hanging the turn
+REGEX_TURN_BUDGET_S = 0.25  # all regex keys of one activation together; then they do not match
 ROLES = ("system", "user", "assistant")  # SillyTavern's extension_prompt_roles 0, 1, 2
 
 
@@ -108,9 +114,26 @@ class LoreRules:
 # --- reading a book --------------------------------------------------------------------------
 
 
-def _number(value: Any, default: float) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if ok else default
+def _number(value: Any, default: float, low: float = -MAX_ORDER, high: float = MAX_ORDER) -> float:
+    """A number field of an entry: a finite JSON number, clamped to [low, high]; anything else
+    (a string, null, a list, NaN, ±Infinity, 1e999) is the field's default, as SillyTavern's
+    `??` and `Number(x) || default` make garbage. Huge integers are clamped, never floated."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):
+        return default
+    return float(min(max(value, low), high))
+
+
+def _whole(value: Any, default: int, low: int, high: int) -> int:
+    """A whole-number field (depth, scan depth, recursion level): as `_number`, truncated."""
+    return int(_number(value, default, low, high))
+
+
+def _choice(value: Any, choices: type[IntEnum], default: IntEnum) -> Any:
+    """One of SillyTavern's numbered choices (position, selectiveLogic); 1.0 counts as 1."""
+    number = _number(value, -1.0)
+    return choices(int(number)) if number.is_integer() and int(number) in iter(choices) else default
 
 
 def _flag(value: Any) -> bool | None:
@@ -126,9 +149,9 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def _position(entry: BookEntry, ext: dict[str, Any]) -> Position:
-    value = ext.get("position")
-    if isinstance(value, int) and not isinstance(value, bool) and value in iter(Position):
-        return Position(value)
+    position = _choice(ext.get("position"), Position, None)
+    if position is not None:
+        return position
     if entry.position == "before_char":
         return Position.BEFORE_CHAR
     if entry.position == "after_char":
@@ -137,15 +160,16 @@ def _position(entry: BookEntry, ext: dict[str, Any]) -> Position:
 
 
 def _role(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(ROLES):
-        return ROLES[value]
-    return value if value in ROLES else "system"
+    number = _number(value, -1.0)
+    if number.is_integer() and 0 <= number < len(ROLES):
+        return ROLES[int(number)]
+    return value if isinstance(value, str) and value in ROLES else "system"
 
 
 def _delay(value: Any) -> int:
     if isinstance(value, bool):
         return 1 if value else 0
-    return max(0, int(_number(value, 0)))
+    return _whole(value, 0, 0, MAX_RECURSION_LEVEL)
 
 
 def entry_label(entry: BookEntry) -> str:
@@ -157,35 +181,33 @@ def lore_entry(entry: BookEntry, book: str = "") -> LoreEntry:
     """A card/World Info entry as activation reads it; ST's fields sit in `extensions`
     (a damaged value falls back to the default, as SillyTavern's `??` does)."""
     ext = entry.extensions if isinstance(entry.extensions, dict) else {}
-    logic = int(_number(ext.get("selectiveLogic"), 0))
-    probability = _number(ext.get("probability"), 100)
+    probability = _number(ext.get("probability"), 100, 0, 100)
     if ext.get("useProbability") is False:
         probability = 100
     scan_depth = ext.get("scan_depth")
-    delay = ext.get("delay_until_recursion")
     return LoreEntry(
         content=entry.content,
         keys=_strings(entry.keys),
         secondary_keys=_strings(entry.secondary_keys or []),
         selective=bool(entry.selective),
-        logic=Logic(logic) if logic in iter(Logic) else Logic.AND_ANY,
+        logic=_choice(ext.get("selectiveLogic"), Logic, Logic.AND_ANY),
         constant=bool(entry.constant),
         enabled=entry.enabled is not False,
         order=_number(entry.insertion_order, 100),
         position=_position(entry, ext),
-        depth=max(0, int(_number(ext.get("depth"), DEFAULT_DEPTH))),
+        depth=_whole(ext.get("depth"), DEFAULT_DEPTH, 0, MAX_DEPTH),
         role=_role(ext.get("role")),
-        probability=min(100.0, max(0.0, probability)),
-        scan_depth=int(scan_depth)
-        if isinstance(scan_depth, int) and not isinstance(scan_depth, bool) and scan_depth >= 0
-        else None,
+        probability=probability,
+        scan_depth=None
+        if _number(scan_depth, -1) < 0
+        else _whole(scan_depth, 0, 0, MAX_SCAN_DEPTH),
         case_sensitive=_flag(ext.get("case_sensitive"))
         if "case_sensitive" in ext
         else entry.case_sensitive,
         whole_words=_flag(ext.get("match_whole_words")),
         exclude_recursion=ext.get("exclude_recursion") is True,
         prevent_recursion=ext.get("prevent_recursion") is True,
-        delay_until_recursion=_delay(delay),
+        delay_until_recursion=_delay(ext.get("delay_until_recursion")),
         label=entry_label(entry),
         book=book,
     )
@@ -236,15 +258,44 @@ def parse_regex_key(key: str) -> Any | None:
         return None
 
 
-def key_matches(haystack: str, key: str, *, case_sensitive: bool, whole_words: bool) -> bool:
-    """SillyTavern's matchKeys: a regex key searches; else a substring, or with whole words a
-    one-word key between non-word characters (ASCII ones, as JavaScript's `\\W`)."""
+class RegexClock:
+    """The time one activation's regex keys may take together (`seconds`). A key whose search
+    runs out of time (its own REGEX_TIMEOUT_S, or what is left of the total) does not match,
+    and nor does any regex key once the total is spent; `slow_books` names their books."""
+
+    def __init__(self, seconds: float = REGEX_TURN_BUDGET_S):
+        self.left = seconds
+        self.slow_books: list[str] = []
+
+    def search(self, pattern: Any, haystack: str, book: str) -> bool:
+        if self.left > 0:
+            start = time.perf_counter()
+            try:
+                return pattern.search(haystack, timeout=min(REGEX_TIMEOUT_S, self.left)) is not None
+            except TimeoutError:
+                pass
+            finally:
+                self.left -= time.perf_counter() - start
+        if book not in self.slow_books:
+            self.slow_books.append(book)
+        return False
+
+
+def key_matches(
+    haystack: str,
+    key: str,
+    *,
+    case_sensitive: bool,
+    whole_words: bool,
+    clock: RegexClock | None = None,
+    book: str = "",
+) -> bool:
+    """SillyTavern's matchKeys: a regex key searches (within `clock`'s time, a fresh one's when
+    None); else a substring, or with whole words a one-word key between non-word characters
+    (ASCII ones, as JavaScript's `\\W`)."""
     pattern = parse_regex_key(key)
     if pattern is not None:
-        try:
-            return pattern.search(haystack, timeout=REGEX_TIMEOUT_S) is not None
-        except TimeoutError:
-            return False
+        return (clock or RegexClock()).search(pattern, haystack, book)
     if not case_sensitive:
         haystack, key = haystack.lower(), key.lower()
     if whole_words and len(key.split()) <= 1:
@@ -283,15 +334,18 @@ def activate(
     rules: LoreRules = LoreRules(),
     rng: random.Random | None = None,
     expand: Callable[[str], str] = lambda text: text,
+    clock: RegexClock | None = None,
 ) -> list[LoreEntry]:
     """The entries that fire, in prompt order (lower insertion_order first).
 
     `groups`: the books by priority (the session's, then the character's); within a group,
     higher insertion_order first. `recent`: the chat's messages, newest first, as scanned
     ("Name: text"). `count_tokens(text)`: the engine's count; the fired contents must stay
-    under `budget`. `expand` fills {{char}}/{{user}} in keys and contents.
+    under `budget`. `expand` fills {{char}}/{{user}} in keys and contents. `clock` bounds the
+    time of the regex keys (default: REGEX_TURN_BUDGET_S); its `slow_books` says whose ran out.
     """
     rng = rng or random.Random(0)
+    clock = clock or RegexClock()
     ordered: list[LoreEntry] = []
     for group in groups:
         ordered += sorted(
@@ -315,7 +369,7 @@ def activate(
             for i, entry in enumerate(ordered)
             if i not in fired
             and i not in failed
-            and _fires(entry, chat, recursion, rules, recursing, level, expand)
+            and _fires(entry, chat, recursion, rules, recursing, level, expand, clock)
         ]
         overflow, added = False, []
         for i in now:
@@ -351,6 +405,7 @@ def _fires(
     recursing: bool,
     level: int,
     expand: Callable[[str], str],
+    clock: RegexClock,
 ) -> bool:
     if entry.delay_until_recursion and (not recursing or entry.delay_until_recursion > level):
         return False
@@ -371,7 +426,9 @@ def _fires(
 
     def found(key: str) -> bool:
         key = expand(key).strip()
-        return bool(key) and key_matches(text, key, case_sensitive=case, whole_words=whole)
+        return bool(key) and key_matches(
+            text, key, case_sensitive=case, whole_words=whole, clock=clock, book=entry.book
+        )
 
     if not any(found(key) for key in entry.keys):
         return False

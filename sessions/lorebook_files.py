@@ -81,7 +81,9 @@ def book_from_world_info(obj: Any, source: str = "lorebook") -> CharacterBook:
         out: dict[str, Any] = {}
         extensions: dict[str, Any] = {}
         for key, value in entry.items():
-            if key in _TOP:
+            if key == "order" and not _is_number(value):
+                out["order"] = value  # kept as it was; the entry sorts with the default order
+            elif key in _TOP:
                 out[_TOP[key]] = value
             elif key in _EXT:
                 extensions[_EXT[key]] = value
@@ -116,6 +118,10 @@ def book_from_world_info(obj: Any, source: str = "lorebook") -> CharacterBook:
                 problem=error["msg"],
             )
         ) from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def world_info_from_book(book: CharacterBook) -> dict[str, Any]:

@@ -4,8 +4,11 @@ memory (a summary of what fell out of the window), read from the session's setti
 Everything that changes from turn to turn goes near the end of the prompt, as a message at a
 depth in the history, so the engine's KV cache keeps the rest: at-depth lore and the Author's
 Note (its default, "in_chat"). Lore that asks for the system text (before/after the character,
-around the example dialogues) and a note placed "in_prompt"/"before_prompt" go there, as
-SillyTavern does; when what fires there changes, the whole prompt is read again.
+around the example dialogues) goes by the lore placement (config `lore.placement`, a session's
+`settings["lore_placement"]`): "cache" (the default) puts it at depth 4 as a system message
+instead, so the start of the prompt stays put; "card" puts it in the system text, as SillyTavern
+does, and when what fires there changes the whole prompt is read again. A note placed
+"in_prompt"/"before_prompt" goes in the system text either way.
 
 The settings `author_note` and `memory` are read by sessions/notes.py.
 """
@@ -15,10 +18,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.i18n import _
+from engines.i18n import N_, _
 from sessions.context import Injection
-from sessions.lorebook import ROLES, LoreEntry, Position
+from sessions.lorebook import DEFAULT_DEPTH, ROLES, LoreEntry, Position
 from sessions.notes import AuthorNote, Memory
+
+PLACEMENTS = ("cache", "card")  # lore.placement's values; the first is the default
+SYSTEM_TEXT = {  # where in the system text an entry asks to go (what "card" placement does)
+    Position.BEFORE_CHAR: N_("before the character"),
+    Position.AFTER_CHAR: N_("after the character"),
+    Position.EXAMPLES_TOP: N_("around the example dialogues"),
+    Position.EXAMPLES_BOTTOM: N_("around the example dialogues"),
+}
+
+
+def lore_placement(settings: dict[str, Any], default: object = None) -> str:
+    """The session's lore placement (`settings["lore_placement"]`), else `default` (the
+    config's `lore.placement`), else "cache"; a value neither knows counts as not given."""
+    for value in (settings.get("lore_placement"), default):
+        if value in PLACEMENTS:
+            return str(value)
+    return PLACEMENTS[0]
 
 
 def note_due(note: AuthorNote, user_turns: int) -> bool:
@@ -49,9 +69,12 @@ class Extras:
     placed: list[tuple[str, str]] = field(default_factory=list)  # (what, where) not at depth
 
 
-def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str) -> Extras:
+def arrange(
+    fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str, placement: str = "cache"
+) -> Extras:
     """Sort fired lore (in prompt order) and the note into their places; `expand` fills the
-    macros of a text. Lore above/below the note goes only where the note goes this turn."""
+    macros of a text. Lore above/below the note goes only where the note goes this turn; lore
+    for the system text goes there only with `placement` "card" (else at depth 4)."""
     extras = Extras()
     at_depth: dict[tuple[int, str], list[tuple[str, str]]] = {}
     top: list[LoreEntry] = []
@@ -59,7 +82,11 @@ def arrange(fired: list[LoreEntry], note: AuthorNote, note_due: bool, expand=str
     for entry in fired:
         content = expand(entry.content).strip()
         what = _("lore: {entry}", entry=entry.label)
-        if entry.position == Position.BEFORE_CHAR:
+        if entry.position in SYSTEM_TEXT and placement != "card":
+            where = _(SYSTEM_TEXT[entry.position])
+            moved = _("{what} (moved from {place}, for the cache)", what=what, place=where)
+            at_depth.setdefault((DEFAULT_DEPTH, "system"), []).append((moved, content))
+        elif entry.position == Position.BEFORE_CHAR:
             extras.before_char.append(content)
             extras.placed.append((what, _("system text, before the character")))
         elif entry.position in (

@@ -318,6 +318,7 @@ def plan_prompt(
     personas: PersonaStore | None = None,
     user: UserPersona | None = None,
     cast: list[str] | None = None,
+    lore_placement: str | None = None,
 ) -> PromptPlan:
     """Persona text + examples + as much recent history as fits n_ctx − max_new_tokens.
 
@@ -327,6 +328,8 @@ def plan_prompt(
     is read from `personas` (a PersonaStore).
     `user` defaults to `session.settings["user"]`; `cast` (for group scenes) to
     `session.settings["cast"]`. A session with no persona gets the plain system prompt.
+    `lore_placement`: the config's lore.placement (sessions/placement.py), which
+    `session.settings["lore_placement"]` overrides.
     """
     settings = session.settings
     notes: list[str] = []
@@ -340,7 +343,7 @@ def plan_prompt(
     user = user or UserPersona.from_value(settings.get("user"))
     home = branch.store.path.parent if isinstance(branch, StoredBranch) else None
     try:
-        extras, lore = turn_extras(session, window, engine, card, user, home)
+        extras, lore = turn_extras(session, window, engine, card, user, home, lore_placement)
         if card is None:
             system = settings.get("system_prompt") or DEFAULT_SYSTEM
             around = [*extras.prompt_start, *extras.before_char, system]

@@ -98,12 +98,47 @@ def test_depth_zero_goes_after_the_message_answered_and_deeper_than_the_chat_goe
     assert ("lore: top", "at depth 99 as system (above all history)") in plan.placed
 
 
-def test_before_and_after_char_lore_stay_in_the_system_text(workspace):
+def test_card_placement_puts_before_and_after_char_lore_in_the_system_text(workspace):
     lore = [entry(["赤壁"], "BEFORE", position=0), entry(["赤壁"], "AFTER", position=1)]
-    session = chat(workspace, card(lore, scenario="SCEN"), 1, last="赤壁")
-    system = plan_of(workspace, session).messages[0]["content"]
+    settings = {"lore_placement": "card"}
+    session = chat(workspace, card(lore, scenario="SCEN"), 1, settings, last="赤壁")
+    plan = plan_of(workspace, session)
+    system = plan.messages[0]["content"]
     assert system.index("BEFORE") < system.index("DESC") < system.index("SCEN")
     assert system.index("SCEN") < system.index("AFTER")
+    assert ("lore: before", "system text, before the character") in plan.placed
+
+
+def test_cache_placement_moves_them_to_depth_4_and_the_inspector_says_so(workspace):
+    lore = [entry(["赤壁"], "BEFORE", position=0), entry(["赤壁"], "AFTER", position=1),
+            entry(["赤壁"], "EXAMPLES", position=5)]  # fmt: skip
+    session = chat(workspace, card(lore, scenario="SCEN"), 3, last="赤壁")  # the default
+    plan = plan_of(workspace, session)
+    texts = contents(plan)
+    assert not any(word in texts[0] for word in ("BEFORE", "AFTER", "EXAMPLES"))
+    # one system message 4 messages from the end, in prompt order (equal insertion orders: the
+    # later entry first)
+    assert texts[-5] == "EXAMPLES\nAFTER\nBEFORE" and plan.messages[-5]["role"] == "system"
+    engine = FakeEngine([], context_length=4096)
+    text = report(inspect(plan, engine, 64), engine)
+    assert (
+        "lore: examples (moved from around the example dialogues, for the cache) + lore: after "
+        "(moved from after the character, for the cache) + lore: before (moved from before the "
+        "character, for the cache) → at depth 4 as system"
+    ) in text
+
+
+def test_the_config_sets_the_placement_and_a_chat_overrides_it(workspace):
+    workspace.paths.config.write_text('[lore]\nplacement = "card"\n', "utf-8")
+    lore = [entry(["赤壁"], "BEFORE", position=0)]
+    session = chat(workspace, card(lore), 1, last="赤壁")
+    engine = FakeEngine([], context_length=4096)
+    conversation = Conversation(workspace, engine, session.id)
+    assert "BEFORE" in conversation.preview("", PARAMS).messages[0]["content"]
+    workspace.store.update_session(session.id, settings={"lore_placement": "cache"})
+    assert "BEFORE" not in conversation.preview("", PARAMS).messages[0]["content"]
+    workspace.store.update_session(session.id, settings={"lore_placement": 7})  # the config's
+    assert "BEFORE" in conversation.preview("", PARAMS).messages[0]["content"]
 
 
 def test_the_authors_note_memory_and_lore_at_the_same_depth(workspace):
@@ -169,24 +204,46 @@ def test_attached_lorebooks_session_then_card_and_a_missing_one_is_a_note(worksp
     session = chat(workspace, persona, 1, settings, last="赤壁 and the forest")
     plan = plan_of(workspace, session)
     assert contents(plan)[-1] == "SESSION-BOOK"
-    assert "Eldoria" in plan.messages[0]["content"]  # the card's book: before the character
+    # the card's book (before the character): moved next to the history, here above it all
+    assert "Eldoria" not in contents(plan)[0] and "Eldoria" in contents(plan)[1]
     assert plan.lore == ["赤壁", "eldoria、wood、forest、magical forest"]  # (no comments)
     assert any("lorebook 'gone' left out" in note for note in plan.notes)
 
 
-def test_seraphina_plays_her_lorebook_as_sillytavern_does(workspace):
+def seraphina_plan(workspace, settings):
     seraphina = load_card("tests/data/Seraphina.png")
     workspace.personas.create(seraphina)
-    session = workspace.store.create_session(persona=seraphina.name)
-    workspace.store.add_message(session.id, Role.USER, "What are these beasts in the woods?")
+    session = workspace.store.create_session(persona=seraphina.name, settings=settings)
+    parent = None
+    for i in range(6):
+        role, text = (Role.USER, f"Hello {i}.") if i % 2 == 0 else (Role.ASSISTANT, f"Hi {i}.")
+        parent = workspace.store.add_message(session.id, role, text, parent_id=parent).id
+    question = "What are these beasts in the woods?"
+    workspace.store.add_message(session.id, Role.USER, question, parent_id=parent)
     plan = plan_of(workspace, workspace.store.get_session(session.id))
-    system = plan.messages[0]["content"]
     # equal insertion orders: SillyTavern's prompt has the later entry first
     assert plan.lore == ["shadowfang、beast、monster、monsters、beasts",
                          "eldoria、wood、forest、magical forest"]  # fmt: skip
+    return seraphina, plan
+
+
+def test_seraphina_plays_her_lorebook_as_sillytavern_does_with_card_placement(workspace):
+    seraphina, plan = seraphina_plan(workspace, {"lore_placement": "card"})
+    system = plan.messages[0]["content"]
     # before the character, macros filled; the power entry (not mentioned) is not there
     assert system.index('User: "What is Eldoria?"') < system.index(seraphina.data.description[:30])
     assert "What are your powers?" not in system
+
+
+def test_seraphinas_lorebook_leaves_her_system_text_alone_with_cache_placement(workspace):
+    seraphina, plan = seraphina_plan(workspace, {})
+    texts = contents(plan)
+    assert 'User: "What is Eldoria?"' not in texts[0] and "Shadowfang" not in texts[0]
+    assert seraphina.data.description[:30] in texts[0]
+    # SillyTavern's position 0 on both: one system message, 4 messages from the end
+    assert plan.messages[-5]["role"] == "system"
+    assert texts[-5].index("Shadowfang") < texts[-5].index('User: "What is Eldoria?"')
+    assert "What are your powers?" not in "".join(texts)
 
 
 def test_a_regenerate_fires_the_same_probable_lore(workspace):
@@ -212,14 +269,15 @@ CACHE = textwrap.dedent(
     engine = LlamaCppEngine(sys.argv[1], n_ctx=2048, n_threads=2)
     params = GenerationParams(max_new_tokens=8, seed=1, temperature=0.0)
     result = {}
-    for position in (4, 0):
-        workspace = Workspace(sys.argv[2] + str(position))
+    for position, placement in ((4, "cache"), (0, "cache"), (0, "card")):
+        workspace = Workspace(sys.argv[2] + str(position) + placement)
         workspace.personas.create(card_from_dict({"spec": "chara_card_v2", "data": {
             "name": "Kongming", "description": "A strategist of the Three Kingdoms. " * 20,
             "character_book": {"entries": [{"keys": ["Red Cliffs"], "enabled": True,
                 "insertion_order": 1, "content": "The fire attack at the Red Cliffs won.",
                 "extensions": {"position": position, "depth": 2}}]}}}))
-        session = workspace.store.create_session(persona="Kongming")
+        session = workspace.store.create_session(
+            persona="Kongming", settings={"lore_placement": placement})
         parent = None
         for i in range(12):
             role = Role.USER if i % 2 == 0 else Role.ASSISTANT
@@ -241,31 +299,38 @@ CACHE = textwrap.dedent(
                           "at": where})
             parent = workspace.store.add_message(
                 session.id, Role.ASSISTANT, reply, parent_id=parent).id
-        result[position] = turns
+        result[f"{position} {placement}"] = turns
     print(json.dumps(result))
     """
 )
 
 
 @pytest.mark.slow
-def test_on_the_real_model_new_at_depth_lore_rereads_only_what_follows_it(tmp_path):
+@pytest.mark.timeout(900)
+def test_on_the_real_model_new_lore_rereads_only_what_follows_it_unless_placed_as_the_card_says(
+    tmp_path,
+):
     done = subprocess.run(
         [sys.executable, "-c", CACHE, str(shipped_gguf()), str(tmp_path / "home")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    first, second = result["4"]
-    assert first["lore"] == [] and second["lore"] == ["Red Cliffs"]
-    # the prompt up to the entry was in the cache: only the entry and what follows is read
-    # (give or take a few: the count of the messages before the entry ends with the reply's
-    # opening, `<|im_start|>assistant`, which is not there in the prompt)
-    after = second["prompt"] - second["before_lore"]
-    assert after - 8 <= second["evaluated"] <= after + 8, second
-    assert second["evaluated"] < second["prompt"] // 4, second
-    # the same entry spliced into the system text (position 0, SillyTavern's "before") changes
-    # the prompt at its start (after the main prompt's first line): nearly all is read again
-    spliced = result["0"][1]
+    print(json.dumps(result))  # the numbers, for the record (pytest -s)
+    # an at-depth entry, and a "before the character" one moved to depth 4 for the cache: the
+    # prompt up to the entry was in the cache, only the entry and what follows is read (give
+    # or take a few: the count of the messages before the entry ends with the reply's opening,
+    # `<|im_start|>assistant`, which is not there in the prompt)
+    for case in ("4 cache", "0 cache"):
+        first, second = result[case]
+        assert first["lore"] == [] and second["lore"] == ["Red Cliffs"], case
+        assert second["at"] and second["at"][0] > 0, case  # not in the system text
+        after = second["prompt"] - second["before_lore"]
+        assert after - 8 <= second["evaluated"] <= after + 8, (case, second)
+        assert second["evaluated"] < second["prompt"] // 4, (case, second)
+    # the same entry spliced into the system text (position 0 with "card" placement, as
+    # SillyTavern does) changes the prompt at its start: nearly all is read again
+    spliced, moved = result["0 card"][1], result["0 cache"][1]
     assert spliced["lore"] == ["Red Cliffs"] and spliced["at"] == [0]
     assert spliced["evaluated"] > 0.8 * spliced["prompt"], spliced
-    assert spliced["evaluated"] > 5 * second["evaluated"]
+    assert spliced["evaluated"] > 5 * moved["evaluated"]

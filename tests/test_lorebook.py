@@ -3,15 +3,19 @@ cases; reading card entries (convertCharacterBook) and World Info files (both wa
 
 import json
 import random
+import time
 
 import pytest
 
+from engines.base import GenerationParams
 from sessions.cards import BookEntry, CharacterBook, card_from_dict, load_card
 from sessions.lorebook import (
+    REGEX_TURN_BUDGET_S,
     Logic,
     LoreEntry,
     LoreRules,
     Position,
+    RegexClock,
     activate,
     book_entries,
     book_rules,
@@ -25,6 +29,7 @@ from sessions.lorebook_files import (
     book_from_world_info,
     world_info_from_book,
 )
+from sessions.models import Role
 
 
 def chars(text: str) -> int:  # a token counter for budgets: one per character
@@ -32,6 +37,7 @@ def chars(text: str) -> int:  # a token counter for budgets: one per character
 
 
 DEFAULT_RULES = LoreRules()
+PARAMS = GenerationParams(max_new_tokens=64)
 
 
 def fired(entries, recent, *, budget=10_000, rules=DEFAULT_RULES, rng=None, groups=None):
@@ -164,8 +170,99 @@ def test_probability_rolls_are_seeded_so_a_regenerate_fires_the_same():
     assert 8 < len(first) < 32  # about half
 
 
+HOSTILE_REGEX = "/(a+)+$b/"  # catastrophic backtracking on "aaaa…!"
+
+
+@pytest.mark.timeout(10)
 def test_a_catastrophic_regex_key_gives_up_instead_of_hanging():
-    assert not key_matches("a" * 40 + "!", "/(a+)+$b/", case_sensitive=False, whole_words=False)
+    start = time.perf_counter()
+    assert not key_matches("a" * 40 + "!", HOSTILE_REGEX, case_sensitive=False, whole_words=False)
+    entries = [E("HOSTILE", [HOSTILE_REGEX], book="坏书"), E("FINE", ["/a{3}!/"], book="好书")]
+    assert fired(entries, ["a" * 40 + "!"]) == ["FINE"]
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.timeout(10)
+def test_one_activations_regex_keys_share_a_time_budget_then_count_as_not_matching():
+    hostile = [E(f"H{i}", [HOSTILE_REGEX], book="坏书") for i in range(200)]
+    late = E("LATE", ["/a!/"], book="晚书", order=0)  # sorted last: after the budget is spent
+    plain = E("PLAIN", ["aaa"], book="晚书", order=0)  # a plain key is no regex: it still fires
+    clock = RegexClock()
+    start = time.perf_counter()
+    result = activate([[*hostile, late, plain]], ["a" * 40 + "!"], count_tokens=chars,
+                      budget=10_000, clock=clock)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert [entry.content for entry in result] == ["PLAIN"]
+    assert elapsed < REGEX_TURN_BUDGET_S + 0.5, elapsed  # not 200 × 50 ms
+    assert clock.slow_books == ["坏书", "晚书"]
+    # a fresh activation gets a fresh budget: the same key matches again
+    assert fired([late], ["a" * 40 + "!"]) == ["LATE"]
+
+
+def short(value) -> str:
+    return repr(value)[:12]
+
+
+# Every number an entry carries, garbage included: what it reads as (SillyTavern treats a bad
+# number as the field's default; Python's json reads Infinity, NaN and 1e999 as floats).
+GARBAGE = [float("nan"), float("inf"), float("-inf"), json.loads("1e999"), "abc", None, [3],
+           {"a": 1}, True, 10**400, -(10**400)]  # fmt: skip
+FIELD_DEFAULTS = [
+    ("depth", "depth", 4),
+    ("scan_depth", "scan_depth", None),
+    ("probability", "probability", 100),
+    ("selectiveLogic", "logic", Logic.AND_ANY),
+    ("position", "position", Position.AT_DEPTH),
+    ("role", "role", "system"),
+    ("delay_until_recursion", "delay_until_recursion", 0),
+]
+
+
+@pytest.mark.parametrize(("field", "attribute", "default"), FIELD_DEFAULTS)
+@pytest.mark.parametrize("value", GARBAGE, ids=short)
+def test_a_bad_number_in_an_entry_reads_as_a_sane_value_never_an_error(
+    field, attribute, default, value
+):
+    lore = lore_entry(BookEntry(keys=["k"], content="c", extensions={field: value}))
+    got = getattr(lore, attribute)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:
+        # a huge whole number is a number: clamped into the field's range, never floated
+        expected = {
+            "depth": 10_000 if value > 0 else 0, "scan_depth": 1000 if value > 0 else None,
+            "probability": 100 if value > 0 else 0, "delay_until_recursion": 1000 * (value > 0),
+        }.get(field, default)  # fmt: skip
+        assert got == expected
+    elif field == "delay_until_recursion" and value is True:
+        assert got == 1  # SillyTavern's `true`: from the first recursion on
+    else:
+        assert got == default
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "attribute", "expected"),
+    [("depth", -5, "depth", 0), ("depth", 2.7, "depth", 2), ("probability", -5, "probability", 0),
+     ("probability", 250, "probability", 100), ("scan_depth", -5, "scan_depth", None),
+     ("position", 1.0, "position", Position.AFTER_CHAR), ("position", 9, "position", 4),
+     ("role", 2.0, "role", "assistant"), ("role", -1, "role", "system"),
+     ("selectiveLogic", 3, "logic", Logic.AND_ALL), ("selectiveLogic", 0.5, "logic", 0),
+     ("delay_until_recursion", -5, "delay_until_recursion", 0)],
+)  # fmt: skip
+def test_numbers_out_of_range_are_clamped_or_the_default(field, value, attribute, expected):
+    lore = lore_entry(BookEntry(keys=["k"], content="c", extensions={field: value}))
+    assert getattr(lore, attribute) == expected
+
+
+ORDERS = [(float("nan"), 100), (float("inf"), 100), (float("-inf"), 100), ("abc", 0),
+          (None, 0), ([3], 0), ({"a": 1}, 0), (10**400, 1e15), (-(10**400), -1e15)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("value", "order"), ORDERS, ids=short)
+def test_a_bad_insertion_order_sorts_as_a_default_and_is_kept_in_the_file(value, order):
+    world = {"entries": {"0": {"uid": 0, "key": ["k"], "content": "c", "order": value}}}
+    book = book_from_world_info(world)
+    assert lore_entry(book.entries[0]).order == order
+    kept = world_info_from_book(book)["entries"]["0"]["order"]
+    assert kept == value or (value != value and kept != kept)  # NaN is not equal to itself
 
 
 def test_card_entries_read_as_sillytavern_converts_them():
@@ -325,3 +422,36 @@ def test_the_lore_command_imports_attaches_detaches_and_exports(tmp_path, capsys
     assert "not attached to session" in err and "No lorebook named 'nope'" in err
     assert "Cannot read" in err and "Traceback" not in err
     store.close()
+
+
+HOSTILE_NUMBERS = (  # as a file may have them: Python's json reads all of these
+    '{"entries": {"0": {"uid": 0, "key": ["赤壁"], "content": "FIRE", "comment": "坏数",'
+    ' "order": NaN, "position": Infinity, "depth": 1e999, "probability": -Infinity,'
+    ' "selectiveLogic": "abc", "scanDepth": 1e999, "role": [1], "delayUntilRecursion": 1e999,'
+    ' "displayIndex": 1e999}}}'
+)
+
+
+def test_lore_show_and_a_turn_survive_bad_numbers_in_a_book(tmp_path, capsys):
+    from engines.fake import FakeEngine
+    from sessions.prompt import StoredBranch, plan_prompt
+    from sessions.workspace import Workspace
+    from tui.cli import main
+
+    home = tmp_path / "home"
+    source = tmp_path / "坏.json"
+    source.write_text(HOSTILE_NUMBERS, "utf-8")
+    assert main(["--home", str(home), "lore", "import", str(source)]) == 0
+    assert main(["--home", str(home), "lore", "show", "坏"]) == 0
+    out, err = capsys.readouterr()
+    assert "坏数\t赤壁\torder 100\tat_depth 4 as system" in out and "Traceback" not in err
+    workspace = Workspace(home)
+    try:
+        session = workspace.store.create_session(settings={"lorebooks": ["坏"]})
+        workspace.store.add_message(session.id, Role.USER, "赤壁如何")
+        engine = FakeEngine([], context_length=4096)
+        branch = StoredBranch(workspace.store, session.id)
+        plan = plan_prompt(workspace.store.get_session(session.id), branch, engine, PARAMS)
+        assert plan.lore == ["坏数"] and plan.messages[-2]["content"] == "FIRE"
+    finally:
+        workspace.close()
