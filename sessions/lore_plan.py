@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from engines.base import ChatMessage, CosplayError, Engine
 from engines.i18n import _
 from sessions.history_window import Window
+from sessions.lore_keys import RegexClock
 from sessions.lorebook import (
     MAX_SCAN_DEPTH,
     LoreEntry,
     LoreRules,
-    RegexClock,
     activate,
     book_entries,
     book_rules,

@@ -210,6 +210,16 @@ def test_attached_lorebooks_session_then_card_and_a_missing_one_is_a_note(worksp
     assert any("lorebook 'gone' left out" in note for note in plan.notes)
 
 
+@pytest.mark.timeout(10)
+def test_a_book_whose_regex_keys_run_out_of_time_is_named_in_a_note(workspace):
+    hostile = [entry(["/(a|aa)+$b/"], f"H{i}") for i in range(40)]
+    session = chat(workspace, card([*hostile, entry(["赤壁"], "FINE", position=4)]), 1,
+                   last="a" * 40 + "! 赤壁")  # fmt: skip
+    plan = plan_of(workspace, session)
+    assert plan.lore == ["fine"] and "FINE" in contents(plan)
+    assert "regex keys of lorebook '卧龙' took too long; skipped" in plan.notes
+
+
 def seraphina_plan(workspace, settings):
     seraphina = load_card("tests/data/Seraphina.png")
     workspace.personas.create(seraphina)

@@ -9,17 +9,15 @@ import pytest
 
 from engines.base import GenerationParams
 from sessions.cards import BookEntry, CharacterBook, card_from_dict, load_card
+from sessions.lore_keys import REGEX_TURN_BUDGET_S, RegexClock, key_matches
 from sessions.lorebook import (
-    REGEX_TURN_BUDGET_S,
     Logic,
     LoreEntry,
     LoreRules,
     Position,
-    RegexClock,
     activate,
     book_entries,
     book_rules,
-    key_matches,
     lore_entry,
     turn_seed,
 )
@@ -170,7 +168,7 @@ def test_probability_rolls_are_seeded_so_a_regenerate_fires_the_same():
     assert 8 < len(first) < 32  # about half
 
 
-HOSTILE_REGEX = "/(a+)+$b/"  # catastrophic backtracking on "aaaa…!"
+HOSTILE_REGEX = "/(a|aa)+$b/"  # catastrophic backtracking on "aaaa…!" (the regex module's too)
 
 
 @pytest.mark.timeout(10)
@@ -178,7 +176,10 @@ def test_a_catastrophic_regex_key_gives_up_instead_of_hanging():
     start = time.perf_counter()
     assert not key_matches("a" * 40 + "!", HOSTILE_REGEX, case_sensitive=False, whole_words=False)
     entries = [E("HOSTILE", [HOSTILE_REGEX], book="坏书"), E("FINE", ["/a{3}!/"], book="好书")]
-    assert fired(entries, ["a" * 40 + "!"]) == ["FINE"]
+    clock = RegexClock()
+    result = activate([entries], ["a" * 40 + "!"], count_tokens=chars, budget=99, clock=clock)
+    assert [entry.content for entry in result] == ["FINE"]
+    assert clock.slow_books == ["坏书"]  # it did run out of time: the key is truly hostile
     assert time.perf_counter() - start < 2
 
 

@@ -254,3 +254,21 @@ async def test_it_fits_80_by_24_with_chinese_names(tmp_path):
         assert screen.query_one("#entries").region.height >= 5
         entries_table = screen.query_one("#entries")
         assert entries_table.virtual_size.width <= entries_table.region.width
+
+
+async def test_a_book_with_bad_numbers_shows_its_entries_with_defaults(tmp_path):
+    store, session_id = setup(tmp_path, {})
+    folder = lorebook_folder(tmp_path / "home")
+    folder.directory.mkdir(parents=True, exist_ok=True)
+    folder.path_for("坏数").write_text(
+        '{"name": "坏数", "entries": {"0": {"uid": 0, "key": ["赤壁"], "content": "FIRE",'
+        ' "comment": "火", "order": NaN, "position": Infinity, "depth": 1e999,'
+        ' "role": -Infinity}}}',
+        "utf-8",
+    )
+    app = make_app(store=store, engine=FakeEngine([]), session_id=session_id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_dialog(pilot)
+        assert row_texts(screen, "#books")[0].startswith("坏数")
+        (row,) = row_texts(screen, "#entries")
+        assert "火" in row and "@4 system" in row and "100" in row
