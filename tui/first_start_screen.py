@@ -109,14 +109,6 @@ class FirstStartScreen(ModelLoading, Screen[None]):
             return
         self.begin_load(spec)
 
-    def action_leave(self) -> None:
-        if self.cancel_download():
-            return
-        if self.busy:
-            self.notify(_("Loading the model; it takes a moment."))
-            return
-        self.dismiss(None)
-
 
 def first_start_choices(workspace: Workspace) -> list[Choice]:
     """Try it now (the built-in model), the models here, then the recommended downloads."""

@@ -228,6 +228,15 @@ class ModelLoading:
         )
         self._pull_worker(source, name, self._pull_cancel, flags_settings(flags))
 
+    def action_leave(self) -> None:
+        """Esc: stop a download first; while a model loads, say so; else close the screen."""
+        if self.cancel_download():
+            return
+        if self.busy:
+            self.notify(_("Loading the model; it takes a moment."))
+            return
+        self.dismiss(None)
+
     def cancel_download(self) -> bool:
         """Stop the download under way (its partial file is kept); whether there was one."""
         if self.busy == "downloading" and self._pull_cancel is not None:

@@ -202,14 +202,6 @@ class ModelsScreen(ModelLoading, Screen[None]):
         models.highlighted = highlighted
         self.hide_progress()
 
-    def action_leave(self) -> None:
-        if self.cancel_download():
-            return
-        if self.busy:
-            self.notify(_("Loading the model; it takes a moment."))
-            return
-        self.dismiss(None)
-
     # --- adapters --------------------------------------------------------------------------
 
     def use_adapter(self, choice: AdapterChoice) -> None:
