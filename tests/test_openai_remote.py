@@ -48,7 +48,8 @@ def get_json(url: str, body: dict | None = None) -> dict:
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    # generous: the server loads a model on its first request, slowly on a loaded 2-core machine
+    with urllib.request.urlopen(request, timeout=180) as response:
         return json.loads(response.read())
 
 
