@@ -10,6 +10,22 @@ from textual.widgets import Button, Input, Label
 from engines.i18n import N_, _
 
 
+class SaveDialog:
+    """A dialog mixin: Enter in a line and the "save" button call `action_save`, any other
+    button dismisses with None."""
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_save()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("escape", "dismiss(False)", N_("Cancel")),

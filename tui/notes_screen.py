@@ -18,6 +18,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, TextArea
 
 from engines.i18n import N_, _
 from sessions.notes import MAX_DEPTH, MAX_INTERVAL, AuthorNote, Memory
+from tui.modals import SaveDialog
 
 POSITION_LABELS = (
     (N_("in the chat, at the depth"), "in_chat"),
@@ -37,7 +38,7 @@ class Notes:
     note: AuthorNote
 
 
-class NotesScreen(ModalScreen[Notes | None]):
+class NotesScreen(SaveDialog, ModalScreen[Notes | None]):
     """Dismissed with the edited notes, or None (Esc, Cancel)."""
 
     BINDINGS = [
@@ -138,14 +139,3 @@ class NotesScreen(ModalScreen[Notes | None]):
             role=self.query_one("#note_role", Select).value,
         )
         self.dismiss(Notes(memory, note))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)

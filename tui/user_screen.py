@@ -16,9 +16,10 @@ from textual.widgets import Button, Checkbox, Input, Label, TextArea
 
 from engines.i18n import N_, _
 from sessions.prompt import UserPersona
+from tui.modals import SaveDialog
 
 
-class UserPersonaScreen(ModalScreen[tuple[UserPersona, bool] | None]):
+class UserPersonaScreen(SaveDialog, ModalScreen[tuple[UserPersona, bool] | None]):
     """Edit a user persona; dismissed with (persona, also the default for new chats) or None."""
 
     BINDINGS = [
@@ -56,17 +57,6 @@ class UserPersonaScreen(ModalScreen[tuple[UserPersona, bool] | None]):
         description = self.query_one("#user_description", TextArea).text.strip()
         as_default = self.query_one("#as_default", Checkbox).value
         self.dismiss((UserPersona(name, description), as_default))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
 
 
 class UserPersonaActions:
