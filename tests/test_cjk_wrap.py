@@ -154,7 +154,11 @@ def test_any_text_keeps_every_character_in_order_within_the_width(text, width):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.text(alphabet="abc XYZ,.!?()[]天下大势分久必合👍🏽é", max_size=120),
+    # the skin-tone modifier only where it belongs, after its emoji (a stray one on `?` is a
+    # grapheme cluster rich cuts apart and we keep whole)
+    st.lists(st.sampled_from([*"abc XYZ,.!?()[]天下大势分久必合👍é", "👍🏽"]), max_size=120).map(
+        "".join
+    ),
     st.integers(min_value=2, max_value=30),
 )
 def test_text_without_cjk_punctuation_wraps_as_textual_wraps_it(text, width):
