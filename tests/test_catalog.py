@@ -13,6 +13,7 @@ import pytest
 
 from engines import catalog
 from engines.hub import parse_source
+from engines.recommended import recommended
 from tests.real_model import shipped_gguf
 from tui.cli import main
 
@@ -162,7 +163,7 @@ def test_rm_deletes_a_listed_model_after_asking(capsys, cosplay_home, tiny_gguf,
 
 
 def test_the_recommended_list(capsys):
-    note, models = catalog.recommended()
+    note, models = recommended()
     assert "approximate" in note
     assert models[0].builtin and catalog.builtin_model() == shipped_gguf()
     for model in models[1:]:

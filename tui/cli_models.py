@@ -96,7 +96,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_recommended(args: argparse.Namespace) -> int:
-    from engines.catalog import builtin_model, recommended
+    from engines.catalog import builtin_model
+    from engines.recommended import recommended
 
     note, models = recommended()
     if args.json:

@@ -112,7 +112,8 @@ class FirstStartScreen(ModelLoading, Screen[None]):
 
 def first_start_choices(workspace: Workspace) -> list[Choice]:
     """Try it now (the built-in model), the models here, then the recommended downloads."""
-    from engines.catalog import builtin_model, recommended
+    from engines.catalog import builtin_model
+    from engines.recommended import recommended
     from tui.cli_models import human_size
 
     choices: list[Choice] = []

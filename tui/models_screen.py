@@ -293,7 +293,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
 
 def model_choices(entries) -> list[ModelChoice]:
     """The models here (a damaged one listed with its reason), then the recommended downloads."""
-    from engines.catalog import recommended
+    from engines.recommended import recommended
     from tui.cli_models import human_size
 
     choices: list[ModelChoice] = []
