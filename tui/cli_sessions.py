@@ -169,7 +169,7 @@ def _printable(text: str) -> str:
 
 
 def import_chat_file(workspace, args: argparse.Namespace) -> None:
-    """`sessions import FILE [--json]` (sessions/chat_import.py): the format is read from the
+    """`sessions import FILE [--json]` (sessions/chat_import/): the format is read from the
     content; prints the new session's id and a one-line summary."""
     from sessions.chat_import import import_into
 
