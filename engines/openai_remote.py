@@ -8,25 +8,21 @@ messages and read the reply as server-sent events. Only the standard library's
 
 The HTTP (address, requests, server-sent events, socket shutdown) is engines/openai_http.py.
 
-Endpoints used (paths under the URL given, normally `…/v1`, or beside it):
-* `GET /v1/models` at load: the server is up, takes the key, and which model ids it
-  serves (the first is the default; `?model=ID` on the URL picks another).
-* `POST /v1/chat/completions` with `stream: true` and `stream_options.include_usage`
-  for token counts; where no usage comes (llama_cpp.server), the reply's pieces are counted
-  and the prompt is estimated as in `count_tokens`.
-* `count_tokens`, tried in order until one answers: `POST /tokenize` (llama-server, vLLM),
-  `POST /extras/tokenize/count` (llama_cpp.server), `POST /v1/internal/token-count`
-  (text-generation-webui); else about one token per 3 bytes of UTF-8. These count the
-  message texts; the template's markup is added as MESSAGE_OVERHEAD tokens per message.
-* `context_length`: `n_ctx` if given, else vLLM's `max_model_len` in the model list, else
-  llama-server's `GET /props`, else DEFAULT_N_CTX (4096).
+What the server is and can do (its models, context size, token counting, whether it
+continues a reply) is asked by engines/openai_probe.py. Chat goes to
+`POST /v1/chat/completions` with `stream: true` and `stream_options.include_usage` for token
+counts; where no usage comes (llama_cpp.server), the reply's pieces are counted and the
+prompt is estimated as in `count_tokens`: the server's count of each message's text (else
+about one token per 3 bytes of UTF-8) plus MESSAGE_OVERHEAD tokens of template markup per
+message. `context_length` is `n_ctx` if given, else what the server reports, else
+DEFAULT_N_CTX (4096).
 
 Speaker names are not sent: messages go out as role and content only. The session layer
 already writes "Name: " into the text where a template does not render names ("server" is
 not a name-aware template), and some servers reject or silently drop the `name` field.
 Sampling settings outside the OpenAI spec (top_k, min_p, typical_p, repetition penalty) are
-sent under the names llama.cpp and vLLM read; a server that rejects them gets the request
-again without them. A reply without a seed gets a random one, recorded in `last_stats`.
+sent under the names llama.cpp and vLLM read (the request: engines/openai_request.py); a server
+that rejects them gets the request again without them. A reply without a seed gets a random one, recorded in `last_stats`.
 Cancelling stops at the next chunk, or at once while the server is still reading the prompt
 (a watcher shuts the socket); either way the server sees the client go and stops. An adapter
 is another model id on the server (vLLM's LoRA modules, Ollama's models); a named template
@@ -34,11 +30,9 @@ cannot be applied remotely and is ignored with a log line.
 
 Continuing a reply (`prefill`) sends it as a final assistant message with vLLM's
 `continue_final_message: true, add_generation_prompt: false`, which llama-server takes too
-(and does by default for a final assistant message). Only servers known to honour it get it:
-llama-server, when its `POST /apply-template` renders the prompt ending with such a message,
-and vLLM (its model list says `owned_by: vllm`). Others, llama_cpp.server among them, close
-the message and write a new reply after it (verified: tests/test_continue.py), so they get
-a CosplayError instead of a wrong reply. llama_cpp.server by default
+(and does by default for a final assistant message). Only servers known to honour it get it
+(openai_probe.continues_final_message); others close the message and write a new reply after
+it, so they get a CosplayError instead of a wrong reply. llama_cpp.server by default
 interrupts a stream when another request comes in, so a `count_tokens` during a reply ends
 that reply early there; it also ends a stream whose prompt overflows its context without a
 word, which is why an unreported context size shows up in that error.
@@ -68,64 +62,19 @@ from engines.base import (
     ModelLoadError,
 )
 from engines.i18n import _
-from engines.openai_http import (
-    HTTPFailure,
-    Server,
-    close_on_cancel,
-    error_text,
-    reason,
-    shut,
-    sse_events,
+from engines.openai_http import Server, close_on_cancel, error_text, reason, shut, sse_events
+from engines.openai_probe import (
+    ServerTokenizer,
+    continues_final_message,
+    list_models,
+    reported_context,
 )
+from engines.openai_request import chat_request, names_an_extra
 
 DEFAULT_N_CTX = 4096
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds around one message (ChatML and Llama 3: ~5)
 REPLY_OVERHEAD = 8  # the generation prompt and a BOS
-_EXTRAS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repetition_penalty", "dry_",
-           "xtc_", "dynatemp_", "top_n_sigma", "mirostat")  # fmt: skip
 
-
-def sampler_fields(params: GenerationParams) -> dict:
-    """DRY, XTC, dynamic temperature, top-nσ and mirostat by llama-server's names, only those
-    switched on (a server that knows none of them is never sent one it would not need).
-    Mirostat goes as `mirostat` (llama-server) and `mirostat_mode` (llama_cpp.server)."""
-    fields: dict = {}
-    if params.dry_enabled:
-        fields.update(
-            dry_multiplier=params.dry_multiplier,
-            dry_base=params.dry_base,
-            dry_allowed_length=params.dry_allowed_length,
-            dry_penalty_last_n=params.dry_penalty_last_n,
-            dry_sequence_breakers=list(params.dry_sequence_breakers),
-        )
-    if params.xtc_probability > 0:
-        fields.update(xtc_probability=params.xtc_probability, xtc_threshold=params.xtc_threshold)
-    if params.dynatemp_range > 0:
-        fields.update(
-            dynatemp_range=params.dynatemp_range, dynatemp_exponent=params.dynatemp_exponent
-        )
-    if params.top_n_sigma > 0:
-        fields["top_n_sigma"] = params.top_n_sigma
-    if params.mirostat_mode:
-        fields.update(
-            mirostat=params.mirostat_mode,
-            mirostat_mode=params.mirostat_mode,
-            mirostat_tau=params.mirostat_tau,
-            mirostat_eta=params.mirostat_eta,
-        )
-    return fields
-
-
-_TOKENIZERS = (  # (path, api path?, request body, the count in the answer)
-    ("/tokenize", False, lambda text, model: {"content": text, "prompt": text, "model": model,
-        "add_special": False, "add_special_tokens": False},
-        lambda a: a["count"] if "count" in a else len(a["tokens"])),
-    ("/extras/tokenize/count", False, lambda text, model: {"input": text, "model": model},
-        lambda a: a["count"]),
-    ("/internal/token-count", True, lambda text, model: {"text": text}, lambda a: a["length"]),
-)  # fmt: skip
-
-_PROBE = "CosplayPrefillProbe"  # the final assistant message of the /apply-template probe
 
 log = logging.getLogger("cosplay.remote")
 
@@ -160,23 +109,23 @@ class OpenAIRemoteEngine:
         self.default_adapter: str | None = None
         self._adapter_sources: dict[str, str] = {}  # adapter name -> model id
         self._token_cache: dict[str, int] = {}  # message text -> tokens, as the server counted
-        self._tokenizer = 0  # index into _TOKENIZERS of the endpoint to try next
+        self._tokenizer = ServerTokenizer(self.server)
         self._send_extras = True  # False once the server rejected the non-OpenAI fields
         self._continues: bool | None = None  # whether it continues a final assistant message
         self._stream_sock: socket.socket | None = None
 
-        listing = self._list_models()
+        self._served = list_models(self.server)
         wanted = self.server.wanted_model
-        if wanted and wanted not in self._models:
+        if wanted and wanted not in self._served.ids:
             raise ModelLoadError(
                 _(
                     "The server at {url} serves no model {wanted!r} (it lists {models}); pick one of those with ?model=ID.",
                     url=self.url,
                     wanted=wanted,
-                    models=", ".join(self._models[:8]),
+                    models=", ".join(self._served.ids[:8]),
                 )
             )
-        self.base_model = self.model = wanted or self._models[0]
+        self.base_model = self.model = wanted or self._served.ids[0]
         # llama_cpp.server names a model by its file path: show the file's name
         shown = (
             self.base_model.rsplit("/", 1)[-1]
@@ -184,7 +133,7 @@ class OpenAIRemoteEngine:
             else self.base_model
         )
         self.model_name = f"{self.host}/{shown}"
-        reported = None if n_ctx else self._server_context(listing)
+        reported = None if n_ctx else reported_context(self.server, self._served, self.model)
         self.context_length = n_ctx or reported or DEFAULT_N_CTX
         self._ctx_guessed = not (n_ctx or reported)  # then an overflow error names --n-ctx
         self.set_template(template)
@@ -213,67 +162,6 @@ class OpenAIRemoteEngine:
             adapters=dict(spec.adapters or {}),
         )
 
-    def _list_models(self) -> dict:
-        try:
-            listing = self.server.call("GET", f"{self._api}/models")
-            self._models = [str(entry["id"]) for entry in listing["data"]]
-            self._owners = {str(entry["id"]): entry.get("owned_by") for entry in listing["data"]}
-        except HTTPFailure as exc:
-            if exc.status in (401, 403):
-                fix = (
-                    _("check the key in the variable --api-key-env names")
-                    if self.server.api_key
-                    else _("pass --api-key-env VAR with a variable holding the server's key")
-                )
-                raise ModelLoadError(
-                    _(
-                        "The server at {url} refused access ({message}); {fix}.",
-                        url=self.url,
-                        message=exc.message,
-                        fix=fix,
-                    )
-                ) from None
-            raise ModelLoadError(
-                _(
-                    "The server at {url} answered {status} for /models ({message}); pass its OpenAI-compatible base URL, such as http://host:8080/v1.",
-                    url=self.url,
-                    status=exc.status,
-                    message=exc.message,
-                )
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ModelLoadError(
-                _(
-                    "Cannot reach the server at {url} ({problem}); check that it is running and that the host and port are right.",
-                    url=self.url,
-                    problem=reason(exc),
-                )
-            ) from None
-        except (ValueError, KeyError, TypeError):
-            raise ModelLoadError(
-                _(
-                    "{url} is not an OpenAI-compatible server (its /models answer is not a model list); pass the URL of its /v1 API.",
-                    url=self.url,
-                )
-            ) from None
-        if not self._models:
-            raise ModelLoadError(
-                _("The server at {url} serves no model; load one there first.", url=self.url)
-            )
-        return listing
-
-    def _server_context(self, listing: dict) -> int | None:
-        for entry in listing["data"]:
-            if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
-                return entry["max_model_len"]  # vLLM
-        try:
-            props = self.server.call("GET", f"{self._root}/props")  # llama-server
-        except (HTTPFailure, OSError, http.client.HTTPException, ValueError):
-            return None
-        settings = props.get("default_generation_settings") or {}
-        n_ctx = settings.get("n_ctx") or props.get("n_ctx")
-        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
-
     # --- tokens ---------------------------------------------------------------------------
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
@@ -290,7 +178,7 @@ class OpenAIRemoteEngine:
             return 0
         if text in self._token_cache:
             return self._token_cache[text]
-        count = self._server_count(text) if ask_server else None
+        count = self._tokenizer.count(text, self.model) if ask_server else None
         if count is None:
             return math.ceil(len(text.encode("utf-8")) / 3)  # not cached: ask again next time
         if len(self._token_cache) > 4096:
@@ -298,57 +186,14 @@ class OpenAIRemoteEngine:
         self._token_cache[text] = count
         return count
 
-    def _server_count(self, text: str) -> int | None:
-        """The server's count of `text`, trying each known endpoint until one answers."""
-        while self._tokenizer < len(_TOKENIZERS):
-            path, under_api, body, read = _TOKENIZERS[self._tokenizer]
-            try:
-                answer = self.server.call("POST", (self._api if under_api else self._root) + path,
-                                    body(text, self.model))  # fmt: skip
-                return int(read(answer))
-            except HTTPFailure as exc:
-                if exc.status not in (400, 404, 405, 422, 501):
-                    return None  # busy or broken now: estimate this time, ask again later
-            except (OSError, http.client.HTTPException):
-                return None
-            except (ValueError, KeyError, TypeError):
-                pass
-            self._tokenizer += 1  # this server has no such endpoint
-        return None
-
     # --- generation -----------------------------------------------------------------------
-
-    def _request_body(
-        self, messages: list[ChatMessage], params: GenerationParams, seed: int, prefill: str = ""
-    ):
-        sent = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in messages]
-        if prefill:
-            sent.append({"role": "assistant", "content": prefill})
-        body: dict = {
-            "model": self.model,
-            "messages": sent,
-            "stream": True,
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature if params.do_sample else 0.0,
-            "top_p": params.top_p,
-            "seed": seed,
-        }
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if prefill:  # vLLM's names for "continue the last message", which llama-server reads too
-            body.update(continue_final_message=True, add_generation_prompt=False)
-        if self._send_extras:
-            body["stream_options"] = {"include_usage": True}
-            penalty = params.repetition_penalty
-            body.update(top_k=params.top_k, min_p=params.min_p, typical_p=params.typical_p,
-                        repeat_penalty=penalty, repetition_penalty=penalty)  # fmt: skip
-            body.update(sampler_fields(params))
-        return body
 
     def _start(self, messages, params, seed, prefill=""):
         """POST the chat request: (connection, socket, response) of a 200 stream."""
         while True:
-            body = self._request_body(messages, params, seed, prefill)
+            body = chat_request(
+                self.model, messages, params, seed, prefill=prefill, extras=self._send_extras
+            )
             try:
                 conn, sock, response = self.server.open(
                     "POST", f"{self._api}/chat/completions", body
@@ -365,8 +210,7 @@ class OpenAIRemoteEngine:
                 return conn, sock, response
             message = error_text(response.read())
             conn.close()
-            named = any(f in message for f in ("stream_options",) + _EXTRAS)
-            if response.status in (400, 422) and self._send_extras and named:
+            if response.status in (400, 422) and self._send_extras and names_an_extra(message):
                 self._send_extras = False  # a strict server: ask again with the standard fields
                 continue
             if response.status in (401, 403):
@@ -397,17 +241,8 @@ class OpenAIRemoteEngine:
         """Whether the server continues a final assistant message rather than writing a new
         reply after it (see the module docstring); asked once."""
         if self._continues is None:
-            probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
-            body = {
-                "messages": probe,
-                "continue_final_message": True,
-                "add_generation_prompt": False,
-            }
-            try:
-                answer = self.server.call("POST", f"{self._root}/apply-template", body)
-                self._continues = str(answer.get("prompt", "")).endswith(_PROBE)
-            except (HTTPFailure, OSError, http.client.HTTPException, ValueError, AttributeError):
-                self._continues = self._owners.get(self.model) == "vllm"
+            owner = self._served.owners.get(self.model)
+            self._continues = continues_final_message(self.server, owner)
         return self._continues
 
     def stream_chat(
@@ -524,15 +359,15 @@ class OpenAIRemoteEngine:
                     known=known,
                 )
             )
-        if model_id not in self._models:
-            self._list_models()  # the server may have loaded it since
-        if model_id not in self._models:
+        if model_id not in self._served.ids:
+            self._served = list_models(self.server)  # the server may have loaded it since
+        if model_id not in self._served.ids:
             raise AdapterError(
                 _(
                     "The server at {url} serves no model {model_id!r} (it lists {models}); give the adapter as NAME=MODEL_ID.",
                     url=self.url,
                     model_id=model_id,
-                    models=", ".join(self._models[:8]),
+                    models=", ".join(self._served.ids[:8]),
                 )
             )
         self._adapter_sources[name] = model_id
