@@ -13,6 +13,12 @@ SQLite's errors become one StoreError sentence each: locked by another process,
 read-only, disk full, cannot open, and only a truly damaged file is "not a
 readable Cosplay database". A damaged or newer row degrades alone (an unknown
 status reads as error, bad JSON as {}); it never stops list/show/branch.
+
+The Store is one class made of parts: sessions, settings, whole trees and the connection here;
+single messages and token counts in sessions/store_messages.py; reading a branch, versions and
+replies in sessions/store_branch.py; search in sessions/store_search.py; rows read back as
+Session and Message in sessions/store_rows.py; the schema and its migrations, and what
+SQLite's errors mean, in sessions/store_schema.py.
 """
 
 from __future__ import annotations
@@ -28,29 +34,25 @@ from typing import Any
 
 from engines.i18n import _
 from sessions.kvstates import state_path
-from sessions.models import Message, Role, Session, Status
+from sessions.models import Role, Session, Status
+from sessions.store_branch import StoreBranch
+from sessions.store_messages import LEAF, StoreMessages
+from sessions.store_rows import SESSIONS_QUERY, session_from_row
 from sessions.store_schema import (
     SEARCH_TABLE,
     StoreError,
-    as_number,
-    as_text,
     migrate,
     search_index_ready,
     store_error,
 )
 from sessions.store_search import StoreSearch
 
+__all__ = ["BUSY_TIMEOUT", "LEAF", "Store", "StoreError"]
 
-class _Leaf:
-    def __repr__(self) -> str:
-        return "LEAF"
-
-
-LEAF: Any = _Leaf()  # add_message(parent_id=LEAF): under the session's leaf, read atomically
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's write lock
 
 
-class Store(StoreSearch):
+class Store(StoreMessages, StoreBranch, StoreSearch):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()
@@ -132,7 +134,7 @@ class Store(StoreSearch):
         return self.get_session(cur.lastrowid)
 
     def get_session(self, session_id: int) -> Session:
-        rows = self._query(f"{_SESSIONS} WHERE q.id = ?", (session_id,))
+        rows = self._query(f"{SESSIONS_QUERY} WHERE q.id = ?", (session_id,))
         if not rows:
             raise StoreError(
                 _(
@@ -140,12 +142,13 @@ class Store(StoreSearch):
                     session_id=session_id,
                 )
             )
-        return _session(rows[0])
+        return session_from_row(rows[0])
 
     def list_sessions(self) -> list[Session]:
         """Most recently used first."""
         return [
-            _session(r) for r in self._query(f"{_SESSIONS} ORDER BY q.updated_at DESC, q.id DESC")
+            session_from_row(r)
+            for r in self._query(f"{SESSIONS_QUERY} ORDER BY q.updated_at DESC, q.id DESC")
         ]
 
     def update_session(self, session_id: int, **fields: Any) -> Session:
@@ -169,256 +172,6 @@ class Store(StoreSearch):
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         state_path(self.path.parent, session_id).unlink(missing_ok=True)  # its saved KV cache
 
-    # --- messages ---------------------------------------------------------------
-
-    def add_message(
-        self,
-        session_id: int,
-        role: Role | str,
-        content: str,
-        *,
-        parent_id: int | None = None,
-        status: Status | str = Status.COMPLETE,
-        name: str = "",
-        meta: dict | None = None,
-        make_leaf: bool = True,
-    ) -> Message:
-        """Append a message under `parent_id` and (by default) make it the session's leaf.
-
-        `parent_id=LEAF` appends under the session's current leaf, read in the same write
-        transaction: two processes appending to one session chain their messages instead of
-        both answering the leaf they read earlier.
-        """
-        now = time.time()
-        with self._transaction() as db:
-            if parent_id is LEAF:
-                parent_id = self._current_leaf(session_id)
-            depth = 0
-            if parent_id is not None:
-                found = db.execute(
-                    "SELECT depth FROM messages WHERE id = ? AND session_id = ?",
-                    (parent_id, session_id),
-                ).fetchone()
-                if found is None:
-                    raise StoreError(
-                        _(
-                            "There is no message {message_id} in session {session_id} to reply to.",
-                            message_id=parent_id,
-                            session_id=session_id,
-                        )
-                    )
-                depth = found["depth"] + 1
-            cur = db.execute(
-                "INSERT INTO messages (session_id, parent_id, role, content, status, name,"
-                " created_at, meta, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session_id,
-                    parent_id,
-                    Role(role).value,
-                    content,
-                    Status(status).value,
-                    name,
-                    now,
-                    json.dumps(meta or {}, ensure_ascii=False),
-                    depth,
-                ),
-            )
-            message_id = cur.lastrowid
-            if make_leaf:
-                db.execute(
-                    "UPDATE sessions SET leaf_id = ?, updated_at = ? WHERE id = ?",
-                    (message_id, now, session_id),
-                )
-        return self.get_message(message_id)
-
-    def _current_leaf(self, session_id: int) -> int | None:
-        rows = self._db.execute(f"{_SESSIONS} WHERE q.id = ?", (session_id,)).fetchall()
-        if not rows:
-            raise StoreError(
-                _(
-                    "There is no session {session_id}; `cosplay sessions list` shows the ids.",
-                    session_id=session_id,
-                )
-            )
-        return _session(rows[0]).leaf_id
-
-    def update_message(
-        self,
-        message_id: int,
-        *,
-        content: str | None = None,
-        status: Status | str | None = None,
-        meta: dict | None = None,
-    ) -> None:
-        """Flush a growing reply, or finish it with its status and metadata."""
-        fields: dict[str, Any] = {}
-        if content is not None:
-            fields["content"] = content
-        if status is not None:
-            fields["status"] = Status(status).value
-        if meta is not None:
-            fields["meta"] = json.dumps(meta, ensure_ascii=False)
-        if not fields:
-            return
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction() as db:
-            db.execute(
-                f"UPDATE messages SET {assignments} WHERE id = ?", (*fields.values(), message_id)
-            )
-            if content is not None:  # counted for its old text
-                db.execute("DELETE FROM token_counts WHERE message_id = ?", (message_id,))
-
-    def get_message(self, message_id: int) -> Message:
-        rows = self._query("SELECT * FROM messages WHERE id = ?", (message_id,))
-        if not rows:
-            raise StoreError(_("There is no message {message_id}.", message_id=message_id))
-        return _message(rows[0])
-
-    def branch(self, session_id: int, leaf_id: int | None = None) -> list[Message]:
-        """The transcript: messages from the root down to the leaf (the session's current one)."""
-        return self.branch_tail(session_id, leaf_id)
-
-    def branch_tail(
-        self, session_id: int, leaf_id: int | None = None, limit: int | None = None
-    ) -> list[Message]:
-        """The last `limit` messages (all: None) of the branch ending at `leaf_id` (the
-        session's leaf), root side first. Walks up from the leaf only as far as it returns, so
-        a screenful of a 10,000-message chat costs what it costs in a short one; the earlier
-        part is `branch_tail(session_id, first.parent_id, …)`."""
-        if leaf_id is None:
-            leaf_id = self.get_session(session_id).leaf_id
-        if leaf_id is None or (limit is not None and limit < 1):
-            return []
-        # The bound also stops a damaged tree (a parent_id cycle) from looping forever: a
-        # branch is never longer than the session has messages.
-        bound = "?" if limit is not None else "(SELECT COUNT(*) FROM messages WHERE session_id = ?)"
-        rows = self._query(
-            f"""
-            WITH RECURSIVE path(id, parent_id, n) AS (
-                SELECT id, parent_id, 1 FROM messages WHERE id = ? AND session_id = ?
-                UNION ALL
-                SELECT m.id, m.parent_id, path.n + 1
-                FROM messages m JOIN path ON m.id = path.parent_id
-                WHERE path.n < {bound}
-            )
-            SELECT messages.* FROM path JOIN messages ON messages.id = path.id
-            ORDER BY path.n
-            """,
-            (leaf_id, session_id, limit if limit is not None else session_id),
-        )
-        branch, seen = [], set()
-        for row in rows:  # leaf first; a cycle ends at its first repeat
-            if row["id"] in seen:
-                break
-            seen.add(row["id"])
-            branch.append(_message(row))
-        return branch[::-1]
-
-    def branch_below(
-        self, session_id: int, message: Message, limit: int, leaf_id: int | None = None
-    ) -> list[Message]:
-        """The next `limit` messages below `message` on the branch ending at `leaf_id` (the
-        session's leaf): the page under a transcript's loaded part. The walk up from the leaf
-        reads only ids, and stops at `message`'s depth."""
-        if leaf_id is None:
-            leaf_id = self.get_session(session_id).leaf_id
-        if leaf_id is None or limit < 1:
-            return []
-        rows = self._query(
-            """
-            WITH RECURSIVE path(id, parent_id, depth) AS (
-                SELECT id, parent_id, depth FROM messages WHERE id = ? AND session_id = ?
-                UNION ALL
-                SELECT m.id, m.parent_id, m.depth FROM messages m JOIN path ON m.id = path.parent_id
-                WHERE path.depth > ? + 1 AND m.depth < path.depth  -- depth falls: no cycle
-            )
-            SELECT messages.* FROM path JOIN messages ON messages.id = path.id
-            WHERE path.depth > ? AND path.depth <= ? ORDER BY path.depth
-            """,
-            (leaf_id, session_id, message.depth, message.depth, message.depth + limit),
-        )
-        page = [_message(row) for row in rows]
-        return page if page and page[0].parent_id == message.id else []
-
-    def versions(self, messages: list[Message]) -> dict[int, tuple[int, int]]:
-        """Each message's place among its versions (siblings, oldest first) and their number:
-        {id: (index from 1, count)}, in one query."""
-        if not messages:
-            return {}
-        marks = ", ".join("?" * len(messages))
-        rows = self._query(
-            f"""
-            SELECT m.id,
-                (SELECT COUNT(*) FROM messages s WHERE s.session_id = m.session_id
-                    AND s.parent_id IS m.parent_id AND s.id <= m.id) AS place,
-                (SELECT COUNT(*) FROM messages s WHERE s.session_id = m.session_id
-                    AND s.parent_id IS m.parent_id) AS count
-            FROM messages m WHERE m.id IN ({marks})
-            """,
-            tuple(m.id for m in messages),
-        )
-        return {row["id"]: (row["place"], row["count"]) for row in rows}
-
-    def siblings(self, message: Message) -> list[Message]:
-        """All versions of this message (same parent, same session), oldest first."""
-        if message.parent_id is None:
-            rows = self._query(
-                "SELECT * FROM messages WHERE session_id = ? AND parent_id IS NULL ORDER BY id",
-                (message.session_id,),
-            )
-        else:
-            rows = self._query(
-                "SELECT * FROM messages WHERE parent_id = ? ORDER BY id", (message.parent_id,)
-            )
-        return [_message(r) for r in rows]
-
-    def children(self, message_id: int) -> list[Message]:
-        """The replies to a message (versions of one another), oldest first."""
-        rows = self._query("SELECT * FROM messages WHERE parent_id = ? ORDER BY id", (message_id,))
-        return [_message(r) for r in rows]
-
-    def deepest_leaf(self, message_id: int) -> int:
-        """Follow the newest child down from a message: where a switched-to branch ends."""
-        rows = self._query(
-            """
-            WITH RECURSIVE down(id, n) AS (
-                SELECT ?, 0
-                UNION ALL
-                SELECT (SELECT MAX(c.id) FROM messages c WHERE c.parent_id = down.id), down.n + 1
-                FROM down
-                WHERE down.id IS NOT NULL
-                    AND down.n <= (SELECT COUNT(*) FROM messages)  -- a damaged tree's cycle
-            )
-            SELECT id FROM down WHERE id IS NOT NULL ORDER BY n DESC LIMIT 1
-            """,
-            (message_id,),
-        )
-        return rows[0]["id"]
-
-    def delete_message(self, message_id: int) -> int | None:
-        """Delete a message and everything below it (its replies, their versions…). When the
-        session's branch ran through it, the branch moves to the newest version left beside it
-        (down to that version's end), else to its parent. Returns the session's leaf."""
-        message = self.get_message(message_id)
-        with self._transaction() as db:
-            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))  # cascades down
-            leaf = db.execute(
-                "SELECT m.id FROM sessions s JOIN messages m ON m.id = s.leaf_id WHERE s.id = ?",
-                (message.session_id,),
-            ).fetchone()
-            if leaf is not None:  # the branch did not run through it
-                return leaf["id"]
-            sibling = db.execute(
-                "SELECT MAX(id) AS id FROM messages WHERE session_id = ? AND parent_id IS ?",
-                (message.session_id, message.parent_id),
-            ).fetchone()["id"]
-            new_leaf = message.parent_id if sibling is None else self.deepest_leaf(sibling)
-            db.execute(
-                "UPDATE sessions SET leaf_id = ?, updated_at = ? WHERE id = ?",
-                (new_leaf, time.time(), message.session_id),
-            )
-        return new_leaf
-
     def fork_session(self, message_id: int, title: str) -> Session:
         """A new session holding a copy of the branch from the root down to `message_id` (its
         persona and settings too): a chat to take elsewhere, leaving the original as it is."""
@@ -440,36 +193,6 @@ class Store(StoreSearch):
         return self.insert_tree(
             title=title, persona=source.persona, settings=source.settings, messages=copies
         )
-
-    def all_messages(self, session_id: int) -> list[Message]:
-        rows = self._query("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,))
-        return [_message(r) for r in rows]
-
-    # --- token counts -----------------------------------------------------------
-
-    def token_counts(self, message_ids: list[int], tokenizer: str) -> dict[int, int]:
-        """The saved token counts of these messages under `tokenizer` (those counted so far)."""
-        if not message_ids:
-            return {}
-        marks = ", ".join("?" * len(message_ids))
-        rows = self._query(
-            f"SELECT message_id, tokens FROM token_counts"
-            f" WHERE tokenizer = ? AND message_id IN ({marks})",
-            (tokenizer, *message_ids),
-        )
-        return {row["message_id"]: row["tokens"] for row in rows}
-
-    def save_token_counts(self, tokenizer: str, counts: dict[int, int]) -> None:
-        """Remember messages' token counts under `tokenizer` (a message deleted meanwhile is
-        skipped)."""
-        if not counts:
-            return
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO token_counts (message_id, tokenizer, tokens)"
-                " SELECT id, ?, ? FROM messages WHERE id = ?",
-                [(tokenizer, tokens, message_id) for message_id, tokens in counts.items()],
-            )
 
     # --- settings ---------------------------------------------------------------
 
@@ -558,64 +281,3 @@ class Store(StoreSearch):
                 self._db.execute(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('optimize')")
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-# `leaf_depth` gives the branch's length without walking it.
-_SESSIONS = """
-    SELECT q.*, (SELECT m.depth FROM messages m WHERE m.id = CASE WHEN q.leaf_id IS NULL
-        THEN NULL ELSE COALESCE(q.valid_leaf, q.last_id) END) AS leaf_depth
-    FROM (SELECT s.*,
-        (SELECT m.id FROM messages m WHERE m.id = s.leaf_id AND m.session_id = s.id)
-            AS valid_leaf,
-        (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id) AS last_id
-    FROM sessions s) q"""
-
-
-def _session(row: sqlite3.Row) -> Session:
-    leaf = row["leaf_id"]
-    if leaf is not None and row["valid_leaf"] is None:
-        leaf = row["last_id"]
-    return Session(
-        id=row["id"],
-        title=as_text(row["title"]),
-        created_at=as_number(row["created_at"]),
-        updated_at=as_number(row["updated_at"]),
-        leaf_id=leaf,
-        persona=as_text(row["persona"]),
-        settings=_json_object(row["settings"]),
-        length=0 if leaf is None or row["leaf_depth"] is None else row["leaf_depth"] + 1,
-    )
-
-
-def _message(row: sqlite3.Row) -> Message:
-    """A message row; a damaged or newer one degrades instead of failing: an unknown role or
-    status reads as an errored assistant message (kept out of prompts), bad meta as {}."""
-    meta = _json_object(row["meta"])
-    try:
-        status = Status(row["status"])
-    except ValueError:
-        status, meta["stored_status"] = Status.ERROR, as_text(row["status"])
-    try:
-        role = Role(row["role"])
-    except ValueError:
-        role, status, meta["stored_role"] = Role.ASSISTANT, Status.ERROR, as_text(row["role"])
-    return Message(
-        id=row["id"],
-        session_id=row["session_id"],
-        parent_id=row["parent_id"],
-        role=role,
-        content=as_text(row["content"]),
-        status=status,
-        name=as_text(row["name"]),
-        created_at=as_number(row["created_at"]),
-        meta=meta,
-        depth=row["depth"] if isinstance(row["depth"], int) else 0,
-    )
-
-
-def _json_object(value: Any) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError, RecursionError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
