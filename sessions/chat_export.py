@@ -140,7 +140,11 @@ def _versions_note(store: Store, branch: list[Message]) -> dict[int, str]:
     places: dict[int, tuple[int, int]] = {}
     for start in range(0, len(branch), 500):  # SQLite binds at most 32766 values a query
         places |= store.versions(branch[start : start + 500])
-    return {mid: f"version {p}/{n}" for mid, (p, n) in places.items() if n > 1}
+    return {
+        mid: _("version {number}/{count}", number=p, count=n)
+        for mid, (p, n) in places.items()
+        if n > 1
+    }
 
 
 def to_markdown(store: Store, session: Session) -> str:

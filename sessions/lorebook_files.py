@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engines.atomic import written_atomically
 from engines.errors import CosplayError
 from engines.i18n import _
+from engines.validation import describe
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterBook
@@ -115,9 +116,20 @@ def book_from_world_info(obj: Any, source: str = "lorebook") -> CharacterBook:
                 "{source}: field '{field}': {problem}.",
                 source=source,
                 field=where,
-                problem=error["msg"],
+                problem=describe(error),
             )
         ) from None
+
+
+def _first_problem(exc: ValueError) -> str:
+    """Pydantic's first error as `field 'entries.0.keys': must be a list`; another ValueError
+    as its own words."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    error = errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return _("field '{field}': {problem}", field=where, problem=describe(error))
 
 
 def _is_number(value: Any) -> bool:
@@ -243,7 +255,11 @@ def as_world_info(obj: Any, source: str) -> dict[str, Any]:
             return world_info_from_book(CharacterBook.model_validate(obj))
         except ValueError as exc:  # pydantic's ValidationError
             raise LorebookError(
-                _("{source}: not a valid character_book ({problem}).", source=source, problem=exc)
+                _(
+                    "{source}: not a valid character_book ({problem}).",
+                    source=source,
+                    problem=_first_problem(exc),
+                )
             ) from None
     book_from_world_info(obj, source)  # validates
     return obj

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App, SystemCommand
+from textual.command import CommandPalette
 
 from engines.base import CosplayError, Engine
 from engines.i18n import _
 from sessions.store import Store
 from sessions.workspace import Workspace
-from tui.actions import APP, CHAT, MESSAGE, Action, config_keymap, key_label, read_keymap
+from tui.actions import APP, CHAT, MESSAGE, Action, key_label
 from tui.chat_screen import ChatScreen
+from tui.keymap import config_keymap, read_keymap
 from tui.modals import TextPromptScreen
 from tui.translated import translated_command
 
@@ -121,6 +123,21 @@ class CosplayApp(App):
     def keys_of(self, action: Action) -> str:
         """The keys that run `action` here, as people write them: keys.toml's, else its own."""
         return key_label(self._keymap.get(action.id, action.keys))
+
+    def action_command_palette(self) -> None:
+        """Textual's palette (as App's), its search field's placeholder in the UI's language."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(
+                CommandPalette(id="--command-palette", placeholder=_("Search for commands…"))
+            )
+
+    def search_themes(self) -> None:
+        """Textual's theme picker (as App's), its placeholder in the UI's language."""
+        from textual.theme import ThemeProvider
+
+        self.push_screen(
+            CommandPalette(providers=[ThemeProvider], placeholder=_("Search for themes…"))
+        )
 
     def get_system_commands(self, screen):
         for command in super().get_system_commands(screen):

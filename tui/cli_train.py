@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from engines.errors import CosplayError
+from engines.i18n import N_, _
 
 EXIT_INTERRUPTED = 130
+ALIAS_EXAMPLE = '{"诸葛亮": ["孔明", "卧龙"]}'  # braces: a value, not a {placeholder}
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +24,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_arguments(parser)
     parser.add_argument(
-        "--persona", metavar="NAME", help="create or update this persona with the adapter bound"
+        "--persona",
+        metavar="NAME",
+        help=_("create or update this persona with the adapter bound"),
     )
 
 
@@ -39,17 +43,31 @@ def run_train(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     if result.status == "interrupted":
         print(
-            f"Stopped at step {result.step}/{result.max_steps}; the checkpoint is saved in {result.out}. "
-            "Run the same command again to resume.",
+            _(
+                "Stopped at step {step}/{max_steps}; the checkpoint is saved in {out}. Run the "
+                "same command again to resume.",
+                step=result.step,
+                max_steps=result.max_steps,
+                out=result.out,
+            ),
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    losses = f"train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
+    losses = []
+    if result.train_loss is not None:
+        losses.append(_("train loss {loss}", loss=f"{result.train_loss:.4f}"))
     if result.eval_loss is not None:
-        losses += f", eval loss {result.eval_loss:.4f}"
-    print(f"Adapter saved in {result.out} ({result.step} steps; {losses}).")
+        losses.append(_("eval loss {loss}", loss=f"{result.eval_loss:.4f}"))
+    print(
+        _(
+            "Adapter saved in {out} ({steps} steps; {losses}).",
+            out=result.out,
+            steps=result.step,
+            losses=", ".join(losses),
+        )
+    )
     if result.gguf_path:
-        print(f"GGUF LoRA for the CPU engine: {result.gguf_path}")
+        print(_("GGUF LoRA for the CPU engine: {path}", path=result.gguf_path))
     if args.persona:
         path = bind_persona(
             args.persona,
@@ -61,8 +79,12 @@ def run_train(args: argparse.Namespace) -> int:
             home=args.home,
         )
         print(
-            f"Persona {args.persona!r} now uses this adapter ({path}); chat with "
-            f"`cosplay chat --persona {args.persona}`."
+            _(
+                "Persona '{name}' now uses this adapter ({path}); chat with "
+                "`cosplay chat --persona {name}`.",
+                name=args.persona,
+                path=path,
+            )
         )
     return 0
 
@@ -89,7 +111,9 @@ def bind_persona(
     except PersonaError:
         card = CharacterCard.new(
             name,
-            description=f"{speaker or name}, trained from dialogue with `cosplay train`.",
+            description=_(
+                "{name}, trained from dialogue with `cosplay train`.", name=speaker or name
+            ),
             tags=["trained"],
         )
     fields = card.cosplay.model_dump()
@@ -116,7 +140,7 @@ def run_extract(args: argparse.Namespace) -> int:
         a for part in (args.alias or []) for a in part.replace("，", ",").split(",") if a.strip()
     ]
     if aliases and not args.speaker:
-        raise CosplayError("--alias needs --speaker: name the character the aliases belong to.")
+        raise CosplayError(_("--alias needs --speaker: name the character the aliases belong to."))
     check_extract_arguments(args)
     report = extract_file(
         args.novel,
@@ -129,17 +153,30 @@ def run_extract(args: argparse.Namespace) -> int:
         dialogue_turns=args.dialogue_turns,
         fmt=args.format,
     )
-    print(f"Read {args.novel} as {report.encoding}.")
-    kind = "multi-turn " if args.dialogue_turns else ""
-    print(f"Wrote {report.written} {kind}records ({args.format}) to {args.out}.")
+    print(_("Read {novel} as {encoding}.", novel=args.novel, encoding=report.encoding))
+    wrote = (
+        N_("Wrote {count} multi-turn records ({format}) to {out}.")
+        if args.dialogue_turns
+        else N_("Wrote {count} records ({format}) to {out}.")
+    )
+    print(_(wrote, count=report.written, format=args.format, out=args.out))
     if report.unanswered:
-        print(f"{report.unanswered} lines had no other speaker's line before them to answer.")
+        print(
+            _(
+                "{count} lines had no other speaker's line before them to answer.",
+                count=report.unanswered,
+            )
+        )
     if report.dropped:
         print(
-            f"Left out {len(report.dropped)} speakers with fewer than {args.min_lines} lines "
-            f"({sum(report.dropped.values())} lines)."
+            _(
+                "Left out {speakers} speakers with fewer than {min_lines} lines ({lines} lines).",
+                speakers=len(report.dropped),
+                min_lines=args.min_lines,
+                lines=sum(report.dropped.values()),
+            )
         )
-    print("Quoted speech per speaker (aliases merged):")
+    print(_("Quoted speech per speaker (aliases merged):"))
     for name, count in report.counts.most_common(args.top):
         marker = " *" if report.speaker and name == report.speaker else ""
         print(f"  {name}\t{count}{marker}")
@@ -163,21 +200,27 @@ def check_extract_arguments(args: argparse.Namespace) -> None:
         ("--min-lines", args.min_lines),
     ):
         if value < 0:
-            raise CosplayError(f"{flag} must be 0 or more (got {value}).")
+            raise CosplayError(_("{flag} must be 0 or more (got {value}).", flag=flag, value=value))
     novel = Path(args.novel).expanduser()
     if novel.is_dir():
-        raise CosplayError(f"The novel {novel} is a directory; pass the novel's text file.")
+        raise CosplayError(
+            _("The novel {novel} is a directory; pass the novel's text file.", novel=novel)
+        )
     _check_out_file(Path(args.out).expanduser())
 
 
 def _check_out_file(out: Path) -> None:
     """--out names a file to write: not a folder, and not below a file."""
     if out.is_dir():
-        raise CosplayError(f"--out {out} is a directory; give a file name in it.")
+        raise CosplayError(_("--out {out} is a directory; give a file name in it.", out=out))
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise CosplayError(
-                f"--out {out}: {parent} is a file, not a folder; choose another path."
+                _(
+                    "--out {out}: {parent} is a file, not a folder; choose another path.",
+                    out=out,
+                    parent=parent,
+                )
             )
 
 
@@ -191,10 +234,13 @@ def run_export(args: argparse.Namespace) -> int:
     except OSError as exc:  # a full disk or a folder it may not write to
         where = f" {exc.filename}" if exc.filename else ""
         raise CosplayError(
-            f"Cannot write the GGUF adapter ({exc.strerror or exc}{where}); free some space or "
-            "choose an --out you can write to."
+            _(
+                "Cannot write the GGUF adapter ({problem}); free some space or choose an --out "
+                "you can write to.",
+                problem=f"{exc.strerror or exc}{where}",
+            )
         ) from exc
-    print(f"Wrote {path}; load it on the CPU engine with `--adapter {path}`.")
+    print(_("Wrote {path}; load it on the CPU engine with `--adapter {path}`.", path=path))
     return 0
 
 
@@ -206,63 +252,67 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser("train", help="fine-tune a persona LoRA from dialogue data")
+    train = subparsers.add_parser("train", help=_("fine-tune a persona LoRA from dialogue data"))
     train.later(add_train_arguments)  # from TrainOptions, a pydantic model
     train.set_defaults(func=run_train)
 
-    data = subparsers.add_parser("data", help="prepare training data")
+    data = subparsers.add_parser("data", help=_("prepare training data"))
     data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
-    extract = data_commands.add_parser("extract", help="extract quoted dialogue from a novel")
+    extract = data_commands.add_parser("extract", help=_("extract quoted dialogue from a novel"))
     extract.add_argument(
-        "novel", help="the novel: a text file in any encoding (UTF-8, GB18030, Big5…)"
+        "novel", help=_("the novel: a text file in any encoding (UTF-8, GB18030, Big5…)")
     )
-    extract.add_argument("--out", required=True, help="JSONL file to write")
-    extract.add_argument("--speaker", help="keep only this character's lines")
+    extract.add_argument("--out", required=True, help=_("JSONL file to write"))
+    extract.add_argument("--speaker", help=_("keep only this character's lines"))
     extract.add_argument(
-        "--alias", action="append", help="other names of --speaker, comma-separated"
+        "--alias", action="append", help=_("other names of --speaker, comma-separated")
     )
     extract.add_argument(
         "--alias-file",
-        help='more names: JSON {"诸葛亮": ["孔明", "卧龙"]} or lines `诸葛亮: 孔明, 卧龙`',
+        help=_("more names: JSON {example} or lines `诸葛亮: 孔明, 卧龙`", example=ALIAS_EXAMPLE),
     )
     extract.add_argument(
-        "--context-chars", type=int, default=150, help="narration kept before each line"
+        "--context-chars", type=int, default=150, help=_("narration kept before each line")
     )
-    extract.add_argument("--top", type=int, default=20, help="speakers listed in the report")
+    extract.add_argument("--top", type=int, default=20, help=_("speakers listed in the report"))
     extract.add_argument(
-        "--report", action="store_true", help="show a few lines of each speaker listed"
+        "--report", action="store_true", help=_("show a few lines of each speaker listed")
     )
     extract.add_argument(
-        "--min-lines", type=int, default=0, help="leave out speakers with fewer lines than this"
+        "--min-lines", type=int, default=0, help=_("leave out speakers with fewer lines than this")
     )
     extract.add_argument(
         "--dialogue-turns",
         action="store_true",
-        help="each line as the reply to the exchange before it (the other speakers' lines as "
-        "user turns)",
+        help=_(
+            "each line as the reply to the exchange before it (the other speakers' lines as "
+            "user turns)"
+        ),
     )
     extract.add_argument(
         "--format",
         choices=["cosplay", "sharegpt", "messages"],
         default="cosplay",
-        help="record format (default cosplay: context/chat)",
+        help=_("record format (default cosplay: context/chat)"),
     )
     extract.set_defaults(func=run_extract)
 
-    export = subparsers.add_parser("export-gguf", help="convert a PEFT LoRA adapter to a GGUF LoRA")
+    export = subparsers.add_parser(
+        "export-gguf", help=_("convert a PEFT LoRA adapter to a GGUF LoRA")
+    )
     export.add_argument(
         "adapter_dir",
-        help="the adapter directory (adapter_config.json + adapter_model.safetensors)",
+        help=_("the adapter directory (adapter_config.json + adapter_model.safetensors)"),
     )
     export.add_argument(
-        "--base", required=True, help="the base model's .gguf (names and shapes are checked)"
+        "--base", required=True, help=_("the base model's .gguf (names and shapes are checked)")
     )
-    export.add_argument("--out", help="file to write (default: ADAPTER_DIR/<name>.gguf)")
+    export.add_argument("--out", help=_("file to write (default: ADAPTER_DIR/<name>.gguf)"))
     export.add_argument(
-        "--outtype", choices=["f32", "f16"], default="f32", help="tensor type (default f32)"
+        "--outtype", choices=["f32", "f16"], default="f32", help=_("tensor type (default f32)")
     )
     export.set_defaults(func=run_export)
 
-    monitor = subparsers.add_parser("train-monitor", help="watch a training run's loss curve")
-    monitor.add_argument("run_dir", help="the --out directory of a run (holds train_log.jsonl)")
+    monitor = subparsers.add_parser("train-monitor", help=_("watch a training run's loss curve"))
+    monitor.add_argument("run_dir", help=_("the --out directory of a run (holds train_log.jsonl)"))
     monitor.set_defaults(func=run_monitor)

@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from engines.i18n import _
 from engines.train import DatasetError
 
 _NOVEL_MIN_CHARACTERS = 3  # characters of a novel the text must mention for its names to apply
@@ -97,6 +98,9 @@ def mined_names(text: str, book: NameBook) -> list[tuple[str, str, int]]:
     return found
 
 
+JSON_EXAMPLE = '{"诸葛亮": ["孔明", "卧龙"]}'  # braces: a value, not a {placeholder}
+
+
 def read_alias_file(path: str | Path) -> dict[str, list[str]]:
     """The user's aliases: a JSON object {"诸葛亮": ["孔明", "卧龙"]}, or text lines
     `诸葛亮: 孔明, 卧龙` (the first name is the full one; `#` starts a comment)."""
@@ -104,23 +108,33 @@ def read_alias_file(path: str | Path) -> dict[str, list[str]]:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DatasetError(f"The alias file {path} does not exist; check the path.")
+        raise DatasetError(_("The alias file {path} does not exist; check the path.", path=path))
     text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
             table = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DatasetError(
-                f"The alias file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-                'write it as {"诸葛亮": ["孔明", "卧龙"]}.'
+                _(
+                    "The alias file {path} is not valid JSON (line {line}: {problem}); write it "
+                    "as {example}.",
+                    path=path,
+                    line=exc.lineno,
+                    problem=exc.msg,
+                    example=JSON_EXAMPLE,
+                )
             ) from None
         if not isinstance(table, dict) or not all(
             isinstance(k, str) and isinstance(v, list) and all(isinstance(a, str) for a in v)
             for k, v in table.items()
         ):
             raise DatasetError(
-                f"The alias file {path} must map each full name to a list of other names, e.g. "
-                '{"诸葛亮": ["孔明", "卧龙"]}.'
+                _(
+                    "The alias file {path} must map each full name to a list of other names, "
+                    "e.g. {example}.",
+                    path=path,
+                    example=JSON_EXAMPLE,
+                )
             )
         return table
     table: dict[str, list[str]] = {}
@@ -131,8 +145,13 @@ def read_alias_file(path: str | Path) -> dict[str, list[str]]:
         names = [n for n in re.split(r"[\s:：,，、;；=]+", line) if n]
         if len(names) < 2:
             raise DatasetError(
-                f"Line {number} of the alias file {path} names only {line!r}; write the full "
-                "name and its other names, e.g. `诸葛亮: 孔明, 卧龙`."
+                _(
+                    "Line {number} of the alias file {path} names only {line}; write the full "
+                    "name and its other names, e.g. `诸葛亮: 孔明, 卧龙`.",
+                    number=number,
+                    path=path,
+                    line=repr(line),
+                )
             )
         table.setdefault(names[0], []).extend(names[1:])
     return table

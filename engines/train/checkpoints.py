@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engines.i18n import N_, _
 from engines.train import TrainingError
 from engines.train.options import soft_options
 
@@ -48,35 +49,54 @@ def validate_checkpoint(path: Path) -> int:
         missing.append("adapter_model.safetensors")
     if missing:
         raise TrainingError(
-            f"The checkpoint {path} is incomplete (missing {', '.join(missing)}); delete it to resume "
-            "from the one before, or start over with a new --out."
+            _(
+                "The checkpoint {path} is incomplete (missing {files}); delete it to resume from "
+                "the one before, or start over with a new --out.",
+                path=path,
+                files=", ".join(missing),
+            )
         )
     try:
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         return int(state["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         raise TrainingError(
-            f"The checkpoint {path} has an unreadable trainer_state.json; delete the checkpoint to "
-            "resume from the one before, or start over with a new --out."
+            _(
+                "The checkpoint {path} has an unreadable trainer_state.json; delete the "
+                "checkpoint to resume from the one before, or start over with a new --out.",
+                path=path,
+            )
         ) from None
 
 
 def read_json(path: Path, fix: str) -> dict | None:
     """The JSON object in `path`; None when there is no such file, and a TrainingError
-    (ending with `fix`) when the file is there but unreadable or damaged."""
+    (ending with `fix`, a string marked with N_) when the file is there but unreadable or
+    damaged."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise TrainingError(f"{path} cannot be read ({reason}); {fix}.") from None
+        raise TrainingError(
+            _("{path} cannot be read ({reason}); {fix}.", path=path, reason=reason, fix=_(fix))
+        ) from None
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise TrainingError(f"{path} is corrupt (not valid JSON: {exc}); {fix}.") from None
+        raise TrainingError(
+            _(
+                "{path} is corrupt (not valid JSON: {problem}); {fix}.",
+                path=path,
+                problem=exc,
+                fix=_(fix),
+            )
+        ) from None
     if not isinstance(value, dict):
-        raise TrainingError(f"{path} is corrupt (not a JSON object); {fix}.")
+        raise TrainingError(
+            _("{path} is corrupt (not a JSON object); {fix}.", path=path, fix=_(fix))
+        )
     return value
 
 
@@ -84,7 +104,7 @@ def check_same_run(out: Path, run: dict) -> None:
     """Refuse to resume a checkpoint made with other data or options."""
     previous = read_json(
         out / RUN_FILE,
-        "delete it to resume without comparing the options, or start over with a new --out",
+        N_("delete it to resume without comparing the options, or start over with a new --out"),
     )
     if previous is None:
         return
@@ -94,11 +114,15 @@ def check_same_run(out: Path, run: dict) -> None:
         if key not in SOFT_OPTIONS and previous.get("params", {}).get(key) != run["params"].get(key)
     )
     if previous.get("data_sha256") != run["data_sha256"]:
-        changed.insert(0, "data (its contents changed)")
+        changed.insert(0, _("data (its contents changed)"))
     if changed:
         raise TrainingError(
-            f"The checkpoints in {out} come from a run with different {', '.join(changed)}; use the "
-            "same options to resume, or a new --out to start over."
+            _(
+                "The checkpoints in {out} come from a run with different {changed}; use the same "
+                "options to resume, or a new --out to start over.",
+                out=out,
+                changed=", ".join(changed),
+            )
         )
 
 
@@ -120,9 +144,12 @@ def disk_space_guard(out: Path) -> Iterator[None]:
 
 def _disk_full(out: Path) -> TrainingError:
     return TrainingError(
-        f"The disk holding {out} is full, so the checkpoint or adapter could not be saved; "
-        "free space there (or delete old checkpoint-* directories) and run the same command "
-        "again to resume."
+        _(
+            "The disk holding {out} is full, so the checkpoint or adapter could not be saved; "
+            "free space there (or delete old checkpoint-* directories) and run the same command "
+            "again to resume.",
+            out=out,
+        )
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.i18n import N_, _
 from engines.train import DatasetError
 from engines.train.formats import (
     FORMATS,
@@ -39,7 +40,7 @@ class BadRecord:
 
     line: int
     problem: str
-    kind: str = "bad record"
+    kind: str = N_("bad record")  # English in the run files, translated where shown
 
 
 @dataclass
@@ -72,14 +73,27 @@ class LoadedData:
     def problem_lines(self, limit: int = 5) -> list[str]:
         """A summary line per list, then the first `limit` records of each, by line number."""
         lines = []
-        for title, notes in (("trained with warnings", self.warnings), ("skipped", self.skipped)):
+        titled = ((N_("trained with warnings"), self.warnings), (N_("skipped"), self.skipped))
+        for title, notes in titled:
             if not notes:
                 continue
-            kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(n.kind for n in notes).items())
-            lines.append(f"{title}: {len(notes)} records ({kinds})")
-            lines += [f"  line {note.line}: {note.problem}" for note in notes[:limit]]
+            kinds = ", ".join(
+                f"{_(kind)} {n}" for kind, n in Counter(n.kind for n in notes).items()
+            )
+            lines.append(
+                _(
+                    "{title}: {count} records ({kinds})",
+                    title=_(title),
+                    count=len(notes),
+                    kinds=kinds,
+                )
+            )
+            lines += [
+                "  " + _("line {line}: {problem}", line=note.line, problem=note.problem)
+                for note in notes[:limit]
+            ]
             if len(notes) > limit:
-                lines.append(f"  … and {len(notes) - limit} more")
+                lines.append("  " + _("… and {count} more", count=len(notes) - limit))
         return lines
 
 
@@ -87,7 +101,7 @@ def _keys(record: dict) -> str:
     """A record's keys fit for a one-line message (a key may hold a line break)."""
     keys = sorted(record)
     shown = ", ".join(k if k.isprintable() and len(k) <= 40 else repr(k)[:40] for k in keys[:12])
-    return (shown + (", …" if len(keys) > 12 else "")) or "none"
+    return (shown + (", …" if len(keys) > 12 else "")) or _("none")
 
 
 def file_sha256(path: Path) -> str:
@@ -133,7 +147,13 @@ def iter_records(path: Path) -> Iterator[tuple[int, object]]:
         try:
             value = _DECODER.decode(line)
         except json.JSONDecodeError as exc:
-            value = RecordProblem(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            value = RecordProblem(
+                _(
+                    "not valid JSON ({problem} at column {column})",
+                    problem=exc.msg,
+                    column=exc.colno,
+                )
+            )
         except (ValueError, RecursionError) as exc:
             value = RecordProblem(_unusable(exc))
         yield number, value
@@ -146,7 +166,9 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
     while True:
         pos = _skip_space(text, pos)
         if pos >= len(text):
-            raise DatasetError(f"{path} ends inside its JSON array; the file is truncated.")
+            raise DatasetError(
+                _("{path} ends inside its JSON array; the file is truncated.", path=path)
+            )
         if text[pos] == "]":
             return
         line += text.count("\n", counted, pos)  # counts only the new stretch: linear overall
@@ -155,13 +177,23 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise DatasetError(
-                f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}); fix the file "
-                "(a broken JSON array cannot be skipped record by record)."
+                _(
+                    "{path}, line {line}: not valid JSON ({problem}); fix the file (a broken "
+                    "JSON array cannot be skipped record by record).",
+                    path=path,
+                    line=exc.lineno,
+                    problem=exc.msg,
+                )
             ) from None
         except (ValueError, RecursionError) as exc:
             raise DatasetError(
-                f"{path}, line {line}: {_unusable(exc)}; fix the file "
-                "(a broken JSON array cannot be skipped record by record)."
+                _(
+                    "{path}, line {line}: {problem}; fix the file (a broken JSON array cannot "
+                    "be skipped record by record).",
+                    path=path,
+                    line=line,
+                    problem=_unusable(exc),
+                )
             ) from None
         yield line, value
         pos = _skip_space(text, pos)
@@ -171,7 +203,7 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
 
 def _parse_int(text: str) -> int:
     if len(text) > MAX_NUMBER_DIGITS:  # int() refuses over 4300 digits with a bare ValueError
-        raise ValueError(f"a number with {len(text)} digits")
+        raise ValueError(_("a number with {count} digits", count=len(text)))
     return int(text)
 
 
@@ -180,8 +212,8 @@ _DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 def _unusable(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
-        return "the JSON is nested too deeply"
-    return f"the JSON holds {exc}, which no record needs"
+        return _("the JSON is nested too deeply")
+    return _("the JSON holds {what}, which no record needs", what=exc)
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -198,14 +230,22 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
     path = Path(path).expanduser()
     if fmt not in ("auto", *FORMATS):
         raise DatasetError(
-            f"Unknown data format {fmt!r}; use auto or one of: {', '.join(FORMATS)}."
+            _(
+                "Unknown data format '{format}'; use auto or one of: {formats}.",
+                format=fmt,
+                formats=", ".join(FORMATS),
+            )
         )
     if not path.is_file():
-        raise DatasetError(f"The dataset {path} does not exist; check the path given to --data.")
+        raise DatasetError(
+            _("The dataset {path} does not exist; check the path given to --data.", path=path)
+        )
     if path.suffix.lower() in TEXT_SUFFIXES and fmt in ("auto", "text"):
         text = read_text(path)
         if not text.strip():
-            raise DatasetError(f"The text file {path} is empty; give it some text to train on.")
+            raise DatasetError(
+                _("The text file {path} is empty; give it some text to train on.", path=path)
+            )
         return LoadedData(path, "text", [Sample(text=text, line=1)])
 
     samples: list[Sample] = []
@@ -217,12 +257,20 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
             if isinstance(record, RecordProblem):
                 raise record
             if not isinstance(record, dict):
-                raise RecordProblem(f"the record is a JSON {type(record).__name__}, not an object")
+                raise RecordProblem(
+                    _(
+                        "the record is a JSON {kind}, not an object",
+                        kind=type(record).__name__,
+                    )
+                )
             if detected is None:
                 detected = detect_format(record)
                 if detected is None:
                     raise RecordProblem(
-                        f"cannot tell the format from its keys ({_keys(record)}); pass --format"
+                        _(
+                            "cannot tell the format from its keys ({keys}); pass --format",
+                            keys=_keys(record),
+                        )
                     )
             sample = PARSERS[detected](record)
         except NothingToTrain as exc:
@@ -231,7 +279,13 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
         except RecordProblem as exc:
             if not skip_bad:
                 raise DatasetError(
-                    f"{path}, line {line}: {exc}; fix the record or pass --skip-bad to skip bad records."
+                    _(
+                        "{path}, line {line}: {problem}; fix the record or pass --skip-bad to "
+                        "skip bad records.",
+                        path=path,
+                        line=line,
+                        problem=exc,
+                    )
                 ) from None
             skipped.append(BadRecord(line, str(exc)))
             continue
@@ -240,8 +294,18 @@ def load_dataset(path: str | Path, *, fmt: str = "auto", skip_bad: bool = False)
         if sample.warning:
             warnings.append(BadRecord(line, sample.warning, sample.warning_kind))
     if not samples:
-        detail = f" ({len(skipped)} records skipped)" if skipped else ""
-        raise DatasetError(f"The dataset {path} holds no usable records{detail}; check the file.")
+        if skipped:
+            raise DatasetError(
+                _(
+                    "The dataset {path} holds no usable records ({count} records skipped); "
+                    "check the file.",
+                    path=path,
+                    count=len(skipped),
+                )
+            )
+        raise DatasetError(
+            _("The dataset {path} holds no usable records; check the file.", path=path)
+        )
     return LoadedData(path, detected or "text", samples, skipped, warnings)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engines.base import TemplateError
+from engines.i18n import _
 from engines.templates import ChatTemplate
 from engines.train.data import chunk_ids
 from engines.train.formats import Sample
@@ -47,8 +48,11 @@ def conversation_segments(
         full = template.render(messages[: index + 1], add_generation_prompt=False, char_name=name)
         if not prompt.startswith(done) or not full.startswith(prompt):
             raise TemplateError(
-                f"The template {template.name!r} does not render replies after their prompt, so the "
-                "prompt cannot be masked; choose another with --template."
+                _(
+                    "The template '{name}' does not render replies after their prompt, so the "
+                    "prompt cannot be masked; choose another with --template.",
+                    name=template.name,
+                )
             )
         segments.append((prompt[len(done) :], False))
         segments.append((full[len(prompt) :], True))

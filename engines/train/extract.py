@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.atomic import written_atomically
+from engines.i18n import _
 from engines.train import DatasetError
 from engines.train.aliases import name_book
 from engines.train.chinese_script import ScriptWriter, simplified_view
@@ -245,13 +246,21 @@ def extract_file(
     the JSONL file `out`, in `fmt` (dialogue_turns.FORMATS)."""
     novel, out = Path(novel).expanduser(), Path(out).expanduser()
     if not novel.is_file():
-        raise DatasetError(f"The novel {novel} does not exist; check the path.")
+        raise DatasetError(_("The novel {novel} does not exist; check the path.", novel=novel))
     if out.exists() and out.resolve() == novel.resolve():
-        raise DatasetError(f"--out {out} is the novel itself; write the records to another file.")
+        raise DatasetError(
+            _("--out {out} is the novel itself; write the records to another file.", out=out)
+        )
     if out.is_dir():
-        raise DatasetError(f"--out {out} is a directory; give a .jsonl file name.")
+        raise DatasetError(_("--out {out} is a directory; give a .jsonl file name.", out=out))
     if fmt not in FORMATS:
-        raise DatasetError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+        raise DatasetError(
+            _(
+                "Unknown format '{format}'; choose one of {formats}.",
+                format=fmt,
+                formats=", ".join(FORMATS),
+            )
+        )
     text, encoding = read_text_and_encoding(novel)
     utterances, speaker = _extract(text, speaker, aliases, context_chars, alias_table)
     report = ExtractReport(Counter(u.speaker for u in utterances), encoding=encoding)
@@ -262,15 +271,26 @@ def extract_file(
     kept = {name for name, count in report.counts.items() if count >= min_lines}
     report.dropped = Counter({n: c for n, c in report.counts.items() if n not in kept})
     if speaker and speaker not in report.counts:
-        seen = ", ".join(name for name, _ in report.counts.most_common(8)) or "nobody"
+        seen = ", ".join(name for name, _count in report.counts.most_common(8)) or _("nobody")
         raise DatasetError(
-            f"No quoted speech by {speaker} was found in {novel} (speakers found: {seen}); "
-            "check the name or add --alias."
+            _(
+                "No quoted speech by {speaker} was found in {novel} (speakers found: {seen}); "
+                "check the name or add --alias.",
+                speaker=speaker,
+                novel=novel,
+                seen=seen,
+            )
         )
     if speaker and speaker not in kept:
         raise DatasetError(
-            f"{speaker} has {report.counts[speaker]} lines in {novel}, fewer than --min-lines "
-            f"{min_lines}; lower --min-lines."
+            _(
+                "{speaker} has {count} lines in {novel}, fewer than --min-lines {min_lines}; "
+                "lower --min-lines.",
+                speaker=speaker,
+                count=report.counts[speaker],
+                novel=novel,
+                min_lines=min_lines,
+            )
         )
     records = []
     for index, utterance in enumerate(utterances):

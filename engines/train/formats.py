@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from engines.i18n import N_, _
+
 FORMATS = ("cosplay", "alpaca", "sharegpt", "messages", "vicuna", "text")
 
 # `某某曰：` / `某某笑道：` / `某某说：` at the end of a cosplay context; group 3 is the mark after
@@ -36,9 +38,10 @@ _SHAREGPT_ROLES = {
     "system": "system",
 }
 
-NO_SPEAKER = "no speaker"
-PREFIX_TYPO = "speaker prefix typo"
-NOTHING_TO_TRAIN = "nothing to train"
+# Kinds of problem, English in the run files, translated where they are shown.
+NO_SPEAKER = N_("no speaker")
+PREFIX_TYPO = N_("speaker prefix typo")
+NOTHING_TO_TRAIN = N_("nothing to train")
 
 
 @dataclass
@@ -98,11 +101,11 @@ def _string(record: dict, key: str, *, required: bool = True) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        raise RecordProblem(
-            f'"{key}" must be a string' + ("" if key in record else " and is missing")
-        )
+        if key in record:
+            raise RecordProblem(_('"{key}" must be a string', key=key))
+        raise RecordProblem(_('"{key}" must be a string and is missing', key=key))
     if required and not value.strip():
-        raise RecordProblem(f'"{key}" is empty')
+        raise RecordProblem(_('"{key}" is empty', key=key))
     return value
 
 
@@ -125,7 +128,7 @@ def parse_cosplay(record: dict) -> Sample:
     context = _string(record, "context", required=False)
     chat = _string(record, "chat", required=False)
     if not chat.strip():
-        raise NothingToTrain('"chat" is empty: there is no reply to learn from')
+        raise NothingToTrain(_('"chat" is empty: there is no reply to learn from'))
     chat = chat.strip()
     named = record.get("speaker")
     named = named.strip() if isinstance(named, str) and named.strip() else None
@@ -136,8 +139,10 @@ def parse_cosplay(record: dict) -> Sample:
     sample = _named(narration, chat, named or speaker)
     if context.rstrip().rstrip("“").rstrip()[-1:] not in _COLONS:
         prefix = context[len(narration) :].strip()
-        sample.warning = (
-            f"the speaker prefix {prefix} is not followed by a colon; read as {speaker}曰："
+        sample.warning = _(
+            "the speaker prefix {prefix} is not followed by a colon; read as {speaker}曰：",
+            prefix=prefix,
+            speaker=speaker,
         )
         sample.warning_kind = PREFIX_TYPO
     if context.rstrip().endswith("“") and not chat.startswith("“"):
@@ -158,13 +163,16 @@ def _unnamed(context: str, chat: str, named: str | None) -> Sample:
         message["name"] = named
     messages.append(message)
     tail = context.rstrip()
-    tail = ("…" + tail[-16:] if len(tail) > 16 else tail) or "(empty)"
+    tail = ("…" + tail[-16:] if len(tail) > 16 else tail) or _("(empty)")
     return Sample(
         messages=messages,
         speaker=named,
         prompt=context,
-        warning=f'the context ends in "{tail}", not a speaker prefix such as 曹洪曰：; '
-        "trained as a plain prompt",
+        warning=_(
+            'the context ends in "{tail}", not a speaker prefix such as 曹洪曰：; trained as a '
+            "plain prompt",
+            tail=tail,
+        ),
         warning_kind=NO_SPEAKER,
     )
 
@@ -179,14 +187,14 @@ def parse_alpaca(record: dict) -> Sample:
         messages.append({"role": "system", "content": system})
     history = record.get("history") or []
     if not isinstance(history, list):
-        raise RecordProblem('"history" must be a list of [question, answer] pairs')
+        raise RecordProblem(_('"history" must be a list of [question, answer] pairs'))
     for pair in history:
         if not (
             isinstance(pair, list | tuple)
             and len(pair) == 2
             and all(isinstance(x, str) for x in pair)
         ):
-            raise RecordProblem('"history" must be a list of [question, answer] pairs')
+            raise RecordProblem(_('"history" must be a list of [question, answer] pairs'))
         messages += [
             {"role": "user", "content": pair[0]},
             {"role": "assistant", "content": pair[1]},
@@ -198,28 +206,36 @@ def parse_alpaca(record: dict) -> Sample:
 
 def _check_turns(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-        raise NothingToTrain("the conversation has no assistant reply to learn from")
+        raise NothingToTrain(_("the conversation has no assistant reply to learn from"))
     return messages
 
 
 def parse_sharegpt(record: dict) -> Sample:
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
-        raise RecordProblem('"conversations" must be a non-empty list')
+        raise RecordProblem(_('"conversations" must be a non-empty list'))
     messages = []
     system = record.get("system")
     if isinstance(system, str) and system.strip():
         messages.append({"role": "system", "content": system})
     for index, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise RecordProblem(f"conversation turn {index + 1} is not an object")
+            raise RecordProblem(_("conversation turn {number} is not an object", number=index + 1))
         speaker = turn.get("from", turn.get("role"))
         value = turn.get("value", turn.get("content"))
         role = _SHAREGPT_ROLES.get(str(speaker).lower())
         if role is None:
-            raise RecordProblem(f'conversation turn {index + 1} has unknown "from": {speaker!r}')
+            raise RecordProblem(
+                _(
+                    'conversation turn {number} has unknown "from": {speaker}',
+                    number=index + 1,
+                    speaker=repr(speaker),
+                )
+            )
         if not isinstance(value, str):
-            raise RecordProblem(f'conversation turn {index + 1} has no string "value"')
+            raise RecordProblem(
+                _('conversation turn {number} has no string "value"', number=index + 1)
+            )
         messages.append({"role": role, "content": value})
     return Sample(messages=_check_turns(messages))
 
@@ -227,18 +243,22 @@ def parse_sharegpt(record: dict) -> Sample:
 def parse_messages(record: dict) -> Sample:
     turns = record.get("messages")
     if not isinstance(turns, list) or not turns:
-        raise RecordProblem('"messages" must be a non-empty list')
+        raise RecordProblem(_('"messages" must be a non-empty list'))
     messages = []
     for index, turn in enumerate(turns):
         if not isinstance(turn, dict):
-            raise RecordProblem(f"message {index + 1} is not an object")
+            raise RecordProblem(_("message {number} is not an object", number=index + 1))
         role, content = turn.get("role"), turn.get("content")
         if role not in ("system", "user", "assistant"):
             raise RecordProblem(
-                f"message {index + 1} has role {role!r}; use system, user or assistant"
+                _(
+                    "message {number} has role {role}; use system, user or assistant",
+                    number=index + 1,
+                    role=repr(role),
+                )
             )
         if not isinstance(content, str):
-            raise RecordProblem(f'message {index + 1} has no string "content"')
+            raise RecordProblem(_('message {number} has no string "content"', number=index + 1))
         message = {"role": role, "content": content}
         if isinstance(turn.get("name"), str) and turn["name"]:
             message["name"] = turn["name"]
@@ -249,13 +269,17 @@ def parse_messages(record: dict) -> Sample:
 def parse_vicuna(record: dict) -> Sample:
     inputs, outputs = record.get("input"), record.get("output")
     if not isinstance(inputs, list) or not isinstance(outputs, list):
-        raise RecordProblem('"input" and "output" must be lists of turns')
+        raise RecordProblem(_('"input" and "output" must be lists of turns'))
     if len(inputs) != len(outputs) or not inputs:
         raise RecordProblem(
-            f'"input" has {len(inputs)} turns but "output" has {len(outputs)}; they must pair up'
+            _(
+                '"input" has {inputs} turns but "output" has {outputs}; they must pair up',
+                inputs=len(inputs),
+                outputs=len(outputs),
+            )
         )
     if not all(isinstance(x, str) for x in inputs + outputs):
-        raise RecordProblem('every "input" and "output" turn must be a string')
+        raise RecordProblem(_('every "input" and "output" turn must be a string'))
     messages = []
     system = record.get("instruction")
     if isinstance(system, str) and system.strip():

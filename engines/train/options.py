@@ -24,7 +24,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
+from engines.i18n import N_, _, language
 from engines.train import TrainingError
+from engines.validation import describe
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Cli:
     soft: bool = False
 
 
-DATA, OPT, LORA, RUN = "data", "optimisation", "LoRA", "run"
+DATA, OPT, LORA, RUN = N_("data"), N_("optimisation"), N_("LoRA"), N_("run")  # argparse groups
 Scheduler = Literal[
     "linear",
     "cosine",
@@ -65,111 +67,128 @@ class TrainOptions(BaseModel):
 
     # --- what to train on and where to write (required) ---
     base: Annotated[str, Cli("")] = Field(
-        description="the HF base model: a local directory or a repo id"
+        description=N_("the HF base model: a local directory or a repo id")
     )
     data: Annotated[str, Cli("", soft=True)] = Field(
-        description="dataset: .json / .jsonl records or a .txt file"
+        description=N_("dataset: .json / .jsonl records or a .txt file")
     )
     out: Annotated[str, Cli("", soft=True)] = Field(
-        description="output directory for the adapter, checkpoints and log"
+        description=N_("output directory for the adapter, checkpoints and log")
     )
     # --- data ---
     data_format: Annotated[Format, Cli(DATA, flags=("--format",))] = Field(
-        "auto", description="dataset format (auto: detected from the records)"
+        "auto", description=N_("dataset format (auto: detected from the records)")
     )
     skip_bad: Annotated[bool, Cli(DATA)] = Field(
-        False, description="skip and count malformed records instead of stopping"
+        False, description=N_("skip and count malformed records instead of stopping")
     )
     template: Annotated[str, Cli(DATA)] = Field(
         "auto",
         min_length=1,
-        description="chat template: auto (cosplay data → cosplay, else the model's own), "
-        "model, or a named one",
+        description=N_(
+            "chat template: auto (cosplay data → cosplay, else the model's own), "
+            "model, or a named one"
+        ),
     )
-    cutoff_len: Annotated[int, Cli(DATA)] = Field(512, ge=1, description="max tokens per sample")
+    cutoff_len: Annotated[int, Cli(DATA)] = Field(
+        512, ge=1, description=N_("max tokens per sample")
+    )
     text_overlap: Annotated[int, Cli(DATA)] = Field(
-        64, ge=0, description="token overlap between chunks of raw text"
+        64, ge=0, description=N_("token overlap between chunks of raw text")
     )
     val_size: Annotated[float, Cli(DATA)] = Field(
-        0.0, ge=0, description="held-out samples for eval loss: a fraction (0.1) or a count (50)"
+        0.0,
+        ge=0,
+        description=N_("held-out samples for eval loss: a fraction (0.1) or a count (50)"),
     )
     speaker: Annotated[str | None, Cli(DATA)] = Field(
-        None, description="the character this adapter speaks as (default: the most frequent one)"
+        None,
+        description=N_("the character this adapter speaks as (default: the most frequent one)"),
     )
     # --- optimisation ---
-    epochs: Annotated[float, Cli(OPT)] = Field(3.0, ge=0, description="passes over the data")
+    epochs: Annotated[float, Cli(OPT)] = Field(3.0, ge=0, description=N_("passes over the data"))
     max_steps: Annotated[int, Cli(OPT)] = Field(
-        0, ge=0, description="stop after this many optimizer steps (overrides --epochs)"
+        0, ge=0, description=N_("stop after this many optimizer steps (overrides --epochs)")
     )
     learning_rate: Annotated[float, Cli(OPT, flags=("--learning-rate", "--lr"))] = Field(
-        2e-4, gt=0, lt=1, description="peak learning rate"
+        2e-4, gt=0, lt=1, description=N_("peak learning rate")
     )
     scheduler: Annotated[Scheduler, Cli(OPT)] = Field(
-        "cosine", description="learning-rate schedule"
+        "cosine", description=N_("learning-rate schedule")
     )
     warmup: Annotated[float, Cli(OPT)] = Field(
-        0.03, ge=0, description="warmup: a fraction of the steps (<1) or a step count"
+        0.03, ge=0, description=N_("warmup: a fraction of the steps (<1) or a step count")
     )
-    batch_size: Annotated[int, Cli(OPT)] = Field(4, ge=1, description="samples per device per step")
-    grad_accum: Annotated[int, Cli(OPT)] = Field(1, ge=1, description="gradient accumulation steps")
-    seed: Annotated[int, Cli(OPT)] = Field(42, ge=0, description="random seed")
+    batch_size: Annotated[int, Cli(OPT)] = Field(
+        4, ge=1, description=N_("samples per device per step")
+    )
+    grad_accum: Annotated[int, Cli(OPT)] = Field(
+        1, ge=1, description=N_("gradient accumulation steps")
+    )
+    seed: Annotated[int, Cli(OPT)] = Field(42, ge=0, description=N_("random seed"))
     # --- LoRA ---
-    lora_r: Annotated[int, Cli(LORA)] = Field(8, ge=1, description="rank")
-    lora_alpha: Annotated[int, Cli(LORA)] = Field(16, ge=1, description="alpha")
-    lora_dropout: Annotated[float, Cli(LORA)] = Field(0.05, ge=0, lt=1, description="dropout")
+    lora_r: Annotated[int, Cli(LORA)] = Field(8, ge=1, description=N_("rank"))
+    lora_alpha: Annotated[int, Cli(LORA)] = Field(16, ge=1, description=N_("alpha"))
+    lora_dropout: Annotated[float, Cli(LORA)] = Field(0.05, ge=0, lt=1, description=N_("dropout"))
     target_modules: Annotated[str | list[str], Cli(LORA)] = Field(
-        "all-linear", description="comma-separated module names, or all-linear"
+        "all-linear", description=N_("comma-separated module names, or all-linear")
     )
     use_rslora: Annotated[bool, Cli(LORA, flags=("--rslora",))] = Field(
-        False, description="rank-stabilised scaling alpha/sqrt(r)"
+        False, description=N_("rank-stabilised scaling alpha/sqrt(r)")
     )
     # --- run ---
     eval_steps: Annotated[int, Cli(RUN, soft=True)] = Field(
-        50, ge=1, description="evaluate every N steps (with --val-size)"
+        50, ge=1, description=N_("evaluate every N steps (with --val-size)")
     )
     save_steps: Annotated[int, Cli(RUN, soft=True)] = Field(
-        100, ge=1, description="checkpoint every N steps"
+        100, ge=1, description=N_("checkpoint every N steps")
     )
     save_total_limit: Annotated[int, Cli(RUN, soft=True)] = Field(
-        3, ge=1, description="keep at most N checkpoints"
+        3, ge=1, description=N_("keep at most N checkpoints")
     )
     logging_steps: Annotated[int, Cli(RUN, soft=True)] = Field(
-        1, ge=1, description="log the loss every N steps"
+        1, ge=1, description=N_("log the loss every N steps")
     )
     quantize: Annotated[Literal["auto", "4bit", "8bit", "none"], Cli(RUN)] = Field(
-        "auto", description="base weights: auto = 4-bit QLoRA on CUDA, full precision elsewhere"
+        "auto", description=N_("base weights: auto = 4-bit QLoRA on CUDA, full precision elsewhere")
     )
     gradient_checkpointing: Annotated[bool | None, Cli(RUN)] = Field(
-        None, description="trade compute for memory (default: on with a GPU)"
+        None, description=N_("trade compute for memory (default: on with a GPU)")
     )
     group_by_length: Annotated[bool, Cli(RUN)] = Field(
-        True, description="batch samples of similar length together: less padding, faster"
+        True, description=N_("batch samples of similar length together: less padding, faster")
     )
     trust_remote_code: Annotated[bool, Cli(RUN)] = Field(
-        False, description="allow the model's own Python code"
+        False, description=N_("allow the model's own Python code")
     )
     resume: Annotated[bool | None, Cli(RUN, soft=True)] = Field(
         None,
-        description="continue from the last checkpoint in --out (default: an unfinished run "
-        "continues anyway; --no-resume refuses to)",
+        description=N_(
+            "continue from the last checkpoint in --out (default: an unfinished run "
+            "continues anyway; --no-resume refuses to)"
+        ),
     )
     dry_run: Annotated[bool, Cli(RUN, soft=True)] = Field(
         False,
-        description="show the detected format, counts, token lengths, options and rendered "
-        "samples; train nothing",
+        description=N_(
+            "show the detected format, counts, token lengths, options and rendered "
+            "samples; train nothing"
+        ),
     )
     dry_run_samples: Annotated[int, Cli(RUN, soft=True)] = Field(
-        3, ge=0, description="samples rendered by --dry-run"
+        3, ge=0, description=N_("samples rendered by --dry-run")
     )
     gguf: Annotated[
         bool | str | None, Cli(RUN, metavar="BASE.gguf", nargs="?", const=True, soft=True)
     ] = Field(
         None,
-        description="also export the adapter as a GGUF LoRA for the CPU engine "
-        "(checked against BASE.gguf if given)",
+        description=N_(
+            "also export the adapter as a GGUF LoRA for the CPU engine "
+            "(checked against BASE.gguf if given)"
+        ),
     )
     progress: Annotated[bool, Cli(RUN, flags=("--no-progress",), soft=True)] = Field(
-        True, description="no progress bar on the terminal"
+        True, description=N_("no progress bar on the terminal")
     )
 
     @field_validator("base", "data", "out", "gguf", mode="before")
@@ -181,7 +200,7 @@ class TrainOptions(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must not be empty")
+            raise ValueError(_("must not be empty"))
         return value
 
     @field_validator("target_modules", mode="before")
@@ -191,13 +210,13 @@ class TrainOptions(BaseModel):
             value = list(value)
         names = value.split(",") if isinstance(value, str) else value
         if isinstance(names, list) and not any(str(n).strip() for n in names):
-            raise ValueError("must name at least one module")
+            raise ValueError(_("must name at least one module"))
         return value
 
     @model_validator(mode="after")
     def _together(self) -> TrainOptions:
         if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("--epochs or --max-steps must be positive")
+            raise ValueError(_("--epochs or --max-steps must be positive"))
         return self
 
     # --- building one -----------------------------------------------------------------------
@@ -237,7 +256,10 @@ class TrainOptions(BaseModel):
                 shown = f"{flag} {_show(value)}"
             if shown:
                 groups.setdefault(cli.group, []).append(shown)
-        return [f"options ({group}): {' '.join(items)}" for group, items in groups.items()]
+        return [
+            _("options ({group}): {flags}", group=_(group), flags=" ".join(items))
+            for group, items in groups.items()
+        ]
 
 
 TYPED = "_train_flags_typed"  # Namespace attribute: field name -> the flag spelling used
@@ -306,15 +328,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, info in TrainOptions.model_fields.items():
         cli = cli_of(name)
         if cli.group not in groups:
-            groups[cli.group] = parser.add_argument_group(cli.group)
+            groups[cli.group] = parser.add_argument_group(_(cli.group))
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
         required = info.default is PydanticUndefined
-        help_text = info.description or ""
+        help_text = _(info.description) if info.description else ""
         annotation, kinds = _kinds(name)
         if kinds == [bool]:
             if _negatable(name):
                 kwargs["action"] = _BOOL_PAIR
-                help_text += " (default: on)" if info.default else ""
+                help_text += _(" (default: on)") if info.default else ""
             else:
                 kwargs["action"] = _STORE_FALSE if info.default else _STORE_TRUE
         else:
@@ -328,7 +350,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if cli.metavar:
                 kwargs["metavar"] = cli.metavar
             if not required and info.default not in (None, ""):
-                help_text += f" (default {_show(info.default)})"
+                help_text += _(" (default {value})", value=_show(info.default))
         if required:
             kwargs["required"] = True
         kwargs["help"] = help_text.replace("%", "%%")
@@ -345,43 +367,15 @@ def describe_errors(exc: ValidationError, typed: dict[str, str]) -> str:
         loc = error.get("loc") or ()
         name = str(loc[0]) if loc else ""
         if error["type"] == "extra_forbidden":
-            parts.append(f"there is no training option {name!r}")
+            parts.append(_("there is no training option '{name}'", name=name))
             continue
-        if name in TrainOptions.model_fields:
-            flag = typed.get(name) or flags_of(name)[0]
-        else:
-            flag = ""
-        parts.append(_problem(flag, error))
-    problems = "; ".join(dict.fromkeys(parts))
-    return problems[:1].upper() + problems[1:] + "."
-
-
-def _problem(flag: str, error: dict) -> str:
-    kind, ctx = error["type"], error.get("ctx") or {}
-    got = error.get("input")
-    if isinstance(got, (dict, list, type(None))) or got == "":
-        got_text = ""
-    else:
-        got_text = f" (got {got!r})" if isinstance(got, str) else f" (got {_show(got)})"
-    limits = {
-        "greater_than_equal": ("≥", "ge"),
-        "greater_than": (">", "gt"),
-        "less_than_equal": ("≤", "le"),
-        "less_than": ("<", "lt"),
-    }
-    if kind in limits:
-        sign, key = limits[kind]
-        return f"{flag} must be {sign} {_show(ctx.get(key))}{got_text}"
-    if kind == "literal_error":
-        return f"{flag} must be one of {ctx.get('expected', '')}{got_text}"
-    if kind == "missing":
-        return f"{flag} is required"
-    if kind == "value_error":
-        message = str(ctx.get("error", error["msg"]))
-        return message if message.startswith("--") else f"{flag} {message}{got_text}"
-    if kind == "string_too_short":
-        return f"{flag} must not be empty"
-    return f"{flag}: {error['msg'].lower()}{got_text}"
+        flag = (typed.get(name) or flags_of(name)[0]) if name in TrainOptions.model_fields else ""
+        problem = describe(error)
+        # A model-level check names its flags itself (`--epochs or --max-steps must be …`).
+        parts.append(problem if problem.startswith("--") or not flag else f"{flag} {problem}")
+    chinese = language() == "zh"
+    problems = ("；" if chinese else "; ").join(dict.fromkeys(parts))
+    return problems[:1].upper() + problems[1:] + ("。" if chinese else ".")
 
 
 __all__ = ["Cli", "TrainOptions", "add_arguments", "describe_errors", "soft_options"]

@@ -9,6 +9,7 @@ import random
 import statistics
 from pathlib import Path
 
+from engines.i18n import _
 from engines.templates import ChatTemplate, choose_template, get_template
 from engines.train import TrainingError
 from engines.train.checkpoints import RESULT_FILE, check_same_run, checkpoints, validate_checkpoint
@@ -21,16 +22,22 @@ def check_paths(options: TrainOptions) -> None:
     """What the option types cannot tell: a GGUF given as the base, an --out that is a file."""
     if options.base.lower().endswith(".gguf"):
         raise TrainingError(
-            "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
-            "pass the GGUF to `cosplay export-gguf --base` afterwards."
+            _(
+                "Training needs the Hugging Face model (a directory or repo id), not a GGUF file; "
+                "pass the GGUF to `cosplay export-gguf --base` afterwards."
+            )
         )
     out = Path(options.out).expanduser()
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():
                 raise TrainingError(
-                    f"--out {options.out} cannot be a directory because {path} is a file; "
-                    "pass a directory for the adapter (it is created if missing)."
+                    _(
+                        "--out {out} cannot be a directory because {path} is a file; pass a "
+                        "directory for the adapter (it is created if missing).",
+                        out=options.out,
+                        path=path,
+                    )
                 )
             break
 
@@ -42,8 +49,12 @@ def load_tokenizer(base: str, trust_remote_code: bool):
         tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise TrainingError(
-            f"Cannot load the tokenizer of {base} ({str(exc).splitlines()[0]}); pass a local model "
-            "directory or a Hugging Face repo id, with --trust-remote-code if it needs it."
+            _(
+                "Cannot load the tokenizer of {base} ({problem}); pass a local model directory "
+                "or a Hugging Face repo id, with --trust-remote-code if it needs it.",
+                base=base,
+                problem=(str(exc).splitlines() or [type(exc).__name__])[0],
+            )
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -72,7 +83,11 @@ def split_samples(
     count = int(val_size) if val_size >= 1 else max(1, round(len(features) * val_size))
     if count >= len(features):
         raise TrainingError(
-            f"--val-size {val_size} leaves no training samples out of {len(features)}; make it smaller."
+            _(
+                "--val-size {val_size} leaves no training samples out of {count}; make it smaller.",
+                val_size=f"{val_size:g}",
+                count=len(features),
+            )
         )
     order = list(range(len(features)))
     random.Random(seed).shuffle(order)
@@ -84,26 +99,38 @@ def dry_run_report(dataset, template, encoded, dropped, tokenizer, options: Trai
     lengths = [len(item.input_ids) for item in encoded]
     trained = [sum(label != -100 for label in item.labels) for item in encoded]
     lines = [
-        f"data: {dataset.path}",
-        f"format: {dataset.format}",
-        f"records: {len(dataset.samples)} trained ({len(dataset.warnings)} with warnings), "
-        f"{len(dataset.skipped)} skipped",
-        f"template: {template.name}",
+        _("data: {path}", path=dataset.path),
+        _("format: {format}", format=dataset.format),
+        _(
+            "records: {trained} trained ({warned} with warnings), {skipped} skipped",
+            trained=len(dataset.samples),
+            warned=len(dataset.warnings),
+            skipped=len(dataset.skipped),
+        ),
+        _("template: {name}", name=template.name),
     ]
     if dataset.speakers:
         top = ", ".join(f"{name} {count}" for name, count in list(dataset.speakers.items())[:5])
-        lines.append(f"speakers: {top}")
+        lines.append(_("speakers: {speakers}", speakers=top))
     lines.append(
-        f"samples: {len(encoded)}; tokens min {min(lengths)} / mean {statistics.mean(lengths):.1f} / "
-        f"max {max(lengths)}; trained tokens {sum(trained)}; truncated {sum(i.truncated for i in encoded)}; "
-        f"dropped (no reply within cutoff) {dropped}"
+        _(
+            "samples: {samples}; tokens min {shortest} / mean {mean} / max {longest}; trained "
+            "tokens {trained}; truncated {truncated}; dropped (no reply within cutoff) {dropped}",
+            samples=len(encoded),
+            shortest=min(lengths),
+            mean=f"{statistics.mean(lengths):.1f}",
+            longest=max(lengths),
+            trained=sum(trained),
+            truncated=sum(i.truncated for i in encoded),
+            dropped=dropped,
+        )
     )
     lines += dataset.problem_lines()
     lines += options.describe()
     lines.append("")
-    lines.append("trained tokens are shown between ⟦ ⟧")
+    lines.append(_("trained tokens are shown between ⟦ ⟧"))
     for number, item in enumerate(encoded[: options.dry_run_samples], start=1):
-        lines.append(f"--- sample {number} ---")
+        lines.append(_("--- sample {number} ---", number=number))
         lines.append(render_marked(item, tokenizer))
     return "\n".join(lines)
 
@@ -111,18 +138,28 @@ def dry_run_report(dataset, template, encoded, dropped, tokenizer, options: Trai
 def resume_point(out: Path, resume: bool | None, run: dict) -> Path | None:
     if (out / RESULT_FILE).is_file():
         raise TrainingError(
-            f"{out} already holds a finished adapter; choose a new --out or delete that directory."
+            _(
+                "{out} already holds a finished adapter; choose a new --out or delete that "
+                "directory.",
+                out=out,
+            )
         )
     found = checkpoints(out)
     if not found:
         if resume:
             raise TrainingError(
-                f"There is no checkpoint in {out} to resume from; drop --resume to start."
+                _(
+                    "There is no checkpoint in {out} to resume from; drop --resume to start.",
+                    out=out,
+                )
             )
         return None
     if resume is False:
         raise TrainingError(
-            f"{out} holds checkpoints of an unfinished run; pass --resume or a new --out."
+            _(
+                "{out} holds checkpoints of an unfinished run; pass --resume or a new --out.",
+                out=out,
+            )
         )
     check_same_run(out, run)
     validate_checkpoint(found[-1])

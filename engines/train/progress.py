@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from engines.i18n import _
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -28,12 +30,12 @@ def format_progress(
     total = max(total, 1)
     filled = min(width, int(width * step / total))
     bar = "█" * filled + "░" * (width - filled)
-    parts = [f"step {step}/{total}", f"|{bar}|"]
-    parts.append(f"loss {loss:.4f}" if loss is not None else "loss –")
+    parts = [_("step {step}/{total}", step=step, total=total), f"|{bar}|"]
+    parts.append(_("loss {loss}", loss=f"{loss:.4f}" if loss is not None else "–"))
     if eval_loss is not None:
-        parts.append(f"eval {eval_loss:.4f}")
+        parts.append(_("eval {loss}", loss=f"{eval_loss:.4f}"))
     parts.append(f"{rate:.2f} it/s" if rate else "– it/s")
-    parts.append(f"ETA {format_duration(eta)}" if eta is not None else "ETA –")
+    parts.append(_("ETA {time}", time=format_duration(eta) if eta is not None else "–"))
     return " ".join(parts)
 
 

@@ -14,6 +14,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from engines.i18n import _
 from engines.train import DatasetError
 
 _BOMS = [
@@ -70,7 +71,10 @@ def detect_encoding(raw: bytes) -> str:
                 raw.decode(encoding)
             except UnicodeDecodeError:
                 raise NotText(
-                    f"it starts with a {encoding} byte-order mark but is not {encoding}"
+                    _(
+                        "it starts with a {encoding} byte-order mark but is not {encoding}",
+                        encoding=encoding,
+                    )
                 ) from None
             return encoding
     if b"\x00" not in raw:  # NUL bytes are valid UTF-8, but only UTF-16/32 text holds them
@@ -92,7 +96,7 @@ def _detected(raw: bytes) -> str:
 
     matches = [m for m in from_bytes(raw) if _plausible(m.encoding, raw)]
     if not matches:
-        raise NotText("no text encoding reads it")
+        raise NotText(_("no text encoding reads it"))
     best = min(match.chaos for match in matches)
     tied = [match for match in matches if match.chaos <= best + _TIE]
     rank = {encoding: index for index, encoding in enumerate(_PREFERRED)}
@@ -200,17 +204,28 @@ def decode_text_and_encoding(raw: bytes) -> tuple[str, str]:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:  # the detector judged from a sample of the file
-        raise NotText(f"byte {exc.start} is not {encoding}") from None
+        raise NotText(
+            _("byte {position} is not {encoding}", position=exc.start, encoding=encoding)
+        ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     controls = sum(1 for _ in _CONTROLS.finditer(text))
     if "\x00" in text or controls > len(text) * _CONTROL_LIMIT:
-        raise NotText(f"it reads as {encoding} but holds control characters, so it is binary")
+        raise NotText(
+            _(
+                "it reads as {encoding} but holds control characters, so it is binary",
+                encoding=encoding,
+            )
+        )
     share = unreadable_share(text)
     if share > _UNREADABLE_LIMIT:
         raise NotText(
-            f"read as {encoding}, {share:.0%} of its characters are private-use or unassigned "
-            "code points, so it is mojibake or in an encoding we cannot tell"
+            _(
+                "read as {encoding}, {share} of its characters are private-use or unassigned "
+                "code points, so it is mojibake or in an encoding we cannot tell",
+                encoding=encoding,
+                share=f"{share:.0%}",
+            )
         )
     return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
 
@@ -237,10 +252,17 @@ def read_text_and_encoding(path: str | Path) -> tuple[str, str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DatasetError(f"Cannot read {path} ({exc.strerror}); check the path.") from None
+        raise DatasetError(
+            _("Cannot read {path} ({problem}); check the path.", path=path, problem=exc.strerror)
+        ) from None
     try:
         return decode_text_and_encoding(raw)
     except NotText as exc:
         raise DatasetError(
-            f"{path} is not a text file ({exc}); give a UTF-8 text file, or convert it to UTF-8."
+            _(
+                "{path} is not a text file ({problem}); give a UTF-8 text file, or convert it "
+                "to UTF-8.",
+                path=path,
+                problem=exc,
+            )
         ) from None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engines.i18n import _
 from engines.train import TrainingError
 from engines.train.checkpoints import (
     RESULT_FILE,
@@ -88,8 +89,11 @@ def train(
     )
     if not encoded:
         raise TrainingError(
-            f"No sample of {dataset.path} keeps any reply within --cutoff-len "
-            f"{options.cutoff_len}; raise it."
+            _(
+                "No sample of {path} keeps any reply within --cutoff-len {cutoff_len}; raise it.",
+                path=dataset.path,
+                cutoff_len=options.cutoff_len,
+            )
         )
     if options.dry_run:
         report = dry_run_report(dataset, chat_template, encoded, dropped, tokenizer, options)
@@ -131,7 +135,10 @@ def _device_plan(quantize: str, gradient_checkpointing: bool | None) -> dict:
     cuda = torch.cuda.is_available()
     if not cuda and quantize in ("4bit", "8bit"):
         raise TrainingError(
-            f"--quantize {quantize} needs a CUDA GPU; use --quantize none on this machine."
+            _(
+                "--quantize {quantize} needs a CUDA GPU; use --quantize none on this machine.",
+                quantize=quantize,
+            )
         )
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return {
@@ -163,7 +170,11 @@ def _load_model(base: str, plan: dict, trust_remote_code: bool):
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except (OSError, ValueError) as exc:
         raise TrainingError(
-            f"Cannot load the model {base} ({str(exc).splitlines()[0]}); check the path or repo id."
+            _(
+                "Cannot load the model {base} ({problem}); check the path or repo id.",
+                base=base,
+                problem=_first_line(exc),
+            )
         ) from None
     if plan["quantize"] != "none":
         from peft import prepare_model_for_kbit_training
@@ -250,8 +261,13 @@ def _run(
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise TrainingError(
-            f"LoRA cannot target {params['target_modules']} in {run['base']} ({exc}); "
-            "pass --target-modules with module names this model has."
+            _(
+                "LoRA cannot target {modules} in {base} ({problem}); pass --target-modules with "
+                "module names this model has.",
+                modules=params["target_modules"],
+                base=run["base"],
+                problem=exc,
+            )
         ) from None
 
     args = TrainingArguments(
@@ -336,8 +352,12 @@ def _run(
         except (RuntimeError, ValueError, KeyError) as exc:
             if resume_from and "checkpoint" in str(exc).lower():
                 raise TrainingError(
-                    f"The checkpoint {resume_from} cannot be loaded ({str(exc).splitlines()[0]}); delete it "
-                    "to resume from the one before, or start over with a new --out."
+                    _(
+                        "The checkpoint {path} cannot be loaded ({problem}); delete it to resume "
+                        "from the one before, or start over with a new --out.",
+                        path=resume_from,
+                        problem=_first_line(exc),
+                    )
                 ) from None
             raise
         finally:
@@ -442,6 +462,12 @@ def _finish(
         meta["gguf"] = str(result.gguf_path.resolve())
         meta["base_gguf"] = base_gguf
     write_json(out / RESULT_FILE, meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (transformers' errors run to paragraphs), or its type."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 __all__ = ["TrainResult", "train"]
