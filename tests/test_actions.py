@@ -13,7 +13,7 @@ from engines.fake import FakeEngine
 from sessions.models import Role
 from sessions.store import Store
 from tests.conftest import wait_until
-from tui import actions
+from tui import actions, keymap
 from tui.app import make_app
 from tui.chat_screen import ChatScreen
 
@@ -83,8 +83,8 @@ def test_a_bad_keys_file_is_one_sentence(tmp_path, text, message):
     path = tmp_path / "keys.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(CosplayError, match=message):
-        actions.read_keymap(path)
-    assert actions.read_keymap(tmp_path / "none.toml") == {}
+        keymap.read_keymap(path)
+    assert keymap.read_keymap(tmp_path / "none.toml") == {}
 
 
 async def test_a_bad_keys_file_is_a_notification_not_a_crash(tmp_path):

@@ -1,8 +1,9 @@
 """Every action of the app in one table: the key bindings, the command palette and the
 README's key table are all made from it (tests/test_actions.py compares the README).
 
-Adding an action is one row here plus its `action_…` method on the screen (or the app).
-Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
+Adding an action is one row here (a dialog's: in tui/dialog_actions.py) plus its `action_…`
+method on the screen (or the app). A row is a tui.action_row.Action; each binding has an id,
+so a user can rebind it in `<data dir>/keys.toml` (read by tui/keymap.py):
 
     regenerate = "f12"
     stop = "escape,f11"
@@ -10,38 +11,9 @@ Each binding has an id, so a user can rebind it in `<data dir>/keys.toml`:
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
-from pathlib import Path
-
-from textual.binding import Binding
-
-from engines.base import CosplayError
 from engines.i18n import N_
-
-
-@dataclass(frozen=True)
-class Action:
-    id: str  # the binding id, the name to rebind it with in keys.toml
-    action: str  # the Textual action: a method `action_<name>` of the screen or the app
-    keys: str  # the default keys, comma separated ("" for palette-only actions)
-    title: str  # the footer label and the palette entry (English, the message id: N_())
-    help: str  # what it does, for the palette and the README (English; _(help) where shown)
-    footer: bool = True  # shown in the footer
-    priority: bool = False  # wins over the focused widget's own binding (the input box's)
-    palette: bool = True  # listed in the command palette
-
-    def binding(self, namespace: str = "") -> Binding:
-        """The key binding; `namespace` ("screen.") when a widget binds a screen's action."""
-        return Binding(
-            self.keys,
-            namespace + self.action,
-            self.title,
-            show=self.footer,
-            priority=self.priority,
-            id=self.id,
-        )
-
+from tui.action_row import Action, key_label
+from tui.dialog_actions import LOREBOOK, SCENE
 
 # The chat screen's actions (methods of tui.chat_screen.ChatScreen and its mixins).
 CHAT = (
@@ -382,78 +354,6 @@ MESSAGE = (
     ),
 )
 
-# The scene dialog's keys (methods of tui.group_screen.SceneScreen), on its highlighted character.
-SCENE = (
-    Action(
-        "scene_order",
-        "next_order",
-        "o",
-        N_("Order"),
-        N_("scene dialog: the next reply order (natural → list → manual → pooled)"),
-    ),
-    Action(
-        "scene_mute",
-        "toggle_mute",
-        "m",
-        N_("Mute"),
-        N_("scene dialog: mute the character, or let them speak again"),
-    ),
-    Action(
-        "scene_mention_only",
-        "toggle_mention_only",
-        "w",
-        N_("When mentioned"),
-        N_(
-            "scene dialog: the character replies only when mentioned (again: whenever the order picks them)"
-        ),
-    ),
-    Action(
-        "scene_speak",
-        "speak_now",
-        "enter",
-        N_("Speak now"),
-        N_("scene dialog: the character replies now, after the last message, whatever the order"),
-        priority=True,
-    ),
-)
-
-# The lorebook dialog's keys (methods of tui.lorebook_screen.LorebookScreen): on its highlighted
-# book, or entry.
-LOREBOOK = (
-    Action(
-        "lore_chat",
-        "toggle_chat",
-        "a",
-        N_("Chat"),
-        N_("lorebook dialog: attach the highlighted book to this chat, or detach it"),
-    ),
-    Action(
-        "lore_persona",
-        "toggle_persona",
-        "p",
-        N_("Persona"),
-        N_("lorebook dialog: attach the book to the persona (all its chats), or detach it"),
-    ),
-    Action(
-        "lore_entry",
-        "toggle_entry",
-        "space",
-        N_("Entry on/off"),
-        N_(
-            "lorebook dialog: switch the highlighted entry of a kept book on or off (saved in the book)"
-        ),
-    ),
-    Action(
-        "lore_import",
-        "import_book",
-        "i",
-        N_("Import"),
-        N_(
-            "lorebook dialog: import a World Info JSON, a character_book JSON or a card (PNG or JSON) with a book, by its path"
-        ),
-    ),
-)
-
 # The app's own actions (methods of tui.app.CosplayApp).
 APP = (
     Action(
@@ -478,6 +378,9 @@ APP = (
     ),
 )
 
+# Every action, in the README's order: the chat screen's, one message's, the dialogs', the app's.
+ALL = CHAT + MESSAGE + SCENE + LOREBOOK + APP
+
 # Keys that Textual or the input box own, listed in the README with the table's.
 BUILT_IN_KEYS = (
     ("Enter", "send the message"),
@@ -486,81 +389,11 @@ BUILT_IN_KEYS = (
     ("Ctrl+Q", "quit (a reply being written stops and is kept, marked stopped)"),
 )
 
-KEY_NAMES = {
-    "escape": "Esc",
-    "left": "←",
-    "right": "→",
-    "up": "↑",
-    "down": "↓",
-    "ctrl": "Ctrl",
-    "alt": "Alt",
-    "shift": "Shift",
-}
-
-
-def key_label(keys: str) -> str:
-    """`ctrl+r,f5` → `Ctrl+R / F5`, as people write keys."""
-
-    def one(key: str) -> str:
-        if len(key.strip()) == 1:  # a letter: as typed; a capital one needs Shift
-            return f"Shift+{key.strip()}" if key.strip().isupper() else key.strip()
-        parts = key.strip().split("+")
-        return "+".join(
-            KEY_NAMES.get(p, p.upper() if len(p) <= 3 else p.capitalize()) for p in parts
-        )
-
-    return " / ".join(one(key) for key in keys.split(",") if key.strip())
-
 
 def markdown_table() -> str:
     """The README's key table."""
     rows = ["| key | action |", "|---|---|"]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[:2]]
-    rows += [
-        f"| {key_label(a.keys)} | {a.help} |"
-        for a in CHAT + MESSAGE + SCENE + LOREBOOK + APP
-        if a.keys
-    ]
+    rows += [f"| {key_label(a.keys)} | {a.help} |" for a in ALL if a.keys]
     rows += [f"| {key} | {text} |" for key, text in BUILT_IN_KEYS[2:]]
     return "\n".join(rows)
-
-
-def read_keymap(path: Path) -> dict[str, str]:
-    """The user's rebindings from keys.toml ({} when there is none): action id → keys."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CosplayError(
-            f"The key file {path} cannot be read ({exc}); fix or delete it."
-        ) from exc
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CosplayError(
-            f"The key file {path} is not valid TOML ({exc}); fix or delete it."
-        ) from exc
-    return checked_keymap(table, f"The key file {path}")
-
-
-def config_keymap(config) -> dict[str, str]:
-    """The config's ui.keys (sessions/config.py), checked as keys.toml is ({}: none)."""
-    table = config.get("ui.keys") or {}
-    return checked_keymap(table, f"In {config.path}, ui.keys") if table else {}
-
-
-def checked_keymap(table: dict, where: str) -> dict[str, str]:
-    """Rebindings (action id → keys), each id a bound action's; `where` names the source."""
-    # palette-only actions have no binding
-    known = {a.id for a in CHAT + MESSAGE + SCENE + LOREBOOK + APP if a.keys}
-    keymap = {}
-    for name, keys in table.items():
-        if name not in known:
-            raise CosplayError(
-                f"{where} names an unknown action {name!r}; use one of {', '.join(sorted(known))}."
-            )
-        if not isinstance(keys, str) or not keys.strip():
-            raise CosplayError(f'{where} gives {name!r} no keys; write them like "ctrl+g".')
-        keymap[name] = keys
-    return keymap

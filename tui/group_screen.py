@@ -2,7 +2,7 @@
 only when mentioned, speak now.
 
 Every change is saved to the session at once (sessions.group.set_scene_rules); the dialog
-returns the character to speak now, or None. Its keys are the SCENE rows of tui/actions.py.
+returns the character to speak now, or None. Its keys are the SCENE rows of tui/dialog_actions.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sessions.group import (
 )
 from sessions.personas import PersonaStore
 from sessions.store import Store
-from tui.actions import SCENE
+from tui.dialog_actions import SCENE
 from tui.translated import TranslatedBindings
 
 ORDERS = list(dict.fromkeys(ReplyOrder))  # natural, list, manual, pooled (no alias)

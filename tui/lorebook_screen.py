@@ -6,7 +6,7 @@ preview of the text).
 Attaching goes through sessions/lore_attach.py (the chat's `settings["lorebooks"]`, the
 persona's card in the persona store), switching an entry on or off through
 sessions/lorebook_files.py; both take effect from the next prompt. Every text from a book or a
-file is shown as text, never as markup. Its keys are the LOREBOOK rows of tui/actions.py.
+file is shown as text, never as markup. Its keys are the LOREBOOK rows of tui/dialog_actions.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sessions.lore_plan import card_books
 from sessions.lorebook import LoreEntry, Position, lore_entry
 from sessions.lorebook_files import lorebook_folder
 from sessions.workspace import Workspace
-from tui.actions import LOREBOOK
+from tui.dialog_actions import LOREBOOK
 from tui.translated import TranslatedBindings
 
 PLACES = {
