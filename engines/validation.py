@@ -11,6 +11,8 @@ No pydantic import here: an error is the plain dict `ValidationError.errors()` y
 
 from __future__ import annotations
 
+from string import Formatter
+
 from engines.i18n import N_, _
 
 # error type -> the problem, its {placeholders} filled from the error's ctx
@@ -57,12 +59,12 @@ def describe(error: dict, *, show_input: bool = True) -> str:
     template = _PROBLEMS.get(kind)
     if template is None:
         return str(error.get("msg", kind)) + (_given(error) if show_input else "")
+    needed = {part[1] for part in Formatter().parse(template) if part[1]}
+    if not needed <= ctx.keys():  # a ctx without the values the sentence names: pydantic's words
+        return str(error.get("msg", kind)) + (_given(error) if show_input else "")
     if "expected" in ctx:  # "'a', 'b' or 'c'": the "or" is pydantic's English
         ctx["expected"] = str(ctx["expected"]).replace(" or ", ", ")
-    try:
-        problem = _(template, **{key: _shown(value) for key, value in ctx.items()})
-    except (KeyError, IndexError):  # a ctx without the expected key: pydantic's words
-        problem = str(error.get("msg", kind))
+    problem = _(template, **{key: _shown(value) for key, value in ctx.items()})
     if kind in ("missing", "extra_forbidden") or not show_input:
         return problem
     return problem + _given(error)
