@@ -7,12 +7,13 @@ module freely, and an engine module is imported only when that engine is chosen.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal, Protocol, TypedDict, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from engines.checked import Checked, bounded
 from engines.errors import (  # noqa: F401  re-exported: the errors live in engines/errors.py
     AdapterError,
     ContextOverflowError,
@@ -21,6 +22,7 @@ from engines.errors import (  # noqa: F401  re-exported: the errors live in engi
     ModelLoadError,
     TemplateError,
 )
+from engines.i18n import _
 
 
 class ChatMessage(TypedDict, total=False):
@@ -36,59 +38,57 @@ class ChatMessage(TypedDict, total=False):
 DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")
 
 
-class GenerationParams(BaseModel):
-    """Sampling settings for one reply. Unknown fields are rejected, not ignored."""
+def _breakers_are_text(breakers: list[str]) -> None:
+    if any(not breaker for breaker in breakers):
+        raise ValueError(_("a DRY sequence breaker cannot be empty"))
+    if any(len(breaker) > 40 for breaker in breakers):  # llama.cpp cuts longer ones
+        raise ValueError(_("a DRY sequence breaker is at most 40 characters"))
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    temperature: float = Field(0.8, ge=0.0, le=5.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    top_k: int = Field(40, ge=0)
-    min_p: float = Field(0.05, ge=0.0, le=1.0)
-    typical_p: float = Field(1.0, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(1.1, gt=0.0, le=5.0)
-    no_repeat_ngram_size: int = Field(0, ge=0)
-    max_new_tokens: int = Field(512, ge=1, le=131072)
-    seed: int | None = Field(None, ge=0, lt=2**32)
-    stop: list[str] = Field(default_factory=list)
+@dataclass(init=False)
+class GenerationParams(Checked):
+    """Sampling settings for one reply. Unknown fields are refused, not ignored; every value
+    is checked when set (engines/checked.py): a bad one raises InvalidValue."""
+
+    temperature: float = bounded(0.8, ge=0.0, le=5.0)
+    top_p: float = bounded(0.95, gt=0.0, le=1.0)
+    top_k: int = bounded(40, ge=0)
+    min_p: float = bounded(0.05, ge=0.0, le=1.0)
+    typical_p: float = bounded(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = bounded(1.1, gt=0.0, le=5.0)
+    no_repeat_ngram_size: int = bounded(0, ge=0)
+    max_new_tokens: int = bounded(512, ge=1, le=131072)
+    seed: int | None = bounded(None, ge=0, lt=2**32)
+    stop: list[str] = bounded(list)
     do_sample: bool = True
-    num_beams: int = Field(1, ge=1, le=16)
+    num_beams: int = bounded(1, ge=1, le=16)
     # The samplers below have llama.cpp's (and SillyTavern's) names, and defaults that leave
     # them off, so a reply saved before they existed reads back as the same settings.
     # DRY ("don't repeat yourself"): a token that would extend a repeat of the context longer
     # than dry_allowed_length loses multiplier * base ** (length - allowed) from its logit;
     # a repeat never runs across a sequence breaker.
-    dry_multiplier: float = Field(0.0, ge=0.0, le=10.0)  # 0 = off
-    dry_base: float = Field(1.75, ge=1.0, le=10.0)
-    dry_allowed_length: int = Field(2, ge=1, le=1000)
-    dry_penalty_last_n: int = Field(-1, ge=-1)  # tokens looked back at: -1 = all, 0 = off
-    dry_sequence_breakers: list[str] = Field(
-        default_factory=lambda: list(DRY_SEQUENCE_BREAKERS), max_length=64
+    dry_multiplier: float = bounded(0.0, ge=0.0, le=10.0)  # 0 = off
+    dry_base: float = bounded(1.75, ge=1.0, le=10.0)
+    dry_allowed_length: int = bounded(2, ge=1, le=1000)
+    dry_penalty_last_n: int = bounded(-1, ge=-1)  # tokens looked back at: -1 = all, 0 = off
+    dry_sequence_breakers: list[str] = bounded(
+        lambda: list(DRY_SEQUENCE_BREAKERS), max_length=64, check=_breakers_are_text
     )
     # XTC ("exclude top choices"): with probability xtc_probability, every token at least
     # xtc_threshold likely is removed but the least likely of them.
-    xtc_threshold: float = Field(0.1, ge=0.0, le=1.0)
-    xtc_probability: float = Field(0.0, ge=0.0, le=1.0)  # 0 = off
+    xtc_threshold: float = bounded(0.1, ge=0.0, le=1.0)
+    xtc_probability: float = bounded(0.0, ge=0.0, le=1.0)  # 0 = off
     # Dynamic temperature: from temperature - range (a sure model) to temperature + range
     # (an unsure one), by the normalized entropy of the candidates ** exponent.
-    dynatemp_range: float = Field(0.0, ge=0.0, le=5.0)  # 0 = off
-    dynatemp_exponent: float = Field(1.0, gt=0.0, le=10.0)
+    dynatemp_range: float = bounded(0.0, ge=0.0, le=5.0)  # 0 = off
+    dynatemp_exponent: float = bounded(1.0, gt=0.0, le=10.0)
     # Top-nσ: keeps the tokens whose logit is within n standard deviations of the highest.
-    top_n_sigma: float = Field(-1.0, ge=-1.0, le=100.0)  # <= 0 = off
+    top_n_sigma: float = bounded(-1.0, ge=-1.0, le=100.0)  # <= 0 = off
     # Mirostat (the CPU engine and llama-server): 1 or 2 targets a surprise of tau, learning
     # at rate eta; it replaces top-k, typical, top-p, min-p and XTC.
-    mirostat_mode: int = Field(0, ge=0, le=2)  # 0 = off
-    mirostat_tau: float = Field(5.0, ge=0.0, le=20.0)
-    mirostat_eta: float = Field(0.1, ge=0.0, le=1.0)
-
-    @field_validator("dry_sequence_breakers")
-    @classmethod
-    def _breakers_are_text(cls, breakers: list[str]) -> list[str]:
-        if any(not breaker for breaker in breakers):
-            raise ValueError("a DRY sequence breaker cannot be empty")
-        if any(len(breaker) > 40 for breaker in breakers):  # llama.cpp cuts longer ones
-            raise ValueError("a DRY sequence breaker is at most 40 characters")
-        return breakers
+    mirostat_mode: int = bounded(0, ge=0, le=2)  # 0 = off
+    mirostat_tau: float = bounded(5.0, ge=0.0, le=20.0)
+    mirostat_eta: float = bounded(0.1, ge=0.0, le=1.0)
 
     @property
     def dry_enabled(self) -> bool:
@@ -106,13 +106,12 @@ class GenerationParams(BaseModel):
         )
 
 
-class GenerationStats(BaseModel):
+@dataclass
+class GenerationStats:
     """What one reply cost: stored with the reply so it can be reproduced and compared."""
 
     prompt_tokens: int = 0
-    prompt_eval_tokens: int = (
-        0  # prompt tokens actually evaluated (the rest came from the KV cache)
-    )
+    prompt_eval_tokens: int = 0  # prompt tokens actually evaluated (the rest: the KV cache)
     completion_tokens: int = 0
     ttft_s: float = 0.0
     total_s: float = 0.0
@@ -125,6 +124,9 @@ class GenerationStats(BaseModel):
         if self.completion_tokens <= 1 or decode_s <= 0:
             return 0.0
         return (self.completion_tokens - 1) / decode_s
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @runtime_checkable

@@ -20,7 +20,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engines.base import GenerationParams
+from engines.checked import InvalidValue
 from engines.i18n import _
+from engines.validation import describe
 from sessions.card_files import (  # noqa: F401  CardError, png_chunks… re-exported: cards' API
     MAX_CARD_BYTES,
     MAX_PNG_BYTES,
@@ -265,8 +267,16 @@ def _validate(obj: dict[str, Any], source: str) -> CharacterCard:
         raise _field_error(source, exc, prefix) from exc
     try:
         GenerationParams(**extension.sampling)
-    except ValidationError as exc:
-        raise _field_error(source, exc, [*prefix, "sampling"]) from exc
+    except InvalidValue as exc:
+        field = ".".join([*prefix, "sampling", exc.field])
+        raise CardError(
+            _(
+                "{source}: field '{field}': {problem}.",
+                source=source,
+                field=field,
+                problem=exc.problem,
+            )
+        ) from exc
     return card
 
 
@@ -274,7 +284,12 @@ def _field_error(source: str, exc: ValidationError, prefix: list[str]) -> CardEr
     error = exc.errors()[0]
     field = ".".join([*prefix, *(str(part) for part in error["loc"])]) or "card"
     return CardError(
-        _("{source}: field '{field}': {problem}.", source=source, field=field, problem=error["msg"])
+        _(
+            "{source}: field '{field}': {problem}.",
+            source=source,
+            field=field,
+            problem=describe(error),
+        )
     )
 
 

@@ -8,6 +8,7 @@ store; the callers only show them. Nothing here knows about Textual or the termi
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -343,7 +344,7 @@ class Conversation:
         elif not named:
             messages.append({"role": "user", "content": instruction})
         stops = [s for s in (f"\n{char}:", f"\n{char}：") if s not in draft_params.stop]
-        draft_params = draft_params.model_copy(update={"stop": [*draft_params.stop, *stops]})
+        draft_params = dataclasses.replace(draft_params, stop=[*draft_params.stop, *stops])
         SessionStates(self.store.path.parent).bind(engine, self.session_id)
         speaking = getattr(engine, "speaker", "")
         if named:
@@ -380,7 +381,7 @@ class Conversation:
         what the prompt gets besides (a reply's text so far, an instruction)."""
         engine = self._engine()
         room = min(params.max_new_tokens + extra_tokens, 131072)
-        planning = params.model_copy(update={"max_new_tokens": room})
+        planning = dataclasses.replace(params, max_new_tokens=room)
         keep = {"max_new_tokens": params.max_new_tokens}
         if speaker and speaker in self.cast:
             turn = plan_turn(
@@ -394,7 +395,7 @@ class Conversation:
                 lore_placement=self.lore_placement,
             )
             facts = {"persona": speaker, "adapter": turn.adapter}
-            return turn.plan, turn.params.model_copy(update=keep), facts
+            return turn.plan, dataclasses.replace(turn.params, **keep), facts
         use_persona(engine, None)
         branch = StoredBranch(self.store, self.session_id, leaf_id)
         personas = self.workspace.personas

@@ -255,7 +255,7 @@ def speaker_params(
     """The persona's sampling preset over `params` (explicit session params still win), plus
     stop strings so the model does not write the other speakers' lines."""
     explicit = set((session.settings.get("params") or {}) if session else {})
-    values = params.model_dump()
+    values = params.to_dict()
     values |= {k: v for k, v in card.cosplay.sampling.items() if k not in explicit}
     stops = list(values.get("stop") or [])
     for name in others or []:

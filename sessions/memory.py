@@ -19,6 +19,7 @@ follows evaluates only its new tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from dataclasses import dataclass
@@ -255,7 +256,7 @@ def warm(conversation, cancel: threading.Event) -> bool:
         return False
     states = SessionStates(conversation.store.path.parent)
     states.bind(engine, conversation.session_id)  # the chat's own prefix, not re-read
-    quick = params.model_copy(update={"max_new_tokens": 1, "do_sample": False, "num_beams": 1})
+    quick = dataclasses.replace(params, max_new_tokens=1, do_sample=False, num_beams=1)
     try:
         stream = engine.stream_chat(plan.messages, quick, cancel)
         try:

@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from engines.base import CosplayError, GenerationParams
 from engines.i18n import _
 
@@ -179,7 +177,7 @@ def custom_preset(name: Any, values: Any) -> Preset | None:
     values = {key: value for key, value in values.items() if key in PRESET_FIELDS}
     try:
         GenerationParams(**values)
-    except (ValidationError, TypeError):
+    except ValueError:
         return None
     return Preset(name, values)
 
@@ -213,7 +211,7 @@ def session_params(settings: dict) -> GenerationParams:
     """The session's parameters (damaged ones read as the defaults)."""
     try:
         return GenerationParams(**(settings.get("params") or {}))
-    except (ValidationError, TypeError):
+    except ValueError:
         return GenerationParams()
 
 

@@ -106,7 +106,7 @@ def reply_facts(engine: Engine, params: GenerationParams) -> dict:
         "model": engine.model_name,
         "template": engine.template_name,
         "engine": engine.describe(),
-        "params": params.model_dump(),
+        "params": params.to_dict(),
     }
 
 
@@ -149,7 +149,7 @@ class _Stream:
         meta: dict = {}
         stats = self.engine.last_stats
         if stats is not None:
-            meta |= stats.model_dump()
+            meta |= stats.to_dict()
             meta["seed"] = stats.seed
             meta["tokens_per_s"] = round(stats.tokens_per_s, 2)
         if self.interrupted:

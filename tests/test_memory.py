@@ -246,7 +246,7 @@ def test_on_the_real_model_the_turn_after_a_summary_evaluates_only_its_new_token
             evaluated = {}
             for warmed, conversation in zip((True, False), conversations, strict=True):
                 conversation.store.update_session(
-                    conversation.session_id, settings={"params": params.model_dump()}
+                    conversation.session_id, settings={"params": params.to_dict()}
                 )
                 set_memory(conversation, enabled=True)
                 user = conversation.say("And the map?")

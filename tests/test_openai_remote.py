@@ -387,7 +387,7 @@ def test_the_request_carries_the_adapter_model_sampling_and_no_names(fake):
     engine.set_adapter("a")
     messages = [{"role": "user", "content": "Hello", "name": "Bob"}]
     params = GenerationParams(temperature=0.7, top_k=20, max_new_tokens=9, seed=4, stop=["\n"])
-    assert reply(engine, messages, **params.model_dump()) == "Hi there"
+    assert reply(engine, messages, **params.to_dict()) == "Hi there"
     sent = bodies[-1]
     assert sent["model"] == "lora-a" and sent["stream"] is True
     assert sent["messages"] == [{"role": "user", "content": "Hello"}]

@@ -11,6 +11,7 @@ last; the remote engine's request body is checked in tests/test_openai_remote.py
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -19,9 +20,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from engines.base import CosplayError, GenerationParams
+from engines.checked import InvalidValue
 from tests.hf_support import HFEngine, installed
 
 needs_torch = pytest.mark.skipif(
@@ -81,8 +82,8 @@ def test_new_fields_are_off_by_default_and_old_saved_params_still_load():
     assert not params.uses_new_samplers()
     assert params.dry_sequence_breakers == ["\n", ":", '"', "*"]
     saved_before = {"temperature": 0.7, "top_p": 0.9, "seed": 5, "stop": []}  # an old reply
-    assert GenerationParams(**saved_before).model_dump() == {
-        **GenerationParams().model_dump(),
+    assert GenerationParams(**saved_before).to_dict() == {
+        **GenerationParams().to_dict(),
         **saved_before,
     }
     for on in (
@@ -117,8 +118,9 @@ def test_new_fields_are_off_by_default_and_old_saved_params_still_load():
     ],
 )
 def test_absurd_values_are_refused(bad):
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidValue) as caught:
         GenerationParams(**bad)
+    assert caught.value.field == next(iter(bad)) and caught.value.field in str(caught.value)
 
 
 # --- GPU engine: the processors on hand-built logits -----------------------------------------
@@ -317,7 +319,7 @@ def generate_ids(engine, params, prompt_ids, seed=0):
 def test_dry_stops_the_tiny_models_repeats(hf_engine):
     prompt = hf_engine.encode(hf_engine.render([{"role": "user", "content": "你好"}]))
     plain = GenerationParams(do_sample=False, repetition_penalty=1.0)
-    dry_on = plain.model_copy(update={"dry_multiplier": 10.0, "dry_sequence_breakers": NO_BREAKERS})
+    dry_on = dataclasses.replace(plain, dry_multiplier=10.0, dry_sequence_breakers=NO_BREAKERS)
     before = extended_repeats(generate_ids(hf_engine, plain, prompt), len(prompt))
     after = extended_repeats(generate_ids(hf_engine, dry_on, prompt), len(prompt))
     assert max(before) > 4  # the random model loops when left alone
@@ -364,6 +366,7 @@ def cpu_checks(model_path: str, repeat_text: str) -> dict:
     import llama_cpp
     import numpy as np
 
+    from engines import llamacpp_decode as decode
     from engines.llamacpp import LlamaCppEngine
     from engines.llamacpp_sampling import build_chain
 
@@ -374,7 +377,7 @@ def cpu_checks(model_path: str, repeat_text: str) -> dict:
 
     def ours(params: GenerationParams, seed: int, count: int) -> list[int]:
         llm.reset()
-        generator = engine._generate(tokens, params, seed)
+        generator = decode.generate(llm, tokens, params, seed, engine.context_length)
         out = [next(generator) for _ in range(count)]
         generator.close()
         return out
@@ -382,7 +385,7 @@ def cpu_checks(model_path: str, repeat_text: str) -> dict:
     def llama_generate(params: GenerationParams, seed: int, count: int) -> list[int]:
         llm.reset()
         llm.set_seed(seed)
-        engine._evaluate_all_but_last(tokens)  # as the engine did before its own chain
+        decode.evaluate_all_but_last(llm, tokens)  # as the engine did before its own chain
         generator = llm.generate(
             tokens, temp=params.temperature if params.do_sample else 0.0, top_k=params.top_k,
             top_p=params.top_p, min_p=params.min_p, typical_p=params.typical_p,
@@ -404,13 +407,13 @@ def cpu_checks(model_path: str, repeat_text: str) -> dict:
     result["same_as_llama_generate"] = same
 
     greedy = GenerationParams(do_sample=False, repetition_penalty=1.0)
-    dry_on = greedy.model_copy(update={"dry_multiplier": 4.0, "dry_sequence_breakers": NO_BREAKERS})
+    dry_on = dataclasses.replace(greedy, dry_multiplier=4.0, dry_sequence_breakers=NO_BREAKERS)
     result["dry_cases"] = []
     plain_reply = None
     repeat_tokens = engine._fresh_tokens(engine.render([{"role": "user", "content": repeat_text}]))
     for name, params in (("plain", greedy), ("dry", dry_on)):
         llm.reset()
-        generator = engine._generate(repeat_tokens, params, 0)
+        generator = decode.generate(llm, repeat_tokens, params, 0, engine.context_length)
         reply = [next(generator) for _ in range(48)]
         generator.close()
         result[f"repeats_{name}"] = extended_repeats(repeat_tokens + reply, len(repeat_tokens))
@@ -485,7 +488,7 @@ def cpu_checks(model_path: str, repeat_text: str) -> dict:
     replies = []
     for _ in range(2):
         llm.reset()
-        params = everything.model_copy(update={"seed": 5, "max_new_tokens": 16})
+        params = dataclasses.replace(everything, seed=5, max_new_tokens=16)
         replies.append("".join(engine.stream_chat(REPEAT_PROMPT, params, threading.Event())))
     result["stream_replies"] = replies
     engine.close()

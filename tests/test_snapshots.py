@@ -11,6 +11,7 @@ an engine whose reply statistics are fixed (the status line prints tok/s), and n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -33,7 +34,7 @@ class SteadyEngine(FakeEngine):
 
     def stream_chat(self, messages, params, cancel):
         yield from super().stream_chat(messages, params, cancel)
-        self.last_stats = self.last_stats.model_copy(update={"ttft_s": 0.25, "total_s": 1.25})
+        self.last_stats = dataclasses.replace(self.last_stats, ttft_s=0.25, total_s=1.25)
 
 
 @pytest.fixture(autouse=True)

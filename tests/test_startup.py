@@ -73,6 +73,16 @@ def test_sessions_list_runs_without_pydantic(tmp_path):
     assert heavy_imports(["--home", str(tmp_path), "sessions", "list"], run=True) == []
 
 
+def test_ask_on_the_real_model_imports_only_llama_cpp_and_what_it_needs(tmp_path):
+    """`cosplay ask` is measured against a bare llama_cpp script: everything it imports beyond
+    llama_cpp (and its numpy and jinja2) is start-up the bare script does not pay for."""
+    from tests.real_model import shipped_gguf
+
+    argv = ["--home", str(tmp_path), "ask", "--model", str(shipped_gguf()), "--new"]
+    argv += ["--max-tokens", "2", "--temperature", "0", "hi"]
+    assert heavy_imports(argv, run=True) == ["jinja2", "llama_cpp", "numpy"]
+
+
 def test_closing_the_gpu_engine_frees_the_model_without_the_cycle_collector(
     tiny_llama, monkeypatch
 ):

@@ -371,7 +371,7 @@ class ChatScreen(
 
     def on_params_panel_changed(self, event: ParamsPanel.Changed) -> None:
         settings = dict(self.session.settings)
-        settings["params"] = event.params.model_dump(exclude_defaults=True)
+        settings["params"] = event.params.to_dict(exclude_defaults=True)
         settings["max_history_rounds"] = event.max_history_rounds
         self.session = self.store.update_session(self.session.id, settings=settings)
         self.workspace.set_default_params(settings["params"])

@@ -7,6 +7,7 @@ is built (tui/cli.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -230,7 +231,7 @@ def _params(args: argparse.Namespace, conversation: Conversation, preset: Preset
     """The session's parameters, the preset over them, the flags over both (this reply only)."""
     params = conversation.params()
     if preset is not None:
-        params = params.model_copy(update=preset.values)
+        params = dataclasses.replace(params, **preset.values)
     for flag, field in (("max_tokens", "max_new_tokens"), ("seed", "seed")):
         if getattr(args, flag) is not None:
             setattr(params, field, getattr(args, flag))

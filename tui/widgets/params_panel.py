@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.message import Message
@@ -208,11 +207,10 @@ class ParamsPanel(VerticalScroll):
     def _changed(self, field_id: str | None) -> None:
         try:
             params, rounds = self._read()
-        except (ValidationError, ValueError) as exc:
+        except ValueError as exc:
             if field_id:
                 self.query_one(f"#{field_id}").add_class("-invalid")
-            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            self.notify(_("Not saved: {reason}", reason=reason), severity="warning", timeout=3)
+            self.notify(_("Not saved: {reason}", reason=str(exc)), severity="warning", timeout=3)
             return
         for field in self.query(Input):
             field.remove_class("-invalid")
