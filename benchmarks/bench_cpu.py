@@ -386,6 +386,8 @@ def child_shift(cfg: dict) -> dict:
     fresh evaluations batched differently, the noise floor), greedy agreement over 32 tokens."""
     import numpy as np
 
+    from engines import llamacpp_decode
+
     engine = _load(cfg | {"n_ctx": max(cfg["n_ctx"], 2048)})  # room for 12 rounds
     llm = engine._llm
     n_vocab = llm.n_vocab()
@@ -426,7 +428,7 @@ def child_shift(cfg: dict) -> dict:
         ]
     )
     plan = engine._plan(engine.render(truncated))
-    if not (plan.drop and engine._shift(plan.keep, plan.drop)):
+    if not (plan.drop and llamacpp_decode.shift(llm, plan.keep, plan.drop)):
         return {"error": "the shift did not apply"}
     llm.eval(plan.tokens[llm.n_tokens :])
     shifted, shifted_greedy = logits(), greedy(32)

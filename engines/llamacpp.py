@@ -5,7 +5,9 @@ generate from tokens. To keep llama.cpp's KV cache hitting across turns, the
 token ids of the last prompt and reply are remembered (`llamacpp_cache`): a
 prompt that continues them evaluates only its new text, one whose oldest rounds
 were dropped shifts the cache instead of re-reading it, and a session's cache
-can be saved to a file and restored after a restart (`llamacpp_state`).
+can be saved to a file and restored after a restart (`llamacpp_state`). The decode
+loop (evaluating the prompt, sampling a token at a time through `llamacpp_sampling`'s
+chain, the context shift, stopping a long evaluation on cancel) is `llamacpp_decode`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engines import llamacpp_cache, llamacpp_setup, registry
+from engines import llamacpp_decode as decode
 from engines.errors import AdapterError, ContextOverflowError, CosplayError, ModelLoadError
 from engines.ggufinfo import read_gguf_info
 from engines.i18n import _
@@ -198,36 +201,6 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
 
     # --- generation --------------------------------------------------------------------
 
-    def _reusable_prefix(self, tokens: list[int]) -> int:
-        """How many prompt tokens llama.cpp will take from its KV cache (mirrors Llama.generate)."""
-        cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
-        return common - 1 if common == len(tokens) and common > 0 else common
-
-    def _shift(self, keep: int, drop: int) -> bool:
-        """Remove `drop` cached tokens after the first `keep` and move the rest down, as
-        llama-server's context shift does; False where this model's memory cannot shift."""
-        import llama_cpp
-
-        llm = self._llm
-        evaluated = llm.n_tokens
-        if keep + drop > evaluated:
-            return False
-        memory = llama_cpp.llama_get_memory(llm.ctx)
-        if not memory or not llama_cpp.llama_memory_can_shift(memory):
-            return False
-        if not llama_cpp.llama_memory_seq_rm(memory, 0, keep, keep + drop):
-            return False
-        llama_cpp.llama_memory_seq_add(memory, 0, keep + drop, -1, -drop)
-        llm.input_ids[keep : evaluated - drop] = llm.input_ids[keep + drop : evaluated].copy()
-        llm.n_tokens = evaluated - drop
-        llm._requires_eval = True
-        return True
-
     def stream_chat(
         self,
         messages: list[ChatMessage],
@@ -251,7 +224,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             prompt = self.render(messages, prefill)
             self._restore_if_better(prompt)
             plan = self._plan(prompt)
-            if plan.drop and not self._shift(plan.keep, plan.drop):
+            if plan.drop and not decode.shift(self._llm, plan.keep, plan.drop):
                 plan = Plan(self._fresh_tokens(prompt))
             tokens = plan.tokens
             room = self.context_length - len(tokens)
@@ -270,7 +243,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
 
             stats = GenerationStats(
                 prompt_tokens=len(tokens),
-                prompt_eval_tokens=len(tokens) - self._reusable_prefix(tokens),
+                prompt_eval_tokens=len(tokens) - decode.reusable_prefix(self._llm, tokens),
                 seed=seed,
             )
             self.last_stats = None
@@ -279,13 +252,13 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
             reply_data, ends = bytearray(), [0]  # the tokens' bytes; where the first n end
             eog = False
             self._cancel = cancel  # the abort callback stops a long prompt evaluation too
-            generator = self._generate(tokens, params, seed)
-            self._set_abort(True)
+            generator = decode.generate(self._llm, tokens, params, seed, self.context_length)
+            decode.set_abort(self._llm, self._abort_callback)  # while the prompt is evaluated
             try:
-                for token in self._tokens_until_cancelled(generator, cancel):
+                for token in decode.tokens_until_cancelled(generator, cancel):
                     if not generated:
                         stats.ttft_s = time.perf_counter() - started
-                        self._set_abort(False)  # per-token checks below are enough now
+                        decode.set_abort(self._llm, None)  # per-token checks are enough now
                     if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token):
                         eog = True
                         break
@@ -299,7 +272,7 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                     if assembler.stopped or cancel.is_set() or len(generated) >= max_new:
                         break
             finally:
-                self._set_abort(False)
+                decode.set_abort(self._llm, None)
                 generator.close()
                 tail = assembler.finish()
                 if cancel.is_set():
@@ -318,69 +291,6 @@ class LlamaCppEngine(KVStateFiles, TemplateSwitch):
                 self.last_stats = stats
             if tail:
                 yield tail
-
-    def _generate(self, tokens: list[int], params: GenerationParams, seed: int) -> Iterator[int]:
-        """The reply's tokens: the prompt evaluated but its last token, that token alone, then
-        one token sampled and evaluated at a time, as `Llama.generate` does, through our own
-        sampler chain (engines/llamacpp_sampling.py: DRY, XTC, top-nσ, dynamic temperature,
-        mirostat). The last token sampled is never evaluated: the KV cache holds what
-        `Llama.generate` would leave."""
-        from engines.llamacpp_sampling import build_chain
-
-        llm = self._llm
-        chain = build_chain(
-            params,
-            vocab=llm._model.vocab,
-            n_vocab=llm.n_vocab(),
-            seed=seed,
-            context_length=self.context_length,
-        )
-        try:
-            chain.remember_prompt(tokens)
-            self._evaluate_all_but_last(tokens)
-            llm.eval(tokens[-1:])
-            while True:
-                token = chain.sample(llm.ctx)
-                yield token
-                llm.eval([token])
-        finally:
-            chain.close()
-
-    def _evaluate_all_but_last(self, tokens: list[int]) -> None:
-        """Evaluate the prompt up to its last token, which `generate` then evaluates alone. The
-        first reply token's logits then never depend on how much of the prompt the cache held
-        (llama.cpp's batched and one-token kernels round differently), so a regenerate with the
-        same seed writes the same text."""
-        llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, tokens[:-1], strict=False):
-            if a != b:
-                break
-            common += 1
-        if common == len(tokens) - 1 and common == llm.n_tokens:
-            return
-        llm._ctx.kv_cache_seq_rm(-1, common, -1)
-        llm.n_tokens = common
-        if common < len(tokens) - 1:
-            llm.eval(tokens[common:-1])
-
-    def _set_abort(self, on: bool) -> None:
-        """llama.cpp asks this between graph nodes whether to stop: on only while the prompt is
-        evaluated (seconds for a long one), where the per-token cancel check cannot reach."""
-        import llama_cpp
-
-        callback = self._abort_callback if on else ctypes.cast(None, llama_cpp.ggml_abort_callback)
-        llama_cpp.llama_set_abort_callback(self._llm.ctx, callback, None)
-
-    @staticmethod
-    def _tokens_until_cancelled(generator, cancel: threading.Event) -> Iterator[int]:
-        """The generator's tokens; an evaluation aborted by the cancel event just ends them."""
-        try:
-            yield from generator
-        except RuntimeError:  # llama_decode returned 2: aborted
-            if not cancel.is_set():
-                raise
 
     # --- adapters ----------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 
 import llama_cpp
 
+from engines.errors import GenerationError
+from engines.i18n import _
+
 if TYPE_CHECKING:
     from engines.base import GenerationParams
 
@@ -43,7 +46,12 @@ class SamplerChain:
 
     def add(self, name: str, sampler, *, dry_window: int = 0) -> None:
         if not sampler:
-            raise RuntimeError(f"llama.cpp could not make the {name} sampler")
+            raise GenerationError(
+                _(
+                    "llama.cpp could not make the {name} sampler from these settings; change that sampler's settings in the generation parameters or turn it off.",
+                    name=name,
+                )
+            )
         llama_cpp.llama_sampler_chain_add(self._chain, sampler)
         self.names.append(name)
         if dry_window:
