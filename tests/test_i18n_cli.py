@@ -175,6 +175,14 @@ def test_chinese_help_is_wrapped_by_terminal_cells():
     assert "text-generation-webui" in lines[-2] + lines[-1]  # a word is never cut
 
 
+def test_an_opening_bracket_never_ends_a_help_line():
+    text = "验证集的样本数量（50）（默认 0）；留出的样本不参与训练。"
+    for width in range(10, 40):
+        lines = wrap_cells(text, width)
+        assert not any(line.endswith(("（", "「", "《")) for line in lines), (width, lines)
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+
+
 def test_help_lines_fit_the_terminal_in_chinese():
     done = cosplay("sessions", "search", "--help", lang="zh", COLUMNS="50")
     assert done.returncode == 0, done.stderr

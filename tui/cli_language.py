@@ -56,6 +56,8 @@ def install_argparse_translation() -> None:
 
 # Never at the start of a line: it stays on the line before, one cell past the width if need be.
 _CLOSING = frozenset("，。、：；！？）」』】》…")
+# Never at the end of a line: it moves down to the line it opens.
+_OPENING = frozenset("（「『【《“")
 
 
 def _cells(text: str) -> int:
@@ -72,8 +74,9 @@ def wrap_cells(text: str, width: int) -> list[str]:
             line += " " if line else ""
             continue
         if line and _cells(line + word) > width and word not in _CLOSING:
-            lines.append(line.rstrip())
-            line = ""
+            carried = line[-1] if line[-1] in _OPENING and len(line) > 1 else ""
+            lines.append(line[: len(line) - len(carried)].rstrip())
+            line = carried
         line += word
     return [*lines, line.rstrip()] if line.strip() else lines
 
