@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.i18n import _
+
 MAX_SAFETENSORS_HEADER = 100 * 2**20  # a header claiming more is damage
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 CONTEXT_KEYS = ("max_position_embeddings", "seq_length", "n_positions")  # first found wins
@@ -100,7 +102,13 @@ def safetensors_parameters(directory: Path) -> int | None:
                 continue
             shape = info.get("shape") if isinstance(info, dict) else None
             if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-                raise ValueError(f"{path.name} names tensor {name} without a shape; damaged")
+                raise ValueError(
+                    _(
+                        "{file} names tensor {name} without a shape; damaged",
+                        file=path.name,
+                        name=name,
+                    )
+                )
             count = 1
             for dim in shape:
                 count *= dim
@@ -113,12 +121,21 @@ def _safetensors_header(path: Path) -> dict:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
-                raise ValueError(f"{path.name} has a damaged header (length {length})")
+                raise ValueError(
+                    _(
+                        "{file} has a damaged header (length {length})",
+                        file=path.name,
+                        length=length,
+                    )
+                )
             header = json.loads(handle.read(length))
     except (OSError, struct.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} cannot be read ({type(exc).__name__}); damaged") from None
+        problem = type(exc).__name__
+        raise ValueError(
+            _("{file} cannot be read ({problem}); damaged", file=path.name, problem=problem)
+        ) from None
     if not isinstance(header, dict):
-        raise ValueError(f"{path.name} has a damaged header")
+        raise ValueError(_("{file} has a damaged header", file=path.name))
     return header
 
 

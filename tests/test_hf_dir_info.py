@@ -70,3 +70,16 @@ def test_damage_is_a_problem_or_an_error(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a JSON object"):
         read_hf_dir(tmp_path)
+
+
+def test_damage_is_worded_in_chinese(tmp_path):
+    from engines.i18n import set_language
+
+    (tmp_path / "config.json").write_text('{"architectures": ["X"]}')
+    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+    set_language("zh")
+    try:
+        problem = read_hf_dir(tmp_path).problem
+    finally:
+        set_language("en")
+    assert problem.startswith("model.safetensors 的文件头已损坏（长度 ")
