@@ -169,7 +169,7 @@ def test_each_turn_evaluates_only_its_new_tokens(engine, evaluated):
         evaluated.clear()
         reply = chat(engine, messages)
         stats = engine.last_stats
-        # the prompt but its last token, then that token alone (see _evaluate_all_but_last)
+        # the prompt but its last token, then that token alone (see llamacpp_decode.evaluate_all_but_last)
         split = stats.prompt_eval_tokens > 1
         assert evaluated[0] + (evaluated[1] if split else 0) == stats.prompt_eval_tokens
         new_tokens = stats.prompt_tokens - cached
