@@ -229,9 +229,13 @@ class _Planner:
         base = self.count_tokens(self.assemble(0, kept_always))
         if base > self.budget:
             raise ContextOverflowError(
-                f"The persona and your message take {base} tokens, more than the {self.budget} "
-                "this context allows; shorten the message, lower max new tokens, or load the "
-                "model with a larger context (--n-ctx)."
+                _(
+                    "The persona and your message take {count} tokens, more than the {budget} "
+                    "this context allows; shorten the message, lower max new tokens, or load "
+                    "the model with a larger context (--n-ctx).",
+                    count=base,
+                    budget=self.budget,
+                )
             )
         # What the prompt costs besides the history (as the estimates see it), and so how many
         # estimated history tokens fit.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from engines import registry
 from engines.errors import AdapterError, CosplayError
+from engines.i18n import _
 from engines.peft_dir import is_peft_dir
 
 if TYPE_CHECKING:
@@ -46,13 +47,20 @@ def training_result(adapter: str) -> dict:
         return {}
     except (OSError, ValueError) as exc:
         raise CosplayError(
-            f"The training record {path} cannot be read ({exc}); restore it, or delete it and "
-            "set the persona's base model and template by hand."
+            _(
+                "The training record {path} cannot be read ({problem}); restore it, or delete "
+                "it and set the persona's base model and template by hand.",
+                path=path,
+                problem=exc,
+            )
         ) from exc
     if not isinstance(meta, dict):
         raise CosplayError(
-            f"The training record {path} is not a JSON object; restore it, or delete it and "
-            "set the persona's base model and template by hand."
+            _(
+                "The training record {path} is not a JSON object; restore it, or delete it "
+                "and set the persona's base model and template by hand.",
+                path=path,
+            )
         )
     return meta
 
@@ -77,8 +85,13 @@ class PersonaRuntime:
         engine = ext.engine.strip().lower()
         if engine and engine not in registry.local_names():
             raise AdapterError(
-                f"The persona {card.name!r} asks for engine {ext.engine!r}; "
-                f"set it to {', '.join(registry.local_names())} or nothing."
+                _(
+                    "The persona {name!r} asks for engine {engine!r}; set it to {known} or "
+                    "nothing.",
+                    name=card.name,
+                    engine=ext.engine,
+                    known=", ".join(registry.local_names()),
+                )
             )
         return cls(
             name=card.name,
@@ -114,8 +127,12 @@ class PersonaRuntime:
             if self.adapter and not self.adapter.lower().endswith(".gguf"):
                 return self.adapter
             raise AdapterError(
-                f"The persona {self.name!r} has only a GGUF adapter ({self.adapter or self.adapter_gguf}), "
-                "which runs on the CPU engine; load a .gguf base model with --model."
+                _(
+                    "The persona {name!r} has only a GGUF adapter ({adapter}), which runs on "
+                    "the CPU engine; load a .gguf base model with --model.",
+                    name=self.name,
+                    adapter=self.adapter or self.adapter_gguf,
+                )
             )
         return self.adapter or self.adapter_gguf
 
@@ -134,9 +151,14 @@ class PersonaRuntime:
         if directory is None or not is_peft_dir(directory):
             source = self.adapter_gguf or self.adapter
             raise AdapterError(
-                f"The persona {self.name!r} has no GGUF LoRA for the CPU engine ({source} is not a "
-                "GGUF file or a PEFT adapter directory here); fix the persona's adapter path, or "
-                "export one with `cosplay export-gguf ADAPTER_DIR --base BASE.gguf`."
+                _(
+                    "The persona {name!r} has no GGUF LoRA for the CPU engine ({source} is not "
+                    "a GGUF file or a PEFT adapter directory here); fix the persona's adapter "
+                    "path, or export one with `cosplay export-gguf ADAPTER_DIR --base "
+                    "BASE.gguf`.",
+                    name=self.name,
+                    source=source,
+                )
             )
         return str(directory)
 
@@ -155,11 +177,20 @@ class PersonaRuntime:
         wants_cpu = self.engine == "cpu" or (not self.engine and bool(gguf) and not (hf and cuda()))
         if wants_cpu:
             if not gguf:
-                missing = f" ({self.base_gguf} is not here)" if self.base_gguf else ""
-                raise AdapterError(
-                    f"The persona {self.name!r} runs on the CPU engine but has no base GGUF"
-                    f"{missing}; pass --model BASE.gguf."
-                )
+                if self.base_gguf:
+                    problem = _(
+                        "The persona {name!r} runs on the CPU engine but its base GGUF, "
+                        "{path}, is not here; pass --model BASE.gguf.",
+                        name=self.name,
+                        path=self.base_gguf,
+                    )
+                else:
+                    problem = _(
+                        "The persona {name!r} runs on the CPU engine but has no base GGUF; "
+                        "pass --model BASE.gguf.",
+                        name=self.name,
+                    )
+                raise AdapterError(problem)
             return gguf, "cpu"
         return (hf, "gpu") if hf else None
 

@@ -103,3 +103,30 @@ def test_a_string_is_shown_in_the_language_chosen(chinese, monkeypatch):
     assert _("Not in the catalogue") == "Not in the catalogue"
     set_language("en")
     assert _("Saved {path}.", path="a.json") == "Saved a.json."
+
+
+def test_no_error_a_user_sees_is_raised_in_english_only():
+    """An error of ours (a CosplayError and its kin, not Python's own ValueError…) raised with a
+    literal sentence or an f-string bypasses the catalogue: it must go through `_()`."""
+    import builtins
+
+    untranslated = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+                if not isinstance(node, ast.Raise) or not isinstance(node.exc, ast.Call):
+                    continue
+                func = node.exc.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if not name.endswith("Error") or hasattr(builtins, name) or not node.exc.args:
+                    continue
+                first = node.exc.args[0]
+                parts = first.values if isinstance(first, ast.JoinedStr) else [first]
+                words = [
+                    part.value
+                    for part in parts
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str)
+                ]
+                if any(re.search(r"[A-Za-z]{2}", word) for word in words):
+                    untranslated.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not untranslated, untranslated

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from engines.base import CosplayError
+from engines.i18n import _
 from tui.actions import ALL
 
 
@@ -23,21 +24,29 @@ def read_keymap(path: Path) -> dict[str, str]:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise CosplayError(
-            f"The key file {path} cannot be read ({exc}); fix or delete it."
+            _(
+                "The key file {path} cannot be read ({problem}); fix or delete it.",
+                path=path,
+                problem=exc,
+            )
         ) from exc
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CosplayError(
-            f"The key file {path} is not valid TOML ({exc}); fix or delete it."
+            _(
+                "The key file {path} is not valid TOML ({problem}); fix or delete it.",
+                path=path,
+                problem=exc,
+            )
         ) from exc
-    return checked_keymap(table, f"The key file {path}")
+    return checked_keymap(table, _("The key file {path}", path=path))
 
 
 def config_keymap(config) -> dict[str, str]:
     """The config's ui.keys (sessions/config.py), checked as keys.toml is ({}: none)."""
     table = config.get("ui.keys") or {}
-    return checked_keymap(table, f"In {config.path}, ui.keys") if table else {}
+    return checked_keymap(table, _("In {path}, ui.keys", path=config.path)) if table else {}
 
 
 def checked_keymap(table: dict, where: str) -> dict[str, str]:
@@ -47,9 +56,20 @@ def checked_keymap(table: dict, where: str) -> dict[str, str]:
     for name, keys in table.items():
         if name not in known:
             raise CosplayError(
-                f"{where} names an unknown action {name!r}; use one of {', '.join(sorted(known))}."
+                _(
+                    "{where} names an unknown action {name!r}; use one of {known}.",
+                    where=where,
+                    name=name,
+                    known=", ".join(sorted(known)),
+                )
             )
         if not isinstance(keys, str) or not keys.strip():
-            raise CosplayError(f'{where} gives {name!r} no keys; write them like "ctrl+g".')
+            raise CosplayError(
+                _(
+                    '{where} gives {name!r} no keys; write them like "ctrl+g".',
+                    where=where,
+                    name=name,
+                )
+            )
         keymap[name] = keys
     return keymap
