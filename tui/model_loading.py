@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from textual import work
 from textual.widgets import ProgressBar, Static
+from textual.worker import get_current_worker
 
 from engines.errors import CosplayError
 from engines.i18n import N_, _
@@ -175,32 +176,79 @@ class ModelLoading:
             self.notify(_(STILL_BUSY[self.busy]))
             return
         self.busy = "loading"
-        self.show_progress(_("Loading {model} …", model=spec.model))
-        self._load_worker(spec)
+        from engines.room import must_free_first
+
+        free_first = must_free_first(self.app.engine, spec)
+        if free_first:
+            text = _(
+                "Unloading {old} to make room, then loading {model} …",
+                old=self.app.engine.model_name,
+                model=spec.model,
+            )
+        else:
+            text = _("Loading {model} …", model=spec.model)
+        self.show_progress(text)
+        self._load_worker(spec, free_first)
 
     @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _load_worker(self, spec: ModelSpec) -> None:
+    def _load_worker(self, spec: ModelSpec, free_first: bool) -> None:
+        """Load `spec`; normally the old model stays in use until it has loaded (and after a
+        failure). With `free_first` (both would not fit in memory) the old one is closed
+        first and, if the new one fails, loaded again."""
+        previous = self._free_old_engine() if free_first else None
         engine, error = None, None
         try:
             engine = load_in_tui(spec, self.workspace)
-        except Exception as exc:  # one sentence in a notification; the old model stays
+        except Exception as exc:  # one sentence in a notification
             error = exc
+            if previous is not None:
+                try:
+                    engine = load_in_tui(previous, self.workspace)
+                except Exception:  # said in the notification: no model is loaded
+                    engine = None
         try:
-            self.app.call_from_thread(self._loaded, spec, engine, error)
+            self.app.call_from_thread(self._loaded, spec, engine, error, previous)
         except RuntimeError:  # the app is gone
             if engine is not None:
                 engine.close()
 
-    def _loaded(self, spec: ModelSpec, engine: Engine | None, error: Exception | None) -> None:
+    def _free_old_engine(self) -> ModelSpec | None:
+        """(In the load worker.) Take the model away from the chat and wait until it is
+        closed; the spec that loads it again."""
+        from engines.loader import ModelSpec
+
+        previous = ModelSpec.from_setting(self.workspace.last_model())
+        old, worker = self.app.engine, get_current_worker()
+        self.app.call_from_thread(self.app.chat.swap_engine, None)
+        while not worker.is_cancelled and (
+            self.app.engine is old
+            or any(w.group == "engine-close" and w.is_running for w in self.app.chat.workers)
+        ):
+            threading.Event().wait(0.02)
+        return previous
+
+    def _loaded(
+        self,
+        spec: ModelSpec,
+        engine: Engine | None,
+        error: Exception | None,
+        previous: ModelSpec | None = None,
+    ) -> None:
         self.busy = ""
         self.app.refresh(repaint=True)
         if error is not None or engine is None:
             self.hide_progress()
-            self.notify(
-                error_text(error, _("Loading {model}", model=spec.model)),
-                severity="error",
-                timeout=10,
-            )
+            text = error_text(error, _("Loading {model}", model=spec.model))
+            if previous is not None and engine is not None:  # the old model, loaded again
+                self.app.chat.swap_engine(engine)
+                text += " " + _("{model} is loaded again.", model=engine.model_name)
+            elif previous is not None:
+                text += " " + _(
+                    "{model} was unloaded to make room and could not be loaded again; pick a "
+                    "model here.",
+                    model=previous.model,
+                )
+            self.notify(text, severity="error", timeout=10)
             return
         if not self.is_attached:  # closed meanwhile: keep the model in use
             engine.close()

@@ -1,0 +1,168 @@
+"""A model switch frees the old model first when both would not fit in memory
+(engines/room.py), and loads the old one again if the new one fails (tui/model_loading.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import tui.model_loading as model_loading
+from benchmarks.bench_switch import switch_to
+from engines import room
+from engines.base import CosplayError
+from engines.fake import FakeEngine
+from engines.loader import ModelSpec
+from sessions.workspace import Workspace
+from tests.conftest import wait_until
+from tui.app import make_app
+
+
+class LocalEngine(FakeEngine):
+    """A stand-in for a loaded GGUF: the CPU engine's kind, and it records its close."""
+
+    kind = "cpu"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def two_models(tmp_path, tiny_gguf):
+    workspace = Workspace(tmp_path / "home")
+    workspace.paths.models.mkdir(parents=True, exist_ok=True)
+    old, new = workspace.paths.models / "old.gguf", workspace.paths.models / "new.gguf"
+    shutil.copy(tiny_gguf, old)
+    shutil.copy(tiny_gguf, new)
+    workspace.remember_model(ModelSpec(model=str(old)).to_setting())  # what loaded `old`
+    return workspace, old, new
+
+
+def test_only_two_local_models_that_do_not_fit_together_free_first(
+    tiny_gguf, tmp_path, monkeypatch
+):
+    size = tiny_gguf.stat().st_size
+    spec = ModelSpec(model=str(tiny_gguf))
+    monkeypatch.setattr(room, "available_ram", lambda: size)  # less than size × MARGIN
+    assert room.must_free_first(LocalEngine(["x"]), spec)
+    assert not room.must_free_first(None, spec)
+    assert not room.must_free_first(FakeEngine(["x"]), spec)  # the demo holds no model
+    assert not room.must_free_first(LocalEngine(["x"]), ModelSpec(model="http://127.0.0.1:1/v1"))
+    monkeypatch.setattr(room, "available_ram", lambda: 10 * size)
+    assert not room.must_free_first(LocalEngine(["x"]), spec)
+    monkeypatch.setattr(room, "available_ram", lambda: None)  # not known: keep the old
+    assert not room.must_free_first(LocalEngine(["x"]), spec)
+
+
+def test_sizes_come_from_the_files_and_ram_from_the_kernel(tmp_path, tiny_gguf):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "model-1.safetensors").write_bytes(b"x" * 300)
+    (folder / "model-2.safetensors").write_bytes(b"x" * 200)
+    (folder / "config.json").write_text("{}")
+    assert room.model_bytes(str(folder)) == 500
+    assert room.model_bytes(str(tiny_gguf)) == tiny_gguf.stat().st_size
+    assert room.model_bytes("Qwen/Qwen2.5-0.5B-Instruct") == 0
+    ram = room.available_ram()
+    assert ram is None or ram > 2**20
+
+
+async def test_a_switch_that_does_not_fit_closes_the_old_model_before_loading(
+    two_models, monkeypatch
+):
+    workspace, _old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+    closed_when_loading = []
+    real_load = model_loading.load_in_tui
+
+    def load(spec, workspace):
+        closed_when_loading.append(old.closed)
+        return real_load(spec, workspace)
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await switch_to(app, pilot, new)
+        assert closed_when_loading == [True]
+        assert app.engine.model_name == new.name and app.chat.engine is app.engine
+    app.engine.close()
+
+
+async def test_when_the_new_model_fails_the_old_one_is_loaded_again(two_models, monkeypatch):
+    workspace, old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+    real_load = model_loading.load_in_tui
+
+    def load(spec, workspace):
+        if spec.model == str(new):
+            raise CosplayError(f"{new.name} is broken")
+        return real_load(spec, workspace)
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(app.keys_of_id("models").lower())
+        await wait_until(pilot, lambda: app.screen is not app.chat)
+        screen = app.screen
+        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
+        screen.query_one("#models").highlighted = index
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.engine is not old and app.engine is not None, 60)
+        assert old.closed and app.engine.model_name == old_path.name
+        said = [str(n.message) for n in app._notifications]
+        assert any("new.gguf is broken" in n and "old.gguf is loaded again" in n for n in said)
+    app.engine.close()
+
+
+async def test_a_switch_that_fits_keeps_the_old_model_until_the_new_one_is_in(
+    two_models, monkeypatch
+):
+    workspace, _old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 2**40)
+    closed_when_loading = []
+    real_load = model_loading.load_in_tui
+
+    def load(spec, workspace):
+        closed_when_loading.append(old.closed)
+        return real_load(spec, workspace)
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await switch_to(app, pilot, new)
+        assert closed_when_loading == [False] and old.closed
+    app.engine.close()
+
+
+async def test_when_neither_loads_the_chat_has_no_model_and_says_so(two_models, monkeypatch):
+    workspace, old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+
+    def load(spec, workspace):
+        raise CosplayError(f"{spec.model} is broken")
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(app.keys_of_id("models").lower())
+        await wait_until(pilot, lambda: app.screen is not app.chat)
+        screen = app.screen
+        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
+        screen.query_one("#models").highlighted = index
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.busy, 60)
+        assert old.closed and app.engine is None and app.chat.engine is None
+        said = " ".join(str(n.message) for n in app._notifications)
+        assert "could not be loaded again; pick a model here" in said and str(old_path) in said
+        await pilot.press("escape")  # back in the chat, which says no model is loaded
+        await pilot.press(*"hi", "enter")
+        await pilot.pause(0.2)
+        assert app.chat.engine is None
