@@ -51,13 +51,9 @@ def read_chat(path: str | Path) -> ParsedChat:
     try:
         return _parse(_read_text(path), path)
     except ChatProblem as exc:
-        raise ChatImportError(
-            _("Cannot import {path}: {problem}.", path=path, problem=exc)
-        ) from None
+        raise _cannot_import(path, exc) from None
     except RecursionError:
-        raise ChatImportError(
-            _("Cannot import {path}: {problem}.", path=path, problem=_("its JSON nests too deeply"))
-        ) from None
+        raise _cannot_import(path, _("its JSON nests too deeply")) from None
 
 
 def import_chat(
@@ -85,9 +81,9 @@ def import_chat(
             leaf=chat.leaf,
         )
     except (ValueError, TypeError, KeyError) as exc:  # checked above; never half-written
-        raise ChatImportError(
-            _("Cannot import {path}: {problem}.", path=path, problem=exc)
-        ) from None
+        raise _cannot_import(path, exc) from None
+    except RecursionError:  # the file's data, kept a few levels deeper than the file had it
+        raise _cannot_import(path, _("its JSON nests too deeply")) from None
     return session, chat
 
 
@@ -113,20 +109,21 @@ def import_into(workspace, path: str | Path) -> tuple[Session, ParsedChat]:
 # --- the file ------------------------------------------------------------------------------------
 
 
+def _cannot_import(path: str | Path, problem: object) -> ChatImportError:
+    return ChatImportError(_("Cannot import {path}: {problem}.", path=path, problem=problem))
+
+
 def _read_text(path: Path) -> str:
     try:
         if path.is_dir():
             raise ChatProblem(_("it is a folder, not a chat file"))
         size = path.stat().st_size
         if size > MAX_IMPORT_BYTES:
-            raise ChatProblem(
-                _(
-                    "it is {size} MiB, more than the {limit} MiB a chat import reads",
-                    size=f"{size / 2**20:.0f}",
-                    limit=MAX_IMPORT_BYTES // 2**20,
-                )
-            )
-        data = path.read_bytes()
+            raise _too_big(size)
+        with path.open("rb") as file:  # at most the limit: a device like /dev/zero has no size
+            data = file.read(MAX_IMPORT_BYTES + 1)
+        if len(data) > MAX_IMPORT_BYTES:
+            raise _too_big(len(data))
     except FileNotFoundError:
         raise ChatProblem(_("there is no such file")) from None
     except OSError as exc:
@@ -135,6 +132,16 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ChatProblem(_("it is not UTF-8 text (byte {byte} is not)", byte=exc.start)) from None
+
+
+def _too_big(size: int) -> ChatProblem:
+    return ChatProblem(
+        _(
+            "it is {size} MiB, more than the {limit} MiB a chat import reads",
+            size=f"{size / 2**20:.0f}",
+            limit=MAX_IMPORT_BYTES // 2**20,
+        )
+    )
 
 
 _KNOWN = N_(

@@ -39,7 +39,7 @@ def parse_cosplay_json(doc: dict) -> ParsedChat:
     messages = [_message(record, index) for record in records]
     fill_times(messages)
     leaf = doc.get("leaf_id")
-    if leaf is not None and leaf not in index:
+    if leaf is not None and not _is_id_in(leaf, index):
         raise ChatProblem(_("its leaf_id {leaf} is not one of its messages", leaf=repr(leaf)))
     created = doc.get("created_at")
     return ParsedChat(
@@ -60,7 +60,7 @@ def _message(record: dict, index: dict[int, int]) -> dict[str, Any]:
     if mid in index:
         raise ChatProblem(_("message id {mid} appears twice", mid=mid))
     parent = record.get("parent_id")
-    if parent is not None and parent not in index:
+    if parent is not None and not _is_id_in(parent, index):
         raise ChatProblem(
             _(
                 "message {mid}'s parent {parent} is not in the file",
@@ -103,6 +103,10 @@ def _message(record: dict, index: dict[int, int]) -> dict[str, Any]:
         "meta": record.get("meta") or {},
         "created_at": float(created) if _number(created) else None,
     }
+
+
+def _is_id_in(value: Any, index: dict[int, int]) -> bool:
+    return not isinstance(value, list | dict) and value in index  # a list or an object is no id
 
 
 def _number(value: Any) -> bool:

@@ -11,7 +11,9 @@ from sessions.chat_export import MONTHS
 _MONTH = {name.lower(): i for i, name in enumerate(MONTHS, 1)} | {
     name[:3].lower(): i for i, name in enumerate(MONTHS, 1)
 }
-_MERIDIEM = re.compile(r"(\w+)\s(\d{1,2}),\s(\d{4})\s(\d{1,2}):(\d{1,2})(am|pm)", re.I)
+# (?<!\w): the month starts a word. The leftmost match does anyway, and without it a long run of
+# letters is scanned again from each of its letters (a megabyte of them: hours).
+_MERIDIEM = re.compile(r"(?<!\w)(\w+)\s(\d{1,2}),\s(\d{4})\s(\d{1,2}):(\d{1,2})(am|pm)", re.I)
 _HUMANIZED = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) ?@(\d{1,2})h ?(\d{1,2})m ?(\d{1,2})s")
 _TGW_TIME = re.compile(r"([A-Za-z]{3}) (\d{1,2}), (\d{4}) (\d{1,2}):(\d{2})$")
 

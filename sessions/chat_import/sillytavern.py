@@ -90,7 +90,7 @@ def _message_versions(n: int, line: Any, user: str, char: str) -> tuple[list[dic
     extra = line.get("extra") if isinstance(line.get("extra"), dict) else {}
     if line.get("is_user"):
         role, name = Role.USER, line.get("name") or user
-    elif line.get("is_system") or extra.get("type") in ST_SYSTEM_TYPES:
+    elif line.get("is_system") or _text(extra.get("type")) in ST_SYSTEM_TYPES:
         role, name = Role.SYSTEM, line.get("name") or ""
     else:
         role, name = Role.ASSISTANT, line.get("name") or char
@@ -120,6 +120,10 @@ def _message_versions(n: int, line: Any, user: str, char: str) -> tuple[list[dic
             }
         )
     return versions, current
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None  # a list or an object is no type name
 
 
 def _swipes(n: int, line: dict, mes: str) -> tuple[list[str], int]:
