@@ -3,7 +3,8 @@ ChatImportError sentence naming the file, in time, and a refused file leaves not
 
 The cases pinned here each gave a traceback or a hang before: a list where SillyTavern's
 `extra.type` or our export's `parent_id`/`leaf_id` is a name or an id, a very long date, data
-nested just under the reader's limit (kept a few levels deeper), and a device with no end.
+nested just under Python's recursion limit (kept a few levels deeper: not written, or read
+back as nothing), and a device with no end.
 The fuzzers put hostile values into the real fields of each format's fixture.
 """
 
@@ -113,7 +114,7 @@ def test_the_date_pattern_finds_what_sillytaverns_unanchored_pattern_finds(text)
 
 
 def deepest_accepted(tmp_path: Path, shape) -> int:
-    """The deepest nesting `shape(depth)` has that the reader accepts here (stack permitting)."""
+    """The deepest nesting `shape(depth)` may have for the reader to accept it."""
     low, high = 1, 5000
     while low < high:
         depth = (low + high + 1) // 2
@@ -122,9 +123,19 @@ def deepest_accepted(tmp_path: Path, shape) -> int:
         try:
             read_chat(path)
             low = depth
-        except ChatImportError:
+        except ChatImportError as exc:
+            assert "its JSON nests too deeply" in str(exc)
             high = depth - 1
     return low
+
+
+def stored(store: Store, session_id: int) -> tuple:
+    session = store.get_session(session_id)
+    return session.settings, [m.meta for m in store.all_messages(session_id)]
+
+
+def from_deeper_in_the_stack(frames: int, call):
+    return call() if frames == 0 else from_deeper_in_the_stack(frames - 1, call)
 
 
 @pytest.mark.parametrize(
@@ -139,23 +150,25 @@ def deepest_accepted(tmp_path: Path, shape) -> int:
     ],
     ids=["tgw", "st", "ours"],
 )
-def test_data_nested_just_under_the_readers_limit_imports_or_is_refused(store, tmp_path, shape):
-    """What a file says beyond our model is kept a few levels deeper than the file had it, so
-    near the limit writing it can be what nests too deeply."""
+def test_the_deepest_file_accepted_reads_back_whole_from_deep_in_the_stack(store, tmp_path, shape):
+    """What a file says beyond our model is stored a few levels deeper than the file had it.
+    Accepted just under Python's recursion limit (before: about 985 levels), it could not be
+    written (a RecursionError traceback) or read back from a deeper stack, say the TUI's (the
+    store reads JSON it cannot parse as {}: the settings and notes were lost)."""
     limit = deepest_accepted(tmp_path, shape)
-    outcomes = set()
-    for depth in range(limit - 12, limit + 3):
-        path = tmp_path / f"deep{depth}.json"
-        path.write_text(shape(depth), encoding="utf-8")
-        before = len(store.list_sessions())
-        try:
-            import_chat(store, path)
-            outcomes.add("imported")
-        except ChatImportError as exc:
-            assert "its JSON nests too deeply" in str(exc)
-            assert len(store.list_sessions()) == before  # nothing half-written
-            outcomes.add("refused")
-    assert outcomes == {"imported", "refused"}
+    assert limit >= 50  # real chats nest under ten levels
+    path = tmp_path / "deepest.json"
+    path.write_text(shape(limit), encoding="utf-8")
+    session, _ = import_chat(store, path)
+    whole = stored(store, session.id)
+    assert "x" in json.dumps(whole)  # the nested data is kept
+    assert from_deeper_in_the_stack(600, lambda: stored(store, session.id)) == whole
+    path.write_text(shape(limit + 1), encoding="utf-8")
+    refused_store = Store(tmp_path / "refused.db")
+    try:
+        assert "its JSON nests too deeply" in refused(refused_store, path)
+    finally:
+        refused_store.close()
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")

@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 MAX_IMPORT_BYTES = 100 * 2**20  # a long roleplay with every swipe is a few MiB
+# Levels of lists and objects. Real chats nest under ten; what a file says beyond our model is
+# stored a few levels deeper, and must read back whole far from Python's recursion limit (the
+# store reads JSON it cannot parse as nothing).
+MAX_NESTING = 100
 
 
 def read_chat(path: str | Path) -> ParsedChat:
@@ -82,8 +86,6 @@ def import_chat(
         )
     except (ValueError, TypeError, KeyError) as exc:  # checked above; never half-written
         raise _cannot_import(path, exc) from None
-    except RecursionError:  # the file's data, kept a few levels deeper than the file had it
-        raise _cannot_import(path, _("its JSON nests too deeply")) from None
     return session, chat
 
 
@@ -155,7 +157,7 @@ def _parse(text: str, path: Path) -> ParsedChat:
     if not text.strip():
         raise ChatProblem(_("it is empty"))
     try:
-        doc = json.loads(text)
+        doc = _check_nesting(json.loads(text))
     except json.JSONDecodeError as exc:
         lines = _json_lines(text)
         if lines is None:
@@ -192,7 +194,7 @@ def _json_lines(text: str) -> list[tuple[int, Any]] | None:
     lines = []
     for n, line in numbered:
         try:
-            lines.append((n, json.loads(line)))
+            lines.append((n, _check_nesting(json.loads(line))))
         except json.JSONDecodeError as exc:
             raise ChatProblem(
                 _(
@@ -203,3 +205,17 @@ def _json_lines(text: str) -> list[tuple[int, Any]] | None:
                 )
             ) from None
     return lines
+
+
+def _check_nesting(value: Any) -> Any:
+    """`value`, refused if it nests more than MAX_NESTING levels (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_NESTING:
+                raise ChatProblem(_("its JSON nests too deeply"))
+            stack.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return value
