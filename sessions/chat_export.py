@@ -5,7 +5,7 @@
 - `md`, `txt`: readable transcripts of the current branch (speaker names, versions noted).
 - `json`: our own format, the whole tree (every message with id, parent, role, name, status,
   content, meta, created_at; the session's title, persona, settings, leaf); it imports back
-  to an identical tree (sessions/chat_import.py).
+  to an identical tree (sessions/chat_import/).
 - `st`: a SillyTavern chat (JSONL, public/script.js `saveChat`): a header line
   `{user_name, character_name, create_date, chat_metadata}`, then one line per message of the
   current branch, its versions (siblings) as `swipes` with `swipe_id` the current one.

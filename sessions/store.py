@@ -212,7 +212,7 @@ class Store(StoreMessages, StoreBranch, StoreSearch):
             (key, json.dumps(value, ensure_ascii=False)),
         )
 
-    # --- whole-tree import and VACUUM (sessions/chat_import.py, `sessions delete --vacuum`) ---
+    # --- whole-tree import and VACUUM (sessions/chat_import/, `sessions delete --vacuum`) ---
 
     def insert_tree(
         self,
