@@ -14,6 +14,25 @@ MOVED = {
     "sessions.config": {
         "sessions.config_write": ["parse_value", "write_value", "remember_model_settings"],
     },
+    "sessions.prompt": {
+        "sessions.persona_text": [
+            "DEFAULT_ROLEPLAY_PROMPT",
+            "GROUP_PROMPT",
+            "UserPersona",
+            "expand_macros",
+            "greetings",
+            "parse_examples",
+            "post_history_text",
+            "system_text",
+        ],
+        "sessions.speaker_view": ["NAME_AWARE_TEMPLATES", "seen_as_user", "speaker_view"],
+        "sessions.branch_window": [
+            "StoredBranch",
+            "history_window",
+            "save_counts",
+            "tokenizer_key",
+        ],
+    },
 }
 
 
