@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engines.base import Engine, GenerationParams
+from engines.i18n import _
 from sessions.branch_window import StoredBranch, history_window, save_counts, tokenizer_key
 from sessions.context import PromptPlan, plan_window
 from sessions.history_window import Window
@@ -175,8 +176,8 @@ def _session_card(name: str, personas: PersonaStore | None) -> tuple[CharacterCa
     from sessions.personas import PersonaError
 
     if personas is None:
-        return None, f"persona {name!r} not given; replying without it"
+        return None, _("persona {name!r} not given; replying without it", name=name)
     try:
         return personas.get(name).card, ""
     except PersonaError:
-        return None, f"persona {name!r} not found; replying without it"
+        return None, _("persona {name!r} not found; replying without it", name=name)
