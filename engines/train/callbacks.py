@@ -1,6 +1,6 @@
 """Trainer callbacks: the JSONL training log, the progress bar and a clean stop on Ctrl+C.
 
-Imported only from `engines.train.trainer.train` (it needs transformers). The
+Imported only from `engines.train.training_run` (it needs transformers). The
 log and the bar act on the main process only (`state.is_world_process_zero`),
 so a run under torchrun / accelerate writes one log and draws one bar.
 """
