@@ -78,7 +78,7 @@ async def run_arm(arm: str, builtin: Path, copy: Path, home: Path, switches: int
         await pilot.pause()
         kept: list = []
         if arm == "kept":  # the leak this guards against: old engines never closed (held)
-            app.chat.close_engine = kept.append
+            app.chat.close_engine = lambda engine, closed=None: kept.append(engine)
         del engine  # the app holds the engine in use
         gc.collect()
         sizes.append(rss_bytes())

@@ -2,34 +2,34 @@
 
 The reply flow is `sessions.conversation.Conversation`'s; the screen only shows it.
 The transcript (tui/widgets/transcript.py) loads the branch a page at a time.
-Widgets post messages up. Generation runs in a thread worker that streams into the
-store (flushed as it grows) and posts each piece to the screen, which appends it to
-the reply's Markdown stream.
+Widgets post messages up. The screen is one class made of parts: the layout, sessions, the
+input and the settings panel here; generation (a thread worker that streams into the store
+and posts each piece to the screen, which appends it to the reply's Markdown stream) and the
+engine swap in tui/reply_worker.py; the status line in tui/status_line.py; the actions in
+tui/*_actions.py.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
 
-from textual import work
 from textual.containers import Horizontal, Vertical
-from textual.message import Message as TextualMessage
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from engines.base import CosplayError, Engine, GenerationParams
-from engines.i18n import N_, _
-from sessions.context import PromptPlan
-from sessions.conversation import Conversation, ReplyEvents, Turn
-from sessions.models import Message, Role, Session, Status
+from engines.i18n import _
+from sessions.conversation import Conversation
+from sessions.models import Message, Role, Session
 from sessions.workspace import Workspace
 from tui.actions import CHAT
 from tui.chat_file_actions import ChatFileActions
 from tui.draft_actions import DraftActions
 from tui.memory_actions import MemoryActions
 from tui.message_actions import MessageActions
+from tui.reply_worker import ReplyDone, ReplyPiece, ReplyStarted, ReplyWorker
 from tui.session_actions import SessionActions
+from tui.status_line import StatusLine
 from tui.translated import TranslatedBindings
 from tui.version_actions import VersionActions
 from tui.widgets.chat_input import ChatInput
@@ -38,27 +38,7 @@ from tui.widgets.params_panel import ParamsPanel
 from tui.widgets.session_list import SessionList
 from tui.widgets.transcript import Transcript
 
-# What the status line says for an engine fact that means little to a person.
-PLAIN_WORDS = {"float32": N_("full precision (float32)")}
-
-
-@dataclass
-class ReplyStarted(TextualMessage):
-    speaker: str
-    finished_id: int | None  # the reply that ended before this one (group scenes), if any
-    continues: int | None = None  # the reply being continued: its own view grows
-
-
-@dataclass
-class ReplyPiece(TextualMessage):
-    text: str
-
-
-@dataclass
-class ReplyDone(TextualMessage):
-    finished_id: int | None
-    plan: PromptPlan | None
-    error: Exception | None
+__all__ = ["ChatScreen", "ReplyDone", "ReplyPiece", "ReplyStarted"]
 
 
 class ChatScreen(
@@ -69,6 +49,8 @@ class ChatScreen(
     ChatFileActions,
     DraftActions,
     MemoryActions,
+    ReplyWorker,
+    StatusLine,
     Screen,
 ):
     BINDINGS = [action.binding() for action in CHAT if action.keys]
@@ -233,141 +215,7 @@ class ChatScreen(
         self.refresh_sidebar()
         self.start_reply(user)
 
-    def start_reply(self, message: Message) -> None:
-        """Generate the reply (or, in a scene, the replies) to `message`."""
-        try:
-            turn, notices = self.conversation.answer(message)
-        except CosplayError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        for notice in notices:  # an @name that is nobody, a muted member, nobody to answer
-            self.notify(notice, severity="warning", timeout=8)
-        if turn is not None:
-            self._run_generation(turn)
-
-    def _run_generation(self, turn: Turn, params: GenerationParams | None = None) -> None:
-        """Start the worker that streams the turn's replies (with the session's parameters
-        unless given)."""
-        self.stop_memory()  # the reply never waits for a summary
-        self.generating = True
-        self.cancel_event = threading.Event()
-        self.update_status(_("replying…  Esc stops"))
-        self.generate(self.conversation, turn, params or self.params, self.cancel_event)
-
-    @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
-    def generate(
-        self,
-        conversation: Conversation,
-        turn: Turn,
-        params: GenerationParams,
-        cancel: threading.Event,
-    ) -> None:
-        store, session_id = conversation.store, conversation.session_id
-        plan, error = None, None
-
-        def started(speaker: str, speaker_plan: PromptPlan) -> None:
-            nonlocal plan
-            plan = speaker_plan
-            leaf = store.get_session(session_id).leaf_id  # the reply before this one, if any
-            self.post_message(ReplyStarted(speaker, leaf if leaf != turn.parent_id else None))
-
-        try:
-            conversation.reply(
-                turn,
-                params,
-                cancel,
-                ReplyEvents(started, lambda text: self.post_message(ReplyPiece(text))),
-            )
-        except Exception as exc:  # shown as a notification; the user's text is already saved
-            error = exc
-        leaf = store.get_session(session_id).leaf_id
-        self.post_message(ReplyDone(leaf if leaf != turn.parent_id else None, plan, error))
-
-    async def _finish_streaming(self, message_id: int | None) -> None:
-        if self._streaming is not None and message_id is not None:
-            await self._streaming.end_stream(self.store.get_message(message_id))
-        elif self._streaming is not None:  # nothing was saved for it
-            await self._streaming.remove()
-        self._streaming = None
-
-    async def on_reply_started(self, event: ReplyStarted) -> None:
-        await self._finish_streaming(event.finished_id)
-        if event.continues is not None:
-            self._streaming = self.transcript.view_of(event.continues)
-            if self._streaming is not None:  # marked incomplete while it grows, as a new reply
-                self._streaming.show_message(
-                    replace(self._streaming.message, status=Status.PARTIAL)
-                )
-            return
-        placeholder = Message(
-            id=-1,
-            session_id=self.session.id,
-            parent_id=None,
-            role=Role.ASSISTANT,
-            content="",
-            status=Status.PARTIAL,
-            name=event.speaker,
-        )
-        self._streaming = MessageView(
-            placeholder, speaker=event.speaker, versions=self._next_versions
-        )
-        self._next_versions = (1, 1)
-        await self.transcript.append(self._streaming)
-
-    async def on_reply_piece(self, event: ReplyPiece) -> None:
-        if self._streaming is not None:
-            await self._streaming.write(event.text)
-
-    async def on_reply_done(self, event: ReplyDone) -> None:
-        await self._finish_streaming(event.finished_id)
-        self.generating = False
-        self.session = self.store.get_session(self.session.id)
-        if event.finished_id is not None:
-            self._last_reply = self.store.get_message(event.finished_id)
-        self.update_status()
-        if event.error is not None:
-            text = (
-                str(event.error)
-                if isinstance(event.error, CosplayError)
-                else _("Generation failed: {error}", error=repr(event.error))
-            )
-            self.notify(text, severity="error", timeout=8)
-        else:
-            self.start_memory(event.plan)  # what fell out of the window, while idle
-
-    def swap_engine(self, engine: Engine) -> None:
-        """Chat with `engine` from now on (tui/models_screen.py); the old one is closed once no
-        reply or summary runs on it (a reply under way is stopped first, and kept)."""
-        if self.generating:
-            self.action_stop()
-            self.set_timer(0.05, lambda: self.swap_engine(engine))
-            return
-        self.stop_memory()
-        old, self.engine = self.engine, engine
-        self.app.engine = engine
-        self.conversation = Conversation(self.workspace, engine, self.session.id)
-        self._last_reply = None
-        self.update_status()
-        if old is not None and old is not engine:
-            self.close_engine(old)
-
-    @work(thread=True, group="engine-close", exit_on_error=False)
-    def close_engine(self, engine: Engine) -> None:
-        """Close a replaced engine after the workers still using it have stopped."""
-        for worker in list(self.workers):
-            if worker.group in ("generation", "memory") and worker.is_running:
-                while worker.is_running:
-                    threading.Event().wait(0.02)
-        engine.close()
-
-    def action_stop(self) -> None:
-        """Esc: stop the reply being written; else, from a message, back to typing."""
-        if self.generating:
-            self.cancel_event.set()
-        elif isinstance(self.focused, MessageView):
-            self.query_one(ChatInput).focus()
-
-    # --- settings and status ------------------------------------------------------------------
+    # --- settings ------------------------------------------------------------------
 
     def on_params_panel_changed(self, event: ParamsPanel.Changed) -> None:
         settings = dict(self.session.settings)
@@ -390,45 +238,3 @@ class ChatScreen(
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(SessionList)
         sidebar.display = not sidebar.display
-
-    def update_status(self, note: str = "") -> None:
-        if self.engine is None:
-            self.query_one("#status", Static).update(
-                _("no model loaded · see `cosplay chat --help`")
-            )
-            return
-        from sessions.presets import preset_label
-
-        facts = self.engine.describe()
-        parts = [self.engine.model_name]
-        preset = preset_label(self.session.settings, self.workspace.presets())
-        if preset:
-            parts.append(_("preset {preset}", preset=preset))
-        parts += self.scene_status()
-        meta = self._last_reply.meta if self._last_reply else {}
-        meta = (meta.get("continued") or [meta])[-1]  # a continued reply: its last part's
-        if meta:  # what matters most first: the line is cut at the terminal's width
-            used = meta.get("prompt_tokens", 0) + meta.get("completion_tokens", 0)
-            parts.append(_("ctx {used}/{size}", used=used, size=self.engine.context_length))
-            parts.append(_("{rate} tok/s", rate=f"{meta.get('tokens_per_s', 0):.1f}"))
-        else:
-            parts.append(_("ctx {size}", size=self.engine.context_length))
-        plan = self.conversation.last_plan if self.conversation else None
-        if plan and plan.summary:
-            parts.append(plan.summary)
-        parts += self.memory_status()
-        adapter = facts.get("adapter")
-        parts.append(
-            _("adapter {adapter}", adapter=adapter)
-            if adapter not in (None, "", "none")
-            else _("no adapter")
-        )
-        parts.append(_("template {template}", template=self.engine.template_name))
-        engine = [facts.get(k, "") for k in ("engine", "device", "dtype", "quantization")]
-        engine = [_(PLAIN_WORDS[v]) if v in PLAIN_WORDS else v for v in engine if v and v != "none"]
-        if facts.get("gpu_layers"):  # the CPU engine's offload (engines/llamacpp.py)
-            engine.append(facts["gpu_layers"])
-        parts.append(" ".join(dict.fromkeys(engine)))
-        if note:  # first: the status line is cut at the terminal's width
-            parts.insert(0, note)
-        self.query_one("#status", Static).update(" · ".join(parts))

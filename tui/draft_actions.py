@@ -86,7 +86,7 @@ class DraftActions:
         params: GenerationParams,
         cancel: threading.Event,
     ) -> None:
-        from tui.chat_screen import ReplyDone, ReplyPiece, ReplyStarted  # (it imports this)
+        from tui.reply_worker import ReplyDone, ReplyPiece, ReplyStarted
 
         plan, error = None, None
 
