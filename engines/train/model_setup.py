@@ -39,6 +39,7 @@ def device_plan(quantize: str, gradient_checkpointing: bool | None) -> dict:
 
 
 def load_model(base: str, plan: dict, trust_remote_code: bool):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict = {"dtype": plan["dtype"], "trust_remote_code": trust_remote_code}
@@ -57,6 +58,15 @@ def load_model(base: str, plan: dict, trust_remote_code: bool):
         raise TrainingError(
             _(
                 "Cannot load the model {base} ({problem}); check the path or repo id.",
+                base=base,
+                problem=first_line(exc),
+            )
+        ) from None
+    except SafetensorError as exc:  # a truncated or corrupt model.safetensors
+        raise TrainingError(
+            _(
+                "The weights of {base} cannot be read ({problem}); the file is damaged: download "
+                "the model again.",
                 base=base,
                 problem=first_line(exc),
             )
