@@ -143,7 +143,7 @@ def json_object(path: Path) -> dict:
     """A JSON file that must hold an object; OSError or ValueError when it cannot be read."""
     value = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError(_("not a JSON object"))
     return value
 
 

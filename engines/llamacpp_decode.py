@@ -103,6 +103,8 @@ def tokens_until_cancelled(generator: Iterator[int], cancel: threading.Event) ->
     try:
         yield from generator
     except RuntimeError as exc:  # llama_decode returned non-zero; 2: aborted
+        if not str(exc).startswith("llama_decode returned"):
+            raise  # not llama.cpp's: a bug of ours, shown as one
         if not cancel.is_set():
             raise GenerationError(
                 _(

@@ -11,6 +11,7 @@ No pydantic import here: an error is the plain dict `ValidationError.errors()` y
 
 from __future__ import annotations
 
+import re
 from string import Formatter
 
 from engines.i18n import N_, _
@@ -68,6 +69,20 @@ def describe(error: dict, *, show_input: bool = True) -> str:
     if kind in ("missing", "extra_forbidden") or not show_input:
         return problem
     return problem + _given(error)
+
+
+# What pydantic adds to an error's location inside a union or a validator: the member's type
+# (`entries.0.insertion_order.int`), not a field of the file.
+_TYPE_TAG = re.compile(
+    r"^(int|float|str|bool|bytes|none|list|dict|tuple|set|decimal|"
+    r"(function|constrained|literal|tagged-union|union|nullable|lax|json)[-a-z]*)(\[.*\])?$"
+)
+
+
+def field_path(error: dict) -> str:
+    """The error's field as `a.0.b`: its location without pydantic's type tags."""
+    parts = [str(part) for part in error.get("loc") or ()]
+    return ".".join(part for part in parts if not _TYPE_TAG.match(part))
 
 
 def _given(error: dict) -> str:

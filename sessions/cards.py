@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engines.base import GenerationParams
 from engines.checked import InvalidValue
 from engines.i18n import _
-from engines.validation import describe
+from engines.validation import describe, field_path
 from sessions.card_files import (  # noqa: F401  CardError, png_chunks… re-exported: cards' API
     MAX_CARD_BYTES,
     MAX_PNG_BYTES,
@@ -282,7 +282,7 @@ def _validate(obj: dict[str, Any], source: str) -> CharacterCard:
 
 def _field_error(source: str, exc: ValidationError, prefix: list[str]) -> CardError:
     error = exc.errors()[0]
-    field = ".".join([*prefix, *(str(part) for part in error["loc"])]) or "card"
+    field = ".".join(part for part in [*prefix, field_path(error)] if part) or "card"
     return CardError(
         _(
             "{source}: field '{field}': {problem}.",

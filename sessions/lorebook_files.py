@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engines.atomic import written_atomically
 from engines.errors import CosplayError
 from engines.i18n import _
-from engines.validation import describe
+from engines.validation import describe, field_path
 
 if TYPE_CHECKING:
     from sessions.cards import CharacterBook
@@ -110,7 +110,7 @@ def book_from_world_info(obj: Any, source: str = "lorebook") -> CharacterBook:
         return CharacterBook.model_validate(payload)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
+        where = field_path(error)
         raise LorebookError(
             _(
                 "{source}: field '{field}': {problem}.",
@@ -128,7 +128,7 @@ def _first_problem(exc: ValueError) -> str:
     if not callable(errors):
         return str(exc)
     error = errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
+    where = field_path(error)
     return _("field '{field}': {problem}", field=where, problem=describe(error))
 
 

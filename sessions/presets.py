@@ -177,7 +177,7 @@ def custom_preset(name: Any, values: Any) -> Preset | None:
     values = {key: value for key, value in values.items() if key in PRESET_FIELDS}
     try:
         GenerationParams(**values)
-    except ValueError:
+    except (TypeError, ValueError):  # not a table, or a bad value
         return None
     return Preset(name, values)
 
@@ -211,7 +211,7 @@ def session_params(settings: dict) -> GenerationParams:
     """The session's parameters (damaged ones read as the defaults)."""
     try:
         return GenerationParams(**(settings.get("params") or {}))
-    except ValueError:
+    except (TypeError, ValueError):  # not a table, or a bad value
         return GenerationParams()
 
 

@@ -232,3 +232,19 @@ async def test_the_palette_placeholder_follows_the_language(tmp_path, lang, plac
             await wait_until(pilot, lambda: not CommandPalette.is_open(app))
     finally:
         set_language("en")
+
+
+def test_a_field_is_named_without_pydantic_s_type_tags():
+    """A union's member type in the location (`insertion_order.int`) is not a field."""
+    from pydantic import BaseModel, ValidationError
+
+    from engines.validation import field_path
+
+    class Entry(BaseModel):
+        insertion_order: int | str
+
+    with pytest.raises(ValidationError) as caught:
+        Entry(insertion_order=[1])
+    locations = [field_path(error) for error in caught.value.errors()]
+    assert locations == ["insertion_order", "insertion_order"]
+    assert field_path({"loc": ("entries", 0, "function-after[check()]", "keys")}) == "entries.0.keys"

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import pytest
 
@@ -38,8 +40,14 @@ def two_models(tmp_path, tiny_gguf):
     old, new = workspace.paths.models / "old.gguf", workspace.paths.models / "new.gguf"
     shutil.copy(tiny_gguf, old)
     shutil.copy(tiny_gguf, new)
-    workspace.remember_model(ModelSpec(model=str(old)).to_setting())  # what loaded `old`
     return workspace, old, new
+
+
+def started(workspace, old_engine, old_path):
+    """The app as `cosplay chat --model OLD` starts it: the engine and the spec it came from."""
+    app = make_app(workspace=workspace, engine=old_engine)
+    app.engine_spec = ModelSpec(model=str(old_path))
+    return app
 
 
 def test_only_two_local_models_that_do_not_fit_together_free_first(
@@ -74,7 +82,7 @@ def test_sizes_come_from_the_files_and_ram_from_the_kernel(tmp_path, tiny_gguf):
 async def test_a_switch_that_does_not_fit_closes_the_old_model_before_loading(
     two_models, monkeypatch
 ):
-    workspace, _old_path, new = two_models
+    workspace, old_path, new = two_models
     old = LocalEngine(["旧的回复"])
     monkeypatch.setattr(room, "available_ram", lambda: 1)
     closed_when_loading = []
@@ -85,7 +93,7 @@ async def test_a_switch_that_does_not_fit_closes_the_old_model_before_loading(
         return real_load(spec, workspace)
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
-    app = make_app(workspace=workspace, engine=old)
+    app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await switch_to(app, pilot, new)
         assert closed_when_loading == [True]
@@ -105,7 +113,7 @@ async def test_when_the_new_model_fails_the_old_one_is_loaded_again(two_models, 
         return real_load(spec, workspace)
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
-    app = make_app(workspace=workspace, engine=old)
+    app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press(app.keys_of_id("models").lower())
         await wait_until(pilot, lambda: app.screen is not app.chat)
@@ -123,7 +131,7 @@ async def test_when_the_new_model_fails_the_old_one_is_loaded_again(two_models, 
 async def test_a_switch_that_fits_keeps_the_old_model_until_the_new_one_is_in(
     two_models, monkeypatch
 ):
-    workspace, _old_path, new = two_models
+    workspace, old_path, new = two_models
     old = LocalEngine(["旧的回复"])
     monkeypatch.setattr(room, "available_ram", lambda: 2**40)
     closed_when_loading = []
@@ -134,7 +142,7 @@ async def test_a_switch_that_fits_keeps_the_old_model_until_the_new_one_is_in(
         return real_load(spec, workspace)
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
-    app = make_app(workspace=workspace, engine=old)
+    app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await switch_to(app, pilot, new)
         assert closed_when_loading == [False] and old.closed
@@ -150,7 +158,7 @@ async def test_when_neither_loads_the_chat_has_no_model_and_says_so(two_models, 
         raise CosplayError(f"{spec.model} is broken")
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
-    app = make_app(workspace=workspace, engine=old)
+    app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press(app.keys_of_id("models").lower())
         await wait_until(pilot, lambda: app.screen is not app.chat)
@@ -166,3 +174,79 @@ async def test_when_neither_loads_the_chat_has_no_model_and_says_so(two_models, 
         await pilot.press(*"hi", "enter")
         await pilot.pause(0.2)
         assert app.chat.engine is None
+
+
+async def test_a_reply_under_way_is_stopped_and_the_old_model_closed_before_the_new_loads(
+    two_models, monkeypatch
+):
+    """The load waits for the close itself, not for signs of it: a slow status update between
+    the chat letting go of the engine and the close starting does not let the load run early."""
+    from tui.chat_screen import ChatScreen
+
+    workspace, old_path, new = two_models
+    old = LocalEngine(["一二三四五六七八九十" * 30], delay=0.02)
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+    update_status = ChatScreen.update_status
+
+    def slow_status(self, *args, **kwargs):
+        update_status(self, *args, **kwargs)
+        if self.engine is None:
+            time.sleep(0.3)
+
+    monkeypatch.setattr(ChatScreen, "update_status", slow_status)
+    closed_when_loading = []
+    real_load = model_loading.load_in_tui
+
+    def load(spec, workspace):
+        closed_when_loading.append(old.closed)
+        return real_load(spec, workspace)
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    app = started(workspace, old, old_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(*"hi", "enter")
+        await wait_until(pilot, lambda: app.chat.generating)
+        await switch_to(app, pilot, new)
+        assert closed_when_loading == [True] and not app.chat.generating
+    app.engine.close()
+
+
+async def test_quitting_while_the_old_model_is_being_freed_loads_nothing(two_models, monkeypatch):
+    workspace, old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+    release = threading.Event()
+
+    class SlowToClose(LocalEngine):
+        def close(self) -> None:
+            release.wait(5)
+            super().close()
+
+    old = SlowToClose(["旧的回复"])
+    loads = []
+    monkeypatch.setattr(model_loading, "load_in_tui", lambda spec, ws: loads.append(spec))
+    app = started(workspace, old, old_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(app.keys_of_id("models").lower())
+        await wait_until(pilot, lambda: app.screen is not app.chat)
+        screen = app.screen
+        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
+        screen.query_one("#models").highlighted = index
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.engine is None)
+        app.exit()
+    release.set()
+    time.sleep(0.3)
+    assert loads == []
+
+
+async def test_without_the_spec_of_the_model_in_use_the_old_one_stays(two_models, monkeypatch):
+    """A model the app cannot load again (the demo, a spec not known) is never freed first."""
+    workspace, _old_path, new = two_models
+    old = LocalEngine(["旧的回复"])
+    monkeypatch.setattr(room, "available_ram", lambda: 1)
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await switch_to(app, pilot, new)
+        assert app.engine.model_name == new.name and app.engine_spec.model == str(new)
+    app.engine.close()

@@ -9,6 +9,7 @@ from textual.command import CommandPalette
 
 from engines.base import CosplayError, Engine
 from engines.i18n import _
+from engines.loader import ModelSpec
 from sessions.store import Store
 from sessions.workspace import Workspace
 from tui.actions import APP, CHAT, MESSAGE, Action, key_label
@@ -38,6 +39,9 @@ class CosplayApp(App):
         self.workspace = workspace
         self.store = workspace.store
         self.engine = engine
+        # What the engine was loaded from: a switch that must free it first (engines/room.py)
+        # loads it again by this if the new model fails; None: never freed first.
+        self.engine_spec: ModelSpec | None = None
         self.session_id = session_id
         self.persona = persona
         self._owns_workspace = owns_workspace  # opened by make_app(home=): closed on exit

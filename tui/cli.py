@@ -225,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _is_validation_error(exc):
             raise
-        from engines.validation import describe
+        from engines.validation import describe, field_path
 
-        error = exc.errors()[0]  # a generation parameter out of range
-        field = ".".join(str(part) for part in error["loc"]) or "value"
+        error = exc.errors()[0]  # a pydantic model's (train options, a card, a lorebook)
+        field = field_path(error) or "value"
         message = _("invalid {field}: {problem}.", field=field, problem=describe(error))
         sys.stderr.write(f"cosplay: {message}\n")
         return EXIT_USER_ERROR

@@ -58,6 +58,7 @@ def run_chat(args: argparse.Namespace) -> int:
         if session_id is not None:
             workspace.store.get_session(session_id)  # a clear error now, not inside the app
         engine: Engine | None = None
+        spec = None
         notice = ""  # why the first-start screen shows instead of the chat
         if args.demo:
             from engines.fake import FakeEngine
@@ -78,6 +79,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 persona=args.persona,
                 start_notice=notice,
             )
+            app.engine_spec = spec if engine is not None else None
             app.run()
         finally:
             engine = app.engine if app is not None else engine  # the models screen may swap it

@@ -178,7 +178,8 @@ class ModelLoading:
         self.busy = "loading"
         from engines.room import must_free_first
 
-        free_first = must_free_first(self.app.engine, spec)
+        known = self.app.engine_spec is not None  # else it could not be loaded again
+        free_first = known and must_free_first(self.app.engine, spec)
         if free_first:
             text = _(
                 "Unloading {old} to make room, then loading {model} …",
@@ -196,6 +197,8 @@ class ModelLoading:
         failure). With `free_first` (both would not fit in memory) the old one is closed
         first and, if the new one fails, loaded again."""
         previous = self._free_old_engine() if free_first else None
+        if get_current_worker().is_cancelled:  # the app is quitting: load nothing
+            return
         engine, error = None, None
         try:
             engine = load_in_tui(spec, self.workspace)
@@ -215,16 +218,10 @@ class ModelLoading:
     def _free_old_engine(self) -> ModelSpec | None:
         """(In the load worker.) Take the model away from the chat and wait until it is
         closed; the spec that loads it again."""
-        from engines.loader import ModelSpec
-
-        previous = ModelSpec.from_setting(self.workspace.last_model())
-        old, worker = self.app.engine, get_current_worker()
-        self.app.call_from_thread(self.app.chat.swap_engine, None)
-        while not worker.is_cancelled and (
-            self.app.engine is old
-            or any(w.group == "engine-close" and w.is_running for w in self.app.chat.workers)
-        ):
-            threading.Event().wait(0.02)
+        previous, worker, closed = self.app.engine_spec, get_current_worker(), threading.Event()
+        self.app.call_from_thread(self.app.chat.swap_engine, None, closed)
+        while not closed.wait(0.05) and not worker.is_cancelled:
+            pass
         return previous
 
     def _loaded(
@@ -241,8 +238,10 @@ class ModelLoading:
             text = error_text(error, _("Loading {model}", model=spec.model))
             if previous is not None and engine is not None:  # the old model, loaded again
                 self.app.chat.swap_engine(engine)
+                self.app.engine_spec = previous
                 text += " " + _("{model} is loaded again.", model=engine.model_name)
             elif previous is not None:
+                self.app.engine_spec = None
                 text += " " + _(
                     "{model} was unloaded to make room and could not be loaded again; pick a "
                     "model here.",
@@ -250,10 +249,11 @@ class ModelLoading:
                 )
             self.notify(text, severity="error", timeout=10)
             return
-        if not self.is_attached:  # closed meanwhile: keep the model in use
+        if not self.is_attached and previous is None:  # closed meanwhile: keep the old model
             engine.close()
             return
         self.app.chat.swap_engine(engine)
+        self.app.engine_spec = spec
         self.app.notify(_("Loaded {model}.", model=engine.model_name))
         self.model_loaded(engine)
 
