@@ -146,7 +146,7 @@ def print_search(store: Store, args: argparse.Namespace) -> None:
 
 
 def export_chat(store: Store, args: argparse.Namespace) -> None:
-    """`sessions export ID --format md|json|st|tgw|txt [-o FILE]` (sessions/chat_export.py)."""
+    """`sessions export ID --format md|json|st|tgw|txt [-o FILE]` (sessions/chat_export/)."""
     from sessions.chat_export import export_session
 
     text, notes = export_session(store, args.id, args.format)

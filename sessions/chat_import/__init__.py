@@ -12,7 +12,7 @@ Versions: a SillyTavern message's `swipes`, and a text-generation-webui message'
 `metadata[...]["versions"]`, become siblings in the tree; the current one (`swipe_id`,
 `current_version_index`) carries the rest of the chat below it. What the file said beyond our
 model (unknown keys, `extra`, `chat_metadata`, visible texts) is kept under the keys of
-sessions/chat_export.py, which writes it back.
+sessions/chat_export/, which writes it back.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Our own JSON export (sessions/chat_export.py `to_cosplay_json`, and the branch-only JSON of
+"""Our own JSON export (sessions/chat_export/cosplay_json.py, and the branch-only JSON of
 earlier versions): the whole message tree, its ids remapped on import."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A SillyTavern chat (.jsonl): a header line, then one line per message. A message's `swipes`
 become sibling versions, the one at `swipe_id` carrying the chat on; the rest of each line and
-the header are kept under ST_KEY for sessions/chat_export.py to write back."""
+the header are kept under ST_KEY for sessions/chat_export/ to write back."""
 
 from __future__ import annotations
 

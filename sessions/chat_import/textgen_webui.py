@@ -2,7 +2,7 @@
 shown (`visible`), with `metadata` per message; a message's `versions` become siblings, the one
 at `current_version_index` carrying the chat on. The legacy form names the rows `data` and
 `data_visible` and has no metadata. What the file holds beyond our model is kept under TGW_KEY
-for sessions/chat_export.py to write back."""
+for sessions/chat_export/ to write back."""
 
 from __future__ import annotations
 
