@@ -9,6 +9,8 @@ for the CPU engine, the GPU's free memory when both models are on the same CUDA 
 
 from __future__ import annotations
 
+import glob
+import re
 import sys
 from pathlib import Path
 
@@ -20,8 +22,9 @@ LOCAL_KINDS = ("cpu", "gpu")  # engines holding a model in this process
 
 
 def must_free_first(old: Engine | None, spec: ModelSpec) -> bool:
-    """Whether `old` must be closed before `spec` loads: both are local models and the new
-    one's files (times MARGIN) take more than the memory free now."""
+    """Whether `old` must be closed before `spec` loads: both are local models in the same
+    memory (RAM, or one CUDA GPU) and the new one's weights (times MARGIN) take more than is
+    free there now."""
     if old is None or old.kind not in LOCAL_KINDS:
         return False
     try:
@@ -30,25 +33,50 @@ def must_free_first(old: Engine | None, spec: ModelSpec) -> bool:
         return False
     if new_kind not in LOCAL_KINDS:
         return False
+    new_on_gpu = new_kind == "gpu" and free_gpu_memory() is not None
+    if new_on_gpu != _on_cuda(old):  # different memories: freeing one does not help the other
+        return False
     need = model_bytes(spec.model) * MARGIN
-    same_gpu = new_kind == "gpu" and old.kind == "gpu" and _on_cuda(old)
-    free = free_gpu_memory() if same_gpu else available_ram()
+    if new_kind == "gpu" and (spec.load_4bit or spec.load_8bit):
+        need *= 0.3 if spec.load_4bit else 0.55  # of 16-bit weights, quantized as they load
+    free = free_gpu_memory() if new_on_gpu else available_ram()
     return free is not None and need > free
 
 
+SPLIT_GGUF = re.compile(r"^(?P<stem>.+)-\d{5}-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+
+
 def model_bytes(model: str) -> int:
-    """The size of a local model: a file's, or a folder's weight files' (0 when unknown, e.g.
-    a Hub repo id)."""
+    """The size of a model's weights: a GGUF file's (all parts of a split one), a folder's
+    safetensors (else .bin) files, a Hub repo's in the local cache; 0 when not known."""
     path = Path(model).expanduser()
     try:
         if path.is_file():
+            split = SPLIT_GGUF.match(path.name)
+            if split:
+                parts = path.parent.glob(f"{glob.escape(split['stem'])}-*-of-{split['count']}.gguf")
+                return sum(part.stat().st_size for part in parts)
             return path.stat().st_size
         if path.is_dir():
-            weights = [*path.glob("*.safetensors"), *path.glob("*.bin"), *path.glob("*.gguf")]
+            weights = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
+            weights = weights or list(path.glob("*.gguf"))
             return sum(file.stat().st_size for file in weights)
     except OSError:
-        pass
-    return 0
+        return 0
+    cached = _cached_repo(model)
+    return model_bytes(cached) if cached else 0
+
+
+def _cached_repo(repo_id: str) -> str | None:
+    """The local snapshot of a Hub repo id already downloaded, else None (nothing fetched)."""
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, not a repo id, or no huggingface_hub: unknown
+        return None
 
 
 def available_ram() -> int | None:

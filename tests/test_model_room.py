@@ -250,3 +250,27 @@ async def test_without_the_spec_of_the_model_in_use_the_old_one_stays(two_models
         await switch_to(app, pilot, new)
         assert app.engine.model_name == new.name and app.engine_spec.model == str(new)
     app.engine.close()
+
+
+def test_split_ggufs_hub_repos_in_the_cache_and_both_weight_formats_count_once(
+    tmp_path, monkeypatch
+):
+    for part in (1, 2, 3):
+        (tmp_path / f"big-0000{part}-of-00003.gguf").write_bytes(b"x" * 100)
+    (tmp_path / "other-00001-of-00002.gguf").write_bytes(b"x" * 9)
+    assert room.model_bytes(str(tmp_path / "big-00001-of-00003.gguf")) == 300
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "model.safetensors").write_bytes(b"x" * 50)
+    (both / "pytorch_model.bin").write_bytes(b"x" * 50)
+    assert room.model_bytes(str(both)) == 50
+    cache = tmp_path / "hf-cache"
+    snapshot = cache / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"x" * 70)
+    (cache / "models--org--tiny" / "refs").mkdir()
+    (cache / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    assert room.model_bytes("org/tiny") == 70
+    assert room.model_bytes("org/not-downloaded") == 0
