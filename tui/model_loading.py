@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from engines.loader import ModelSpec
     from sessions.workspace import Workspace
 
-# The per-model settings the screens edit, as `cosplay chat` flags (sessions/config.py names).
+# The per-model settings the screens edit, as `cosplay chat` flags (sessions/config_keys.py names).
 SETTING_FLAGS = {
     "template": "template",
     "n_ctx": "n_ctx",
