@@ -33,6 +33,11 @@ MOVED = {
             "tokenizer_key",
         ],
     },
+    "sessions.conversation": {
+        "sessions.conversation_turns": ["ASSISTANT", "ReplyEvents", "Turn"],
+        "sessions.conversation_drafts": ["IMPERSONATION_PROMPT"],
+    },
+    "tui.chat_screen": {"tui.reply_worker": ["ReplyDone", "ReplyPiece", "ReplyStarted"]},
 }
 
 
