@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 from textual.command import CommandPalette
 
+import tui.cjk_compositing  # noqa: F401  (installs itself: CJK over another widget's edge)
 from engines.base import CosplayError, Engine
 from engines.i18n import _
 from engines.loader import ModelSpec
