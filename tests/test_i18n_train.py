@@ -247,4 +247,6 @@ def test_a_field_is_named_without_pydantic_s_type_tags():
         Entry(insertion_order=[1])
     locations = [field_path(error) for error in caught.value.errors()]
     assert locations == ["insertion_order", "insertion_order"]
-    assert field_path({"loc": ("entries", 0, "function-after[check()]", "keys")}) == "entries.0.keys"
+    assert (
+        field_path({"loc": ("entries", 0, "function-after[check()]", "keys")}) == "entries.0.keys"
+    )

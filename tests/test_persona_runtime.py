@@ -139,7 +139,9 @@ def test_a_card_never_makes_cosplay_download_a_model(tmp_path, monkeypatch, caps
 def test_persona_engine_mistakes_are_one_sentence():
     with pytest.raises(AdapterError, match="has no base GGUF; pass --model BASE.gguf"):
         PersonaRuntime.of(persona(adapter="a", base="hf", engine="cpu")).base_model(cuda=no_cuda)
-    with pytest.raises(AdapterError, match=r"its base GGUF, /gone/base.gguf, is not here; pass --model"):
+    with pytest.raises(
+        AdapterError, match=r"its base GGUF, /gone/base.gguf, is not here; pass --model"
+    ):
         PersonaRuntime.of(persona(base_gguf="/gone/base.gguf", engine="cpu")).base_model(
             cuda=no_cuda
         )
