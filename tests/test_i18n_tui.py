@@ -61,6 +61,22 @@ async def test_the_chat_screen_speaks_chinese_at_80x24(tmp_path, chinese):
         assert "命令面板" in last_line, last_line
 
 
+async def test_the_default_speaker_names_read_in_chinese(tmp_path, chinese):
+    """ "User" and "Assistant" (what the prompt calls you and the model when nobody set a name)
+    head the transcript's messages as 用户 and 助手; a name someone chose is shown as it is."""
+    from tui.widgets.message_view import MessageView
+
+    app = make_app(store=Store(tmp_path / "c.db"), engine=FakeEngine(["东风已至。"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"你好", "enter")
+        await wait_until(pilot, lambda: not app.chat.generating and app.chat.query(MessageView))
+        await pilot.pause(0.2)
+        speakers = [view.speaker for view in app.chat.query(MessageView)]
+        assert speakers == ["用户", "助手"], speakers
+        # The prompt still names them as before: only the UI translates.
+        assert app.chat.workspace.session_user_persona(app.chat.session).name == "User"
+
+
 async def test_the_palette_lists_actions_in_chinese(tmp_path, chinese):
     app = make_app(store=Store(tmp_path / "c.db"), engine=FakeEngine(["好。"]))
     async with app.run_test(size=(80, 24)) as pilot:

@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from engines.base import CosplayError, Engine, GenerationParams
-from engines.i18n import _
-from sessions.conversation import Conversation
+from engines.i18n import N_, _
+from sessions.conversation import ASSISTANT, Conversation
 from sessions.models import Message, Role, Session
 from sessions.workspace import Workspace
 from tui.actions import CHAT
@@ -39,6 +39,10 @@ from tui.widgets.session_list import SessionList
 from tui.widgets.transcript import Transcript
 
 __all__ = ["ChatScreen", "ReplyDone", "ReplyPiece", "ReplyStarted"]
+
+
+# The names a prompt uses when nobody set one, as a person reads them in the UI's language.
+DEFAULT_NAMES = {ASSISTANT: N_("Assistant"), "User": N_("User")}
 
 
 class ChatScreen(
@@ -184,12 +188,13 @@ class ChatScreen(
         self.query_one(SessionList).show_sessions(self.store.list_sessions(), self.session.id)
 
     def _speaker(self, message: Message) -> str:
-        """A message's header name: its speaker's, else yours (your persona) or the assistant's."""
-        if message.name:
-            return message.name
-        if message.role == Role.USER:
-            return self.workspace.session_user_persona(self.session).name
-        return _("Assistant")
+        """A message's header name: its speaker's, else yours (your persona) or the assistant's;
+        the default names the prompt uses ("User", "Assistant") in the UI's language."""
+        name = message.name
+        if not name:
+            user = message.role == Role.USER
+            name = self.workspace.session_user_persona(self.session).name if user else ASSISTANT
+        return _(DEFAULT_NAMES[name]) if name in DEFAULT_NAMES else name
 
     # --- turns ------------------------------------------------------------------------------
 

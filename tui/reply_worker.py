@@ -124,7 +124,7 @@ class ReplyWorker:
             name=event.speaker,
         )
         self._streaming = MessageView(
-            placeholder, speaker=event.speaker, versions=self._next_versions
+            placeholder, speaker=self._speaker(placeholder), versions=self._next_versions
         )
         self._next_versions = (1, 1)
         await self.transcript.append(self._streaming)
