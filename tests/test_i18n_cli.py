@@ -188,3 +188,18 @@ def test_help_lines_fit_the_terminal_in_chinese():
     assert done.returncode == 0, done.stderr
     widths = [sum(2 if ord(c) > 0x2E80 else 1 for c in line) for line in done.stdout.splitlines()]
     assert max(widths) <= 50
+
+
+def test_models_list_says_where_and_whose_template_in_chinese(tmp_path, tiny_gguf):
+    """Where a model was found and "its own template" are words for a person (the --json
+    values stay as they are)."""
+    import shutil
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_gguf, tmp_path / "models" / "mine.gguf")
+    done = cosplay("--home", str(tmp_path), "models", "list", lang="zh", HF_HUB_CACHE=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "[内置]" in done.stdout and "[模型目录]" in done.stdout, done.stdout
+    assert "chatml（模型自带）" in done.stdout and "(own)" not in done.stdout
+    done = cosplay("--home", str(tmp_path), "models", "list", "--json", lang="zh")
+    assert '"built in"' in done.stdout and '"chatml (own)"' in done.stdout

@@ -60,6 +60,8 @@ def human_count(count: int | None) -> str:
 
 
 def describe(entry: ModelEntry) -> str:
+    from engines.catalog import template_label
+
     if entry.problem and not entry.architecture:
         return f"{entry.kind}, {human_size(entry.size)}: {entry.problem}"
     parts = [entry.kind, human_size(entry.size), entry.architecture or "?"]
@@ -69,10 +71,10 @@ def describe(entry: ModelEntry) -> str:
     if entry.quantization:
         parts.append(entry.quantization)
     if entry.kind in ("gguf", "hf"):
-        template = _("template {name}", name=entry.template)
+        template = _("template {name}", name=template_label(entry.template))
         parts.append(template if entry.template else _("no template"))
     elif entry.template:
-        parts.append(_("template {name}", name=entry.template))
+        parts.append(_("template {name}", name=template_label(entry.template)))
     if entry.base:
         parts.append(_("base {model}", model=entry.base))
     if entry.problem:
@@ -81,7 +83,7 @@ def describe(entry: ModelEntry) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from engines.catalog import local_models
+    from engines.catalog import local_models, source_label
 
     entries = local_models(_folders(args), hf_cache=not args.no_hf_cache)
     if args.json:
@@ -90,7 +92,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not entries:
         print(_("No models here; `cosplay models recommended` lists some to pull."))
     for entry in entries:
-        print(f"{entry.name}  [{entry.source}]")
+        print(f"{entry.name}  [{source_label(entry.source)}]")
         print(f"    {describe(entry)}")
     return 0
 

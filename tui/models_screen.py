@@ -293,6 +293,7 @@ class ModelsScreen(ModelLoading, Screen[None]):
 
 def model_choices(entries) -> list[ModelChoice]:
     """The models here (a damaged one listed with its reason), then the recommended downloads."""
+    from engines.catalog import source_label
     from engines.recommended import recommended
     from tui.cli_models import human_size
 
@@ -302,7 +303,11 @@ def model_choices(entries) -> list[ModelChoice]:
         if entry.kind not in ("gguf", "hf"):
             continue
         names.add(entry.path.name)
-        facts = [entry.source, human_size(entry.size), entry.quantization or entry.kind]
+        facts = [
+            source_label(entry.source),
+            human_size(entry.size),
+            entry.quantization or entry.kind,
+        ]
         name = entry.path.name if entry.source == "built in" else _short(entry.name)
         label = f"{name} · {' · '.join(f for f in facts if f)}"
         if entry.problem:
