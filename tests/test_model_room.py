@@ -43,6 +43,30 @@ def two_models(tmp_path, tiny_gguf):
     return workspace, old, new
 
 
+def loads_recorded(monkeypatch, old) -> list[bool]:
+    """Whether `old` was closed each time a model began to load (the loads go on as usual)."""
+    closed_when_loading = []
+    real_load = model_loading.load_in_tui
+
+    def load(spec, workspace):
+        closed_when_loading.append(old.closed)
+        return real_load(spec, workspace)
+
+    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    return closed_when_loading
+
+
+async def choose(app, pilot, model):
+    """Open the models screen and press Enter on `model`; the screen."""
+    await pilot.press(app.keys_of_id("models").lower())
+    await wait_until(pilot, lambda: app.screen is not app.chat)
+    screen = app.screen
+    index = next(i for i, c in enumerate(screen.models) if c.model == str(model))
+    screen.query_one("#models").highlighted = index
+    await pilot.press("enter")
+    return screen
+
+
 def started(workspace, old_engine, old_path):
     """The app as `cosplay chat --model OLD` starts it: the engine and the spec it came from."""
     app = make_app(workspace=workspace, engine=old_engine)
@@ -85,14 +109,7 @@ async def test_a_switch_that_does_not_fit_closes_the_old_model_before_loading(
     workspace, old_path, new = two_models
     old = LocalEngine(["旧的回复"])
     monkeypatch.setattr(room, "available_ram", lambda: 1)
-    closed_when_loading = []
-    real_load = model_loading.load_in_tui
-
-    def load(spec, workspace):
-        closed_when_loading.append(old.closed)
-        return real_load(spec, workspace)
-
-    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    closed_when_loading = loads_recorded(monkeypatch, old)
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await switch_to(app, pilot, new)
@@ -115,12 +132,7 @@ async def test_when_the_new_model_fails_the_old_one_is_loaded_again(two_models, 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press(app.keys_of_id("models").lower())
-        await wait_until(pilot, lambda: app.screen is not app.chat)
-        screen = app.screen
-        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
-        screen.query_one("#models").highlighted = index
-        await pilot.press("enter")
+        await choose(app, pilot, new)
         await wait_until(pilot, lambda: app.engine is not old and app.engine is not None, 60)
         assert old.closed and app.engine.model_name == old_path.name
         said = [str(n.message) for n in app._notifications]
@@ -134,14 +146,7 @@ async def test_a_switch_that_fits_keeps_the_old_model_until_the_new_one_is_in(
     workspace, old_path, new = two_models
     old = LocalEngine(["旧的回复"])
     monkeypatch.setattr(room, "available_ram", lambda: 2**40)
-    closed_when_loading = []
-    real_load = model_loading.load_in_tui
-
-    def load(spec, workspace):
-        closed_when_loading.append(old.closed)
-        return real_load(spec, workspace)
-
-    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    closed_when_loading = loads_recorded(monkeypatch, old)
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await switch_to(app, pilot, new)
@@ -160,12 +165,7 @@ async def test_when_neither_loads_the_chat_has_no_model_and_says_so(two_models, 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press(app.keys_of_id("models").lower())
-        await wait_until(pilot, lambda: app.screen is not app.chat)
-        screen = app.screen
-        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
-        screen.query_one("#models").highlighted = index
-        await pilot.press("enter")
+        screen = await choose(app, pilot, new)
         await wait_until(pilot, lambda: not screen.busy, 60)
         assert old.closed and app.engine is None and app.chat.engine is None
         said = " ".join(str(n.message) for n in app._notifications)
@@ -194,14 +194,7 @@ async def test_a_reply_under_way_is_stopped_and_the_old_model_closed_before_the_
             time.sleep(0.3)
 
     monkeypatch.setattr(ChatScreen, "update_status", slow_status)
-    closed_when_loading = []
-    real_load = model_loading.load_in_tui
-
-    def load(spec, workspace):
-        closed_when_loading.append(old.closed)
-        return real_load(spec, workspace)
-
-    monkeypatch.setattr(model_loading, "load_in_tui", load)
+    closed_when_loading = loads_recorded(monkeypatch, old)
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press(*"hi", "enter")
@@ -227,12 +220,7 @@ async def test_quitting_while_the_old_model_is_being_freed_loads_nothing(two_mod
     monkeypatch.setattr(model_loading, "load_in_tui", lambda spec, ws: loads.append(spec))
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press(app.keys_of_id("models").lower())
-        await wait_until(pilot, lambda: app.screen is not app.chat)
-        screen = app.screen
-        index = next(i for i, c in enumerate(screen.models) if c.model == str(new))
-        screen.query_one("#models").highlighted = index
-        await pilot.press("enter")
+        await choose(app, pilot, new)
         await wait_until(pilot, lambda: app.engine is None)
         app.exit()
     release.set()
