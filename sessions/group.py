@@ -295,7 +295,13 @@ def plan_turn(
         session, branch, engine, params, card=card, user=user, cast=cast,
         lore_placement=lore_placement,
     )  # fmt: skip
-    others = [name for name in cast if name != speaker] + [user.name]
+    # Stop where the model starts another speaker's line: by any name they answer to.
+    others = [
+        name
+        for member in scene_members(cast, personas)
+        if member.name != speaker
+        for name in member.names
+    ] + [user.name]
     return SpeakerTurn(
         speaker=speaker,
         card=card,

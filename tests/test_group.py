@@ -368,6 +368,16 @@ def test_group_scene_one_reply_per_speaker_with_their_own_card(store, personas):
     assert "\n刘备：" in engine.params[1].stop and "\n曹操：" not in engine.params[1].stop
 
 
+def test_the_other_speakers_are_stopped_at_by_their_aliases_too(store, personas):
+    liu = personas.get("刘备").card
+    personas.save(liu.with_cosplay(CosplayExtension(aliases=["玄德"])))
+    session = start_session(store, [personas.get(n).card for n in CAST])
+    store.add_message(session.id, Role.USER, "诸位？", parent_id=session.leaf_id)
+    turn = plan_turn(store, session.id, FakeEngine(["一"]), GenerationParams(), personas, "曹操")
+    assert {"\n刘备：", "\n玄德：", "\n玄德:"} <= set(turn.params.stop)
+    assert not any("曹操" in stop for stop in turn.params.stop)
+
+
 def test_cancel_stops_the_round(store, personas):
     session = start_session(store, [personas.get(n).card for n in CAST])
     store.add_message(session.id, Role.USER, "诸位？", parent_id=session.leaf_id)
