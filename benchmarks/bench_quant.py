@@ -66,8 +66,7 @@ def child(cfg: dict) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        stats.emit(child(json.loads(sys.argv[3])))
+    if stats.serve_child({"quant": child}):
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -547,8 +547,7 @@ def _seconds(value: float | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        stats.emit(CHILDREN[sys.argv[2]](json.loads(sys.argv[3])))
+    if stats.serve_child(CHILDREN):
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

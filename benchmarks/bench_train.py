@@ -276,8 +276,7 @@ CHILDREN = {
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        stats.emit(CHILDREN[sys.argv[2]](json.loads(sys.argv[3])))
+    if stats.serve_child(CHILDREN):
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

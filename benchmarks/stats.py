@@ -67,6 +67,15 @@ def emit(result: dict) -> None:
     print(RESULT_MARK + json.dumps(result, ensure_ascii=False), flush=True)
 
 
+def serve_child(children: dict) -> bool:
+    """In a child process (`--child NAME CONFIG_JSON`, as `run_child` starts it): run that
+    child, emit its result and say so; False in the parent."""
+    if len(sys.argv) < 2 or sys.argv[1] != "--child":
+        return False
+    emit(children[sys.argv[2]](json.loads(sys.argv[3])))
+    return True
+
+
 def parse_result(stdout: str) -> dict | None:
     """The last result line a child printed (a child may emit a partial result first, e.g.
     the TUI's open time before it exits)."""
