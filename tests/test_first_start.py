@@ -150,16 +150,24 @@ async def test_a_download_shows_its_progress_then_loads_the_file(tmp_path, monke
     app.engine.close()
 
 
-async def test_esc_stops_a_download_and_the_screen_stays(tmp_path, monkeypatch):
-    started = threading.Event()
+def endless_pull(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """A pull that runs until cancelled (a 4.7 GB file: only a cancel ends it soon); the
+    events it sets when it starts and when it stops."""
+    started, stopped = threading.Event(), threading.Event()
 
-    def endless_pull(source, models_dir, *, progress=None, cancel=None):
+    def pull(source, models_dir, *, progress=None, cancel=None):
         started.set()
         while not cancel.wait(0.01):
             pass
+        stopped.set()
         raise PullCancelled("The download of qwen.gguf stopped; pull again to continue it.")
 
-    monkeypatch.setattr("engines.hub.pull", endless_pull)
+    monkeypatch.setattr("engines.hub.pull", pull)
+    return started, stopped
+
+
+async def test_esc_stops_a_download_and_the_screen_stays(tmp_path, monkeypatch):
+    started, _stopped = endless_pull(monkeypatch)
     app = make_app(workspace=Workspace(tmp_path / "home"), engine=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
@@ -191,16 +199,7 @@ async def test_model_file_names_that_look_like_markup_show_as_text(tmp_path, tin
 
 
 async def test_quitting_during_a_download_stops_it_at_once(tmp_path, monkeypatch):
-    started, stopped = threading.Event(), threading.Event()
-
-    def endless_pull(source, models_dir, *, progress=None, cancel=None):
-        started.set()
-        while not cancel.wait(0.01):  # a 4.7 GB file: only a cancel ends it soon
-            pass
-        stopped.set()
-        raise PullCancelled("The download of qwen.gguf stopped; pull again to continue it.")
-
-    monkeypatch.setattr("engines.hub.pull", endless_pull)
+    started, stopped = endless_pull(monkeypatch)
     app = make_app(workspace=Workspace(tmp_path / "home"), engine=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, FirstStartScreen))
