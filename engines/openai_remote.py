@@ -52,7 +52,6 @@ import time
 from collections.abc import Iterator
 
 from engines.base import (
-    AdapterError,
     ChatMessage,
     ContextOverflowError,
     CosplayError,
@@ -62,6 +61,7 @@ from engines.base import (
     ModelLoadError,
 )
 from engines.i18n import _
+from engines.openai_adapters import ServedAdapters
 from engines.openai_http import Server, close_on_cancel, error_text, reason, shut, sse_events
 from engines.openai_probe import (
     ServerTokenizer,
@@ -79,7 +79,7 @@ REPLY_OVERHEAD = 8  # the generation prompt and a BOS
 log = logging.getLogger("cosplay.remote")
 
 
-class OpenAIRemoteEngine:
+class OpenAIRemoteEngine(ServedAdapters):
     kind = "remote"  # its entry in engines/registry.py
     adapter_format = "name"  # an "adapter" is another model id the server serves
 
@@ -345,43 +345,7 @@ class OpenAIRemoteEngine:
             stats.total_s = time.perf_counter() - started
             self.last_stats = stats
 
-    # --- adapters, template, facts ----------------------------------------------------------
-
-    def load_adapter(self, name: str, path: str) -> None:
-        """Serve adapter `name` as the server's model id `path` (checked against its list)."""
-        model_id = str(path)
-        known = self._adapter_sources.get(name)
-        if known is not None and known != model_id:
-            raise AdapterError(
-                _(
-                    "An adapter named {name!r} is already the model {known!r}; give this one another name.",
-                    name=name,
-                    known=known,
-                )
-            )
-        if model_id not in self._served.ids:
-            self._served = list_models(self.server)  # the server may have loaded it since
-        if model_id not in self._served.ids:
-            raise AdapterError(
-                _(
-                    "The server at {url} serves no model {model_id!r} (it lists {models}); give the adapter as NAME=MODEL_ID.",
-                    url=self.url,
-                    model_id=model_id,
-                    models=", ".join(self._served.ids[:8]),
-                )
-            )
-        self._adapter_sources[name] = model_id
-
-    @property
-    def adapter_sources(self) -> dict[str, str]:
-        """Each adapter's name and the model id it is served as."""
-        return dict(self._adapter_sources)
-
-    def set_adapter(self, name: str | None) -> None:
-        if name is not None and name not in self._adapter_sources:
-            raise AdapterError(_("No adapter named {name!r} is loaded; load it first.", name=name))
-        self.active_adapter = name
-        self.model = self._adapter_sources[name] if name else self.base_model
+    # --- template, facts (adapters: engines/openai_adapters.py) ----------------------------
 
     def set_template(self, name: str | None, *, speaker: str = "") -> None:
         """The server applies its own template: a named one cannot be honoured remotely."""
