@@ -9,29 +9,27 @@ the rest is computed. Switching adapters never reloads the base
 model — PEFT keeps every loaded adapter next to it and only flips which one is
 active — but it drops the cache, whose keys and values the old adapter made.
 
-Helpers: `hf_load` (source, device, dtype, quantization), `hf_adapters`
-(safety and fit checks), `hf_gen` (sampling, cancel, thread, prefix cache).
+Helpers: `hf_prompt` (render, token ids, stops, a reply's plan), `hf_load` (source, device,
+dtype, quantization), `hf_adapters` (safety and fit checks), `hf_gen` (sampling, cancel,
+thread, prefix cache).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import secrets
 import threading
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
 from engines import registry
 from engines.base import (
     ChatMessage,
-    ContextOverflowError,
     CosplayError,
     GenerationError,
     GenerationParams,
@@ -39,14 +37,12 @@ from engines.base import (
 )
 from engines.hf_adapters import AdapterMixin
 from engines.hf_gen import (
-    CONTEXT_IDS,
     POLL_S,
     GenerationRun,
     PrefixCache,
     TokenStreamer,
     Watch,
     decode_after,
-    generation_config,
     stream_texts,
 )
 from engines.hf_load import (
@@ -59,28 +55,14 @@ from engines.hf_load import (
     quiet_library_logs,
     resolve_source,
 )
+from engines.hf_prompt import HFPrompt
 from engines.hf_samplers import sampling_chain
 from engines.i18n import _
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
 
 
-@dataclass
-class _Turn:
-    """One reply's plan: the prompt, its ids, and the settings derived from the params."""
-
-    prompt: str
-    ids: list[int]
-    stops: list[str]
-    eos_ids: list[int]
-    config: GenerationConfig
-    seed: int
-    beams: bool
-    started: float
-    context: list[int]  # the prompt's last ids, which new text is decoded after (a prefill)
-
-
-class HFEngine(AdapterMixin, TemplateSwitch):
+class HFEngine(HFPrompt, AdapterMixin, TemplateSwitch):
     kind = "gpu"  # its entry in engines/registry.py
     adapter_format = registry.get(kind).adapter_format
 
@@ -154,59 +136,6 @@ class HFEngine(AdapterMixin, TemplateSwitch):
         self.default_adapter: str | None = None  # used when a persona names none
         for name, source in (adapters or {}).items():
             self.load_adapter(name, source)
-
-    # --- text <-> tokens ------------------------------------------------------------
-
-    def render(self, messages: list[ChatMessage], prefill: str = "") -> str:
-        return self.template.render(
-            messages,
-            bos_token=self._bos_text,
-            eos_token=self._eos_text,
-            char_name=self.speaker,
-            prefill=prefill,
-        )
-
-    def encode(self, prompt: str) -> list[int]:
-        """Token ids of a rendered prompt.
-
-        When the prompt continues the previous turn's prompt and reply, the ids sampled for
-        that reply are reused and only the rest is tokenized: re-tokenizing a sampled reply
-        often splits it differently, which would break the prefix cache inside it (the CPU
-        engine does the same).
-        """
-        for known_text, known_ids in self._memory:  # longest first
-            if prompt.startswith(known_text):
-                rest = prompt[len(known_text) :]
-                tail = self.tokenizer(rest, add_special_tokens=False).input_ids if rest else []
-                return known_ids + tail
-        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
-        if self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text)):
-            ids = [self.tokenizer.bos_token_id, *ids]
-        return ids
-
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
-        with self._lock:
-            return len(self.encode(self.render(messages)))
-
-    def _stop_setup(self, params: GenerationParams) -> tuple[list[str], list[int]]:
-        """Text stop strings for the assembler; special-token stops become end-of-sequence ids.
-
-        Special tokens are skipped when decoding, so `<|im_end|>` could never be matched as text.
-        """
-        eos = self.base_model.generation_config.eos_token_id
-        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.append(self.tokenizer.eos_token_id)
-        special = set(self.tokenizer.all_special_tokens) | set(
-            getattr(self.tokenizer, "added_tokens_encoder", {})
-        )
-        texts = []
-        for stop in [*params.stop, *self.template.stop]:
-            if stop in special:
-                eos_ids.append(self.tokenizer.convert_tokens_to_ids(stop))
-            elif stop:
-                texts.append(stop)
-        return texts, sorted(set(eos_ids))
 
     # --- generation --------------------------------------------------------------------
 
@@ -286,34 +215,6 @@ class HFEngine(AdapterMixin, TemplateSwitch):
                 raise self._generation_error(run.error)
             if tail:
                 yield tail
-
-    def _plan(self, messages: list[ChatMessage], params: GenerationParams, prefill: str) -> _Turn:
-        started = time.perf_counter()
-        prompt = self.render(messages, prefill)
-        ids = self.encode(prompt)
-        room = self.context_length - len(ids)
-        if room <= 0:
-            raise ContextOverflowError(
-                _(
-                    "The prompt takes {count} tokens but the context holds {context_length}; lower max history rounds or load with a larger --n-ctx.",
-                    count=len(ids),
-                    context_length=self.context_length,
-                )
-            )
-        stops, eos_ids = self._stop_setup(params)
-        pad_id = self.tokenizer.pad_token_id
-        config = generation_config(
-            self.base_model.generation_config,
-            params,
-            min(params.max_new_tokens, room),
-            eos_ids,
-            eos_ids[0] if pad_id is None and eos_ids else pad_id,
-        )
-        seed = secrets.randbits(32) if params.seed is None else params.seed
-        context = ids[-CONTEXT_IDS:] if prefill else []
-        return _Turn(
-            prompt, ids, stops, eos_ids, config, seed, params.num_beams > 1, started, context
-        )
 
     def _finish(self, turn, stats, run, cached, assembler, watch, cancel) -> None:
         """Stats, the prefix cache's ids, and the text → ids memory after one reply."""
