@@ -25,7 +25,12 @@ each run's ratio is taken to the anchor of its round:
 Start-up, on the real model, each side a whole process:
   cosplay ask ÷ bare llama_cpp   `cosplay ask --new --max-tokens 8 --temperature 0` ÷ a script
                                  that loads the same GGUF with the same n_ctx and threads and
-                                 runs one create_chat_completion (max_tokens 8, temperature 0)
+                                 runs one create_chat_completion (max_tokens 8, temperature 0);
+                                 every run in one data dir where the model was used once before
+                                 (unmeasured), as a user's is
+  ask, first use in a home       the same in a fresh copy of an empty data dir each run: the
+                                 first use also writes the model's flags to config.toml (no
+                                 target; shown for what a first run costs)
   cosplay --help − python -c pass, cosplay sessions list − python -c pass   (seconds)
 A run that takes longer than --timeout is stopped and shown as "> N s timeout"; a size that
 timed out is not run again, nor are larger sizes (they would time out too).
@@ -455,8 +460,9 @@ def startup(args, scale: Scale) -> dict:
     empty = scale.tmp / "home-empty"
     scale.command([*cosplay, "--home", empty, "sessions", "list"])  # creates the database
 
-    def ask(r: int) -> float:
-        home = copy_home(empty, scale.tmp / "ask-home")
+    used = copy_home(empty, scale.tmp / "ask-home")  # one home, the model used there before
+
+    def ask_in(home: Path) -> float:
         return scale.command(
             [
                 *cosplay,
@@ -485,9 +491,20 @@ def startup(args, scale: Scale) -> dict:
             [sys.executable, "-c", BARE_ASK, args.model_path, args.n_ctx, args.threads, ASK_TEXT]
         )
 
-    ask(-1), bare(-1)  # once unmeasured: bytecode compiled, the model file in the page cache
-    runs = stats.interleave(args.n, {"ask": ask, "bare": bare}, log=stats.progress)
+    ask_in(used), bare(-1)  # once unmeasured: bytecode compiled, the model file in the page cache
+    runs = stats.interleave(
+        args.n,
+        {
+            "ask": lambda r: ask_in(used),
+            "bare": bare,
+            "first": lambda r: ask_in(copy_home(empty, scale.tmp / "first-home")),
+        },
+        log=stats.progress,
+    )
     results["cosplay ask ÷ bare llama_cpp"] = stats.ratio_summary(runs["ask"], runs["bare"])
+    results["cosplay ask, first use in a home ÷ bare"] = stats.ratio_summary(
+        runs["first"], runs["bare"]
+    )
     results["_ask_s"] = stats.summary(runs["ask"])
     results["_bare_s"] = stats.summary(runs["bare"])
     return results
@@ -525,6 +542,11 @@ def report(sizes: list[int], table: dict, anchors: dict, start: dict | None) -> 
             "cosplay ask ÷ bare llama_cpp", stats.fmt(ask), f"≤ {ASK_TARGET:g}",
             stats.verdict(ask, ASK_TARGET),
             f"ask {_seconds(start['_ask_s']['median'])}, bare {_seconds(start['_bare_s']['median'])}",
+        ))  # fmt: skip
+        first = start["cosplay ask, first use in a home ÷ bare"]
+        lines.append((
+            "cosplay ask, first use in a home ÷ bare", stats.fmt(first), "", "",
+            "its flags written to the new home's config.toml",
         ))  # fmt: skip
         for what in (
             "cosplay --help − python -c pass (s)",

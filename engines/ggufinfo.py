@@ -9,12 +9,14 @@ what needs the tensors (engines/gguf_lora.py).
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines import gguf_checked
 from engines.errors import CosplayError, ModelLoadError
 from engines.i18n import _
 
@@ -61,6 +63,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         raise ModelLoadError(
             _("{path} is a directory, not a .gguf file; pass the file itself.", path=path)
         )
+    checked = _recalled(path)
+    if checked is not None:
+        return checked
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
@@ -75,7 +80,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         values = read_header(path)
         architecture = _text(values, "general.architecture") or ""
         context_length = values.get(f"{architecture}.context_length")
-        return GGUFInfo(
+        info = GGUFInfo(
             architecture=architecture,
             context_length=context_length if type(context_length) is int else 0,
             chat_template=_text(values, "tokenizer.chat_template"),
@@ -89,6 +94,20 @@ def read_gguf_info(path: Path) -> GGUFInfo:
                 problem=f"{type(exc).__name__}: {exc}",
             )
         ) from None
+    gguf_checked.remember(path, dataclasses.asdict(info))  # not walked again while unchanged
+    return info
+
+
+def _recalled(path: Path) -> GGUFInfo | None:
+    """The info of a file that passed the walk before and has not changed since."""
+    info = gguf_checked.recall(path)
+    if info is None or set(info) != set(GGUFInfo.__dataclass_fields__):
+        return None
+    types = (str, int, (str, type(None)), str)
+    fields = (info[name] for name in GGUFInfo.__dataclass_fields__)
+    if all(isinstance(value, kind) for value, kind in zip(fields, types, strict=True)):
+        return GGUFInfo(**info)
+    return None
 
 
 def _text(values: dict[str, object], key: str) -> str | None:

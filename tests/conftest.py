@@ -12,9 +12,11 @@ from tests.tiny_models import TinyConfig, build
 
 @pytest.fixture(autouse=True)
 def cosplay_home(tmp_path, monkeypatch):
-    """Every test gets its own data directory; nothing touches the real user's files."""
+    """Every test gets its own data directory and cache dir (engines/gguf_checked.py); nothing
+    touches the real user's files."""
     home = tmp_path / "home"
     monkeypatch.setenv("COSPLAY_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("COSPLAY_LANG", "en")  # tests read English whatever the locale
     return home
 
