@@ -2,41 +2,48 @@
 not walk its header again (engines/ggufinfo.py: ~10 ms for SmolLM2's 49k-token vocabulary,
 more for a 150k one; every `cosplay ask` paid it).
 
-One JSON file in the user cache dir (platformdirs: $XDG_CACHE_HOME/cosplay on Linux) maps a
-file's resolved path to its size, mtime, ctime and inode and what the walk read. A file that
-changed in any of these is walked again. A file written in the last few seconds is not
-remembered: a rewrite of the same size within the filesystem's timestamp granularity would
-keep its identity (git's "racily clean" problem), and a model a user loads was written long
-before. The cache only saves time: one that cannot be read or written is ignored.
+One small JSON file per model in the user cache dir (platformdirs: $XDG_CACHE_HOME/cosplay/
+gguf-checked/ on Linux), named by a hash of the model's resolved path, holds the model's size,
+mtime, ctime and inode and what the walk read: a load reads only its own file, and two
+processes never rewrite each other's. A model that changed in any of these is walked again.
+A file written in the last few seconds is not remembered: a rewrite of the same size within
+the filesystem's timestamp granularity would keep its identity (git's "racily clean"
+problem), and a model a user loads was written long before. The cache only saves time: an
+entry that cannot be read or written is ignored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
-MAX_ENTRIES = 64  # the models a user loads; the oldest entry goes first
 SETTLED_S = 5.0  # a file changed more recently than this is not remembered
 
 
-def cache_file() -> Path:
+def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("cosplay", appauthor=False)) / "gguf-checked.json"
+    return Path(user_cache_dir("cosplay", appauthor=False)) / "gguf-checked"
+
+
+def _entry_file(key: str) -> Path:
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return cache_dir() / f"{digest[:32]}.json"
 
 
 def _identity(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
-def _entries(file: Path) -> dict:
+def _entry(key: str) -> dict:
     try:
-        entries = json.loads(file.read_text(encoding="utf-8"))
+        entry = json.loads(_entry_file(key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return entries if isinstance(entries, dict) else {}
+    return entry if isinstance(entry, dict) and entry.get("path") == key else {}
 
 
 def recall(path: Path) -> dict | None:
@@ -45,8 +52,8 @@ def recall(path: Path) -> dict | None:
         key, stat = str(path.resolve()), path.stat()
     except OSError:
         return None
-    entry = _entries(cache_file()).get(key)
-    if isinstance(entry, dict) and entry.get("identity") == _identity(stat):
+    entry = _entry(key)
+    if entry.get("identity") == _identity(stat):
         info = entry.get("info")
         return info if isinstance(info, dict) else None
     return None
@@ -60,12 +67,8 @@ def remember(path: Path, info: dict) -> None:
         key, stat = str(path.resolve()), path.stat()
         if time.time() - max(stat.st_mtime, stat.st_ctime) < SETTLED_S:
             return
-        file = cache_file()
-        entries = _entries(file)
-        entries.pop(key, None)
-        entries[key] = {"identity": _identity(stat), "info": info}
-        kept = dict(list(entries.items())[-MAX_ENTRIES:])
-        with written_atomically(file) as temporary:
-            temporary.write_text(json.dumps(kept, ensure_ascii=False), encoding="utf-8")
+        entry = {"path": key, "identity": _identity(stat), "info": info}
+        with written_atomically(_entry_file(key)) as temporary:
+            temporary.write_text(json.dumps(entry), encoding="utf-8")
     except OSError:
         pass

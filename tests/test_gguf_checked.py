@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 
 import pytest
@@ -41,7 +41,8 @@ def test_an_unchanged_file_is_walked_once(model, monkeypatch):
     again = read_gguf_info(model)
     assert again == first and first.architecture == "llama" and "im_start" in first.chat_template
     assert len(calls) == 1
-    assert str(model.resolve()) in gguf_checked.cache_file().read_text(encoding="utf-8")
+    [entry] = gguf_checked.cache_dir().iterdir()
+    assert str(model.resolve()) in entry.read_text(encoding="utf-8")
 
 
 def test_a_changed_file_is_walked_again_and_damage_is_still_found(model, monkeypatch):
@@ -58,7 +59,7 @@ def test_a_file_written_just_now_is_not_remembered(model, monkeypatch):
     read_gguf_info(model)
     read_gguf_info(model)
     assert len(calls) == 2
-    assert not gguf_checked.cache_file().exists()
+    assert not gguf_checked.cache_dir().exists()
 
 
 @pytest.mark.parametrize(
@@ -66,17 +67,21 @@ def test_a_file_written_just_now_is_not_remembered(model, monkeypatch):
     [
         "not json",
         "[1, 2]",
-        '{"PATH": {"identity": "IDENTITY", "info": {"architecture": 3}}}',
-        '{"PATH": {"identity": "IDENTITY", "info": {"nope": 1}}}',
+        '{"path": "PATH", "identity": IDENTITY, "info": {"architecture": 3}}',
+        '{"path": "PATH", "identity": IDENTITY, "info": {"nope": 1}}',
+        '{"path": "another.gguf", "identity": IDENTITY, "info": INFO}',
     ],
 )
-def test_a_damaged_cache_is_ignored_and_replaced(model, monkeypatch, content):
-    stat = model.stat()
-    identity = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-    content = content.replace('"PATH"', f'"{model.resolve()}"').replace('"IDENTITY"', str(identity))
-    cache = gguf_checked.cache_file()
-    cache.parent.mkdir(parents=True)
-    cache.write_text(content, encoding="utf-8")
+def test_a_damaged_cache_entry_is_ignored_and_replaced(model, monkeypatch, content):
+    read_gguf_info(model)
+    [entry] = gguf_checked.cache_dir().iterdir()
+    written = json.loads(entry.read_text(encoding="utf-8"))
+    content = (
+        content.replace("PATH", written["path"])
+        .replace("IDENTITY", json.dumps(written["identity"]))
+        .replace("INFO", json.dumps(written["info"]))
+    )
+    entry.write_text(content, encoding="utf-8")
     calls = walks(monkeypatch)
     assert read_gguf_info(model).architecture == "llama"
     assert len(calls) == 1
@@ -94,14 +99,11 @@ def test_an_unwritable_cache_only_costs_the_walk(model, monkeypatch, tmp_path):
     assert len(calls) == 2
 
 
-def test_at_most_max_entries_are_kept(model, monkeypatch, tmp_path):
-    monkeypatch.setattr(gguf_checked, "MAX_ENTRIES", 2)
-    links = []
-    for n in range(3):
-        link = tmp_path / f"link-{n}.gguf"
-        os.link(model, link)
-        links.append(link)
-    for link in links:
-        gguf_checked.remember(link, {"architecture": "llama"})
-    kept = gguf_checked.cache_file().read_text(encoding="utf-8")
-    assert "link-0" not in kept and "link-1" in kept and "link-2" in kept
+def test_each_model_has_its_own_entry(model, monkeypatch, tmp_path):
+    other = tmp_path / "other.gguf"
+    shutil.copyfile(model, other)
+    calls = walks(monkeypatch)
+    for path in (model, other, model, other):
+        assert read_gguf_info(path).architecture == "llama"
+    assert len(calls) == 2
+    assert len(list(gguf_checked.cache_dir().iterdir())) == 2
