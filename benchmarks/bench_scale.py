@@ -285,7 +285,7 @@ def cosplay_command() -> list[str]:
     script = Path(sys.executable).with_name("cosplay")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from tui.cli import run; sys.exit(run())"]
 
 
 def child_env() -> dict:

@@ -102,3 +102,42 @@ def test_closing_the_gpu_engine_frees_the_model_without_the_cycle_collector(
         assert [ref() for ref in held] == [None, None]  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+RUN_CHILD = """
+import gc, sys
+from tui.cli import run
+sys.argv = ["cosplay", *sys.argv[1:]]
+try:
+    code = run()
+except SystemExit as exc:
+    code = exc.code
+sys.stderr.write(f"frozen={gc.get_freeze_count()} code={code}\\n")
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code", [(["--version"], 0), (["sessions", "list"], 0), (["sessions", "show", "9"], 2)]
+)
+def test_the_command_ends_without_the_last_full_garbage_collection(tmp_path, argv, code):
+    """The `cosplay` script runs `tui.cli:run`: its objects are frozen out of the collection
+    Python makes at exit, whether the command returned, exited through argparse or failed;
+    its output and exit code are unchanged."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="cosplay")
+    assert script.value == "tui.cli:run"
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_CHILD, "--home", str(tmp_path), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == code, done.stderr
+    frozen = int(done.stderr.rsplit("frozen=", 1)[1].split()[0])
+    assert frozen > 10_000  # every object the command made, not a handful
+    if argv == ["--version"]:
+        assert done.stdout.startswith("cosplay ")
+    if code == 2:
+        assert done.stderr.startswith("cosplay: ")
