@@ -50,6 +50,8 @@ BLOCKS = {
 
 @dataclass(frozen=True)
 class GGUFInfo:
+    """The few header fields of a GGUF file the app needs before llama.cpp loads it."""
+
     architecture: str
     context_length: int
     chat_template: str | None

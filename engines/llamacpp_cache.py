@@ -29,6 +29,8 @@ SHIFT_TRIES = 8  # token boundaries tried before the end of the common prefix
 
 @dataclass
 class Plan:
+    """The next prompt's token ids and how much of the KV cache it keeps or shifts out."""
+
     tokens: list[int]  # the prompt as token ids
     keep: int = 0  # cached tokens kept at the start
     drop: int = 0  # cached tokens removed right after them (the KV shift); 0: none
@@ -36,6 +38,8 @@ class Plan:
 
 @dataclass
 class TokenCache:
+    """The text the KV cache holds and its token ids (with each token's byte offset)."""
+
     text: str = ""
     tokens: list[int] = field(default_factory=list)
     _offsets: list[int] | None = None  # byte offset where each token starts, then the end

@@ -36,6 +36,8 @@ def _is_hf_model(model: str) -> bool:
 
 @dataclass(frozen=True)
 class EngineKind:
+    """One engine the app can load: its --engine name, what --model it takes and its class."""
+
     name: str  # the --engine value
     takes: str  # what --model is for this engine, in a user's words
     accepts: Callable[[str], bool]  # whether a --model value is this engine's

@@ -39,6 +39,8 @@ PREFILL_MARK = "CosplayPrefillMark7f3a9c"
 
 @dataclass(frozen=True)
 class ChatTemplate:
+    """A chat template: its Jinja source and the stop strings it ends a reply with."""
+
     name: str
     source: str  # Jinja source
     stop: list[str] = field(default_factory=list)

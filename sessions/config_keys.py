@@ -17,6 +17,8 @@ QUANTIZATIONS = ("", "8bit", "4bit")
 
 @dataclass(frozen=True)
 class Key:
+    """One config key: its default, its help line and its check."""
+
     name: str  # "table.key"
     default: object
     doc: str

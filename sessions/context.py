@@ -51,6 +51,8 @@ class Injection:
 
 @dataclass
 class PromptPlan:
+    """The messages the next reply's prompt holds, their token count and what was left out."""
+
     messages: list[ChatMessage]
     prompt_tokens: int  # the engine's exact count of `messages`
     # History rounds left out (by the budget or by max_rounds); None where the planner did not
@@ -159,6 +161,8 @@ def plan_window(
 
 @dataclass
 class _Planner:
+    """One plan's inputs: the history window, the system text, the token counter, the budget."""
+
     window: Window
     system: str
     count_tokens: Count

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class LoreReport:
+    """What the lorebooks did for one prompt: the entries that fired, the books unread."""
+
     labels: list[str] = field(default_factory=list)  # the entries that fired, in prompt order
     notes: list[str] = field(default_factory=list)  # books that could not be read
 

@@ -24,6 +24,8 @@ class Status(str, Enum):
 
 @dataclass
 class Message:
+    """One message of a session's tree (a node: its parent is the message before it)."""
+
     id: int
     session_id: int
     parent_id: int | None
@@ -40,6 +42,8 @@ class Message:
 
 @dataclass
 class Session:
+    """A saved chat: its title, persona and the leaf of the branch shown."""
+
     id: int
     title: str
     created_at: float

@@ -46,6 +46,8 @@ def _choice(value: Any, choices: tuple[str, ...], default: str) -> str:
 
 @dataclass(frozen=True)
 class AuthorNote:
+    """A session's author's note: its text and where and how often it enters the prompt."""
+
     text: str = ""
     interval: int = 1  # every N user turns; 0: never
     depth: int = 4  # messages from the end (in_chat)
@@ -107,6 +109,8 @@ class AuthorNote:
 
 @dataclass(frozen=True)
 class Memory:
+    """A session's memory summary and how far along its branch it reaches."""
+
     enabled: bool = False
     text: str = ""
     through: int = -1  # the branch depth of the last message the summary covers; -1: none

@@ -68,6 +68,8 @@ _NEUTRAL = {
 
 @dataclass(frozen=True)
 class Preset:
+    """A named set of sampling values (built-in or the user's)."""
+
     name: str
     values: dict[str, Any] = field(default_factory=dict)
     builtin: bool = False

@@ -36,6 +36,8 @@ USER_PERSONA = "user_persona"  # who you are in new chats ({{user}}): {"name", "
 
 @dataclass(frozen=True)
 class DataPaths:
+    """A data dir and where it keeps the database, personas, adapters, models and config."""
+
     root: Path
     default_root: bool = False  # the platform's user data dir (the config is then elsewhere)
 
