@@ -94,9 +94,12 @@ def _route_log(llama_cpp) -> None:
     @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, _user_data) -> None:
         try:
+            level = levels.get(level, logging.DEBUG)
+            if not log.isEnabledFor(level):  # a load logs ~2,000 lines, nearly all unread
+                return
             message = text.decode("utf-8", errors="replace").rstrip()
             if message:
-                log.log(levels.get(level, logging.DEBUG), "%s", message)
+                log.log(level, "%s", message)
         except Exception:  # never raise into C
             pass
 
