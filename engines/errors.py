@@ -15,6 +15,10 @@ class ModelLoadError(CosplayError):
     """The model file or directory is missing, corrupt, or cannot be loaded."""
 
 
+class LoadCancelled(ModelLoadError):
+    """The user stopped a model load (Esc, or leaving while it loaded)."""
+
+
 class AdapterError(CosplayError):
     """A LoRA adapter is missing, unsafe, or does not fit the base model."""
 

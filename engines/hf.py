@@ -67,7 +67,8 @@ class HFEngine(HFPrompt, AdapterMixin, TemplateSwitch):
     adapter_format = registry.get(kind).adapter_format
 
     @classmethod
-    def from_spec(cls, spec) -> HFEngine:
+    def from_spec(cls, spec, progress=None) -> HFEngine:
+        """`progress` is not called: transformers loads without a hook to report or stop."""
         return cls(
             spec.model,
             template=spec.template,

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 
 from engines import llamacpp_cache, llamacpp_setup, registry
 from engines import llamacpp_decode as decode
-from engines.errors import ContextOverflowError, CosplayError, ModelLoadError
+from engines.errors import ContextOverflowError, CosplayError, LoadCancelled, ModelLoadError
 from engines.ggufinfo import read_gguf_info
 from engines.i18n import _
 from engines.llamacpp_adapters import LoraAdapters
 from engines.llamacpp_cache import Plan, TokenCache, spelled_reply
+from engines.llamacpp_setup import LoadProgress
 from engines.llamacpp_state import KVStateFiles
 from engines.templates import TemplateSwitch
 from engines.textstream import TextAssembler
@@ -60,13 +61,14 @@ class LlamaCppEngine(LoraAdapters, KVStateFiles, TemplateSwitch):
     adapter_format = registry.get(kind).adapter_format
 
     @classmethod
-    def from_spec(cls, spec) -> LlamaCppEngine:
+    def from_spec(cls, spec, progress: LoadProgress | None = None) -> LlamaCppEngine:
         return cls(
             spec.model,
             n_ctx=spec.n_ctx,
             n_threads=spec.n_threads,
             n_gpu_layers=spec.n_gpu_layers,
             template=spec.template,
+            progress=progress,
         )
 
     def __init__(
@@ -79,7 +81,10 @@ class LlamaCppEngine(LoraAdapters, KVStateFiles, TemplateSwitch):
         seed: int | None = None,
         template: str | None = None,
         adapters: dict[str, str] | None = None,
+        progress: LoadProgress | None = None,
     ):
+        """`progress(fraction)` is called as the weights load; a False from it stops the load
+        (LoadCancelled). Ctrl+C stops it too, at once (KeyboardInterrupt)."""
         path = Path(model_path).expanduser()
         info = read_gguf_info(path)
         self.model_path = path
@@ -102,8 +107,15 @@ class LlamaCppEngine(LoraAdapters, KVStateFiles, TemplateSwitch):
         llamacpp_setup.prepare()  # AMX off, llama.cpp's log to ours: before the first load
         from llama_cpp import Llama  # heavy: imported only when this engine is chosen
 
+        stopped = False
+
+        def report(fraction: float) -> bool:
+            nonlocal stopped
+            stopped = progress is not None and not progress(fraction)
+            return not stopped
+
         try:
-            with llamacpp_setup.load_options():
+            with llamacpp_setup.load_options(report):  # (always: Ctrl+C stops a load at once)
                 self._llm = Llama(
                     model_path=str(path),
                     n_ctx=self.context_length,
@@ -114,6 +126,8 @@ class LlamaCppEngine(LoraAdapters, KVStateFiles, TemplateSwitch):
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
+            if stopped:
+                raise LoadCancelled(_("Loading {model} was stopped.", model=path.name)) from None
             if "context" in str(exc):  # the model loaded; its KV cache did not fit in memory
                 raise ModelLoadError(
                     _(

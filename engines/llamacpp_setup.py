@@ -27,10 +27,13 @@ import contextlib
 import ctypes
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("cosplay.llama_cpp")
+
+# Called with the fraction of a model loaded (0 to 1); return False to stop the load.
+LoadProgress = Callable[[float], bool]
 
 _done = False
 _lock = threading.Lock()
@@ -54,29 +57,52 @@ def prepare() -> None:
         _done = True
 
 
-def load_options() -> contextlib.AbstractContextManager:
-    """Wrap a model load: the fallback for an AMX build whose AMX could not be taken out
-    (its array not found): load with `use_extra_bufts=False`, which drops CPU_REPACK too."""
-    if amx_built and not amx_removed:
-        return without_extra_buffers()
-    return contextlib.nullcontext()
-
-
 @contextlib.contextmanager
-def without_extra_buffers() -> Iterator[None]:
-    """Models loaded inside get `use_extra_bufts=False` (Llama() takes no such argument)."""
+def load_options(progress: LoadProgress | None = None) -> Iterator[None]:
+    """Wrap a model load (Llama() takes neither as an argument):
+    - the fallback for an AMX build whose AMX could not be taken out (its array not found):
+      `use_extra_bufts=False`, which drops CPU_REPACK too;
+    - with `progress`, llama.cpp's progress callback: `progress(fraction)` as the weights are
+      read (0 to 1, once per tensor); a False from it stops the load, and so does Ctrl+C
+      (raised in the callback, re-raised here once llama.cpp has given up). Without it
+      llama.cpp's default callback prints a dot per tensor to the log."""
     import llama_cpp.llama_cpp as low
 
+    extra_buffers_off = amx_built and not amx_removed
+    if not extra_buffers_off and progress is None:
+        yield
+        return
+    interrupted = False
+
+    def report(fraction: float, _user_data) -> bool:
+        nonlocal interrupted
+        try:
+            return bool(progress(fraction))
+        except KeyboardInterrupt:  # Ctrl+C arrives here while C code holds the main thread
+            interrupted = True
+            return False
+        except Exception:  # never raise into C; a broken progress display must not stop a load
+            log.exception("load progress callback failed")
+            return True
+
+    callback = low.llama_progress_callback(report) if progress is not None else None
     original = low.llama_model_default_params
 
     def defaults():
         params = original()
-        params.use_extra_bufts = False
+        if extra_buffers_off:
+            params.use_extra_bufts = False
+        if callback is not None:
+            params.progress_callback = callback
         return params
 
     low.llama_model_default_params = defaults
     try:
         yield
+    except Exception:
+        if interrupted:  # llama.cpp's "failed to load": the user's Ctrl+C
+            raise KeyboardInterrupt from None
+        raise
     finally:
         low.llama_model_default_params = original
 

@@ -10,6 +10,7 @@ from engines import registry
 
 if TYPE_CHECKING:
     from engines.base import Engine
+    from engines.llamacpp_setup import LoadProgress
 
 
 @dataclass
@@ -55,10 +56,11 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def load_engine(spec: ModelSpec) -> Engine:
+def load_engine(spec: ModelSpec, progress: LoadProgress | None = None) -> Engine:
     """The engine for `spec`, its adapters loaded and the first one active; an adapter that
-    fails to load frees the model before the error reaches the user."""
-    engine = spec.kind().engine_class().from_spec(spec)
+    fails to load frees the model before the error reaches the user. `progress(fraction)`
+    follows a GGUF load and stops it by returning False (engines/llamacpp_setup.py)."""
+    engine = spec.kind().engine_class().from_spec(spec, progress)
     try:
         for name, source in spec.adapters.items():
             if name not in engine.adapter_sources:

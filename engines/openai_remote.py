@@ -141,8 +141,9 @@ class OpenAIRemoteEngine(ServedAdapters):
             self.load_adapter(name, model_id)
 
     @classmethod
-    def from_spec(cls, spec) -> OpenAIRemoteEngine:
-        """From a `ModelSpec`: `model` is the URL, `api_key_env` names the key's variable."""
+    def from_spec(cls, spec, progress=None) -> OpenAIRemoteEngine:
+        """From a `ModelSpec`: `model` is the URL, `api_key_env` names the key's variable
+        (`progress`: nothing loads here)."""
         variable = getattr(spec, "api_key_env", None)
         key = None
         if variable:

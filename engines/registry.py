@@ -41,7 +41,7 @@ class EngineKind:
     name: str  # the --engine value
     takes: str  # what --model is for this engine, in a user's words
     accepts: Callable[[str], bool]  # whether a --model value is this engine's
-    where: str  # "module:Class"; the class has from_spec(spec: ModelSpec)
+    where: str  # "module:Class"; the class has from_spec(spec: ModelSpec, progress)
     adapter_format: str  # what load_adapter takes: "gguf" file, "peft" dir or repo, "name"
     capabilities: frozenset[str]  # "local" (runs here: a persona may ask for it), "templates"
     # (renders prompts itself with any named template), "kv_files" (saves KV caches)

@@ -311,3 +311,91 @@ def test_gpu_layers_on_a_cpu_only_llama_cpp_say_they_are_ignored(tiny_gguf):
     plain = LlamaCppEngine(tiny_gguf, n_ctx=64)
     assert "gpu_layers" not in plain.describe()
     plain.close()
+
+
+def slowed_loads(monkeypatch, outcomes: list) -> None:
+    """Each TUI load waits 0.3 s before llama.cpp starts (time for a key press to land), then
+    loads for real; what it returned or raised goes to `outcomes`."""
+    import time
+
+    from tui import model_loading
+
+    real = model_loading.load_in_tui
+
+    def slowed(spec, workspace, progress=None):
+        time.sleep(0.3)
+        try:
+            engine = real(spec, workspace, progress)
+        except BaseException as exc:
+            outcomes.append(exc)
+            raise
+        outcomes.append(engine)
+        return engine
+
+    monkeypatch.setattr(model_loading, "load_in_tui", slowed)
+
+
+async def test_a_gguf_load_fills_the_bar_and_esc_stops_it_keeping_the_model_in_use(
+    tmp_path, tiny_gguf, monkeypatch
+):
+    from textual.widgets import ProgressBar
+
+    from engines.errors import LoadCancelled
+
+    workspace = workspace_with(tmp_path, tiny_gguf)
+    outcomes: list = []
+    slowed_loads(monkeypatch, outcomes)
+    old = ClosingEngine()
+    app = make_app(workspace=workspace, engine=old)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_models(app, pilot)
+        bar = screen.query_one("#load-progress", ProgressBar)
+        shown = []
+        monkeypatch.setattr(
+            screen, "show_progress", lambda text, total=None, done=0: shown.append((total, done))
+        )
+        models = screen.query_one("#models", OptionList)
+        tiny = str(workspace.paths.models / tiny_gguf.name)
+        models.highlighted = next(i for i, c in enumerate(screen.models) if c.model == tiny)
+        models.focus()
+        await pilot.press("enter")  # the first load runs to the end: the bar fills
+        await wait_until(pilot, lambda: app.engine.model_name == tiny_gguf.name, timeout=30)
+        assert shown[0] == (None, 0) and shown[-1] == (100, 100)  # indeterminate, then 0→100 %
+        assert [done for _, done in shown] == sorted(done for _, done in shown)
+        assert old.closed
+        loaded = app.engine
+        screen = await open_models(app, pilot)
+        models = screen.query_one("#models", OptionList)
+        models.highlighted = next(i for i, c in enumerate(screen.models) if c.model == tiny)
+        models.focus()
+        await pilot.press("enter", "escape")  # Esc while it loads
+        await wait_until(pilot, lambda: any("was stopped" in n for n in notes(app)), timeout=30)
+        assert isinstance(outcomes[-1], LoadCancelled)  # llama.cpp gave up at its first call
+        assert app.engine is loaded and app.screen is screen and not screen.busy
+        assert not bar.display
+    app.engine.close()
+
+
+async def test_quitting_while_a_model_loads_stops_the_load(tmp_path, tiny_gguf, monkeypatch):
+    import asyncio
+    import time
+
+    from engines.errors import LoadCancelled
+
+    workspace = workspace_with(tmp_path, tiny_gguf)
+    outcomes: list = []
+    slowed_loads(monkeypatch, outcomes)
+    app = make_app(workspace=workspace, engine=ClosingEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_models(app, pilot)
+        models = screen.query_one("#models", OptionList)
+        tiny = str(workspace.paths.models / tiny_gguf.name)
+        models.highlighted = next(i for i, c in enumerate(screen.models) if c.model == tiny)
+        models.focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.busy == "loading")
+        await app.action_quit()
+    started = time.monotonic()
+    while not outcomes and time.monotonic() - started < 10:
+        await asyncio.sleep(0.02)
+    assert outcomes and isinstance(outcomes[0], LoadCancelled)  # no model left loading, unowned

@@ -18,8 +18,7 @@ from sessions.workspace import Workspace
 
 if TYPE_CHECKING:
     from engines.base import Engine
-
-if TYPE_CHECKING:
+    from engines.llamacpp_setup import LoadProgress
     from sessions.cards import CharacterCard
 
 
@@ -256,10 +255,10 @@ def _check_still_there(model: str, what: str) -> None:
         )
 
 
-def load(spec: ModelSpec, workspace: Workspace) -> Engine:
-    """Load the model and remember it as the last one used."""
+def load(spec: ModelSpec, workspace: Workspace, progress: LoadProgress | None = None) -> Engine:
+    """Load the model and remember it as the last one used (`progress`: engines.loader)."""
     print(_("Loading {model} …", model=spec.model), file=sys.stderr, flush=True)
-    engine = load_engine(spec)
+    engine = load_engine(spec, progress)
     workspace.remember_model(spec.to_setting())
     _remember_settings(spec, workspace)
     return engine

@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
+from textual.message import Message
 from textual.widgets import ProgressBar, Static
 from textual.worker import get_current_worker
 
-from engines.errors import CosplayError
+from engines.errors import CosplayError, LoadCancelled
 from engines.i18n import N_, _
 
 if TYPE_CHECKING:
     from engines.base import Engine
     from engines.catalog import ModelEntry
     from engines.hub import Progress
+    from engines.llamacpp_setup import LoadProgress
     from engines.loader import ModelSpec
     from sessions.workspace import Workspace
 
@@ -44,9 +46,17 @@ SETTING_FLAGS = {
 
 # What a second load or download hears while one runs (by `ModelLoading.busy`).
 STILL_BUSY = {
-    "loading": N_("Still loading; wait for it (Esc stops a download)."),
+    "loading": N_("Still loading; wait for it (Esc stops the load)."),
     "downloading": N_("Still downloading; wait for it (Esc stops a download)."),
 }
+
+
+class LoadProgressed(Message):
+    """(Posted from the load worker.) The share of the model's weights loaded, 0 to 1."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
 
 
 def catalog_folders(workspace: Workspace) -> list[tuple[Path, str]]:
@@ -127,12 +137,14 @@ class _NotSilenced(contextlib.nullcontext):
         super().__init__()
 
 
-def load_in_tui(spec: ModelSpec, workspace: Workspace) -> Engine:
+def load_in_tui(
+    spec: ModelSpec, workspace: Workspace, progress: LoadProgress | None = None
+) -> Engine:
     """Load the model as `cosplay chat` does (remembering it), the terminal left alone."""
     from tui.cli_model import load
 
     with terminal_kept(), contextlib.redirect_stderr(_Discard()):
-        return load(spec, workspace)
+        return load(spec, workspace, progress)
 
 
 class _Discard:
@@ -156,6 +168,8 @@ class ModelLoading:
     workspace: Workspace
     busy: str = ""  # "downloading" or "loading" while a worker runs
     _pull_cancel: threading.Event | None = None
+    _load_cancel: threading.Event | None = None
+    _load_text = ""  # what the status line says while a model loads
 
     def show_progress(self, text: str, total: float | None = None, done: float = 0) -> None:
         bar = self.query_one("#load-progress", ProgressBar)
@@ -188,25 +202,45 @@ class ModelLoading:
             )
         else:
             text = _("Loading {model} …", model=spec.model)
-        self.show_progress(text)
-        self._load_worker(spec, free_first)
+        self._load_text = text + " " + _("(Esc stops)")
+        self._load_cancel = threading.Event()
+        self.show_progress(self._load_text)
+        self._load_worker(spec, free_first, self._load_cancel)
+
+    def on_load_progressed(self, message: LoadProgressed) -> None:
+        if self.busy == "loading":
+            self.show_progress(self._load_text, total=100, done=round(100 * message.fraction))
 
     @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _load_worker(self, spec: ModelSpec, free_first: bool) -> None:
+    def _load_worker(self, spec: ModelSpec, free_first: bool, cancel: threading.Event) -> None:
         """Load `spec`; normally the old model stays in use until it has loaded (and after a
         failure). With `free_first` (both would not fit in memory) the old one is closed
-        first and, if the new one fails, loaded again."""
+        first and, if the new one fails, loaded again. A GGUF load reports its progress and
+        stops at Esc (`cancel`) or when the app quits."""
+        worker = get_current_worker()
         previous = self._free_old_engine() if free_first else None
-        if get_current_worker().is_cancelled:  # the app is quitting: load nothing
+        if worker.is_cancelled:  # the app is quitting: load nothing
             return
+
+        def progress(fraction: float) -> bool:
+            self.post_message(LoadProgressed(fraction))
+            return not (cancel.is_set() or worker.is_cancelled)
+
+        def until_quit(_fraction: float) -> bool:  # the old model again: Esc was for the new
+            return not worker.is_cancelled
+
         engine, error = None, None
         try:
-            engine = load_in_tui(spec, self.workspace)
+            engine = load_in_tui(spec, self.workspace, progress)
+            if cancel.is_set():  # Esc after llama.cpp's last progress call, or not a GGUF
+                engine, loaded = None, engine
+                loaded.close()
+                raise LoadCancelled(_("Loading {model} was stopped.", model=spec.model))
         except Exception as exc:  # one sentence in a notification
             error = exc
             if previous is not None:
                 try:
-                    engine = load_in_tui(previous, self.workspace)
+                    engine = load_in_tui(previous, self.workspace, until_quit)
                 except Exception:  # said in the notification: no model is loaded
                     engine = None
         try:
@@ -236,6 +270,7 @@ class ModelLoading:
         if error is not None or engine is None:
             self.hide_progress()
             text = error_text(error, _("Loading {model}", model=spec.model))
+            severity = "information" if isinstance(error, LoadCancelled) else "error"
             if previous is not None and engine is not None:  # the old model, loaded again
                 self.app.chat.swap_engine(engine)
                 self.app.engine_spec = previous
@@ -247,7 +282,7 @@ class ModelLoading:
                     "model here.",
                     model=previous.model,
                 )
-            self.notify(text, severity="error", timeout=10)
+            self.notify(text, severity=severity, timeout=10)
             return
         if not self.is_attached and previous is None:  # closed meanwhile: keep the old model
             engine.close()
@@ -277,13 +312,20 @@ class ModelLoading:
         self._pull_worker(source, name, self._pull_cancel, flags_settings(flags))
 
     def action_leave(self) -> None:
-        """Esc: stop a download first; while a model loads, say so; else close the screen."""
-        if self.cancel_download():
-            return
-        if self.busy:
-            self.notify(_("Loading the model; it takes a moment."))
+        """Esc: stop a download or a load first; else close the screen."""
+        if self.cancel_download() or self.cancel_load():
             return
         self.dismiss(None)
+
+    def cancel_load(self) -> bool:
+        """Stop the model load under way (the model in use stays); whether there was one."""
+        if self.busy == "loading" and self._load_cancel is not None:
+            if not self._load_cancel.is_set():
+                self._load_cancel.set()
+                self._load_text = _("Stopping the load …")
+                self.query_one("#load-status", Static).update(self._load_text)
+            return True
+        return False
 
     def cancel_download(self) -> bool:
         """Stop the download under way (its partial file is kept); whether there was one."""
