@@ -44,8 +44,7 @@ def child(cfg: dict) -> dict:
     from llama_cpp import Llama
 
     fallback = cfg["fallback"]
-    options = llamacpp_setup.without_extra_buffers() if fallback else llamacpp_setup.load_options()
-    with options:
+    with llamacpp_setup.load_options(extra_buffers=not fallback):
         llm = Llama(cfg["path"], n_ctx=1024, n_threads=cfg["threads"],
                     n_threads_batch=cfg["threads"], n_batch=512, verbose=False)  # fmt: skip
     tokens = llm.tokenize(TEXT.encode(), add_bos=False)[: cfg["prompt"]]

@@ -11,7 +11,7 @@ Two things, both about llama.cpp as pip builds it from source:
   weights' buffers as on a CPU without AMX: CPU_REPACK where it applies (Q4_0, Q4_K, IQ4_NL,
   Q8_0 → interleaved AVX-512 kernels), plain CPU otherwise. Measured side by side
   (benchmarks/bench_quant.py, SmolLM2-135M, 2 threads, AMD EPYC with AVX-512) against the other
-  fix on the table, `use_extra_bufts=False` (no REPACK either, kept below as the fallback):
+  fix on the table, `use_extra_bufts=False` (no REPACK either; load_options' fallback):
   Q4_0 1.27x prompt processing and 1.25x decode; Q4_1, Q8_0, Q4_K_M and F16 at parity
   (0.96-1.03x; SmolLM2's 576-wide tensors are mostly not repackable). AMX itself cannot be timed:
   where it is compiled in it crashes.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ LoadProgress = Callable[[float], bool]
 
 _done = False
 _lock = threading.Lock()
+_load_lock = threading.Lock()  # load_options patches llama-cpp-python for one load
 _log_callback = None  # kept alive: llama.cpp holds a pointer to it
 amx_removed = False  # whether this process took AMX out of llama.cpp's buffer types
 amx_built = False  # whether this llama.cpp was compiled with AMX kernels
@@ -58,32 +60,40 @@ def prepare() -> None:
 
 
 @contextlib.contextmanager
-def load_options(progress: LoadProgress | None = None) -> Iterator[None]:
+def load_options(
+    progress: LoadProgress | None = None, *, extra_buffers: bool = True
+) -> Iterator[None]:
     """Wrap a model load (Llama() takes neither as an argument):
-    - the fallback for an AMX build whose AMX could not be taken out (its array not found):
-      `use_extra_bufts=False`, which drops CPU_REPACK too;
+    - `use_extra_bufts=False` (no REPACK either) when `extra_buffers` is False, and as the
+      fallback for an AMX build whose AMX could not be taken out (its array not found);
     - with `progress`, llama.cpp's progress callback: `progress(fraction)` as the weights are
-      read (0 to 1, once per tensor); a False from it stops the load, and so does Ctrl+C
-      (raised in the callback, re-raised here once llama.cpp has given up). Without it
-      llama.cpp's default callback prints a dot per tensor to the log."""
+      read (0 to 1, once per tensor); a False from it stops the load. On the main thread
+      Ctrl+C stops it too: it only raises a flag while llama.cpp runs (a KeyboardInterrupt
+      raised inside a C callback would be printed and lost), and KeyboardInterrupt is raised
+      here once llama.cpp has given up or finished. Without `progress` llama.cpp's default
+      callback prints a dot per tensor to the log.
+    One load at a time: the patched defaults are process-wide."""
     import llama_cpp.llama_cpp as low
 
-    extra_buffers_off = amx_built and not amx_removed
+    extra_buffers_off = not extra_buffers or (amx_built and not amx_removed)
     if not extra_buffers_off and progress is None:
         yield
         return
     interrupted = False
+    target = [progress]  # emptied after the load: llama-cpp-python keeps the callback alive
 
     def report(fraction: float, _user_data) -> bool:
-        nonlocal interrupted
-        try:
-            return bool(progress(fraction))
-        except KeyboardInterrupt:  # Ctrl+C arrives here while C code holds the main thread
-            interrupted = True
+        if interrupted:
             return False
+        try:
+            return not target or bool(target[0](fraction))
         except Exception:  # never raise into C; a broken progress display must not stop a load
             log.exception("load progress callback failed")
             return True
+
+    def on_ctrl_c(_signum, _frame) -> None:
+        nonlocal interrupted
+        interrupted = True
 
     callback = low.llama_progress_callback(report) if progress is not None else None
     original = low.llama_model_default_params
@@ -96,15 +106,28 @@ def load_options(progress: LoadProgress | None = None) -> Iterator[None]:
             params.progress_callback = callback
         return params
 
-    low.llama_model_default_params = defaults
-    try:
-        yield
-    except Exception:
-        if interrupted:  # llama.cpp's "failed to load": the user's Ctrl+C
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        low.llama_model_default_params = original
+    with _load_lock:
+        watch_ctrl_c = (
+            callback is not None
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if watch_ctrl_c:
+            signal.signal(signal.SIGINT, on_ctrl_c)
+        low.llama_model_default_params = defaults
+        try:
+            yield
+        except Exception:
+            if interrupted:  # llama.cpp's "failed to load": the user's Ctrl+C
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            low.llama_model_default_params = original
+            target.clear()
+            if watch_ctrl_c:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:  # pressed after llama.cpp's last progress call: the load is not wanted
+        raise KeyboardInterrupt
 
 
 def _route_log(llama_cpp) -> None:

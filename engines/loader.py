@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from engines import registry
+from engines.errors import LoadCancelled
+from engines.i18n import _
 
 if TYPE_CHECKING:
     from engines.base import Engine
@@ -59,12 +61,15 @@ def cuda_available() -> bool:
 def load_engine(spec: ModelSpec, progress: LoadProgress | None = None) -> Engine:
     """The engine for `spec`, its adapters loaded and the first one active; an adapter that
     fails to load frees the model before the error reaches the user. `progress(fraction)`
-    follows a GGUF load and stops it by returning False (engines/llamacpp_setup.py)."""
+    follows a GGUF load and stops it by returning False (engines/llamacpp_setup.py); it is
+    asked once more when any engine is ready, and a False then frees it (LoadCancelled)."""
     engine = spec.kind().engine_class().from_spec(spec, progress)
     try:
         for name, source in spec.adapters.items():
             if name not in engine.adapter_sources:
                 engine.load_adapter(name, source)
+        if progress is not None and not progress(1.0):  # stopped after the last weights
+            raise LoadCancelled(_("Loading {model} was stopped.", model=engine.model_name))
     except BaseException:
         engine.close()
         raise

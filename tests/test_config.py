@@ -130,7 +130,7 @@ def test_model_defaults_come_from_the_config_and_remembered_flags(
     (cosplay_home / "config.toml").write_text(
         f'[model]\ndefault = "{tiny_gguf}"\nn_ctx = 1024\nthreads = 3\n'
     )
-    monkeypatch.setattr(cli_model, "load_engine", lambda spec: FakeEngine())
+    monkeypatch.setattr(cli_model, "load_engine", lambda spec, progress: FakeEngine())
     with Workspace() as workspace:
         spec = cli_model.model_spec(_chat_args(), workspace)
         assert (spec.model, spec.n_ctx, spec.n_threads) == (str(tiny_gguf), 1024, 3)

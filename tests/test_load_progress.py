@@ -63,20 +63,23 @@ def test_progress_runs_from_0_to_1_and_a_false_stops_the_load():
 
 INTERRUPTED = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     from engines import llamacpp_setup
     from tui.cli import run
 
-    # Ctrl+C at the first progress call, as a user pressing it while a big model loads.
+    # Ctrl+C from another thread a moment after the weights start loading, as a user's lands:
+    # while llama.cpp's C code holds the main thread, not inside a Python function.
     real = llamacpp_setup.load_options
 
-    def interrupted_at_once(progress=None):
-        def press_ctrl_c(fraction):
-            os.kill(os.getpid(), signal.SIGINT)
+    def ctrl_c_while_loading(progress=None, **options):
+        timer = threading.Timer(0.005, os.kill, (os.getpid(), signal.SIGINT))
+        def start_timer(fraction):
+            if fraction == 0.0:
+                timer.start()
             return progress(fraction)
-        return real(press_ctrl_c)
+        return real(start_timer, **options)
 
-    llamacpp_setup.load_options = interrupted_at_once
+    llamacpp_setup.load_options = ctrl_c_while_loading
     sys.argv = ["cosplay", *sys.argv[1:]]
     sys.exit(run())
     """
@@ -93,3 +96,26 @@ def test_ctrl_c_while_the_model_loads_stops_it_and_says_interrupted(tmp_path):
     assert done.stderr.strip().endswith("cosplay: interrupted.")
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert done.stdout == ""  # no reply: the model never finished loading
+
+
+def test_a_stop_after_the_last_weights_frees_the_loaded_engine(tiny_gguf, monkeypatch):
+    """Esc after llama.cpp's last progress call (or on an engine that reports none): the
+    engine loads, `load_engine` asks once more, hears False, and frees it."""
+    import pytest
+
+    from engines.errors import LoadCancelled
+    from engines.llamacpp import LlamaCppEngine
+    from engines.loader import ModelSpec, load_engine
+
+    closed = []
+    real_close = LlamaCppEngine.close
+    monkeypatch.setattr(LlamaCppEngine, "close", lambda self: closed.append(real_close(self)))
+    at_one = []
+
+    def stop_once_loaded(fraction: float) -> bool:
+        at_one.extend([fraction] if fraction == 1.0 else [])
+        return len(at_one) < 2  # llama.cpp's own 1.0 passes; load_engine's second one stops
+
+    with pytest.raises(LoadCancelled, match=f"Loading {tiny_gguf.name} was stopped."):
+        load_engine(ModelSpec(model=str(tiny_gguf), n_ctx=64), stop_once_loaded)
+    assert at_one == [1.0, 1.0] and len(closed) == 1

@@ -48,9 +48,9 @@ def loads_recorded(monkeypatch, old) -> list[bool]:
     closed_when_loading = []
     real_load = model_loading.load_in_tui
 
-    def load(spec, workspace):
+    def load(spec, workspace, progress=None):
         closed_when_loading.append(old.closed)
-        return real_load(spec, workspace)
+        return real_load(spec, workspace, progress)
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
     return closed_when_loading
@@ -124,10 +124,10 @@ async def test_when_the_new_model_fails_the_old_one_is_loaded_again(two_models, 
     monkeypatch.setattr(room, "available_ram", lambda: 1)
     real_load = model_loading.load_in_tui
 
-    def load(spec, workspace):
+    def load(spec, workspace, progress=None):
         if spec.model == str(new):
             raise CosplayError(f"{new.name} is broken")
-        return real_load(spec, workspace)
+        return real_load(spec, workspace, progress)
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
     app = started(workspace, old, old_path)
@@ -159,7 +159,7 @@ async def test_when_neither_loads_the_chat_has_no_model_and_says_so(two_models, 
     old = LocalEngine(["旧的回复"])
     monkeypatch.setattr(room, "available_ram", lambda: 1)
 
-    def load(spec, workspace):
+    def load(spec, workspace, progress=None):
         raise CosplayError(f"{spec.model} is broken")
 
     monkeypatch.setattr(model_loading, "load_in_tui", load)
@@ -217,7 +217,7 @@ async def test_quitting_while_the_old_model_is_being_freed_loads_nothing(two_mod
 
     old = SlowToClose(["旧的回复"])
     loads = []
-    monkeypatch.setattr(model_loading, "load_in_tui", lambda spec, ws: loads.append(spec))
+    monkeypatch.setattr(model_loading, "load_in_tui", lambda spec, ws, progress: loads.append(spec))
     app = started(workspace, old, old_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await choose(app, pilot, new)

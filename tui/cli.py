@@ -246,8 +246,10 @@ def run() -> int:
     """The `cosplay` command: `main`, then a process exit without the last full garbage
     collection. Python's own walks every object the command made (tens of thousands: ~40 ms
     of a 0.5 s `cosplay ask` on 2 cores, tests/test_startup.py); they all end with the
-    process, and every file and database was closed where it was used. Not in `main`, which
-    tests call in-process: there frozen objects would never be collected."""
+    process, and every file and database was closed where it was used. (So keep it that way:
+    frozen, a file left open in a module global would never be flushed; atexit handlers, such
+    as logging's, still run.) Not in `main`, which tests call in-process: there frozen objects
+    would never be collected."""
     try:
         return main()
     finally:

@@ -216,7 +216,7 @@ class ModelLoading:
         """Load `spec`; normally the old model stays in use until it has loaded (and after a
         failure). With `free_first` (both would not fit in memory) the old one is closed
         first and, if the new one fails, loaded again. A GGUF load reports its progress and
-        stops at Esc (`cancel`) or when the app quits."""
+        stops at Esc (`cancel`) or when the app quits; another engine is freed once loaded."""
         worker = get_current_worker()
         previous = self._free_old_engine() if free_first else None
         if worker.is_cancelled:  # the app is quitting: load nothing
@@ -232,10 +232,6 @@ class ModelLoading:
         engine, error = None, None
         try:
             engine = load_in_tui(spec, self.workspace, progress)
-            if cancel.is_set():  # Esc after llama.cpp's last progress call, or not a GGUF
-                engine, loaded = None, engine
-                loaded.close()
-                raise LoadCancelled(_("Loading {model} was stopped.", model=spec.model))
         except Exception as exc:  # one sentence in a notification
             error = exc
             if previous is not None:
