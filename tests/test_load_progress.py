@@ -67,6 +67,8 @@ INTERRUPTED = textwrap.dedent(
     from engines import llamacpp_setup
     from tui.cli import run
 
+    # As started from a terminal: a background job (CI) inherits SIGINT ignored, Python keeps it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Ctrl+C from another thread a moment after the weights start loading, as a user's lands:
     # while llama.cpp's C code holds the main thread, not inside a Python function.
     real = llamacpp_setup.load_options
