@@ -6,7 +6,8 @@ The server holds the model and applies its own chat template; we send chat
 messages and read the reply as server-sent events. Only the standard library's
 `http.client` is used, one connection per request, so nothing heavy is imported.
 
-The HTTP (address, requests, server-sent events, socket shutdown) is engines/openai_http.py.
+The HTTP (address, requests, server-sent events, socket shutdown) is engines/openai_http.py;
+reading one reply's events (text, usage, finish) is engines/openai_stream.py.
 
 What the server is and can do (its models, context size, token counting, whether it
 continues a reply) is asked by engines/openai_probe.py. Chat goes to
@@ -41,7 +42,6 @@ word, which is why an unreported context size shows up in that error.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import math
 import os
@@ -62,7 +62,7 @@ from engines.base import (
 )
 from engines.i18n import _
 from engines.openai_adapters import ServedAdapters
-from engines.openai_http import Server, close_on_cancel, error_text, reason, shut, sse_events
+from engines.openai_http import Server, close_on_cancel, error_text, reason, shut
 from engines.openai_probe import (
     ServerTokenizer,
     continues_final_message,
@@ -70,6 +70,7 @@ from engines.openai_probe import (
     reported_context,
 )
 from engines.openai_request import chat_request, names_an_extra
+from engines.openai_stream import ChatStream
 
 DEFAULT_N_CTX = 4096
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds around one message (ChatML and Llama 3: ~5)
@@ -269,40 +270,19 @@ class OpenAIRemoteEngine(ServedAdapters):
         seed = secrets.randbits(31) if params.seed is None else params.seed
         stats = GenerationStats(seed=seed, finish_reason="error")
         self.last_stats = None
-        usage: dict = {}
-        pieces, finish, ended = 0, None, False
         conn, sock, response = self._start(messages, params, seed, prefill)
+        stream = ChatStream(response, self.url)
         self._stream_sock, done = sock, threading.Event()
         threading.Thread(target=close_on_cancel, args=(cancel, done, sock), daemon=True).start()
         try:
-            for field, payload in sse_events(response):
-                if cancel.is_set():
-                    break
-                if payload == "[DONE]":
-                    ended = True
-                    break
-                chunk = json.loads(payload) if field == "data" else {"error": payload}
-                if "error" in chunk:
-                    raise GenerationError(
-                        _(
-                            "The server at {url} stopped the reply ({problem}); check the server's log.",
-                            url=self.url,
-                            problem=error_text(payload.encode()),
-                        )
-                    )
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    finish = choice.get("finish_reason") or finish
-                    text = (choice.get("delta") or {}).get("content")
-                    if text and not cancel.is_set():
-                        if not pieces:
-                            stats.ttft_s = time.perf_counter() - started
-                        pieces += 1
-                        yield text
+            for text in stream.texts(cancel):
+                if stream.pieces == 1:
+                    stats.ttft_s = time.perf_counter() - started
+                yield text
             if cancel.is_set():
                 stats.finish_reason = "cancelled"
-            elif ended or finish:
-                stats.finish_reason = "length" if finish == "length" else "stop"
+            elif stream.ended or stream.finish:
+                stats.finish_reason = "length" if stream.finish == "length" else "stop"
             else:
                 hint = (
                     _(
@@ -310,7 +290,7 @@ class OpenAIRemoteEngine(ServedAdapters):
                         "--n-ctx (now {context_length}, a guess)",
                         context_length=self.context_length,
                     )
-                    if self._ctx_guessed and not pieces
+                    if self._ctx_guessed and not stream.pieces
                     else ""
                 )
                 raise GenerationError(
@@ -338,7 +318,8 @@ class OpenAIRemoteEngine(ServedAdapters):
             shut(sock)
             conn.close()
             self._stream_sock = None
-            stats.completion_tokens = usage.get("completion_tokens") or pieces
+            usage = stream.usage
+            stats.completion_tokens = usage.get("completion_tokens") or stream.pieces
             sent = [*messages, {"role": "assistant", "content": prefill}] if prefill else messages
             stats.prompt_tokens = usage.get("prompt_tokens") or self._count(sent, False)
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
